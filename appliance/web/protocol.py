@@ -1,0 +1,151 @@
+"""The /ws protocol (design.md "Contract"): parse client frames, build server messages. Pure.
+
+Every bad frame becomes a `ProtocolError` with a stable `code` and a human message; the
+connection handler answers it with `error {code, message}` and keeps the connection up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AudioEnd",
+    "AudioStart",
+    "Cancel",
+    "ClientMessage",
+    "Hello",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "TextQuestion",
+    "encode",
+    "error",
+    "parse_client_frame",
+    "parse_client_message",
+]
+
+_SESSION_MAX = 64
+_SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Hello:
+    session: str | None
+
+
+@dataclass(frozen=True)
+class TextQuestion:
+    text: str
+    image: str | None
+
+
+@dataclass(frozen=True)
+class AudioStart:
+    rate: int
+
+
+@dataclass(frozen=True)
+class AudioEnd:
+    pass
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+@dataclass(frozen=True)
+class Ping:
+    t: Any
+
+
+@dataclass(frozen=True)
+class Pong:
+    t: Any
+
+
+ClientMessage = Hello | TextQuestion | AudioStart | AudioEnd | Cancel | Ping | Pong
+
+
+def _opt_str(msg: dict[str, Any], key: str) -> str | None:
+    v = msg.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ProtocolError("bad_field", f"'{key}' must be a string")
+    return v
+
+
+def parse_client_frame(raw: str, *, max_text_chars: int, max_frame_bytes: int) -> ClientMessage:
+    """Parse one JSON text frame from a client."""
+    if len(raw) > max_frame_bytes or len(raw.encode("utf-8", "surrogatepass")) > max_frame_bytes:
+        raise ProtocolError(
+            "frame_too_large", f"Message too large: the limit is {max_frame_bytes // 1024} KiB."
+        )
+    try:
+        msg = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ProtocolError("bad_json", "Message is not valid JSON.") from None
+    return parse_client_message(msg, max_text_chars=max_text_chars)
+
+
+def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
+    """Validate one decoded message (also used for the SSE endpoint's JSON body)."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_message", "Message must be a JSON object with a 'type'.")
+    kind = msg.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "Message has no 'type'.")
+    if kind == "text":
+        text = msg.get("text")
+        if text is None:
+            raise ProtocolError("missing_field", "'text' message needs a 'text' field.")
+        if not isinstance(text, str):
+            raise ProtocolError("bad_field", "'text' must be a string")
+        image = _opt_str(msg, "image")
+        text = text.strip()
+        if not text and image is None:
+            raise ProtocolError("bad_field", "The question is empty.")
+        if len(text) > max_text_chars:
+            raise ProtocolError(
+                "too_long", f"Question too long: {len(text)} characters, the limit is {max_text_chars}."
+            )
+        return TextQuestion(text=text, image=image)
+    if kind == "hello":
+        session = _opt_str(msg, "session")
+        if session is not None and not (0 < len(session) <= _SESSION_MAX):
+            raise ProtocolError("bad_field", "'session' has an invalid length")
+        return Hello(session=session or None)
+    if kind == "ping":
+        return Ping(t=msg.get("t"))
+    if kind == "pong":
+        return Pong(t=msg.get("t"))
+    if kind == "cancel":
+        return Cancel()
+    if kind == "audio.start":
+        rate = msg.get("rate")
+        if rate is None:
+            raise ProtocolError("missing_field", "'audio.start' needs a 'rate' field.")
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate not in _SUPPORTED_RATES:
+            raise ProtocolError("bad_field", f"Unsupported audio rate {rate!r}.")
+        return AudioStart(rate=rate)
+    if kind == "audio.end":
+        return AudioEnd()
+    raise ProtocolError("unknown_type", f"Unknown message type {kind[:40]!r}.")
+
+
+def encode(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}

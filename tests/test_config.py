@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config, ConfigError, load_config, parse_config, save_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_valid() -> None:
+    cfg = parse_config({})
+    assert cfg.web.port == 8080
+    assert cfg.llm.endpoints[0].url.endswith("/v1")
+    assert cfg.audio.enabled == "auto"
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(REPO / "config.example.toml")
+    assert cfg.llm.spawn_local is True
+    assert Path(cfg.knowledge.faq).is_file()
+    assert Path(cfg.store.path).is_absolute()
+
+
+def test_required_keys_by_name() -> None:
+    cfg = parse_config({
+        "web": {"host": "0.0.0.0", "port": 9000},
+        "llm": {"spawn_local": False, "endpoints": [
+            {"name": "a", "url": "http://x/v1", "model": "m", "api_key_env": "K", "vision": True}]},
+        "audio": {"enabled": True},
+        "budgets": {"first_token_s": 1, "stall_s": 2, "turn_s": 9},
+        "dialog": {"idle_reset_s": 60},
+        "persona": {"system_prompt": "Be nice."},
+    })
+    assert cfg.web.port == 9000 and cfg.llm.endpoints[0].vision is True
+    assert cfg.budgets.first_token_s == 1.0 and isinstance(cfg.budgets.first_token_s, float)
+    assert cfg.audio.enabled is True
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"web": {"port": "80"}}, "web.port: expected int"),
+        ({"web": {"port": 70000}}, "web.port: must be 0..65535"),
+        ({"web": {"colour": 1}}, "web.colour: unknown key"),
+        ({"llm": {"endpoints": [{"url": "http://x/v1"}]}}, "llm.endpoints[0].name: required"),
+        ({"llm": {"endpoints": [{"name": "a", "url": "ftp://x/v1"}]}}, "llm.endpoints[0].url: must start"),
+        ({"llm": {"endpoints": [{"name": "a", "url": "http://x/api"}]}}, "ending in /v1"),
+        ({"llm": {"endpoints": []}}, "llm.endpoints: at least one"),
+        ({"audio": {"enabled": "yes"}}, "audio.enabled: expected bool or 'auto'"),
+        ({"budgets": {"turn_s": -1}}, "budgets.turn_s: must be > 0"),
+        ({"budgets": {"first_token_s": 5, "turn_s": 4}}, "budgets.first_token_s: must be smaller"),
+        ({"knowledge": {"faq": "/nonexistent/faq.md"}}, "knowledge.faq: file not found"),
+        ({"persona": {"system_prompt": "  "}}, "persona.system_prompt: must not be empty"),
+        ({"filter": {"blocked_terms": ["ok", 3]}}, "filter.blocked_terms[1]: expected str"),
+        ({"dialog": 5}, "dialog: expected a table"),
+    ],
+)
+def test_bad_values_are_named(data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert any(needle in p for p in err.value.problems), err.value.problems
+
+
+def test_all_problems_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"web": {"port": "x", "host": 3}, "dialog": {"idle_reset_s": "soon"}})
+    assert len(err.value.problems) == 3
+
+
+def test_bad_toml_names_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[web\nport = 1")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert str(p) in str(err.value) and "invalid TOML" in str(err.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_save_roundtrip_is_atomic(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {"web": {"port": 1234}, "filter": {"blocked_terms": ["casino"]}}, base_dir=tmp_path
+    )
+    path = tmp_path / "c.toml"
+    save_config(cfg, path)
+    again = load_config(path)
+    assert again == cfg
+    assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]  # no temp file left behind
+    assert isinstance(again, Config)
