@@ -1,0 +1,361 @@
+"""Site knowledge: parse the staff-edited Markdown FAQ, rank entries with BM25, ground the prompt.
+
+The local LLM (SmolLM2-135M) is fluent but weak on facts, so it only rephrases what retrieval
+hands it: the best-matching FAQ entries go into a short system prompt. Everything here is pure
+logic except `KnowledgeBase.from_file` (one small file read; callers on the event loop may run
+it via `trio.to_thread.run_sync`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FaqEntry",
+    "Hit",
+    "KnowledgeBase",
+    "KnowledgeError",
+    "build_system_prompt",
+    "parse_faq",
+    "tokenize",
+]
+
+# BM25 parameters (the usual defaults).
+K1 = 1.5
+B = 0.75
+# Question tokens are indexed this many times: a visitor's words match the question's wording
+# more often than the answer's, and the question names the topic.
+QUESTION_WEIGHT = 2
+# Default relevance floor for `search`. One rare term shared with an entry scores about 2-4 on a
+# 25-entry FAQ; a single very common term (like "museum") scores well below 1.
+DEFAULT_MIN_SCORE = 1.0
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: FaqEntry
+    score: float
+
+
+class KnowledgeError(Exception):
+    """The FAQ file cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- parsing
+
+_QUESTION_RE = re.compile(r"^##(?:[ \t]+(.*?))?[ \t]*$")  # "## text"; "##" alone is an empty h2
+_TITLE_RE = re.compile(r"^#(?:[ \t]|$)")  # a "# " section title ends the current answer
+_CLOSING_HASHES_RE = re.compile(r"[ \t]+#+$")  # ATX closing sequence: "## Question ##"
+_LIST_MARKER_RE = re.compile(r"^(?:[-*+]|\d{1,3}[.)])[ \t]+")
+_EMPHASIS_RE = re.compile(r"(\*\*|__|`)")
+_LINK_RE = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_COMMENT_RE = re.compile(r"<!--.*?-->")
+
+
+def _inline(text: str) -> str:
+    """Strip inline Markdown that would be read aloud literally (emphasis, link syntax)."""
+    text = _COMMENT_RE.sub("", text)
+    text = _LINK_RE.sub(r"\1 (\2)", text)
+    text = _EMPHASIS_RE.sub("", text)
+    return " ".join(text.split())
+
+
+def _answer_text(lines: list[str]) -> str:
+    """Join answer lines into one plain line; list items become sentences of their own."""
+    parts: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        is_item = _LIST_MARKER_RE.match(line) is not None
+        line = _inline(_LIST_MARKER_RE.sub("", line))
+        if not line:
+            continue
+        if is_item and parts and parts[-1][-1] not in ".!?:;,":
+            parts[-1] += "."
+        parts.append(line)
+    return " ".join(parts)
+
+
+def _question_key(question: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split()).rstrip("?!. ")
+
+
+def parse_faq(markdown: str) -> tuple[list[FaqEntry], list[str]]:
+    """Split the FAQ into entries: each `## ` heading is a question, the text below its answer.
+
+    Text before the first `## ` (title, intro) is ignored, and so is text after a `# ` section
+    title until the next question. Deeper headings (`### `) stay part of the answer. Empty
+    questions, questions without an answer and repeated questions (the first one wins) are
+    skipped with a warning that carries the 1-based line number.
+    """
+    entries: list[FaqEntry] = []
+    warnings: list[str] = []
+    seen: dict[str, int] = {}
+    current: tuple[int, str] | None = None  # (line number, question)
+    body: list[str] = []
+
+    def finish() -> None:
+        if current is None:
+            return
+        lineno, question = current
+        answer = _answer_text(body)
+        key = _question_key(question)
+        if not question:
+            warnings.append(f"line {lineno}: empty question heading; skipped")
+        elif not answer:
+            warnings.append(f"line {lineno}: question {question!r} has no answer; skipped")
+        elif key in seen:
+            warnings.append(
+                f"line {lineno}: question {question!r} repeats line {seen[key]}; kept the first one"
+            )
+        else:
+            seen[key] = lineno
+            entries.append(FaqEntry(question=question, answer=answer))
+
+    lines = markdown.removeprefix("\ufeff").splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        m = _QUESTION_RE.match(line)
+        if m is not None:
+            finish()
+            question = _inline(_CLOSING_HASHES_RE.sub("", m.group(1) or ""))
+            current, body = (lineno, question), []
+        elif _TITLE_RE.match(line):
+            finish()
+            current, body = None, []
+        elif current is not None:
+            body.append(line)
+    finish()
+    return entries, warnings
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+# Small on purpose: only words that carry no topic. "much", "free", "open" and the like stay.
+STOPWORDS = frozenset(
+    """
+    a about all also am an and any are as at be been being but by can could did do does doing
+    for from get got had has have having he her here hi hello his how i if in into is it its
+    just me my of on or our please she should so some than that the their them then there these
+    they this those to too us was we were what when where which who whom why will with would you
+    your yours something anything somewhere anywhere someone anyone thing
+    """.split()
+)
+
+# Venue-independent synonyms that visitors use where staff write another word.
+SYNONYMS = {
+    "kid": "child",
+    "children": "child",
+    "toddler": "child",
+    "baby": "child",
+    "son": "child",
+    "daughter": "child",
+    "boy": "child",
+    "girl": "child",
+    "restroom": "toilet",
+    "bathroom": "toilet",
+    "lavatory": "toilet",
+    "loo": "toilet",
+    "wc": "toilet",
+    "wi": "wifi",  # "wi-fi" is also indexed as its joined form
+    "internet": "wifi",
+    "price": "cost",
+    "fee": "cost",
+    "pay": "cost",
+    "photo": "photograph",
+    "picture": "photograph",
+    "eat": "cafe",
+    "food": "cafe",
+    "drink": "cafe",
+    "restaurant": "cafe",
+    "coffee": "cafe",
+    "coat": "cloakroom",
+    "jacket": "cloakroom",
+    "bag": "locker",
+    "elevator": "lift",
+    "sell": "buy",
+    "purchase": "buy",
+    "telephone": "phone",
+    "call": "phone",
+}
+
+_WORD_RE = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
+_POSSESSIVE_RE = re.compile(r"['’]s$")
+
+
+def _strip_accents(word: str) -> str:
+    decomposed = unicodedata.normalize("NFD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def stem(word: str) -> str:
+    """Light suffix stemming: enough that plurals, -ing and -ed forms meet their base word.
+
+    A final "e" is dropped last so that "close", "closed" and "closing" all become "clos".
+    """
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 4 and word.endswith("ed"):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    else:
+        return word[:-1] if len(word) > 3 and word.endswith("e") else word
+    # "stopped" -> "stopp" -> "stop"; keep "ll", "ss", "zz" ("called" -> "call").
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz" and word[-1].isalpha():
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+_STEMMED_SYNONYMS = {stem(k): stem(v) for k, v in SYNONYMS.items()}
+
+
+def _term(word: str) -> str | None:
+    if word in STOPWORDS:
+        return None
+    stemmed = stem(word)
+    return _STEMMED_SYNONYMS.get(stemmed, stemmed)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase, unicode-aware words minus stopwords, stemmed; hyphenated words also joined."""
+    text = _strip_accents(unicodedata.normalize("NFKC", text).casefold())
+    out: list[str] = []
+    for match in _WORD_RE.finditer(text):
+        word = _POSSESSIVE_RE.sub("", match.group())
+        pieces = re.split(r"[-'’]", word)
+        if len(pieces) > 1 and "-" in word:
+            joined = _term("".join(pieces))
+            if joined is not None:
+                out.append(joined)
+        elif len(pieces) > 1:  # "don't" -> "dont"
+            pieces = ["".join(pieces)]
+        for piece in pieces:
+            term = _term(piece)
+            if term is not None:
+                out.append(term)
+    return out
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+class KnowledgeBase:
+    """The FAQ entries and a BM25 index over them (dense numpy weights: FAQs are small)."""
+
+    def __init__(self, entries: Sequence[FaqEntry], *, warnings: Sequence[str] = ()) -> None:
+        self.entries: tuple[FaqEntry, ...] = tuple(entries)
+        self.warnings: tuple[str, ...] = tuple(warnings)
+        docs = [tokenize(e.question) * QUESTION_WEIGHT + tokenize(e.answer) for e in self.entries]
+        vocab: dict[str, int] = {}
+        for doc in docs:
+            for term in doc:
+                vocab.setdefault(term, len(vocab))
+        self._vocab = vocab
+        tf = np.zeros((len(docs), len(vocab)), dtype=np.float64)
+        for row, doc in enumerate(docs):
+            for term, count in Counter(doc).items():
+                tf[row, vocab[term]] = count
+        n_docs = len(docs)
+        lengths = tf.sum(axis=1)
+        avg_len = float(lengths.mean()) if n_docs and lengths.mean() > 0 else 1.0
+        df = (tf > 0).sum(axis=0)
+        # The "+1" form of IDF (Lucene's) stays positive for terms in over half the entries.
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+        norm = K1 * (1.0 - B + B * lengths / avg_len)
+        # Precomputed per (entry, term) weight: a query's score is then a column sum.
+        self._weights: npt.NDArray[np.float64] = idf * (tf * (K1 + 1.0)) / (tf + norm[:, None])
+
+    @classmethod
+    def from_file(cls, path: Path) -> KnowledgeBase:
+        """Load and index a Markdown FAQ; warnings are logged and kept on `.warnings`."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise KnowledgeError(path, "file not found") from None
+        except UnicodeDecodeError as exc:
+            raise KnowledgeError(path, f"not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise KnowledgeError(path, exc.strerror or str(exc)) from None
+        entries, warnings = parse_faq(text)
+        for warning in warnings:
+            log.warning("FAQ %s: %s", path, warning)
+        if not entries:
+            raise KnowledgeError(path, "no questions found (each question is a '## ' heading)")
+        return cls(entries, warnings=warnings)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def search(self, query: str, k: int = 3, min_score: float = DEFAULT_MIN_SCORE) -> list[Hit]:
+        """The best `k` entries for `query`, best first; none scoring below `min_score` or 0."""
+        columns = sorted({self._vocab[t] for t in tokenize(query) if t in self._vocab})
+        if k <= 0 or not columns or not self.entries:
+            return []
+        scores = self._weights[:, columns].sum(axis=1)
+        order = np.argsort(-scores, kind="stable")  # ties keep FAQ order
+        hits: list[Hit] = []
+        for row in order[:k]:
+            score = float(scores[row])
+            if score <= 0.0 or score < min_score or math.isnan(score):
+                break
+            hits.append(Hit(entry=self.entries[row], score=score))
+        return hits
+
+
+# --------------------------------------------------------------------------- prompt
+
+DEFAULT_FACTS_HEADER = "Facts:"
+
+_INSTRUCTION = (
+    "Answer only from the facts below, in one to three short, plain sentences that can be "
+    "spoken aloud. If the facts do not answer the question, say that you do not know and "
+    "suggest asking a member of staff."
+)
+
+
+def build_system_prompt(
+    persona: str, hits: Sequence[Hit], *, venue_facts_header: str = DEFAULT_FACTS_HEADER
+) -> str:
+    """Persona, the grounding instruction, then the retrieved entries as "Q: ... A: ...".
+
+    `hits` come best first (as `search` returns them); they are written in reverse so the most
+    relevant fact is last, right before the visitor's question: a 135M model leans heavily on
+    the nearest tokens, and an earlier, weaker fact then matters less when it answers.
+    """
+    persona = " ".join(persona.split())
+    lines = [persona] if persona else []
+    lines += [_INSTRUCTION, "", venue_facts_header]
+    if not hits:
+        lines.append("(none)")
+    for hit in reversed(hits):
+        lines.append(f"Q: {hit.entry.question}")
+        lines.append(f"A: {hit.entry.answer}")
+    return "\n".join(lines)
