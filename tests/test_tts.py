@@ -1,0 +1,85 @@
+"""Piper TTS with the real voice and espeak-ng; the pure clause splitting and id framing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from voicefixtures import tts  # noqa: F401  (fixture)
+
+from appliance.voice.phonemes import Clause, phoneme_ids, split_clauses
+from appliance.voice.tts import PiperTts, VoiceConfig
+
+# --- pure ---------------------------------------------------------------------------------
+
+
+def test_split_sentences_and_clauses() -> None:
+    assert split_clauses("Hello, friend. How are you?") == [
+        [Clause("Hello", ","), Clause("friend", ".")],
+        [Clause("How are you", "?")],
+    ]
+
+
+def test_split_keeps_numbers_and_defaults_to_statement() -> None:
+    assert split_clauses("It costs 3.5 euros or 1,000 yen") == [
+        [Clause("It costs 3.5 euros or 1,000 yen", ".")]
+    ]
+
+
+def test_split_quotes_dashes_and_stray_punctuation() -> None:
+    text = 'She said "wait!" — then left; really?! ... \n ok'
+    assert split_clauses(text) == [
+        [Clause('She said "wait', "!")],
+        [Clause("then left", ";"), Clause("really", "?")],
+        [Clause("ok", ".")],
+    ]
+    assert split_clauses("  ...  ") == []
+
+
+def test_phoneme_ids_framing() -> None:
+    id_map = {"^": [1], "_": [0], "$": [2], "a": [14], ",": [8]}
+    unknown: list[str] = []
+    assert phoneme_ids("a,ꭓa", id_map, unknown=unknown) == [1, 0, 14, 0, 8, 0, 14, 0, 2]
+    assert unknown == ["ꭓ"]
+
+
+def test_voice_config_rejects_non_piper_json() -> None:
+    with pytest.raises(ValueError, match="not a Piper voice config"):
+        VoiceConfig.from_json({"audio": {"sample_rate": 22050}})
+
+
+# --- real voice ---------------------------------------------------------------------------
+
+
+def test_phonemize_restores_punctuation(tts: PiperTts) -> None:  # noqa: F811
+    out = tts.phonemize("Hello, my friend. Is the museum open?")
+    assert len(out) == 2
+    assert out[0].endswith(".") and "," in out[0]
+    assert out[1].endswith("?")
+    assert "mjuːzˈiəm" in out[1]
+    ids = phoneme_ids(out[1], tts.config.phoneme_id_map)
+    assert ids[:2] == [1, 0] and ids[-1] == 2 and 13 in ids  # "?" is id 13 in this voice
+
+
+def test_synthesize_welcome(tts: PiperTts) -> None:  # noqa: F811
+    audio = tts.synthesize("Welcome to the museum.")
+    assert tts.sample_rate == 22050
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    duration = len(audio) / tts.sample_rate
+    assert 0.8 <= duration <= 3.0
+    assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 1.0
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert rms > 0.01  # speech, not silence
+
+
+def test_sentences_stream_and_speed(tts: PiperTts) -> None:  # noqa: F811
+    parts = list(tts.iter_synthesize("Welcome. The museum opens at nine."))
+    assert len(parts) == 2 and all(len(p) > 0.2 * tts.sample_rate for p in parts)
+    normal = len(tts.synthesize("The museum opens at nine in the morning."))
+    slow = len(tts.synthesize("The museum opens at nine in the morning.", length_scale=1.6))
+    assert slow > 1.25 * normal
+    with pytest.raises(ValueError):
+        tts.synthesize("x", length_scale=0.0)
+
+
+def test_nothing_to_say(tts: PiperTts) -> None:  # noqa: F811
+    assert len(tts.synthesize("  ... !! ")) == 0

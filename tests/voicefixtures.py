@@ -1,0 +1,67 @@
+"""Shared real-model fixtures for the voice tests (import them explicitly into a test module).
+
+Models load once per test session (cached loaders); the fixtures are thin wrappers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from appliance.inference import InferenceSettings
+from appliance.models_manifest import ModelFile, load_manifest
+from appliance.voice.moonshine import MoonshineAsr
+from appliance.voice.resample import resample
+from appliance.voice.tts import PiperTts
+from appliance.voice.vad import SileroVad
+
+SETTINGS = InferenceSettings(providers="cpu")
+QUESTION = "What time does the museum open on Sunday?"
+
+
+@functools.cache
+def manifest() -> dict[str, ModelFile]:
+    return load_manifest()
+
+
+@functools.cache
+def load_tts() -> PiperTts:
+    return PiperTts.load(SETTINGS, manifest())
+
+
+@functools.cache
+def load_asr() -> MoonshineAsr:
+    return MoonshineAsr.load(SETTINGS, manifest())
+
+
+@functools.cache
+def speech_16k(text: str) -> npt.NDArray[np.float32]:
+    """`text` spoken by the Piper voice, resampled to 16 kHz (cached: synthesis is random)."""
+    audio = load_tts().synthesize(text)
+    out = resample(audio, load_tts().sample_rate, 16000)
+    out.setflags(write=False)
+    return out
+
+
+@pytest.fixture
+def tts() -> PiperTts:
+    return load_tts()
+
+
+@pytest.fixture
+def asr() -> MoonshineAsr:
+    return load_asr()
+
+
+@pytest.fixture
+def vad() -> SileroVad:
+    # Fresh per test: the VAD is stateful and cheap to load.
+    return SileroVad.load(SETTINGS, manifest(), check_hash=False)
+
+
+@pytest.fixture
+def question_16k() -> npt.NDArray[np.float32]:
+    return speech_16k(QUESTION)
