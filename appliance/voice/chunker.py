@@ -1,0 +1,344 @@
+"""LLM text deltas -> speakable chunks for TTS.
+
+Two streaming stages, both pure:
+
+* ``MarkdownStripper`` removes Markdown that must not be read aloud (``**bold**``, `` `code` ``,
+  list bullets, headings, rules, code fences, ``[text](url)`` -> ``text``).
+* ``SentenceChunker`` cuts the clean text: the *first* chunk at the first clause boundary
+  (``, ; : —`` or a sentence end) once it is long enough, so TTS can start before the LLM has
+  finished its first sentence (notes/models.md: waiting for whole sentences cost ~0.6-1.4 s);
+  later chunks at sentence ends, merging short sentences up to ``min_chars``.
+
+Every decision waits until the characters it depends on have arrived (the char after a
+full stop, the word after "etc."), so the chunks do not depend on how the stream was split
+into deltas. Newlines are hard boundaries: list items and headings keep their pause.
+"""
+
+from __future__ import annotations
+
+_CLOSERS = "\"')]}”’»"
+_SENTENCE_END = ".!?…"
+_CLAUSE = ",;:"
+_LINK_LIMIT = 400  # a "[" unresolved after this many chars is just a bracket
+
+# Tokens before a "." (lower case, inner dots kept, final dot removed).
+_NEVER_END = frozenset(
+    "mr mrs ms dr st prof sr jr mt ft vs approx ca e.g i.e cf dept ave rd blvd nr fig".split()
+)
+_END_IF_CAPITAL = frozenset("etc a.m p.m am pm inc ltd co corp u.s u.k".split())
+_NOT_END_BEFORE_DIGIT = frozenset("no nos tel ext ph".split())
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _strip_inline(text: str) -> str:
+    return text.replace("*", "").replace("`", "")
+
+
+class MarkdownStripper:
+    """Streaming Markdown -> plain text. ``feed`` returns text that is final."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending = ""
+        self._line_start = True
+        self._prev = ""  # previous raw char on this line (word-boundary test for "_")
+
+    def feed(self, delta: str) -> str:
+        self._pending += delta.replace("\r", "")
+        return self._drain(final=False)
+
+    def flush(self) -> str:
+        out = self._drain(final=True)
+        self._reset()  # ready for the next stream
+        return out
+
+    def _drain(self, final: bool) -> str:
+        s = self._pending
+        n = len(s)
+        i = 0
+        out: list[str] = []
+        while i < n:
+            if self._line_start:
+                prefix = _line_prefix(s, i, final)
+                if prefix is None:
+                    break
+                j, drop = prefix
+                if drop:  # a rule or code fence line: keep only its line break
+                    k = s.find("\n", j)
+                    if k == -1:
+                        i = n
+                    else:
+                        out.append("\n")
+                        i = k + 1
+                    continue
+                i = j
+                self._line_start = False
+                self._prev = ""
+                continue
+            c = s[i]
+            nxt = s[i + 1] if i + 1 < n else None
+            if c == "\n":
+                out.append("\n")
+                self._line_start = True
+                i += 1
+                continue
+            if c in "*`":
+                pass  # emphasis and code markers are silent
+            elif c == "~":
+                if nxt is None and not final:
+                    break
+                if nxt == "~":  # ~~strike~~
+                    self._prev = c
+                    i += 2
+                    continue
+                out.append(c)
+            elif c == "_":
+                if nxt is None and not final:
+                    break
+                # keep snake_case, drop _emphasis_ markers
+                if self._prev.isalnum() and nxt is not None and nxt.isalnum():
+                    out.append(c)
+            elif c == "[" or (c == "!" and nxt == "["):
+                start = i + 1 if c == "!" else i
+                link = _link(s, start, final)
+                if link is None:
+                    break
+                if isinstance(link, tuple):
+                    end, text = link
+                    out.append(text)
+                    self._prev = text[-1:] or "]"
+                    i = end
+                    continue
+                out.append(c)
+            elif c == "!" and nxt is None and not final:
+                break  # might be an image "![...]"
+            else:
+                out.append(c)
+            self._prev = c
+            i += 1
+        self._pending = s[i:]
+        return "".join(out)
+
+
+def _line_prefix(s: str, i: int, final: bool) -> tuple[int, bool] | None:
+    """At a line start: (index after any block marker, drop the whole line?) or None = wait."""
+    n = len(s)
+    k = i
+    while k < n and s[k] in " \t":
+        k += 1
+    if k >= n:
+        return None if not final else (k, False)
+    c = s[k]
+    if c == "\n":
+        return (k, False)
+    line_end = s.find("\n", k)
+    line = s[k : line_end if line_end != -1 else n]
+    complete = line_end != -1 or final
+    if c in "-*_=" and all(ch in (c, " ", "\t") for ch in line):
+        if not complete:
+            return None  # "---" rule, "- " bullet or "**" bold: not known yet
+        return (k, True)
+    if c in "-*+":
+        if k + 1 >= n:
+            return None if not final else (k, False)
+        if s[k + 1] in " \t":
+            return (_skip_blanks(s, k + 2), False)
+        return (k, False)
+    if c == "#":
+        m = k
+        while m < n and s[m] == "#":
+            m += 1
+        if m >= n:
+            return None if not final else (m, False)
+        if m - k <= 6 and s[m] in " \t\n":
+            return (_skip_blanks(s, m), False)
+        return (k, False)
+    if c.isdigit():
+        m = k
+        while m < n and s[m].isdigit():
+            m += 1
+        if m + 1 >= n:
+            return None if not final else (k, False)
+        if m - k <= 3 and s[m] in ".)" and s[m + 1] in " \t":
+            return (_skip_blanks(s, m + 2), False)
+        return (k, False)
+    if c == ">":
+        if k + 1 >= n and not final:
+            return None
+        return (_skip_blanks(s, k + 1), False)
+    if c in "`~":
+        m = k
+        while m < n and s[m] == c:
+            m += 1
+        if m >= n and not final:
+            return None
+        if m - k >= 3:
+            return (k, True) if complete else None
+        return (k, False)
+    return (k, False)
+
+
+def _skip_blanks(s: str, j: int) -> int:
+    while j < len(s) and s[j] in " \t":
+        j += 1
+    return j
+
+
+def _link(s: str, i: int, final: bool) -> tuple[int, str] | bool | None:
+    """``s[i] == "["``: (end, text) for ``[text](url)``, False if not a link, None = wait."""
+    window = s[i : i + _LINK_LIMIT]
+    full = len(window) == _LINK_LIMIT or final
+
+    def undecided() -> bool | None:
+        return False if full else None
+
+    close = window.find("]")
+    newline = window.find("\n")
+    if close == -1 or (newline != -1 and newline < close):
+        return False if newline != -1 else undecided()
+    if close + 1 >= len(window):
+        return undecided()
+    if window[close + 1] != "(":
+        return False
+    paren = window.find(")", close + 2)
+    newline = window.find("\n", close + 2)
+    if paren == -1 or (newline != -1 and newline < paren):
+        return False if newline != -1 else undecided()
+    return (i + paren + 1, _strip_inline(window[1:close]))
+
+
+def strip_markdown(text: str) -> str:
+    """One-shot form of ``MarkdownStripper`` (same result as streaming it)."""
+    md = MarkdownStripper()
+    return md.feed(text) + md.flush()
+
+
+def _sentence_end(buf: str, i: int, j: int, final: bool) -> bool | None:
+    """Is the "." at ``buf[i]`` (followed by whitespace at ``buf[j]``) a sentence end?
+
+    None = need more text (the next word decides).
+    """
+    k = i
+    while k > 0 and not buf[k - 1].isspace() and buf[k - 1] not in "(\"'“‘":
+        k -= 1
+    token = buf[k:i].lower()
+    if token in _NEVER_END or (len(token) == 1 and buf[k].isupper()):
+        return False
+    if token not in _END_IF_CAPITAL and token not in _NOT_END_BEFORE_DIGIT:
+        return True
+    m = j
+    while m < len(buf) and buf[m] in " \t":
+        m += 1
+    if m >= len(buf):
+        return True if final else None
+    nxt = buf[m]
+    if token in _NOT_END_BEFORE_DIGIT:
+        return not nxt.isdigit()
+    return nxt.isupper() or nxt == "\n"
+
+
+class SentenceChunker:
+    """Feed LLM deltas, get chunks ready for TTS; ``flush`` at the end of the stream."""
+
+    def __init__(
+        self, *, first_chunk_min_chars: int = 12, min_chars: int = 40, max_chars: int = 220
+    ) -> None:
+        if not 1 <= first_chunk_min_chars <= max_chars or not 0 <= min_chars <= max_chars:
+            raise ValueError("need 1 <= first_chunk_min_chars <= max_chars, min_chars <= max_chars")
+        self.first_chunk_min_chars = first_chunk_min_chars
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self._md = MarkdownStripper()
+        self._buf = ""
+        self._first = True
+
+    def feed(self, delta: str) -> list[str]:
+        """Complete chunks that can be spoken now."""
+        self._buf += self._md.feed(delta)
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        """Everything left at the end of the stream; the chunker is then ready for a new one."""
+        self._buf += self._md.flush()
+        out = self._drain(final=True)
+        self._buf = ""
+        self._first = True
+        return out
+
+    def _drain(self, final: bool) -> list[str]:
+        out: list[str] = []
+        while True:
+            self._buf = self._buf.lstrip()
+            cut = self._find_cut(final)
+            if cut is None:
+                return out
+            chunk = _clean(self._buf[:cut])
+            self._buf = self._buf[cut:]
+            if chunk:
+                out.append(chunk)
+                self._first = False
+
+    def _find_cut(self, final: bool) -> int | None:
+        """Index to cut the buffer at, or None to wait for more text."""
+        buf = self._buf
+        n = len(buf)
+        if n == 0:
+            return None
+        need = self.first_chunk_min_chars if self._first else self.min_chars
+        i = 0
+        while i < n and i <= self.max_chars:
+            c = buf[i]
+            end: int | None = None
+            hard = False  # newline: cut even when short
+            if c == "\n":
+                end, hard = i + 1, True
+            elif c in _SENTENCE_END:
+                j = i + 1
+                while j < n and buf[j] in _SENTENCE_END:
+                    j += 1
+                while j < n and buf[j] in _CLOSERS:
+                    j += 1
+                if j >= n:
+                    if not final:
+                        return None
+                    end = j
+                elif buf[j].isspace():
+                    is_end = True
+                    if c == "." and j == i + 1:
+                        verdict = _sentence_end(buf, i, j, final)
+                        if verdict is None:
+                            return None
+                        is_end = verdict
+                    if is_end:
+                        end = j
+                i = j - 1
+            elif self._first and (c == "—" or c in _CLAUSE):  # clauses: first chunk only
+                if c == "—":
+                    end = i + 1
+                elif i + 1 >= n:
+                    if not final and len(_clean(buf[:i])) + 1 >= need:
+                        return None  # "," might be followed by a space: wait and see
+                elif buf[i + 1].isspace():
+                    end = i + 1
+            if end is not None:
+                text = _clean(buf[:end])
+                if len(text) > self.max_chars:
+                    break
+                if hard or len(text) >= need:
+                    return end
+            i += 1
+        if n > self.max_chars:
+            head = buf[: self.max_chars + 1]
+            k = max(head.rfind(" "), head.rfind("\t"))
+            if k > 0:
+                return k
+            after = (buf.find(" ", self.max_chars), buf.find("\t", self.max_chars))
+            rest = [m for m in after if m != -1]
+            if rest:
+                return min(rest)  # one word longer than max_chars: do not cut inside it
+        return n if final else None
