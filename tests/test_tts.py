@@ -83,3 +83,4 @@ def test_sentences_stream_and_speed(tts: PiperTts) -> None:  # noqa: F811
 
 def test_nothing_to_say(tts: PiperTts) -> None:  # noqa: F811
     assert len(tts.synthesize("  ... !! ")) == 0
+    tts.warm_up()

@@ -46,10 +46,13 @@ def test_state_carries_and_reset_forgets(
     question_16k: np.ndarray,  # noqa: F811
 ) -> None:
     chunk = question_16k[16000 : 16000 + 8 * FRAME]
+    vad.warm_up()  # must leave no state behind
     first = vad.probs(chunk)
     second = vad.probs(chunk)  # continues from the state the first pass left
     vad.reset()
     again = vad.probs(chunk)
+    vad.warm_up()
+    np.testing.assert_allclose(vad.probs(chunk), first, atol=1e-6)
     np.testing.assert_allclose(again, first, atol=1e-6)
     assert not np.allclose(second[:2], first[:2], atol=1e-3)
 

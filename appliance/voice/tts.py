@@ -86,6 +86,11 @@ class PiperTts:
         session, _ = create_session(model_path, settings, name="tts_voice")
         return cls(session, config, EspeakPhonemizer(config.espeak_voice))
 
+    def warm_up(self) -> None:
+        """Synthesize one short sentence (first run allocates; also proves espeak-ng works)."""
+        if len(self.synthesize("Hello.")) == 0:
+            raise RuntimeError("tts warm-up produced no audio")
+
     def phonemize(self, text: str) -> list[str]:
         """IPA phonemes, one string per sentence with its punctuation. Blocking (espeak-ng)."""
         return self._phonemizer.phonemize(text)

@@ -64,6 +64,10 @@ class SileroVad:
         session, _ = create_session(path, one, name="vad")
         return cls(session)
 
+    def warm_up(self) -> None:
+        self.prob(np.zeros(FRAME, dtype=np.float32))
+        self.reset()
+
     def reset(self) -> None:
         """Forget the stream (new utterance source / after a long gap)."""
         self._input[:] = 0.0
