@@ -1,0 +1,409 @@
+"""Conversation log in SQLite (WAL), and a trio adapter that keeps disk I/O off the turn path.
+
+`Store` is plain blocking code (one connection, one thread at a time). `AsyncStore` owns a
+bounded queue and a single writer task that hands batches to a worker thread, so a slow or full
+disk costs dropped log rows (counted), never a late reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+__all__ = [
+    "OUTCOMES",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "AsyncStore",
+    "Store",
+    "StoreError",
+    "TurnRecord",
+]
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = frozenset({"ok", "fallback", "cancelled", "interrupted", "blocked", "error"})
+SOURCES = frozenset({"text", "voice"})
+
+
+class StoreError(Exception):
+    """The conversation log cannot be used; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    session: str
+    turn: int
+    started_at: float  # unix time
+    user_text: str
+    reply_text: str
+    outcome: str  # one of OUTCOMES
+    endpoint: str | None
+    timings: Mapping[str, float]  # ms per stage, stored as JSON
+    had_image: bool = False
+    source: str = "text"  # one of SOURCES
+
+    def __post_init__(self) -> None:
+        # Reject bad rows here, at the caller, rather than as a failed write in a worker thread.
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {self.outcome!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
+        timings = {str(k): float(v) for k, v in self.timings.items()}
+        bad = [k for k, v in timings.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"timings must be finite numbers: {bad}")
+        # A private copy: the caller may reuse its dict.
+        object.__setattr__(self, "timings", timings)
+
+
+# Each entry migrates from version i to i+1; PRAGMA user_version records how far a file got.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE turns (
+        id          INTEGER PRIMARY KEY,
+        session     TEXT    NOT NULL,
+        turn        INTEGER NOT NULL,
+        started_at  REAL    NOT NULL,
+        user_text   TEXT    NOT NULL,
+        reply_text  TEXT    NOT NULL,
+        outcome     TEXT    NOT NULL,
+        endpoint    TEXT,
+        timings     TEXT    NOT NULL,
+        had_image   INTEGER NOT NULL DEFAULT 0,
+        source      TEXT    NOT NULL DEFAULT 'text'
+    );
+    CREATE INDEX turns_started_at ON turns (started_at);
+    CREATE INDEX turns_session ON turns (session, turn);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_COLUMNS = (
+    "session, turn, started_at, user_text, reply_text, outcome, endpoint, timings, "
+    "had_image, source"
+)
+
+
+def _row(rec: TurnRecord) -> tuple[Any, ...]:
+    return (
+        rec.session,
+        rec.turn,
+        rec.started_at,
+        rec.user_text,
+        rec.reply_text,
+        rec.outcome,
+        rec.endpoint,
+        json.dumps(rec.timings, allow_nan=False),
+        int(rec.had_image),
+        rec.source,
+    )
+
+
+def _record(row: Sequence[Any]) -> TurnRecord:
+    return TurnRecord(
+        session=row[0],
+        turn=row[1],
+        started_at=row[2],
+        user_text=row[3],
+        reply_text=row[4],
+        outcome=row[5],
+        endpoint=row[6],
+        timings=json.loads(row[7]),
+        had_image=bool(row[8]),
+        source=row[9],
+    )
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Store:
+    """Blocking SQLite conversation log. Call from one thread at a time (AsyncStore does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        # Belt and braces: the connection is shared across worker threads (check_same_thread=False)
+        # and a direct caller (CLI, admin) might not go through AsyncStore's limiter.
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def open(self) -> None:
+        """Open (creating the file, its directory and the schema as needed) in WAL mode."""
+        if self._conn is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"conversation log {self.path}: cannot create its directory "
+                f"({exc.strerror or exc}); check store.path in the config"
+            ) from exc
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"conversation log {self.path}: cannot open ({exc}); "
+                "check that the path is a writable file"
+            ) from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("conversation log %s: journal_mode is %s, not WAL", self.path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(
+                f"conversation log {self.path}: not usable ({exc}); if the file is corrupt, "
+                "move it aside and a new log is created"
+            ) from exc
+        except StoreError:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"conversation log {self.path}: schema version {version} is newer than this "
+                f"software understands ({SCHEMA_VERSION}); upgrade the appliance or move the file"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("conversation log %s: schema migrated to version %d", self.path, target)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"conversation log {self.path} is not open")
+        return self._conn
+
+    def add_turn(self, rec: TurnRecord) -> int:
+        """Insert one turn; returns its row id. Blocking (fsync at checkpoints only: WAL+NORMAL)."""
+        with self._lock:
+            cur = self._connection().execute(
+                f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(rec)
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def add_turns(self, recs: Sequence[TurnRecord]) -> int:
+        """Insert several turns in one transaction (the writer's batches); returns the count."""
+        if not recs:
+            return 0
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(
+                    f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_row(r) for r in recs],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return len(recs)
+
+    def recent_turns(self, limit: int = 50) -> list[TurnRecord]:
+        """The newest turns, newest first."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM turns ORDER BY started_at DESC, id DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return [_record(r) for r in rows]
+
+    def search(self, text: str, limit: int = 100) -> list[TurnRecord]:
+        """Turns whose question or reply contains `text` (case-insensitive for ASCII), newest
+        first. `%` and `_` are literal."""
+        pattern = _like_pattern(text)
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM turns "
+                    "WHERE user_text LIKE ?1 ESCAPE '\\' OR reply_text LIKE ?1 ESCAPE '\\' "
+                    "ORDER BY started_at DESC, id DESC LIMIT ?2",
+                    (pattern, limit),
+                )
+                .fetchall()
+            )
+        return [_record(r) for r in rows]
+
+    def purge_older_than(self, days: float, now: float | None = None) -> int:
+        """Delete turns that started more than `days` ago (retention); returns how many."""
+        if days < 0 or not math.isfinite(days):
+            raise ValueError(f"days must be a finite number >= 0, got {days}")
+        cutoff = (time.time() if now is None else now) - days * 86400.0
+        with self._lock:
+            cur = self._connection().execute("DELETE FROM turns WHERE started_at < ?", (cutoff,))
+            return cur.rowcount
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file and truncate it (shutdown, backups)."""
+        with self._lock:
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class AsyncStore:
+    """Thin trio adapter: one worker thread at a time (CapacityLimiter(1)), a bounded queue so a
+    slow disk never blocks a turn. Call `log_turn` and `flush` from the trio thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        max_pending: int = 1000,
+        drain_timeout: float = 5.0,
+        max_batch: int = 100,
+    ) -> None:
+        self.store = store
+        self._send, self._recv = trio.open_memory_channel[TurnRecord](max_pending)
+        self._limiter = trio.CapacityLimiter(1)
+        self._drain_timeout = drain_timeout
+        self._max_batch = max_batch
+        self._enqueued = 0
+        self._processed = 0  # written or failed
+        self._progress = trio.Event()
+        self._running = False
+        self._batch: list[TurnRecord] = []  # taken from the queue, not yet written
+        self.dropped = 0  # refused because the queue was full or the writer had stopped
+        self.failed = 0  # accepted but the write raised (disk full, corrupt file)
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return self._enqueued - self._processed
+
+    def log_turn(self, rec: TurnRecord) -> bool:
+        """Queue a turn without blocking; False (and a counted drop) when the queue is full."""
+        try:
+            self._send.send_nowait(rec)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning(
+                    "conversation log: %d turns dropped (queue full or writer stopped)",
+                    self.dropped,
+                )
+            return False
+        self._enqueued += 1
+        return True
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written (or has failed). Needs run()."""
+        target = self._enqueued
+        while self._processed < target:
+            if not self._running:
+                raise RuntimeError("AsyncStore.run() is not running; nothing will be written")
+            await self._progress.wait()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task (use nursery.start). Opens the store if needed; on cancellation it
+        writes what is queued (shielded, at most drain_timeout) and checkpoints."""
+        if not self.store.is_open:
+            await trio.to_thread.run_sync(self.store.open, limiter=self._limiter)
+        self._running = True
+        task_status.started()
+        try:
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                # If cancellation arrives before the worker thread starts, the batch is still in
+                # self._batch and the drain writes it; a write already running in the thread
+                # finishes (threads are not abandoned) and clears it.
+                self._batch = batch
+                await self._write(batch)
+                self._batch = []
+        finally:
+            self._running = False
+            with trio.CancelScope(shield=True):
+                await self._drain()
+
+    async def _drain(self) -> None:
+        left, self._batch = self._batch, []
+        while True:
+            try:
+                left.append(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                break
+        # No checkpoint since the loop above: nothing can slip in between. Later log_turn()
+        # calls count as drops instead of vanishing into a queue nobody reads.
+        self._recv.close()
+        with trio.move_on_after(self._drain_timeout) as scope:
+            for i in range(0, len(left), self._max_batch):
+                await self._write(left[i : i + self._max_batch])
+            await trio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
+        if scope.cancelled_caught:
+            lost = self._enqueued - self._processed
+            self.dropped += lost
+            self._processed = self._enqueued
+            log.error(
+                "conversation log: drain timed out after %.1f s; %d turns lost",
+                self._drain_timeout,
+                lost,
+            )
+        self._wake()
+
+    def _checkpoint(self) -> None:
+        try:
+            self.store.checkpoint()
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("conversation log: checkpoint failed: %s", exc)
+
+    async def _write(self, batch: list[TurnRecord]) -> None:
+        try:
+            await trio.to_thread.run_sync(self.store.add_turns, batch, limiter=self._limiter)
+        except (sqlite3.Error, StoreError, OSError) as exc:
+            # The log is not worth taking the kiosk down for: count, say so, carry on.
+            self.failed += len(batch)
+            log.error("conversation log: %d turns not written: %s", len(batch), exc)
+        else:
+            self.written += len(batch)
+        self._processed += len(batch)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()

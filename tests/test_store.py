@@ -1,0 +1,212 @@
+"""The SQLite conversation log and its trio writer, on real files in tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from appliance.store import SCHEMA_VERSION, AsyncStore, Store, StoreError, TurnRecord
+
+
+def rec(i: int, *, started_at: float | None = None, user: str = "", reply: str = "") -> TurnRecord:
+    return TurnRecord(
+        session=f"s{i % 3}",
+        turn=i,
+        started_at=time.time() if started_at is None else started_at,
+        user_text=user or f"question {i}",
+        reply_text=reply or f"answer {i}",
+        outcome="ok",
+        endpoint="local",
+        timings={"asr": 120.5, "llm_first_token": 180.0, "total": 900.25},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "log" / "appliance.db")
+    s.open()
+    return s
+
+
+def test_round_trip_and_wal(store: Store) -> None:
+    r = TurnRecord(
+        session="abc",
+        turn=3,
+        started_at=1_700_000_000.5,
+        user_text="When do you open? ünïcode",
+        reply_text="At nine.",
+        outcome="fallback",
+        endpoint=None,
+        timings={"tts_first_audio": 110.0},
+        had_image=True,
+        source="voice",
+    )
+    row_id = store.add_turn(r)
+    assert row_id >= 1
+    assert store.recent_turns() == [r]
+    # WAL is a property of the file: a second connection sees it.
+    with sqlite3.connect(store.path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.path.with_name("appliance.db-wal").exists()
+    store.close()
+
+
+def test_recent_is_newest_first_and_limited(store: Store) -> None:
+    base = 1_700_000_000.0
+    store.add_turns([rec(i, started_at=base + i) for i in range(10)])
+    assert [r.turn for r in store.recent_turns(limit=3)] == [9, 8, 7]
+    store.close()
+
+
+def test_search_matches_question_or_reply_and_escapes_wildcards(store: Store) -> None:
+    store.add_turn(rec(1, user="Where is the CAFE?", reply="Second floor."))
+    store.add_turn(rec(2, user="Ticket price", reply="Adults 12%, kids free"))
+    store.add_turn(rec(3, user="Toilets", reply="Next to the cafe"))
+    store.add_turn(rec(4, user="snake_case", reply="x"))
+    assert {r.turn for r in store.search("cafe")} == {1, 3}
+    assert [r.turn for r in store.search("12%")] == [2]
+    assert store.search("%") == [store.search("12%")[0]]  # literal %, not "match everything"
+    assert [r.turn for r in store.search("_")] == [4]
+    assert store.search("planetarium") == []
+    store.close()
+
+
+def test_purge_older_than(store: Store) -> None:
+    now = 1_700_000_000.0
+    day = 86400.0
+    store.add_turns([rec(i, started_at=now - i * day - 1) for i in range(5)])  # 0..4 days old
+    assert store.purge_older_than(2.5, now=now) == 2  # the 3- and 4-day-old turns
+    assert sorted(r.turn for r in store.recent_turns()) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        store.purge_older_than(-1)
+    store.close()
+
+
+def test_checkpoint_truncates_wal(store: Store) -> None:
+    store.add_turns([rec(i) for i in range(50)])
+    wal = store.path.with_name("appliance.db-wal")
+    assert wal.stat().st_size > 0
+    store.checkpoint()
+    assert wal.stat().st_size == 0
+    store.close()
+    reopened = Store(store.path)
+    reopened.open()
+    assert len(reopened.recent_turns(limit=100)) == 50
+    reopened.close()
+
+
+def test_bad_records_are_refused_at_the_caller() -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        TurnRecord("s", 1, 0.0, "q", "a", "great", None, {})
+    with pytest.raises(ValueError, match="source"):
+        TurnRecord("s", 1, 0.0, "q", "a", "ok", None, {}, source="telepathy")
+    with pytest.raises(ValueError, match="finite"):
+        TurnRecord("s", 1, 0.0, "q", "a", "ok", None, {"asr": float("nan")})
+
+
+def test_corrupt_file_gives_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "appliance.db"
+    path.write_bytes(b"this is not a database, just some bytes " * 200)
+    with pytest.raises(StoreError, match=r"appliance\.db.*move it aside"):
+        Store(path).open()
+
+
+def test_unwritable_path_gives_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    # Tests may run as root, so a chmod would not stop us; a file where a directory should be does.
+    with pytest.raises(StoreError, match=r"afile.*cannot create its directory"):
+        Store(blocker / "appliance.db").open()
+    with pytest.raises(StoreError, match=r"cannot open"):
+        Store(tmp_path).open()  # a directory, not a file
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this software"):
+        Store(path).open()
+
+
+def test_use_before_open_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        Store(tmp_path / "x.db").recent_turns()
+
+
+async def test_async_flush_writes_everything(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    astore = AsyncStore(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)  # opens the store in the worker thread
+        for i in range(25):
+            assert astore.log_turn(rec(i))
+        await astore.flush()
+        assert astore.written == 25
+        assert astore.pending == 0
+        rows = await trio.to_thread.run_sync(store.recent_turns, 100)
+        assert len(rows) == 25
+        nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_cancel_drains_queued_records(tmp_path: Path) -> None:
+    path = tmp_path / "drain.db"
+    store = Store(path)
+    astore = AsyncStore(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        for i in range(40):
+            astore.log_turn(rec(i))
+        # Shutdown before the writer had a chance to run: the queued turns must still land.
+        nursery.cancel_scope.cancel()
+    assert astore.written == 40
+    assert not astore.log_turn(rec(99))  # the writer is gone: a counted drop, not a silent loss
+    assert astore.dropped == 1
+    # Checkpointed on the way out (before the owner closes): the WAL is empty.
+    assert path.with_name("drain.db-wal").stat().st_size == 0
+    store.close()
+    check = Store(path)
+    check.open()
+    assert sorted(r.turn for r in check.recent_turns(limit=100)) == list(range(40))
+    check.close()
+
+
+async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "full.db")
+    store.open()
+    astore = AsyncStore(store, max_pending=3)
+    # No writer running yet: the queue fills and further turns are refused at once.
+    assert [astore.log_turn(rec(i)) for i in range(5)] == [True, True, True, False, False]
+    assert astore.dropped == 2
+    with pytest.raises(RuntimeError, match="not running"):
+        await astore.flush()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        await astore.flush()
+        nursery.cancel_scope.cancel()
+    assert astore.written == 3
+    store.close()
+
+
+async def test_write_errors_are_counted_and_the_writer_survives(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    store = Store(path)
+    astore = AsyncStore(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(1))
+        await astore.flush()
+        # Someone breaks the file underneath us (a real failure, not a mock).
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TABLE turns")
+        astore.log_turn(rec(2))
+        await astore.flush()
+        assert (astore.written, astore.failed) == (1, 1)
+        nursery.cancel_scope.cancel()
+    store.close()
