@@ -144,7 +144,9 @@ class MoonshineAsr(AsrEngine):
         # (present output, past input) name pairs: self-attention cache, then cross-attention.
         self._self_kv = self._kv_names("decoder")
         self._cross_kv = self._kv_names("encoder")
-        self.vocab = min(len(tokenizer), int(decoder.get_outputs()[0].shape[-1] or len(tokenizer)))
+        scored = decoder.get_outputs()[0].shape[-1]  # 32768; may be symbolic in other exports
+        # Ids past the tokenizer's end are unused padding of the output layer: never pick them.
+        self.vocab = min(len(tokenizer), scored) if isinstance(scored, int) else len(tokenizer)
         self.providers: list[str] = list(decoder.get_providers())
 
     def _kv_names(self, part: str) -> list[tuple[str, str]]:
