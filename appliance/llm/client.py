@@ -1,0 +1,321 @@
+"""One OpenAI-compatible streaming chat call over httpx, with every fault mapped to an LLMError.
+
+The pool (pool.py) decides what to do about a fault; this module only has to name it reliably.
+Stall detection is ours (a trio cancel scope around each network read), so the request is sent
+with httpx's read timeout switched off: httpx's own timeouts would otherwise fire first and blur
+"stall" into "timeout".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import trio
+
+__all__ = [
+    "LLM_ERROR_KINDS",
+    "Endpoint",
+    "LLMError",
+    "SSEParser",
+    "parse_chunk",
+    "probe",
+    "stream_chat",
+]
+
+LLM_ERROR_KINDS = frozenset(
+    {
+        "refused",
+        "timeout",
+        "http_429",
+        "http_4xx",
+        "http_5xx",
+        "malformed",
+        "stall",
+        "empty",
+        "cancelled",
+    }
+)
+
+# Error bodies can be large HTML pages; keep only what helps an admin.
+_DETAIL_MAX = 200
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url: str  # OpenAI-compatible base ending in /v1, e.g. http://127.0.0.1:8081/v1
+    model: str
+    # Already resolved from the environment by the caller. Never logged: repr=False keeps it out
+    # of reprs in tracebacks and log lines.
+    api_key: str | None = field(default=None, repr=False)
+    vision: bool = False
+
+
+class LLMError(Exception):
+    """An endpoint failed. kind is one of LLM_ERROR_KINDS (the pool adds "no_vision")."""
+
+    def __init__(self, endpoint: str, kind: str, detail: str = "") -> None:
+        self.endpoint = endpoint
+        self.kind = kind
+        self.detail = detail
+        super().__init__(endpoint, kind, detail)
+
+    def __str__(self) -> str:
+        tail = f" ({self.detail})" if self.detail else ""
+        return f"{self.endpoint}: {self.kind}{tail}"
+
+
+class SSEParser:
+    """Incremental Server-Sent Events parser yielding each event's data (pure, no I/O).
+
+    Raises ValueError on a line that is not SSE at all (an HTML page, a plain JSON body), so a
+    server that ignores `stream: true` is reported as malformed instead of as an empty reply.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> Iterator[str]:
+        self._buf += chunk
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                return
+            raw, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+            yield from self._line(raw.rstrip(b"\r"))
+
+    def close(self) -> Iterator[str]:
+        """Flush at the end of the body (a last event without its blank line still counts)."""
+        if self._buf:
+            raw, self._buf = self._buf, b""
+            yield from self._line(raw.rstrip(b"\r"))
+        yield from self._line(b"")
+
+    def _line(self, raw: bytes) -> Iterator[str]:
+        if not raw:
+            if self._data:
+                data, self._data = "\n".join(self._data), []
+                yield data
+            return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError("SSE line is not UTF-8") from e
+        if line.startswith(":"):
+            return  # comment / keep-alive
+        name, sep, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        elif name in ("event", "id", "retry") and sep:
+            return
+        else:
+            raise ValueError(f"not an SSE line: {line[:60]!r}")
+
+
+def parse_chunk(data: str) -> str:
+    """Return the content of one chat.completion.chunk ("" when it carries none).
+
+    Raises ValueError for non-JSON, a missing choices/delta, or an in-stream error object.
+    """
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"data line is not JSON: {data[:60]!r}") from e
+    if not isinstance(obj, dict):
+        raise ValueError("chunk is not a JSON object")
+    if "error" in obj:
+        raise ValueError(f"error in stream: {str(obj['error'])[:_DETAIL_MAX]}")
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        raise ValueError("chunk has no choices list")
+    if not choices:
+        return ""  # e.g. a trailing usage-only chunk
+    first = choices[0]
+    delta = first.get("delta") if isinstance(first, dict) else None
+    if not isinstance(delta, dict):
+        raise ValueError("chunk has no choices[0].delta")
+    content = delta.get("content")
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise ValueError("delta content is not a string")
+    return content
+
+
+def _headers(ep: Endpoint, accept: str) -> dict[str, str]:
+    headers = {"Accept": accept}
+    if ep.api_key:
+        headers["Authorization"] = f"Bearer {ep.api_key}"
+    return headers
+
+
+def _status_kind(status: int) -> str:
+    if status == 429:
+        return "http_429"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+def _transport_error(ep: Endpoint, exc: Exception) -> LLMError:
+    """Map an httpx exception; the message never includes headers, so no key can leak."""
+    if isinstance(exc, httpx.ConnectError):
+        kind = "refused"
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        kind = "refused"
+    else:  # the peer broke HTTP framing or dropped the connection mid-body
+        kind = "malformed"
+    return LLMError(ep.name, kind, f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX])
+
+
+async def _error_detail(response: httpx.Response, stall_s: float) -> str:
+    with trio.move_on_after(stall_s):
+        try:
+            body = await response.aread()
+        except httpx.HTTPError:
+            return ""
+        return body.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
+    return ""
+
+
+def _decode(ep: Endpoint, parser: SSEParser, chunk: bytes | None) -> tuple[list[str], bool]:
+    """Turn one network chunk (None = end of body) into content deltas and a [DONE] flag."""
+    texts: list[str] = []
+    try:
+        for data in parser.feed(chunk) if chunk is not None else parser.close():
+            if data.strip() == "[DONE]":
+                return texts, True
+            text = parse_chunk(data)
+            if text:
+                texts.append(text)
+    except ValueError as e:
+        raise LLMError(ep.name, "malformed", str(e)[:_DETAIL_MAX]) from e
+    return texts, False
+
+
+def _request(
+    client: httpx.AsyncClient,
+    ep: Endpoint,
+    body: dict[str, Any],
+    accept: str,
+    read_timeout: float | None,
+) -> httpx.Request:
+    t = client.timeout
+    timeout = httpx.Timeout(connect=t.connect, read=read_timeout, write=t.write, pool=t.pool)
+    return client.build_request(
+        "POST",
+        ep.url.rstrip("/") + "/chat/completions",
+        json=body,
+        headers=_headers(ep, accept),
+        timeout=timeout,
+    )
+
+
+async def stream_chat(
+    client: httpx.AsyncClient,
+    ep: Endpoint,
+    messages: list[dict[str, Any]],
+    *,
+    max_tokens: int,
+    temperature: float,
+    stall_s: float,
+) -> AsyncGenerator[str, None]:
+    """Yield each non-empty content delta of one streamed completion.
+
+    Raises LLMError; no bytes for stall_s (headers included) is a "stall". Use it with
+    `contextlib.aclosing`: closing the generator closes the HTTP stream immediately.
+    """
+    body = {
+        "model": ep.model,
+        "messages": messages,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    request = _request(client, ep, body, "text/event-stream", None)
+    response: httpx.Response | None = None
+    try:
+        with trio.move_on_after(stall_s):
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as e:
+                raise _transport_error(ep, e) from e
+        if response is None:
+            raise LLMError(ep.name, "stall", f"no response headers within {stall_s:g} s")
+        if response.status_code != 200:
+            detail = await _error_detail(response, stall_s)
+            raise LLMError(
+                ep.name,
+                _status_kind(response.status_code),
+                f"HTTP {response.status_code}: {detail}".rstrip(": "),
+            )
+        parser = SSEParser()
+        tokens = 0
+        # httpx's iterator is an async generator; close it ourselves rather than leave it to GC.
+        byte_stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        async with aclosing(byte_stream) as chunks:
+            while True:
+                chunk: bytes | None = None
+                with trio.move_on_after(stall_s) as scope:
+                    try:
+                        chunk = await anext(chunks, None)
+                    except httpx.HTTPError as e:
+                        raise _transport_error(ep, e) from e
+                if scope.cancelled_caught:
+                    raise LLMError(
+                        ep.name, "stall", f"no bytes for {stall_s:g} s after {tokens} tokens"
+                    )
+                texts, done = _decode(ep, parser, chunk)
+                for text in texts:
+                    tokens += 1
+                    yield text
+                if done or chunk is None:
+                    break
+        if tokens == 0:
+            raise LLMError(ep.name, "empty", "stream ended without content")
+    finally:
+        if response is not None:
+            await response.aclose()
+
+
+async def probe(client: httpx.AsyncClient, ep: Endpoint, timeout_s: float) -> float:
+    """Warm an endpoint up with a one-token, non-streamed request; return the seconds taken.
+
+    Raises LLMError (kind "timeout" when the whole exchange exceeds timeout_s).
+    """
+    body = {
+        "model": ep.model,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "stream": False,
+        "max_tokens": 1,
+        "temperature": 0.0,
+    }
+    start = trio.current_time()
+    request = _request(client, ep, body, "application/json", timeout_s)
+    with trio.move_on_after(timeout_s):
+        try:
+            response = await client.send(request)
+        except httpx.HTTPError as e:
+            raise _transport_error(ep, e) from e
+        if response.status_code != 200:
+            detail = response.text.strip()[:_DETAIL_MAX]
+            raise LLMError(
+                ep.name,
+                _status_kind(response.status_code),
+                f"HTTP {response.status_code}: {detail}".rstrip(": "),
+            )
+        try:
+            obj = response.json()
+            choices = obj["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise ValueError("no choices")
+        except (ValueError, KeyError, TypeError) as e:
+            raise LLMError(ep.name, "malformed", f"probe reply: {e}"[:_DETAIL_MAX]) from e
+        return trio.current_time() - start
+    raise LLMError(ep.name, "timeout", f"probe took over {timeout_s:g} s")

@@ -1,0 +1,340 @@
+"""Ordered LLM endpoints with hedging and failover, plus per-endpoint health.
+
+One `complete` call races endpoints as little as possible: the first candidate starts alone, the
+next one joins only when the first fails or has not produced a token within first_token_s, and
+the first endpoint to deliver a token wins while all others are cancelled (streams closed). The
+decisions live in `HedgePlan`, a pure state machine; `LLMPool.complete` is the trio plumbing
+(a nursery of attempt tasks reporting over one memory channel).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import trio
+
+from appliance.llm.client import Endpoint, LLMError, probe, stream_chat
+
+__all__ = ["AllEndpointsFailed", "Completion", "EndpointHealth", "HedgePlan", "LLMPool"]
+
+
+@dataclass
+class EndpointHealth:
+    name: str
+    ok: bool | None = None  # None until the endpoint has been tried
+    last_error: str | None = None  # "kind: detail"
+    last_error_at: float | None = None  # trio.current_time()
+    consecutive_failures: int = 0
+    last_latency_s: float | None = None  # time to first token (or probe round trip)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # the winner's full reply (after a failover: only the last endpoint's text)
+    endpoint: str
+    first_token_s: float  # from the call to the first delta handed to on_delta
+    errors: list[LLMError]  # failures seen on the way (hedged losers cancelled are not errors)
+
+
+class AllEndpointsFailed(Exception):
+    def __init__(self, errors: list[LLMError]) -> None:
+        self.errors = errors
+        super().__init__("all LLM endpoints failed: " + "; ".join(str(e) for e in errors))
+
+
+@dataclass
+class HedgePlan:
+    """Pure hedging/failover policy over candidate indices 0..n-1 (already in try order).
+
+    Every method returns the candidates to launch now; the caller launches them and feeds the
+    events back. A candidate is "live" from launch until it fails or is cancelled as a loser.
+    """
+
+    n: int
+    first_token_s: float
+    next_untried: int = 0
+    live: list[int] = field(default_factory=list)
+    winner: int | None = None
+    reset_pending: bool = False  # a delta was forwarded from an endpoint that then failed
+    forwarded: bool = False
+    last_launch_at: float = 0.0
+
+    def _launch(self, now: float) -> list[int]:
+        if self.next_untried >= self.n:
+            return []
+        i = self.next_untried
+        self.next_untried += 1
+        self.live.append(i)
+        self.last_launch_at = now
+        return [i]
+
+    def start(self, now: float) -> list[int]:
+        return self._launch(now)
+
+    def hedge_deadline(self) -> float | None:
+        """When to start the next candidate if no token has arrived by then."""
+        if self.winner is None and self.live and self.next_untried < self.n:
+            return self.last_launch_at + self.first_token_s
+        return None
+
+    def on_hedge_timer(self, now: float) -> list[int]:
+        deadline = self.hedge_deadline()
+        if deadline is None or now < deadline:
+            return []
+        return self._launch(now)
+
+    def on_failure(self, i: int, now: float) -> list[int]:
+        if i not in self.live:
+            return []  # a loser already cancelled
+        self.live.remove(i)
+        if i == self.winner:
+            self.winner = None
+            self.reset_pending = self.forwarded
+        if self.winner is None:
+            return self._launch(now)
+        return []
+
+    def on_token(self, i: int) -> tuple[bool, bool, list[int]]:
+        """Return (forward it, with reset, candidates to cancel)."""
+        if i not in self.live:
+            return False, False, []
+        cancel: list[int] = []
+        reset = False
+        if self.winner is None:
+            self.winner = i
+            cancel = [j for j in self.live if j != i]
+            self.live = [i]
+            reset, self.reset_pending = self.reset_pending, False
+        elif i != self.winner:
+            return False, False, []
+        self.forwarded = True
+        return True, reset, cancel
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.live and self.next_untried >= self.n
+
+
+@dataclass(frozen=True)
+class _Token:
+    i: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    i: int
+    error: LLMError
+
+
+@dataclass(frozen=True)
+class _Done:
+    i: int
+
+
+_Event = _Token | _Failed | _Done
+
+
+class LLMPool:
+    """Endpoints in config order; `complete` hedges and fails over between them."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        client: httpx.AsyncClient,
+        *,
+        first_token_s: float,
+        stall_s: float,
+        on_error: Callable[[str, str], None] | None = None,
+        penalty_failures: int = 3,
+        penalty_window_s: float = 30.0,
+    ) -> None:
+        self._endpoints = list(endpoints)
+        self._client = client
+        self.first_token_s = first_token_s
+        self.stall_s = stall_s
+        self._on_error = on_error
+        self._penalty_failures = penalty_failures
+        self._penalty_window_s = penalty_window_s
+        self._health = {ep.name: EndpointHealth(ep.name) for ep in self._endpoints}
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+    @property
+    def health(self) -> list[EndpointHealth]:
+        """A snapshot per endpoint, in config order."""
+        return [replace(self._health[ep.name]) for ep in self._endpoints]
+
+    def _record_ok(self, name: str, latency_s: float) -> None:
+        h = self._health[name]
+        h.ok = True
+        h.consecutive_failures = 0
+        h.last_latency_s = latency_s
+
+    def _record_failure(self, err: LLMError) -> None:
+        h = self._health[err.endpoint]
+        h.ok = False
+        h.last_error = f"{err.kind}: {err.detail}" if err.detail else err.kind
+        h.last_error_at = trio.current_time()
+        h.consecutive_failures += 1
+        if self._on_error is not None:
+            self._on_error(err.endpoint, err.kind)
+
+    def _penalised(self, name: str, now: float) -> bool:
+        h = self._health[name]
+        return (
+            h.consecutive_failures >= self._penalty_failures
+            and h.last_error_at is not None
+            and now - h.last_error_at <= self._penalty_window_s
+        )
+
+    def candidates(self, need_vision: bool = False) -> list[Endpoint]:
+        """Config order (vision-capable only if needed); recently failing ones moved last."""
+        eps = [ep for ep in self._endpoints if ep.vision or not need_vision]
+        now = trio.current_time()
+        return sorted(eps, key=lambda ep: self._penalised(ep.name, now))  # stable
+
+    async def probe_all(self, timeout_s: float) -> list[EndpointHealth]:
+        """Warm every endpoint up concurrently and record the outcome; never raises."""
+
+        async def one(ep: Endpoint) -> None:
+            try:
+                latency = await probe(self._client, ep, timeout_s)
+            except LLMError as e:
+                self._record_failure(e)
+            else:
+                self._record_ok(ep.name, latency)
+
+        async with trio.open_nursery() as nursery:
+            for ep in self._endpoints:
+                nursery.start_soon(one, ep)
+        return self.health
+
+    async def _attempt(
+        self,
+        i: int,
+        ep: Endpoint,
+        scope: trio.CancelScope,
+        send: trio.MemorySendChannel[_Event],
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        errors: list[LLMError],
+    ) -> None:
+        with scope:
+            started = trio.current_time()
+            first = True
+            try:
+                stream = stream_chat(
+                    self._client,
+                    ep,
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stall_s=self.stall_s,
+                )
+                async with aclosing(stream) as tokens:
+                    async for text in tokens:
+                        if first:
+                            first = False
+                            self._record_ok(ep.name, trio.current_time() - started)
+                        send.send_nowait(_Token(i, text))
+            except LLMError as e:
+                errors.append(e)
+                self._record_failure(e)
+                send.send_nowait(_Failed(i, e))
+            else:
+                send.send_nowait(_Done(i))
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        on_delta: Callable[[str, bool], Awaitable[None]],
+        *,
+        need_vision: bool = False,
+        max_tokens: int = 160,
+        temperature: float = 0.3,
+    ) -> Completion:
+        """Stream one reply, forwarding only the winning endpoint's deltas to on_delta(text, reset).
+
+        reset=True marks the first delta after a mid-stream failover: the caller replaces the
+        partial text it has shown. Raises AllEndpointsFailed when no candidate is left. Prompt to
+        cancel: the caller's deadline scope closes every HTTP stream on its way out.
+        """
+        cands = self.candidates(need_vision)
+        if not cands:
+            raise AllEndpointsFailed([LLMError("pool", "no_vision", "no endpoint has vision=True")])
+        errors: list[LLMError] = []
+        t0 = trio.current_time()
+        plan = HedgePlan(len(cands), self.first_token_s)
+        # Unbounded: attempts never block on the coordinator (replies are max_tokens long).
+        send, recv = trio.open_memory_channel[_Event](math.inf)
+        scopes: dict[int, trio.CancelScope] = {}
+        parts: list[str] = []
+        first_token_s: float | None = None
+        result: Completion | None = None
+        callback_error: Exception | None = None
+
+        async with trio.open_nursery() as nursery:
+
+            def launch(indices: list[int]) -> None:
+                for i in indices:
+                    scopes[i] = trio.CancelScope()
+                    nursery.start_soon(
+                        self._attempt,
+                        i,
+                        cands[i],
+                        scopes[i],
+                        send,
+                        messages,
+                        max_tokens,
+                        temperature,
+                        errors,
+                    )
+
+            launch(plan.start(trio.current_time()))
+            while not plan.exhausted:
+                deadline = plan.hedge_deadline()
+                event: _Event | None = None
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    event = await recv.receive()
+                if event is None:
+                    launch(plan.on_hedge_timer(trio.current_time()))
+                elif isinstance(event, _Failed):
+                    launch(plan.on_failure(event.i, trio.current_time()))
+                elif isinstance(event, _Token):
+                    forward, reset, cancel = plan.on_token(event.i)
+                    for j in cancel:
+                        scopes[j].cancel()
+                    if forward:
+                        if reset:
+                            parts.clear()
+                        if first_token_s is None:
+                            first_token_s = trio.current_time() - t0
+                        parts.append(event.text)
+                        try:
+                            await on_delta(event.text, reset)
+                        except Exception as e:  # re-raised below, not wrapped in a group
+                            callback_error = e
+                            break
+                elif event.i == plan.winner:  # _Done
+                    result = Completion(
+                        text="".join(parts),
+                        endpoint=cands[event.i].name,
+                        first_token_s=first_token_s if first_token_s is not None else 0.0,
+                        errors=list(errors),
+                    )
+                    break
+            nursery.cancel_scope.cancel()
+        if callback_error is not None:
+            raise callback_error
+        if result is None:
+            raise AllEndpointsFailed(list(errors))
+        return result

@@ -1,0 +1,362 @@
+"""LLMPool against real scripted servers on loopback (virtual time), and the pure HedgePlan."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import trio
+from trio.testing import MockClock
+
+from appliance.fakes.scripted_llm import Script, ScriptedLLM
+from appliance.llm.client import Endpoint
+from appliance.llm.pool import AllEndpointsFailed, Completion, HedgePlan, LLMPool
+
+MESSAGES = [{"role": "user", "content": "Can I bring my dog?"}]
+REPLY = "Hello from the scripted model. "
+
+
+@pytest.fixture
+def mock_clock() -> MockClock:
+    # Real sockets: jump virtual time only after 10 ms of real idleness.
+    return MockClock(autojump_threshold=0.01)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> ScriptedLLM:
+    s = ScriptedLLM()
+    await nursery.start(s.serve)
+    return s
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as c:
+        yield c
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.deltas: list[tuple[str, bool]] = []
+        self.errors: list[tuple[str, str]] = []
+
+    async def on_delta(self, text: str, reset: bool) -> None:
+        self.deltas.append((text, reset))
+
+    def on_error(self, endpoint: str, kind: str) -> None:
+        self.errors.append((endpoint, kind))
+
+
+def make_pool(
+    client: httpx.AsyncClient,
+    rec: Recorder,
+    *models: tuple[str, str, str],
+    first_token_s: float = 1.0,
+    stall_s: float = 3.0,
+) -> LLMPool:
+    eps = [Endpoint(name, url, model) for name, url, model in models]
+    return LLMPool(eps, client, first_token_s=first_token_s, stall_s=stall_s, on_error=rec.on_error)
+
+
+def outcomes(server: ScriptedLLM) -> dict[str, str]:
+    return {s.model: s.outcome for s in server.served}
+
+
+async def settle(server: ScriptedLLM) -> None:
+    with trio.fail_after(1):
+        await server.wait_idle()
+
+
+async def test_first_endpoint_answers_alone(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(client, rec, ("a", server.url, "script:ok:0.5"), ("b", server.url, "b"))
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert result == Completion(
+        text=REPLY, endpoint="a", first_token_s=result.first_token_s, errors=[]
+    )
+    assert 0.5 <= result.first_token_s < 0.6
+    assert "".join(t for t, _ in rec.deltas) == REPLY and len(rec.deltas) == 5
+    assert not any(reset for _, reset in rec.deltas)
+    assert [s.model for s in server.served] == ["script:ok:0.5"]  # no hedge was needed
+    a, b = pool.health
+    assert a.ok is True and a.last_latency_s is not None and 0.5 <= a.last_latency_s < 0.6
+    assert b.ok is None
+
+
+async def test_hedge_second_endpoint_wins_and_first_is_closed(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client, rec, ("slow", server.url, "script:slow_first:10"), ("fast", server.url, "fast")
+    )
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert (result.endpoint, result.text, result.errors) == ("fast", REPLY, [])
+    assert 1.0 <= result.first_token_s < 1.1  # hedged after first_token_s, not after 10 s
+    await settle(server)
+    assert outcomes(server) == {"script:slow_first:10": "aborted", "fast": "done"}
+    assert rec.errors == []  # a cancelled loser is not a failure
+    assert pool.health[0].ok is None and pool.health[0].consecutive_failures == 0
+
+
+async def test_hedge_first_endpoint_can_still_win(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client,
+        rec,
+        ("a", server.url, "script:slow_first:1.5"),
+        ("b", server.url, "script:slow_first:5"),
+    )
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert result.endpoint == "a" and 1.5 <= result.first_token_s < 1.6
+    await settle(server)
+    assert outcomes(server) == {"script:slow_first:1.5": "done", "script:slow_first:5": "aborted"}
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [
+        ("script:http_429", "http_429"),
+        ("script:http_500", "http_5xx"),
+        ("script:garbage", "malformed"),
+        ("script:empty", "empty"),
+        (None, "refused"),
+    ],
+)
+async def test_failover_before_first_token(
+    mock_clock: MockClock,
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    dead_url: str,
+    model: str | None,
+    kind: str,
+) -> None:
+    rec = Recorder()
+    first = ("a", server.url, model) if model else ("a", dead_url, "m")
+    pool = make_pool(client, rec, first, ("b", server.url, "b"))
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert result.endpoint == "b" and result.text == REPLY
+    assert result.first_token_s < 0.1  # the next one started at once, no hedge wait
+    assert [(e.endpoint, e.kind) for e in result.errors] == [("a", kind)]
+    assert rec.errors == [("a", kind)]
+    assert not any(reset for _, reset in rec.deltas)  # nothing was shown before b
+    a, b = pool.health
+    assert (a.ok, a.consecutive_failures, b.ok) == (False, 1, True)
+    assert a.last_error is not None and a.last_error.startswith(kind)
+
+
+async def test_stall_mid_stream_fails_over_with_reset(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client, rec, ("a", server.url, "script:stall:2"), ("b", server.url, "b"), stall_s=2.0
+    )
+    t0 = trio.current_time()
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert 2.0 <= trio.current_time() - t0 < 2.1
+    assert rec.deltas[:3] == [("Hello ", False), ("from ", False), ("Hello ", True)]
+    assert "".join(t for t, _ in rec.deltas[2:]) == REPLY
+    assert (result.endpoint, result.text) == ("b", REPLY)
+    assert [e.kind for e in result.errors] == ["stall"]
+    assert result.first_token_s < 0.1  # the visitor saw a's first token at once
+    await settle(server)
+    assert outcomes(server) == {"script:stall:2": "aborted", "b": "done"}
+
+
+async def test_all_fail(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client,
+        rec,
+        ("a", server.url, "script:http_429"),
+        ("b", server.url, "script:http_500"),
+        ("c", dead_url, "m"),
+    )
+    with pytest.raises(AllEndpointsFailed) as info:
+        await pool.complete(MESSAGES, rec.on_delta)
+    assert [(e.endpoint, e.kind) for e in info.value.errors] == [
+        ("a", "http_429"),
+        ("b", "http_5xx"),
+        ("c", "refused"),
+    ]
+    assert rec.errors == [("a", "http_429"), ("b", "http_5xx"), ("c", "refused")]
+    assert rec.deltas == []
+    assert [h.ok for h in pool.health] == [False, False, False]
+
+
+async def test_failover_mid_stream_with_nothing_left_raises(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(client, rec, ("a", server.url, "script:stall:1"), stall_s=1.0)
+    with pytest.raises(AllEndpointsFailed) as info:
+        await pool.complete(MESSAGES, rec.on_delta)
+    assert [e.kind for e in info.value.errors] == ["stall"]
+    assert rec.deltas == [("Hello ", False)]
+
+
+async def test_vision_filtering(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    eps = [
+        Endpoint("text", server.url, "text-only"),
+        Endpoint("eyes", server.url, "vl", vision=True),
+    ]
+    pool = LLMPool(eps, client, first_token_s=1.0, stall_s=3.0)
+    result = await pool.complete(MESSAGES, rec.on_delta, need_vision=True)
+    assert result.endpoint == "eyes"
+    assert [s.model for s in server.served] == ["vl"]
+    blind = LLMPool(eps[:1], client, first_token_s=1.0, stall_s=3.0)
+    with pytest.raises(AllEndpointsFailed) as info:
+        await blind.complete(MESSAGES, rec.on_delta, need_vision=True)
+    assert [e.kind for e in info.value.errors] == ["no_vision"]
+    assert len(server.served) == 1
+
+
+async def test_cancelling_complete_closes_every_stream(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client,
+        rec,
+        ("a", server.url, "script:slow_first:50"),
+        ("b", server.url, "script:slow_first:60"),
+        stall_s=100.0,
+    )
+    t0 = trio.current_time()
+    with trio.move_on_after(3.0) as scope:
+        await pool.complete(MESSAGES, rec.on_delta)
+    assert scope.cancelled_caught
+    assert trio.current_time() - t0 < 3.1
+    await settle(server)
+    assert outcomes(server) == {
+        "script:slow_first:50": "aborted",
+        "script:slow_first:60": "aborted",
+    }
+    assert rec.errors == [] and rec.deltas == []
+
+
+async def test_cancel_mid_stream(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    server.script = Script(token_interval_s=1.0)
+    pool = make_pool(client, rec, ("a", server.url, "a"))
+    with trio.move_on_after(2.5):
+        await pool.complete(MESSAGES, rec.on_delta)
+    assert [t for t, _ in rec.deltas] == ["Hello ", "from ", "the "]
+    await settle(server)
+    assert outcomes(server) == {"a": "aborted"}
+
+
+async def test_repeatedly_failing_endpoint_moves_to_the_back_for_a_while(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(client, rec, ("a", server.url, "script:http_500"), ("b", server.url, "b"))
+    for _ in range(3):
+        assert (await pool.complete(MESSAGES, rec.on_delta)).endpoint == "b"
+    assert pool.health[0].consecutive_failures == 3
+    assert [ep.name for ep in pool.candidates()] == ["b", "a"]
+    served = len(server.served)
+    assert (await pool.complete(MESSAGES, rec.on_delta)).endpoint == "b"
+    assert [s.model for s in server.served[served:]] == ["b"]  # a not even tried
+    await trio.sleep(31)
+    assert [ep.name for ep in pool.candidates()] == ["a", "b"]
+
+
+async def test_probe_all_records_health_and_never_raises(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client,
+        rec,
+        ("ok", server.url, "script:ok:0.2"),
+        ("broken", server.url, "script:http_500"),
+        ("gone", dead_url, "m"),
+        ("hung", server.url, "script:hang_headers"),
+    )
+    t0 = trio.current_time()
+    health = await pool.probe_all(timeout_s=2.0)
+    assert trio.current_time() - t0 < 2.1  # concurrently, not one after another
+    assert [h.ok for h in health] == [True, False, False, False]
+    assert health[0].last_latency_s is not None and 0.2 <= health[0].last_latency_s < 0.3
+    kinds = [h.last_error.split(":")[0] if h.last_error else None for h in health]
+    assert kinds == [None, "http_5xx", "refused", "timeout"]
+    assert sorted(rec.errors) == [("broken", "http_5xx"), ("gone", "refused"), ("hung", "timeout")]
+    assert health[3].last_error_at is not None
+
+
+# --- the pure policy --------------------------------------------------------------------------
+
+
+def test_plan_hedges_on_timer_and_picks_first_token() -> None:
+    plan = HedgePlan(n=3, first_token_s=1.0)
+    assert plan.start(0.0) == [0]
+    assert plan.hedge_deadline() == 1.0
+    assert plan.on_hedge_timer(0.5) == []  # early wake-up does nothing
+    assert plan.on_hedge_timer(1.0) == [1]
+    assert plan.hedge_deadline() == 2.0
+    assert plan.on_token(1) == (True, False, [0])
+    assert plan.hedge_deadline() is None
+    assert plan.on_token(0) == (False, False, [])  # a cancelled loser's late token is dropped
+    assert plan.on_failure(0, 1.5) == []
+
+
+def test_plan_failover_resets_only_after_something_was_shown() -> None:
+    plan = HedgePlan(n=3, first_token_s=1.0)
+    plan.start(0.0)
+    assert plan.on_failure(0, 0.1) == [1]  # failed before a token: next at once
+    assert plan.on_token(1) == (True, False, [])
+    assert plan.on_failure(1, 2.0) == [2]  # failed mid-stream
+    assert plan.on_token(2) == (True, True, [])
+    assert plan.on_token(2) == (True, False, [])
+    assert plan.on_failure(2, 3.0) == []
+    assert plan.exhausted
+
+
+def test_plan_failure_while_hedging_starts_the_next() -> None:
+    plan = HedgePlan(n=3, first_token_s=1.0)
+    plan.start(0.0)
+    assert plan.on_hedge_timer(1.0) == [1]
+    assert plan.on_failure(1, 1.2) == [2]  # 0 still running, 2 joins
+    assert plan.live == [0, 2]
+    assert plan.hedge_deadline() is None  # nothing untried left
+    assert plan.on_failure(0, 1.3) == []
+    assert not plan.exhausted
+    assert plan.on_failure(2, 1.4) == []
+    assert plan.exhausted
+
+
+async def test_on_delta_error_propagates_unwrapped_and_closes_streams(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    server.script = Script(token_interval_s=1.0)
+    pool = make_pool(client, Recorder(), ("a", server.url, "a"))
+
+    async def refuse(text: str, reset: bool) -> None:
+        raise KeyError(text)
+
+    with pytest.raises(KeyError):
+        await pool.complete(MESSAGES, refuse)
+    await settle(server)
+    assert outcomes(server) == {"a": "aborted"}
