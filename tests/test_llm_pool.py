@@ -98,12 +98,21 @@ async def test_hedge_second_endpoint_wins_and_first_is_closed(
     mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
 ) -> None:
     rec = Recorder()
+    server.script = Script(token_interval_s=0.5)
     pool = make_pool(
         client, rec, ("slow", server.url, "script:slow_first:10"), ("fast", server.url, "fast")
     )
-    result = await pool.complete(MESSAGES, rec.on_delta)
+    loser_seen: list[str] = []
+
+    async def on_delta(text: str, reset: bool) -> None:
+        await rec.on_delta(text, reset)
+        loser_seen.append(outcomes(server)["script:slow_first:10"])
+
+    result = await pool.complete(MESSAGES, on_delta)
     assert (result.endpoint, result.text, result.errors) == ("fast", REPLY, [])
     assert 1.0 <= result.first_token_s < 1.1  # hedged after first_token_s, not after 10 s
+    # The loser's stream was closed when the winner's first token came, not at the end.
+    assert loser_seen[1:] == ["aborted"] * 4
     await settle(server)
     assert outcomes(server) == {"script:slow_first:10": "aborted", "fast": "done"}
     assert rec.errors == []  # a cancelled loser is not a failure
