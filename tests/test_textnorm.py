@@ -212,3 +212,10 @@ def test_prices_lose_digits_and_name_currency(symbol: str, whole: int, cents: in
     assert not re.search(r"\d|[€$£]", spoken)
     names = {"€": ("euro", "cent"), "$": ("dollar", "cent"), "£": ("pound", "penn")}[symbol]
     assert any(name in spoken for name in names)
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_is_handled(text: str) -> None:
+    spoken = normalize_for_speech(text)
+    assert isinstance(spoken, str)
+    assert "  " not in spoken

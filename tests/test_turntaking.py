@@ -109,3 +109,11 @@ def test_a_statement_alone_never_completes_but_a_question_after_it_does(statemen
     assert not looks_complete(statement)
     assert looks_complete(f"{statement} Does he have to pay?")
     assert not looks_complete(f"{statement} Does he have to")
+
+
+@given(st.text(max_size=120))
+def test_arbitrary_text_gives_a_verdict(text: str) -> None:
+    verdict = looks_complete(text)
+    assert isinstance(verdict, bool)
+    if not text.strip():
+        assert verdict is False

@@ -16,9 +16,12 @@ into deltas. Newlines are hard boundaries: list items and headings keep their pa
 
 from __future__ import annotations
 
+import re
+
 _CLOSERS = "\"')]}”’»"
 _SENTENCE_END = ".!?…"
 _CLAUSE = ",;:"
+_SPACE = re.compile(r"\s")
 _LINK_LIMIT = 400  # a "[" unresolved after this many chars is just a bracket
 
 # Tokens before a "." (lower case, inner dots kept, final dot removed).
@@ -333,12 +336,10 @@ class SentenceChunker:
                     return end
             i += 1
         if n > self.max_chars:
-            head = buf[: self.max_chars + 1]
-            k = max(head.rfind(" "), head.rfind("\t"))
-            if k > 0:
-                return k
-            after = (buf.find(" ", self.max_chars), buf.find("\t", self.max_chars))
-            rest = [m for m in after if m != -1]
-            if rest:
-                return min(rest)  # one word longer than max_chars: do not cut inside it
+            spaces = [m.start() for m in _SPACE.finditer(buf, 0, self.max_chars + 1)]
+            if spaces and spaces[-1] > 0:
+                return spaces[-1]
+            later = _SPACE.search(buf, self.max_chars)
+            if later is not None:
+                return later.start()  # one word longer than max_chars: do not cut inside it
         return n if final else None
