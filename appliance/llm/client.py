@@ -175,13 +175,18 @@ def _transport_error(ep: Endpoint, exc: Exception) -> LLMError:
 
 
 async def _error_detail(response: httpx.Response, stall_s: float) -> str:
+    """The start of an error body, read with a deadline and a size cap (never the whole page)."""
+    body = b""
     with trio.move_on_after(stall_s):
         try:
-            body = await response.aread()
+            async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as it:
+                async for chunk in it:
+                    body += chunk
+                    if len(body) >= 4 * _DETAIL_MAX:
+                        break
         except httpx.HTTPError:
-            return ""
-        return body.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
-    return ""
+            pass
+    return body.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
 
 
 def _decode(ep: Endpoint, parser: SSEParser, chunk: bytes | None) -> tuple[list[str], bool]:
