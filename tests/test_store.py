@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_round_trip_and_wal(store: Store) -> None:
     assert row_id >= 1
     assert store.recent_turns() == [r]
     # WAL is a property of the file: a second connection sees it.
-    with sqlite3.connect(store.path) as other:
+    with closing(sqlite3.connect(store.path)) as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store.path.with_name("appliance.db-wal").exists()
@@ -100,11 +101,19 @@ def test_checkpoint_truncates_wal(store: Store) -> None:
     reopened.close()
 
 
+def test_new_outcome_labels_are_recorded(store: Store) -> None:
+    # The turn code may grow outcomes ("no_vision", "truncated", ...): logged, never refused.
+    r = TurnRecord("s", 1, 1.0, "q", "a", "brand_new_outcome", None, {}, source="kiosk-cam")
+    store.add_turn(r)
+    assert store.recent_turns() == [r]
+    store.close()
+
+
 def test_bad_records_are_refused_at_the_caller() -> None:
     with pytest.raises(ValueError, match="outcome"):
-        TurnRecord("s", 1, 0.0, "q", "a", "great", None, {})
+        TurnRecord("s", 1, 0.0, "q", "a", "", None, {})
     with pytest.raises(ValueError, match="source"):
-        TurnRecord("s", 1, 0.0, "q", "a", "ok", None, {}, source="telepathy")
+        TurnRecord("s", 1, 0.0, "q", "a", "ok", None, {}, source="x" * 100)
     with pytest.raises(ValueError, match="finite"):
         TurnRecord("s", 1, 0.0, "q", "a", "ok", None, {"asr": float("nan")})
 
@@ -128,7 +137,7 @@ def test_unwritable_path_gives_clear_error(tmp_path: Path) -> None:
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer than this software"):
         Store(path).open()
@@ -203,7 +212,7 @@ async def test_write_errors_are_counted_and_the_writer_survives(tmp_path: Path) 
         astore.log_turn(rec(1))
         await astore.flush()
         # Someone breaks the file underneath us (a real failure, not a mock).
-        with sqlite3.connect(path) as other:
+        with closing(sqlite3.connect(path)) as other:
             other.execute("DROP TABLE turns")
         astore.log_turn(rec(2))
         await astore.flush()
