@@ -313,7 +313,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _positive(problems, "store.retention_days", cfg.store.retention_days)
 
 
-def parse_config(data: Mapping[str, Any], *, source: str = "config", base_dir: Path | None = None) -> Config:
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "config", base_dir: Path | None = None
+) -> Config:
     """Build and validate a Config from parsed TOML; relative paths resolve against base_dir."""
     problems: list[str] = []
     cfg = _build(Config, data, "", problems)

@@ -22,15 +22,27 @@ def test_example_config_loads() -> None:
 
 
 def test_required_keys_by_name() -> None:
-    cfg = parse_config({
-        "web": {"host": "0.0.0.0", "port": 9000},
-        "llm": {"spawn_local": False, "endpoints": [
-            {"name": "a", "url": "http://x/v1", "model": "m", "api_key_env": "K", "vision": True}]},
-        "audio": {"enabled": True},
-        "budgets": {"first_token_s": 1, "stall_s": 2, "turn_s": 9},
-        "dialog": {"idle_reset_s": 60},
-        "persona": {"system_prompt": "Be nice."},
-    })
+    cfg = parse_config(
+        {
+            "web": {"host": "0.0.0.0", "port": 9000},
+            "llm": {
+                "spawn_local": False,
+                "endpoints": [
+                    {
+                        "name": "a",
+                        "url": "http://x/v1",
+                        "model": "m",
+                        "api_key_env": "K",
+                        "vision": True,
+                    }
+                ],
+            },
+            "audio": {"enabled": True},
+            "budgets": {"first_token_s": 1, "stall_s": 2, "turn_s": 9},
+            "dialog": {"idle_reset_s": 60},
+            "persona": {"system_prompt": "Be nice."},
+        }
+    )
     assert cfg.web.port == 9000 and cfg.llm.endpoints[0].vision is True
     assert cfg.budgets.first_token_s == 1.0 and isinstance(cfg.budgets.first_token_s, float)
     assert cfg.audio.enabled is True
@@ -43,7 +55,10 @@ def test_required_keys_by_name() -> None:
         ({"web": {"port": 70000}}, "web.port: must be 0..65535"),
         ({"web": {"colour": 1}}, "web.colour: unknown key"),
         ({"llm": {"endpoints": [{"url": "http://x/v1"}]}}, "llm.endpoints[0].name: required"),
-        ({"llm": {"endpoints": [{"name": "a", "url": "ftp://x/v1"}]}}, "llm.endpoints[0].url: must start"),
+        (
+            {"llm": {"endpoints": [{"name": "a", "url": "ftp://x/v1"}]}},
+            "llm.endpoints[0].url: must start",
+        ),
         ({"llm": {"endpoints": [{"name": "a", "url": "http://x/api"}]}}, "ending in /v1"),
         ({"llm": {"endpoints": []}}, "llm.endpoints: at least one"),
         ({"audio": {"enabled": "yes"}}, "audio.enabled: expected bool or 'auto'"),

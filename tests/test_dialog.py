@@ -3,16 +3,24 @@ import pytest
 from appliance.dialog import (
     Conversation,
     DialogError,
-    DialogEvent as E,
-    DialogState as S,
     SessionRegistry,
     next_state,
+)
+from appliance.dialog import (
+    DialogEvent as E,
+)
+from appliance.dialog import (
+    DialogState as S,
 )
 
 
 def test_text_turn_path() -> None:
     s = S.IDLE
-    for ev, want in [(E.QUESTION, S.THINKING), (E.REPLY_STARTED, S.SPEAKING), (E.REPLY_DONE, S.IDLE)]:
+    for ev, want in [
+        (E.QUESTION, S.THINKING),
+        (E.REPLY_STARTED, S.SPEAKING),
+        (E.REPLY_DONE, S.IDLE),
+    ]:
         s = next_state(s, ev)
         assert s is want
 

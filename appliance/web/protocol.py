@@ -117,7 +117,8 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
             raise ProtocolError("bad_field", "The question is empty.")
         if len(text) > max_text_chars:
             raise ProtocolError(
-                "too_long", f"Question too long: {len(text)} characters, the limit is {max_text_chars}."
+                "too_long",
+                f"Question too long: {len(text)} characters, the limit is {max_text_chars}.",
             )
         return TextQuestion(text=text, image=image)
     if kind == "hello":

@@ -1,0 +1,188 @@
+"""`appliance run|ask|doctor|bench|models` — one CLI for the box and for staff at a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .config import Config, ConfigError, load_config
+from .logsetup import setup_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("appliance.cli")
+
+
+def _load(path: str | None) -> Config:
+    return load_config(Path(path) if path else None)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .supervisor import run_service
+
+    setup_logging(args.log_level)
+    cfg = _load(args.config)
+    trio.run(run_service, cfg)
+    return 0
+
+
+# -- ask ------------------------------------------------------------------------------------------
+
+
+async def _ask_running(base: str, text: str) -> bool:
+    """Ask a running appliance over its SSE endpoint; False when none is listening."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=60.0)) as client:
+        try:
+            await client.get(f"{base}/healthz")
+        except httpx.HTTPError:
+            return False
+        async with client.stream("POST", f"{base}/api/chat", json={"text": text}) as resp:
+            if resp.status_code != 200:
+                body = json.loads(await resp.aread())
+                print(f"error: {body.get('message', resp.status_code)}", file=sys.stderr)
+                raise SystemExit(1)
+            event = ""
+            async for line in resp.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "reply.delta":
+                    msg = json.loads(line[6:])
+                    if msg.get("reset"):
+                        print("\n", end="")
+                    print(msg["text"], end="", flush=True)
+                elif line.startswith("data: ") and event == "reply.done":
+                    print()
+                    return True
+    print()
+    return True
+
+
+async def _ask_standalone(cfg: Config, text: str) -> None:
+    """No appliance running: bring up the same service (local LLM included) just for one turn."""
+    import dataclasses
+
+    from .supervisor import run_service
+
+    cfg = dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, host="127.0.0.1", port=0))
+    async with trio.open_nursery() as nursery:
+        service = await nursery.start(
+            lambda task_status: run_service(cfg, handle_signals=False, task_status=task_status)
+        )
+        base = service.urls[0].replace("0.0.0.0", "127.0.0.1")
+        try:
+            await _ask_running(base, text)
+        finally:
+            service.stop()
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    setup_logging("WARNING", json_lines=False)
+    cfg = _load(args.config)
+    text = " ".join(args.text).strip()
+    if not text:
+        print("error: the question is empty", file=sys.stderr)
+        return 2
+    base = args.url or f"http://{cfg.web.host}:{cfg.web.port}"
+
+    async def main() -> None:
+        if not await _ask_running(base, text):
+            await _ask_standalone(cfg, text)
+
+    trio.run(main)
+    return 0
+
+
+# -- doctor ---------------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    setup_logging("WARNING", json_lines=False)
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        print(f"FAIL config: {exc}")
+        return 1
+    results = trio.run(run_checks, cfg)
+    worst = 0
+    for r in results:
+        print(f"{r.level:4} {r.name}: {r.detail}")
+        worst = max(worst, {"OK": 0, "WARN": 0, "FAIL": 1}[r.level])
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    return worst
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    setup_logging("WARNING", json_lines=False)
+    result: dict[str, Any] = run_bench(args)
+    print(json.dumps(result, indent=2) if not args.out else f"wrote {args.out}")
+    return 0 if not result.get("errors") else 1
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="appliance", description="The kiosk voice appliance.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service (web, LLM, voice) until SIGTERM")
+    run.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=cmd_run)
+
+    ask = sub.add_parser("ask", help="ask one question; the reply streams to stdout")
+    ask.add_argument("text", nargs="+")
+    ask.add_argument("--config")
+    ask.add_argument("--url", help="base URL of a running appliance (default: from config)")
+    ask.set_defaults(func=cmd_ask)
+
+    doc = sub.add_parser("doctor", help="check config, knowledge, models, audio and LLM endpoints")
+    doc.add_argument("--config")
+    doc.add_argument("--json", action="store_true")
+    doc.set_defaults(func=cmd_doctor)
+
+    bench = sub.add_parser("bench", help="measure latency and throughput (JSON out)")
+    bench.add_argument("what", choices=["text"])
+    bench.add_argument("--out", help="write the JSON here")
+    bench.add_argument("--turns", type=int, default=200)
+    bench.add_argument("--first-token-ms", type=float, default=50.0)
+    bench.add_argument("--token-ms", type=float, default=5.0)
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error in {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

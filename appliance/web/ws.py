@@ -1,0 +1,230 @@
+"""One kiosk WebSocket connection: reader, bounded writer, heartbeat, turns.
+
+The writer owns the socket's send side behind a bounded queue: a client that stops reading fills
+the queue and is closed, instead of growing our memory or blocking a turn. Bad frames get an
+`error` and the connection stays up; only protocol abuse we cannot absorb (a full send queue, a
+dead peer) ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from ..dialog import Conversation
+from ..images import ImageError
+from . import protocol as P
+from .context import WebContext
+from .ratelimit import TokenBucket
+
+__all__ = ["WsConnection"]
+
+log = logging.getLogger("appliance.ws")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class WsConnection:
+    def __init__(self, ctx: WebContext, ws: Any) -> None:
+        self.ctx = ctx
+        self.ws = ws
+        cfg = ctx.cfg.web
+        self._send, self._outbox = trio.open_memory_channel[str | bytes](cfg.send_queue)
+        self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
+        self.conv: Conversation | None = None
+        self.last_rx = trio.current_time()
+        self.close_code: int | None = None
+        self.close_reason = "client"
+        self._limited_notice = False
+        self._binary_notice = False
+        self._nursery: trio.Nursery | None = None
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send_nowait(self, msg: dict[str, Any]) -> None:
+        """Queue a message; a client too slow to drain its queue is disconnected."""
+        try:
+            self._send.send_nowait(P.encode(msg))
+        except trio.WouldBlock:
+            self.close(CLOSE_TRY_AGAIN, "slow_consumer")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def emit(self, msg: dict[str, Any]) -> None:
+        self.send_nowait(msg)
+        await trio.lowlevel.checkpoint()
+
+    def error(self, code: str, message: str) -> None:
+        self.ctx.metrics.bad_input.labels(code=code).inc()
+        self.send_nowait(P.error(code, message))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            log.info("closing websocket: %s (%d)", reason, code)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _writer(self) -> None:
+        async with self._outbox:
+            async for item in self._outbox:
+                await self.ws.send(item)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        ctx = self.ctx
+        ctx.metrics.ws_connects.inc()
+        ctx.metrics.ws_connections.inc()
+        ctx.ws_open += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._watch_stop)
+                await self._reader()
+                nursery.cancel_scope.cancel()
+        finally:
+            ctx.ws_open -= 1
+            ctx.metrics.ws_connections.dec()
+            ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
+            if self.conv is not None:
+                # The visitor left mid-turn: stop spending LLM time on a reply nobody reads.
+                ctx.runner.cancel(self.conv.session_id)
+        if self.close_code is not None:
+            with trio.move_on_after(1.0) as scope:
+                scope.shield = True
+                try:
+                    await self.ws.close(self.close_code)
+                except Exception:  # the peer may be gone already
+                    pass
+
+    async def _watch_stop(self) -> None:
+        await self.ctx.stopping.wait()
+        self.close(CLOSE_GOING_AWAY, "shutdown")
+
+    async def _heartbeat(self) -> None:
+        """Ping quiet clients; close ones that stay silent (a vanished tablet, a dead NAT)."""
+        cfg = self.ctx.cfg.web
+        pinged = False
+        while True:
+            await trio.sleep(min(cfg.heartbeat_s, cfg.heartbeat_timeout_s) / 2)
+            quiet = trio.current_time() - self.last_rx
+            if quiet > cfg.heartbeat_s + cfg.heartbeat_timeout_s:
+                self.close(CLOSE_GOING_AWAY, "dead")
+                return
+            if quiet > cfg.heartbeat_s and not pinged:
+                pinged = True
+                await self.emit({"type": "ping", "t": round(trio.current_time(), 3)})
+            elif quiet <= cfg.heartbeat_s:
+                pinged = False
+
+    async def _reader(self) -> None:
+        while True:
+            frame = await self.ws.receive()
+            now = trio.current_time()
+            self.last_rx = now
+            if isinstance(frame, bytes):
+                self._on_binary(frame)
+                continue
+            if not self.bucket.allow(now):
+                if not self._limited_notice:
+                    self._limited_notice = True
+                    self.error("rate_limited", "Too many messages; please wait a moment.")
+                else:
+                    self.ctx.metrics.bad_input.labels(code="rate_limited").inc()
+                continue
+            self._limited_notice = False
+            try:
+                msg = P.parse_client_frame(
+                    frame,
+                    max_text_chars=self.ctx.cfg.web.max_text_chars,
+                    max_frame_bytes=self.ctx.cfg.web.max_frame_bytes,
+                )
+            except P.ProtocolError as exc:
+                self.error(exc.code, exc.message)
+                continue
+            await self._dispatch(msg)
+
+    def _on_binary(self, frame: bytes) -> None:
+        # Voice over /ws arrives with the voice pipeline; until audio.start is accepted, binary
+        # frames are out of protocol. One notice per burst, not one per 20 ms frame.
+        if len(frame) > self.ctx.cfg.web.max_frame_bytes:
+            self.error("frame_too_large", "Audio frame too large.")
+            return
+        if not self._binary_notice:
+            self._binary_notice = True
+            self.error("audio_not_started", "Binary audio frames must follow 'audio.start'.")
+        else:
+            self.ctx.metrics.bad_input.labels(code="audio_not_started").inc()
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def _session(self, requested: str | None) -> Conversation:
+        conv, resumed = self.ctx.sessions.resume_or_create(requested, trio.current_time())
+        self.conv = conv
+        cfg = self.ctx.cfg
+        self.send_nowait(
+            {
+                "type": "hello",
+                "session": conv.session_id,
+                "resumed": resumed,
+                "config": {
+                    "idle_reset_s": cfg.dialog.idle_reset_s,
+                    "max_text_chars": cfg.web.max_text_chars,
+                    "max_image_bytes": cfg.images.max_bytes,
+                    "image_max_side": cfg.images.max_side,
+                    "vision": any(ep.vision for ep in cfg.llm.endpoints),
+                    "voice": False,
+                    "heartbeat_s": cfg.web.heartbeat_s,
+                },
+            }
+        )
+        self.send_nowait({"type": "state", "state": conv.state.value})
+        return conv
+
+    async def _dispatch(self, msg: P.ClientMessage) -> None:
+        assert self._nursery is not None
+        match msg:
+            case P.Hello(session=session):
+                if self.conv is not None and self.conv.session_id != session:
+                    self.ctx.runner.cancel(self.conv.session_id)
+                self._session(session)
+            case P.Ping(t=t):
+                self.send_nowait({"type": "pong", "t": t})
+            case P.Pong():
+                pass
+            case P.Cancel():
+                if self.conv is not None:
+                    self.ctx.runner.cancel(self.conv.session_id)
+            case P.TextQuestion():
+                conv = self.conv or self._session(None)
+                self._binary_notice = False
+                self._nursery.start_soon(self._turn, conv, msg)
+            case P.AudioStart():
+                self.error(
+                    "voice_unavailable",
+                    "Voice input is not available on this kiosk; please type your question.",
+                )
+            case P.AudioEnd():
+                pass
+
+    async def _turn(self, conv: Conversation, q: P.TextQuestion) -> None:
+        runner = self.ctx.runner
+        async with runner.exclusive(conv.session_id) as scope:
+            image = None
+            if q.image is not None:
+                try:
+                    image = await runner.prepare_image(q.image)
+                except ImageError as exc:
+                    self.error(exc.code, exc.message)
+                    return
+            await runner.run_text(conv, q.text, self.emit, image=image)
+        if scope.cancelled_caught:
+            # Cancelled by the visitor (or replaced by a new question): show where we are now.
+            self.send_nowait({"type": "state", "state": conv.state.value})
