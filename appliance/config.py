@@ -112,6 +112,13 @@ class DialogConfig:
 class KnowledgeConfig:
     faq: str = field(default_factory=default_faq_path)
     top_k: int = 3
+    # faq: a confidently matched question is answered with the staff's own FAQ text, verbatim
+    #      (the embedded 135M model invents facts); everything else goes to the LLM.
+    # llm: the LLM always answers, grounded in the best entries (for a capable endpoint).
+    answer_mode: Literal["faq", "llm"] = "faq"
+    # Hybrid ranking with a small sentence-embedding model (all-MiniLM-L6-v2, ONNX on CPU);
+    # false = lexical BM25 only (no direct answers then).
+    semantic: bool = True
 
 
 @dataclass(frozen=True)

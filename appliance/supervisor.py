@@ -31,12 +31,14 @@ import trio
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
+from .embeddings import Embedder, EmbedderError
 from .knowledge import KnowledgeBase
 from .llm.client import Endpoint
 from .llm.pool import LLMPool
 from .localllm import run_local_llm
 from .looplag import LagMonitor
 from .metrics import Metrics
+from .models_manifest import ModelError
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
@@ -125,6 +127,22 @@ async def _warm_up(cfg: Config, pool: LLMPool, stopping: trio.Event) -> None:
             await trio.sleep(0.2)
 
 
+def load_knowledge(cfg: Config) -> KnowledgeBase:
+    """The FAQ index; hybrid when the embedding model loads, lexical (and said so) when not."""
+    embedder = None
+    if cfg.knowledge.semantic:
+        try:
+            embedder = Embedder.load()
+        except (EmbedderError, ModelError, OSError) as exc:
+            log.error("embedding model unavailable, FAQ search is lexical only: %s", exc)
+    kb = KnowledgeBase.from_file(Path(cfg.knowledge.faq), embedder=embedder)
+    log.info(
+        "knowledge loaded",
+        extra={"faq": cfg.knowledge.faq, "entries": len(kb), "hybrid": kb.hybrid},
+    )
+    return kb
+
+
 async def _health_loop(pool: LLMPool, metrics: Metrics, period_s: float = 15.0) -> None:
     while True:
         await trio.sleep(period_s)
@@ -169,8 +187,7 @@ async def run_service(
     readiness = Readiness(started_at=trio.current_time())
 
     notifier.status("loading knowledge and conversation log")
-    knowledge = await trio.to_thread.run_sync(KnowledgeBase.from_file, Path(cfg.knowledge.faq))
-    log.info("knowledge loaded", extra={"faq": cfg.knowledge.faq, "entries": len(knowledge)})
+    knowledge = await trio.to_thread.run_sync(load_knowledge, cfg)
     store = Store(Path(cfg.store.path))
     await trio.to_thread.run_sync(store.open)
     astore = AsyncStore(store)

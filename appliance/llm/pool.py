@@ -226,6 +226,7 @@ class LLMPool:
         messages: list[dict[str, Any]],
         max_tokens: int,
         temperature: float,
+        stop: Sequence[str],
         errors: list[LLMError],
     ) -> None:
         with scope:
@@ -239,6 +240,7 @@ class LLMPool:
                     max_tokens=max_tokens,
                     temperature=temperature,
                     stall_s=self.stall_s,
+                    stop=stop,
                 )
                 async with aclosing(stream) as tokens:
                     async for text in tokens:
@@ -261,6 +263,7 @@ class LLMPool:
         need_vision: bool = False,
         max_tokens: int = 160,
         temperature: float = 0.3,
+        stop: Sequence[str] = (),
     ) -> Completion:
         """Stream one reply, forwarding only the winning endpoint's deltas to on_delta(text, reset).
 
@@ -296,6 +299,7 @@ class LLMPool:
                         messages,
                         max_tokens,
                         temperature,
+                        stop,
                         errors,
                     )
 
