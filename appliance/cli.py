@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -125,18 +124,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return worst
 
 
-# -- bench ----------------------------------------------------------------------------------------
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
-
-    setup_logging("WARNING", json_lines=False)
-    result: dict[str, Any] = run_bench(args)
-    print(json.dumps(result, indent=2) if not args.out else f"wrote {args.out}")
-    return 0 if not result.get("errors") else 1
-
-
 # -- parser ---------------------------------------------------------------------------------------
 
 
@@ -160,13 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true")
     doc.set_defaults(func=cmd_doctor)
 
-    bench = sub.add_parser("bench", help="measure latency and throughput (JSON out)")
-    bench.add_argument("what", choices=["text"])
-    bench.add_argument("--out", help="write the JSON here")
-    bench.add_argument("--turns", type=int, default=200)
-    bench.add_argument("--first-token-ms", type=float, default=50.0)
-    bench.add_argument("--token-ms", type=float, default=5.0)
-    bench.set_defaults(func=cmd_bench)
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
