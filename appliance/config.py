@@ -326,12 +326,16 @@ def parse_config(
     """Build and validate a Config from parsed TOML; relative paths resolve against base_dir."""
     problems: list[str] = []
     cfg = _build(Config, data, "", problems)
+    if cfg is not None:
+        # Keys with type errors fell back to defaults, so range checks still report the rest.
+        if base_dir is not None:
+            cfg = _resolve_paths(cfg, base_dir)
+        try:
+            _validate(cfg, problems)
+        except (AttributeError, TypeError):
+            if not problems:  # a list item with a type error is None here; already reported
+                raise
     if cfg is None or problems:
-        raise ConfigError(problems, source)
-    if base_dir is not None:
-        cfg = _resolve_paths(cfg, base_dir)
-    _validate(cfg, problems)
-    if problems:
         raise ConfigError(problems, source)
     assert isinstance(cfg, Config)
     return cfg
