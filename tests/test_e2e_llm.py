@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from conftest import base_url, make_config
 
 from appliance.supervisor import Service, run_service
 from appliance.systemd import Notifier
-from conftest import base_url, make_config
 
 pytestmark = [
     pytest.mark.e2e,
