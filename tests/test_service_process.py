@@ -9,13 +9,14 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from appliance.fakes.scripted_llm import ScriptedLLM
+from appliance.fakes.scripted_llm import Script, ScriptedLLM
 
 
 def _free_port() -> int:
@@ -123,3 +124,27 @@ def test_doctor_reports_and_fails_on_dead_endpoint(tmp_path: Path) -> None:
     assert "OK   knowledge: 25 FAQ entries" in run.stdout
     assert "FAIL endpoint scripted: http://127.0.0.1:9/v1: refused" in run.stdout
     assert "onnxruntime" in run.stdout
+
+
+async def test_ask_streams_reply_from_running_service(start_service: Any, llm: ScriptedLLM) -> None:
+    llm.script = Script(reply="We open at half past nine.")
+    svc = await start_service()
+    run = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "ask",
+            "--url",
+            svc.urls[0],
+            "When",
+            "do",
+            "you",
+            "open?",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    assert run.returncode == 0
+    assert run.stdout.decode().strip() == "We open at half past nine."
+    assert llm.requests[-1]["messages"][-1]["content"] == "When do you open?"

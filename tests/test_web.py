@@ -224,6 +224,41 @@ async def test_bad_frames_get_error_and_connection_stays(
         assert done["text"]
 
 
+@pytest.mark.parametrize(
+    ("image", "max_bytes", "code"),
+    [
+        (lambda: png_data_url(12000, 10000), 768 * 1024, "too_many_pixels"),  # 120 Mpx, ~350 KB
+        (lambda: noise_png_data_url(400, 400), 200_000, "too_large"),  # ~480 KB of noise
+    ],
+)
+async def test_huge_images_are_refused(
+    start_service: StartService,
+    llm: ScriptedLLM,
+    connect: Any,
+    image: Any,
+    max_bytes: int,
+    code: str,
+) -> None:
+    svc = await start_service(images={"max_bytes": max_bytes})
+    async with connect(svc) as c:
+        await c.hello()
+        before = len(llm.requests)
+        await c.send({"type": "text", "text": "what is this", "image": image()})
+        err = await c.until("error")
+        assert err["code"] == code and "limit" in err["message"]
+        assert (await c.ask("still there?"))["text"]
+    assert len(llm.requests) == before + 1  # only the second question reached the LLM
+
+
+def noise_png_data_url(w: int, h: int) -> str:
+    import numpy as np
+
+    buf = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 async def test_burst_is_rate_limited(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:
