@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from appliance.config import Config, parse_config
@@ -25,6 +28,32 @@ async def llm(nursery: trio.Nursery) -> ScriptedLLM:
     server = ScriptedLLM()
     await nursery.start(server.serve)
     return server
+
+
+@pytest.fixture
+async def server(llm: ScriptedLLM) -> ScriptedLLM:
+    """The scripted LLM, under the name the client/pool tests use."""
+    return llm
+
+
+@pytest.fixture
+def mock_clock() -> MockClock:
+    # Real sockets: jump virtual time only after 10 ms of real idleness.
+    return MockClock(autojump_threshold=0.01)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A URL where nothing listens (bound, not listening: connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 def make_config(

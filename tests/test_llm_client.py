@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import httpx
@@ -16,34 +14,6 @@ from appliance.llm.client import Endpoint, LLMError, SSEParser, parse_chunk, pro
 
 MESSAGES = [{"role": "user", "content": "When do you open?"}]
 WORDS = ["Hello ", "from ", "the ", "scripted ", "model. "]
-
-
-@pytest.fixture
-def mock_clock() -> MockClock:
-    # Real sockets: jump virtual time only after 10 ms of real idleness, so bytes in flight on
-    # loopback are never mistaken for silence.
-    return MockClock(autojump_threshold=0.01)
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> ScriptedLLM:
-    s = ScriptedLLM()
-    await nursery.start(s.serve)
-    return s
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-@pytest.fixture
-def dead_url() -> Iterator[str]:
-    """A loopback port that is bound (so nobody else takes it) but not listening."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 async def collect(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-
 import httpx
 import pytest
 import trio
@@ -16,32 +13,6 @@ from appliance.llm.pool import AllEndpointsFailed, Completion, HedgePlan, LLMPoo
 
 MESSAGES = [{"role": "user", "content": "Can I bring my dog?"}]
 REPLY = "Hello from the scripted model. "
-
-
-@pytest.fixture
-def mock_clock() -> MockClock:
-    # Real sockets: jump virtual time only after 10 ms of real idleness.
-    return MockClock(autojump_threshold=0.01)
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> ScriptedLLM:
-    s = ScriptedLLM()
-    await nursery.start(s.serve)
-    return s
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-@pytest.fixture
-def dead_url() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 class Recorder:

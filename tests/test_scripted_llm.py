@@ -6,7 +6,6 @@ import itertools
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
 
 import httpx
@@ -15,24 +14,6 @@ import trio
 from trio.testing import MockClock
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM, reply_for, script_for
-
-
-@pytest.fixture
-def mock_clock() -> MockClock:
-    return MockClock(autojump_threshold=0.01)
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> ScriptedLLM:
-    s = ScriptedLLM()
-    await nursery.start(s.serve)
-    return s
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
 
 
 def chat(model: str = "m", stream: bool = True, content: object = "hi") -> dict[str, object]:
