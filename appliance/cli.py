@@ -26,11 +26,19 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .knowledge import KnowledgeError
+    from .store import StoreError
     from .supervisor import run_service
 
     setup_logging(args.log_level)
     cfg = _load(args.config)
-    trio.run(run_service, cfg)
+    try:
+        trio.run(run_service, cfg)
+    except (KnowledgeError, StoreError) as exc:
+        # Refuse to start half-configured, with the reason on one line (journald shows it).
+        log.error("cannot start: %s", exc)
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -148,3 +148,26 @@ async def test_ask_streams_reply_from_running_service(start_service: Any, llm: S
     assert run.returncode == 0
     assert run.stdout.decode().strip() == "We open at half past nine."
     assert llm.requests[-1]["messages"][-1]["content"] == "When do you open?"
+
+
+def test_unusable_faq_refuses_to_start_with_reason(tmp_path: Path) -> None:
+    faq = tmp_path / "faq.md"
+    faq.write_text("# Our venue\n\nNo questions yet.\n")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "knowledge": {"faq": str(faq), "semantic": False},
+                "llm": {"spawn_local": False},
+                "store": {"path": str(tmp_path / "log.db")},
+            }
+        )
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "cannot start" in run.stderr and str(faq) in run.stderr
