@@ -132,6 +132,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return worst
 
 
+# -- models ---------------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models_manifest import ModelError, load_manifest, verify
+
+    try:
+        manifest = load_manifest()
+    except (OSError, ValueError, ModelError) as exc:
+        print(f"error: model manifest: {exc}", file=sys.stderr)
+        return 2
+    bad = 0
+    for mf in manifest.values():
+        if args.action == "list":
+            print(f"{mf.id:18} {mf.licence:12} {mf.package}=={mf.version}  {mf.path}")
+            continue
+        try:
+            path = verify(mf)
+            print(f"OK   {mf.id:18} {path}")
+        except ModelError as exc:
+            bad += 1
+            print(f"FAIL {mf.id:18} {exc}")
+    if args.action == "verify":
+        print(f"{len(manifest) - bad} of {len(manifest)} model files verified")
+    return 1 if bad else 0
+
+
 # -- parser ---------------------------------------------------------------------------------------
 
 
@@ -154,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--config")
     doc.add_argument("--json", action="store_true")
     doc.set_defaults(func=cmd_doctor)
+
+    models = sub.add_parser("models", help="list the model files or verify their sha256")
+    models.add_argument("action", choices=["verify", "list"])
+    models.set_defaults(func=cmd_models)
 
     from .bench import add_bench_parser
 
