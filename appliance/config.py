@@ -27,11 +27,13 @@ __all__ = [
     "DialogConfig",
     "FilterConfig",
     "ImagesConfig",
+    "InferenceConfig",
     "KnowledgeConfig",
     "LLMConfig",
     "LLMEndpointConfig",
     "PersonaConfig",
     "StoreConfig",
+    "VoiceConfig",
     "WebConfig",
     "config_to_dict",
     "default_faq_path",
@@ -151,6 +153,60 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class InferenceConfig:
+    # "auto" (best accelerator this onnxruntime build has, else CPU) | "cpu" | comma list.
+    providers: str = "auto"
+    intra_op_threads: int = 0  # 0 = min(4, cores)
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """The voice pipeline: VAD endpointing, ASR, TTS, barge-in (see appliance/voice/)."""
+
+    # auto = load the voice models when their files are present (text-only if not); false = off.
+    enabled: bool | Literal["auto"] = "auto"
+    check_hashes: bool = True
+    # Segmenter (appliance/voice/endpoint.py): VAD probabilities and durations in seconds.
+    speech_threshold: float = 0.5
+    silence_threshold: float = 0.35
+    min_speech_s: float = 0.15
+    hangover_s: float = 0.5
+    short_hangover_s: float = 0.25
+    max_utterance_s: float = 15.0
+    no_speech_timeout_s: float = 8.0
+    pre_roll_s: float = 0.2  # audio before the onset given to ASR (Moonshine wants tight cuts)
+    post_roll_s: float = 0.1
+    speaking_threshold_boost: float = 0.2
+    # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
+    partial_interval_s: float = 0.6
+    speculative_final: bool = True
+    asr_s: float = 3.0  # budget for the final transcript after the end of speech
+    retry_reply: str = "Sorry, could you say that again?"
+    # TTS: budget for the first audio of a reply; speaking speed (> 1 slower).
+    tts_first_s: float = 2.0
+    length_scale: float = 1.0
+    # Self-interruption guard while the box speaks (see appliance/voice/pipeline.py EchoGate).
+    echo_gate: bool = True
+    echo_leak: float = 0.1
+    echo_margin: float = 2.0
+    echo_max_lag_s: float = 0.3
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin page. It is always served on the kiosk listener (web.host, loopback by
+    default); `host` adds a second listener, e.g. on the LAN, that serves only /admin."""
+
+    host: str = ""  # empty = no extra listener
+    port: int = 8443
+    tls_cert: str = ""  # PEM files; both set = HTTPS on the admin listener
+    tls_key: str = ""
+    session_s: float = 8 * 3600.0
+    max_failures: int = 5  # failed logins from one address before it is locked out
+    lockout_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     web: WebConfig = field(default_factory=WebConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -162,6 +218,8 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
 
 
 class ConfigError(Exception):
@@ -318,6 +376,34 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     if not cfg.store.path:
         problems.append("store.path: must not be empty")
     _positive(problems, "store.retention_days", cfg.store.retention_days)
+    _validate_voice(cfg, problems)
+
+
+def _validate_voice(cfg: Config, problems: list[str]) -> None:
+    if not cfg.inference.providers.strip():
+        problems.append("inference.providers: must not be empty (use 'auto' or 'cpu')")
+    _positive(
+        problems, "inference.intra_op_threads", cfg.inference.intra_op_threads, allow_zero=True
+    )
+    v = cfg.voice
+    for name in ("speech_threshold", "silence_threshold", "speaking_threshold_boost"):
+        if not 0 <= getattr(v, name) <= 1:
+            problems.append(f"voice.{name}: must be 0..1, got {getattr(v, name)}")
+    if v.silence_threshold > v.speech_threshold:
+        problems.append("voice.silence_threshold: must not exceed voice.speech_threshold")
+    for name in ("min_speech_s", "pre_roll_s", "post_roll_s", "short_hangover_s", "echo_max_lag_s"):
+        _positive(problems, f"voice.{name}", getattr(v, name), allow_zero=True)
+    for name in ("hangover_s", "max_utterance_s", "no_speech_timeout_s", "partial_interval_s"):
+        _positive(problems, f"voice.{name}", getattr(v, name))
+    for name in ("asr_s", "tts_first_s", "echo_margin"):
+        _positive(problems, f"voice.{name}", getattr(v, name))
+    _positive(problems, "voice.echo_leak", v.echo_leak, allow_zero=True)
+    if v.short_hangover_s > v.hangover_s:
+        problems.append("voice.short_hangover_s: must not exceed voice.hangover_s")
+    if not 0.25 <= v.length_scale <= 4.0:
+        problems.append(f"voice.length_scale: must be 0.25..4, got {v.length_scale}")
+    if not v.retry_reply.strip():
+        problems.append("voice.retry_reply: must not be empty")
 
 
 def parse_config(

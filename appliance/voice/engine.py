@@ -1,0 +1,108 @@
+"""The voice models of one service: loaded from the manifest, warmed up, shared by sessions.
+
+VAD is stateful per audio stream, so the engine keeps the VAD *session* and hands every
+pipeline its own `SileroVad` over it; ASR and TTS are stateless and shared behind one
+`ModelRunner` each (a CapacityLimiter(1) per model: two concurrent passes of one model on a
+small box only fight over the same cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import onnxruntime as ort
+import trio
+
+from ..config import Config
+from ..inference import InferenceSettings, ModelRunner, create_session
+from ..models_manifest import ModelFile, load_manifest, require
+from .moonshine import MoonshineAsr
+from .tts import PiperTts
+from .vad import SileroVad
+
+__all__ = ["VoiceEngine", "attach_engine", "engine_of", "inference_settings", "load_engine"]
+
+log = logging.getLogger("appliance.voice.engine")
+
+
+def inference_settings(cfg: Config) -> InferenceSettings:
+    return InferenceSettings(
+        providers=cfg.inference.providers, intra_op_threads=cfg.inference.intra_op_threads
+    )
+
+
+@dataclass
+class VoiceEngine:
+    vad_session: ort.InferenceSession
+    asr: ModelRunner[MoonshineAsr]
+    tts: ModelRunner[PiperTts]
+    load_s: float = 0.0
+    warm_s: float = 0.0
+
+    def new_vad(self) -> ModelRunner[SileroVad]:
+        """A fresh VAD stream state over the shared session (one per pipeline)."""
+        return ModelRunner(SileroVad(self.vad_session), name="vad")
+
+    @classmethod
+    def load_blocking(
+        cls,
+        settings: InferenceSettings,
+        manifest: dict[str, ModelFile] | None = None,
+        *,
+        check_hash: bool = True,
+    ) -> VoiceEngine:
+        """Load and warm up all three models. Blocking: call via trio.to_thread.run_sync.
+
+        Raises ModelError (a file missing or with the wrong hash, naming it) or SessionError.
+        """
+        m = manifest if manifest is not None else load_manifest()
+        t0 = time.perf_counter()
+        vad_path = require(m, "vad", check_hash=check_hash)
+        # One thread for the tiny VAD: fan-out would cost more than it saves.
+        vad_session, _ = create_session(
+            vad_path, dataclasses.replace(settings, intra_op_threads=1), name="vad"
+        )
+        asr = MoonshineAsr.load(settings, m, check_hash=check_hash)
+        tts = PiperTts.load(settings, m, check_hash=check_hash)
+        t1 = time.perf_counter()
+        # READY only after every model ran once: the first visitor must not pay ORT's lazy
+        # allocations (or find out that espeak-ng is missing).
+        vad = SileroVad(vad_session)
+        vad.warm_up()
+        asr.warm_up()
+        tts.warm_up()
+        t2 = time.perf_counter()
+        log.info("voice models loaded in %.2f s, warmed up in %.2f s", t1 - t0, t2 - t1)
+        return cls(
+            vad_session=vad_session,
+            asr=ModelRunner(asr, name="asr", providers=asr.providers),
+            tts=ModelRunner(tts, name="tts", providers=tts.providers),
+            load_s=t1 - t0,
+            warm_s=t2 - t1,
+        )
+
+
+async def load_engine(cfg: Config) -> VoiceEngine:
+    """Load + warm up off the event loop."""
+    settings = inference_settings(cfg)
+    check = cfg.voice.check_hashes
+    return await trio.to_thread.run_sync(
+        lambda: VoiceEngine.load_blocking(settings, check_hash=check)
+    )
+
+
+# The web context is a plain dataclass owned by the web layer; the engine rides on it under
+# one attribute name, read back with a type check (see the report: a typed field is better).
+_ATTR = "voice_engine"
+
+
+def attach_engine(ctx: object, engine: VoiceEngine | None) -> None:
+    object.__setattr__(ctx, _ATTR, engine)
+
+
+def engine_of(ctx: object) -> VoiceEngine | None:
+    engine = getattr(ctx, _ATTR, None)
+    return engine if isinstance(engine, VoiceEngine) else None

@@ -1,0 +1,678 @@
+"""One voice session: 16 kHz audio in -> VAD/endpoint -> ASR -> a turn -> reply speech out.
+
+Audio time (samples fed / 16 kHz) drives the segmenter, the partial-ASR cadence and the echo
+gate, so the same code runs on a live microphone, a browser stream and a file fed faster than
+real time (tests). Wall time (trio clock) is used only for the latency figures.
+
+Flow per utterance: SpeechStarted (barge-in if a turn is running or audio playing) ->
+partial ASR passes every `partial_interval_s` of audio (`transcript {final:false}`, and the
+turn-taking hint for the segmenter) -> SilenceStarted starts the final pass speculatively,
+SpeechResumed aborts it -> SpeechEnded takes that pass (or runs one) under the `asr_s` budget
+-> `transcript {final:true}` -> TurnRunner.run_text(source="voice") with an emit wrapper that
+feeds reply text into ReplySpeech. Every model call runs on a worker thread (ModelRunner).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from ..config import VoiceConfig
+from ..dialog import Conversation, DialogError, DialogEvent, DialogState
+from ..metrics import Metrics
+from ..turns import Emit, TurnRunner
+from .asr import TranscriptionAborted
+from .endpoint import (
+    Event,
+    NoSpeechTimeout,
+    Segmenter,
+    SegmenterSettings,
+    SilenceStarted,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    segment_samples,
+)
+from .engine import VoiceEngine
+from .speech import AudioSink, ReplySpeech
+from .turntaking import looks_complete
+
+__all__ = [
+    "AudioSink",
+    "EchoGate",
+    "MemorySink",
+    "PipelineSettings",
+    "VoicePipeline",
+    "open_pipeline",
+    "pcm16_to_float",
+    "usable_transcript",
+]
+
+log = logging.getLogger("appliance.voice.pipeline")
+
+F32 = npt.NDArray[np.float32]
+RATE = 16000
+FRAME = 512
+FRAME_S = FRAME / RATE
+_MIN_PARTIAL_S = 0.4  # shorter audio gives Moonshine nothing to work with
+_WALL_KEEP = 1024  # frames of (audio time -> wall time) history, ~33 s
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
+    post_roll_s: float = 0.1
+    partial_interval_s: float = 0.6
+    speculative_final: bool = True
+    asr_s: float = 3.0
+    tts_first_s: float = 2.0
+    length_scale: float = 1.0
+    retry_reply: str = "Sorry, could you say that again?"
+    echo_gate: bool = True
+    echo_leak: float = 0.1
+    echo_margin: float = 2.0
+    echo_max_lag_s: float = 0.3
+
+    @classmethod
+    def from_config(cls, v: VoiceConfig) -> PipelineSettings:
+        return cls(
+            segmenter=SegmenterSettings(
+                speech_threshold=v.speech_threshold,
+                silence_threshold=v.silence_threshold,
+                min_speech_s=v.min_speech_s,
+                hangover_s=v.hangover_s,
+                short_hangover_s=v.short_hangover_s,
+                max_utterance_s=v.max_utterance_s,
+                no_speech_timeout_s=v.no_speech_timeout_s,
+                pre_roll_s=v.pre_roll_s,
+                speaking_threshold_boost=v.speaking_threshold_boost,
+            ),
+            post_roll_s=v.post_roll_s,
+            partial_interval_s=v.partial_interval_s,
+            speculative_final=v.speculative_final,
+            asr_s=v.asr_s,
+            tts_first_s=v.tts_first_s,
+            length_scale=v.length_scale,
+            retry_reply=v.retry_reply,
+            echo_gate=v.echo_gate,
+            echo_leak=v.echo_leak,
+            echo_margin=v.echo_margin,
+            echo_max_lag_s=v.echo_max_lag_s,
+        )
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+
+
+def pcm16_to_float(data: bytes) -> F32:
+    """PCM s16le mono -> float32 in [-1, 1). An odd trailing byte is dropped."""
+    n = len(data) // 2
+    return np.frombuffer(data[: 2 * n], dtype="<i2").astype(np.float32) / 32768.0
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_FILLERS = frozenset("uh um hmm mm mhm ah eh oh er erm hm".split())
+
+
+def usable_transcript(text: str) -> bool:
+    """Worth a turn: at least one real word that is not a filler sound. Pure."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    return any(w not in _FILLERS for w in words)
+
+
+class AudioRing:
+    """The last `keep_s` seconds of 16 kHz audio, addressed by audio time. Pure."""
+
+    def __init__(self, keep_s: float) -> None:
+        self._keep = int(keep_s * RATE)
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._start = 0  # absolute sample index of _buf[0]
+
+    @property
+    def end(self) -> int:
+        return self._start + len(self._buf)
+
+    def append(self, block: F32) -> None:
+        self._buf = np.concatenate([self._buf, block])
+        extra = len(self._buf) - self._keep
+        if extra > 4 * FRAME:  # trim in steps, not per frame
+            self._buf = self._buf[extra:]
+            self._start += extra
+
+    def slice(self, t0: float, t1: float, *, pre_roll_s: float, post_roll_s: float) -> F32:
+        i0, i1 = segment_samples(
+            t0,
+            t1,
+            sample_rate=RATE,
+            pre_roll_s=pre_roll_s,
+            post_roll_s=post_roll_s,
+            buffer_start=self._start / RATE,
+            buffer_len=len(self._buf),
+        )
+        return self._buf[i0:i1].copy()
+
+
+class EchoGate:
+    """Self-interruption guard: is a mic frame just our own voice coming back? Pure numpy.
+
+    The reference is what we play, placed on the microphone's audio-time axis at the moment it
+    is handed to the sink (so a frame of mic audio and the reference line up up to the
+    acoustic/buffer delay). For each mic frame while we play, the reference window of
+    `max_lag_s` before the frame is searched for the single delay and gain that best explain
+    the frame (least squares: one-tap echo model). What that model cannot explain is the
+    residual. The frame counts as the visitor's only if the residual is louder than
+    `margin * leak * |echo|`, where `leak` is the part of our own voice a one-tap model leaves
+    in a real room (reverb, speaker distortion); otherwise its VAD probability is zeroed.
+
+    A heuristic, not echo cancellation: strong reverb or a distorting speaker can still leak
+    through (then the segmenter's raised thresholds while speaking are the second guard).
+    """
+
+    def __init__(self, *, leak: float = 0.1, margin: float = 2.0, max_lag_s: float = 0.3) -> None:
+        self.leak = leak
+        self.margin = margin
+        self.max_lag = int(max_lag_s * RATE)
+        self._segments: deque[tuple[int, F32]] = deque()  # (start sample, audio)
+        self._end = 0  # end sample of the reference timeline
+
+    def add(self, ref: F32, mic_now_sample: int) -> None:
+        """`ref` (16 kHz) starts playing now, or right after what is already queued."""
+        start = max(self._end, mic_now_sample)
+        self._segments.append((start, ref))
+        self._end = start + len(ref)
+
+    def clear(self) -> None:
+        self._segments.clear()
+        self._end = 0
+
+    def active(self, sample: int) -> bool:
+        """Reference audio may still be reaching the mic at this sample."""
+        return bool(self._segments) and sample < self._end + self.max_lag
+
+    def _window(self, s0: int, s1: int) -> F32:
+        out = np.zeros(s1 - s0, dtype=np.float32)
+        for start, audio in self._segments:
+            a, b = max(s0, start), min(s1, start + len(audio))
+            if a < b:
+                out[a - s0 : b - s0] = audio[a - start : b - start]
+        # forget references that can no longer matter
+        while self._segments and self._segments[0][0] + len(self._segments[0][1]) < (
+            s0 - self.max_lag
+        ):
+            self._segments.popleft()
+        return out
+
+    def is_echo(self, frame: F32, end_sample: int) -> bool:
+        n = len(frame)
+        ref = self._window(end_sample - n - self.max_lag, end_sample)
+        e_mic = float(np.dot(frame, frame))
+        if e_mic <= 1e-9:
+            return False
+        corr = np.correlate(ref.astype(np.float64), frame.astype(np.float64), mode="valid")
+        sq = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
+        e_ref = sq[n:] - sq[:-n]  # energy of each lagged reference window
+        ok = e_ref > 1e-9
+        if not np.any(ok):
+            return False  # a pause in our own speech: nothing to explain
+        explained = np.where(ok, corr**2 / np.where(ok, e_ref, 1.0), 0.0)
+        k = int(np.argmax(explained))
+        residual = max(e_mic - float(explained[k]), 0.0)
+        echo = float(explained[k])  # energy of the fitted echo g * ref
+        return residual <= (self.margin * self.leak) ** 2 * echo
+
+
+class MemorySink:
+    """Collects reply audio (demo -> WAV file, tests). Nothing to wait for: drain returns."""
+
+    def __init__(self) -> None:
+        self.first_sample_at: float | None = None
+        self.parts: list[F32] = []
+        self.rate = 0
+        self.stops = 0
+
+    async def play(self, audio: F32, rate: int) -> None:
+        if self.first_sample_at is None:
+            self.first_sample_at = trio.current_time()
+        self.rate = rate
+        self.parts.append(audio)
+        await trio.lowlevel.checkpoint()
+
+    async def drain(self) -> None:
+        self.first_sample_at = None
+        await trio.lowlevel.checkpoint()
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.first_sample_at = None
+
+    def audio(self) -> F32:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+
+@dataclass
+class _AsrPass:
+    start: float
+    end: float
+    final: bool
+    stop: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+    text: str | None = None
+    compute_s: float = 0.0
+    audio_s: float = 0.0
+
+
+@dataclass
+class VoiceTurn:
+    """What one utterance became (for the demo's report and tests)."""
+
+    transcript: str
+    turn: int | None = None
+    reply: str = ""
+    outcome: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class VoicePipeline:
+    def __init__(
+        self,
+        engine: VoiceEngine,
+        runner: TurnRunner,
+        conv: Conversation,
+        emit: Emit,
+        sink: AudioSink,
+        settings: PipelineSettings,
+        nursery: trio.Nursery,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.conv = conv
+        self.emit = emit
+        self.sink = sink
+        self.settings = settings
+        self.metrics = metrics
+        self._nursery = nursery
+        self._vad = engine.new_vad()
+        self._seg = Segmenter(settings.segmenter)
+        self._seg.reset(0.0)
+        keep = settings.segmenter.max_utterance_s + settings.segmenter.pre_roll_s + 2.0
+        self._ring = AudioRing(keep)
+        self._gate = EchoGate(
+            leak=settings.echo_leak, margin=settings.echo_margin, max_lag_s=settings.echo_max_lag_s
+        )
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._samples = 0  # samples fed = audio time * RATE
+        self._wall: deque[tuple[float, float]] = deque(maxlen=_WALL_KEEP)
+        self._utt_start = 0.0
+        self._last_partial = 0.0
+        self._partial: _AsrPass | None = None
+        self._spec: _AsrPass | None = None
+        self._turn_scope: trio.CancelScope | None = None
+        self._turn_done = trio.Event()
+        self._turn_done.set()
+        self._speaking = False
+        self._busy = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self.turns: list[VoiceTurn] = []
+        self.barge_ins = 0
+        self.echo_frames = 0
+
+    # -- input -----------------------------------------------------------------------------
+
+    @property
+    def audio_time(self) -> float:
+        return self._samples / RATE
+
+    async def feed(self, audio: npt.ArrayLike) -> None:
+        """Any number of 16 kHz float32 mono samples; full 32 ms frames are processed now."""
+        a = np.asarray(audio, dtype=np.float32).reshape(-1)
+        buf = np.concatenate([self._pending, a]) if len(self._pending) else a
+        n = len(buf) // FRAME
+        for i in range(n):
+            await self._frame(buf[i * FRAME : (i + 1) * FRAME])
+        self._pending = buf[n * FRAME :].copy()
+
+    async def settle(self) -> None:
+        """Wait for a partial ASR pass in flight. A source faster than real time (tests, bench)
+        calls this between blocks to see the partials a live microphone would get."""
+        p = self._partial
+        if p is not None:
+            await p.done.wait()
+            await trio.lowlevel.checkpoint()  # let the pass's task deliver its transcript
+
+    async def end_of_input(self) -> None:
+        """The source stopped (file end, `audio.end`): end an utterance in progress now."""
+        self._pending = np.zeros(0, dtype=np.float32)
+        silence = np.zeros(FRAME, dtype=np.float32)
+        limit = int(self.settings.segmenter.hangover_s / FRAME_S) + 2
+        for _ in range(limit):
+            if self._seg.state == "waiting":
+                return
+            await self._frame(silence, prob=0.0)
+
+    async def wait_idle(self) -> None:
+        """Until every utterance fed so far has been transcribed and its turn finished."""
+        while self._busy:
+            await self._idle.wait()
+
+    def _begin_work(self) -> None:
+        self._busy += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def _end_work(self) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    def _wall_at(self, t: float) -> float:
+        """When the frame containing audio time `t` arrived (trio clock)."""
+        for t_end, wall in self._wall:
+            if t_end >= t - 1e-9:
+                return wall
+        return trio.current_time()
+
+    async def _frame(self, frame: F32, prob: float | None = None) -> None:
+        self._ring.append(frame)
+        self._samples += FRAME
+        t = self.audio_time
+        self._wall.append((t, trio.current_time()))
+        if prob is None:
+            prob = await self._vad.run(self._vad.model.prob, frame)
+        playing = self._gate.active(self._samples)
+        self._seg.set_speaking(self._speaking or playing)
+        if playing and self.settings.echo_gate and self._gate.is_echo(frame, self._samples):
+            self.echo_frames += 1
+            prob = 0.0
+        for ev in self._seg.process(prob, t, FRAME_S):
+            await self._on_event(ev, playing)
+        if (
+            self._seg.state != "waiting"
+            and t - self._last_partial >= self.settings.partial_interval_s
+            and self._partial is None
+            and self._spec is None
+            and t - self._utt_start >= _MIN_PARTIAL_S
+        ):
+            self._last_partial = t
+            p = _AsrPass(self._utt_start, t, final=False)
+            self._partial = p
+            self._nursery.start_soon(self._run_partial, p)
+
+    async def _on_event(self, ev: Event, playing: bool) -> None:
+        match ev:
+            case SpeechStarted(t=t):
+                self._utt_start = t
+                self._last_partial = t
+                if self._speaking or playing or not self._turn_done.is_set():
+                    self._barge_in(t)
+                else:
+                    await self._set_state(DialogEvent.SPEECH_STARTED)
+            case SilenceStarted(t=t):
+                if self._partial is not None:
+                    self._partial.stop = True  # the final pass has priority on the ASR runner
+                if self.settings.speculative_final:
+                    self._spec = _AsrPass(self._utt_start, t, final=True)
+                    self._nursery.start_soon(self._run_asr, self._spec)
+            case SpeechResumed():
+                if self._spec is not None:
+                    self._spec.stop = True
+                    self._spec = None
+            case SpeechEnded():
+                spec, self._spec = self._spec, None
+                if self._partial is not None:
+                    self._partial.stop = True
+                self._begin_work()
+                self._nursery.start_soon(self._finish_utterance, ev, spec)
+            case NoSpeechTimeout():
+                pass
+
+    async def _set_state(self, event: DialogEvent) -> None:
+        try:
+            self.conv.apply(event)
+        except DialogError:
+            return
+        await self.emit({"type": "state", "state": self.conv.state.value})
+
+    # -- ASR ---------------------------------------------------------------------------------
+
+    async def _run_asr(self, p: _AsrPass) -> None:
+        s = self.settings
+        audio = self._ring.slice(
+            p.start, p.end, pre_roll_s=s.segmenter.pre_roll_s, post_roll_s=s.post_roll_s
+        )
+        p.audio_s = len(audio) / RATE
+        asr = self.engine.asr
+        try:
+            tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop)
+            p.text, p.compute_s = tr.text, tr.compute_s
+        except TranscriptionAborted:
+            pass
+        except Exception:
+            log.exception("asr pass failed")
+        finally:
+            p.done.set()
+
+    async def _run_partial(self, p: _AsrPass) -> None:
+        try:
+            await self._run_asr(p)
+        finally:
+            self._partial = None
+        if p.text and not p.stop and self._seg.state != "waiting":
+            self._seg.set_complete_hint(looks_complete(p.text))
+            await self.emit({"type": "transcript", "text": p.text, "final": False})
+
+    async def _finish_utterance(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
+        try:
+            await self._finish(ev, spec)
+        finally:
+            self._end_work()
+
+    async def _finish(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
+        s = self.settings
+        wall_end = self._wall_at(ev.end)
+        wall_decided = self._wall_at(ev.t)
+        if spec is None or spec.start != ev.start or abs(spec.end - ev.end) > 1e-6:
+            if spec is not None:
+                spec.stop = True
+            spec = _AsrPass(ev.start, ev.end, final=True)
+            self._nursery.start_soon(self._run_asr, spec)
+        # The budget bounds our wait, not the pass: it polls `stop` and ends on its own.
+        with trio.move_on_at(wall_decided + s.asr_s):
+            await spec.done.wait()
+        timings = {
+            "vad_end_ms": round((wall_decided - wall_end) * 1000.0, 1),
+            "asr_final_ms": round((trio.current_time() - wall_decided) * 1000.0, 1),
+        }
+        self._observe("vad_end", wall_decided - wall_end)
+        self._observe("asr_final", trio.current_time() - wall_decided)
+        if not spec.done.is_set():
+            spec.stop = True
+            log.warning("final ASR over its %.1f s budget; asking to repeat", s.asr_s)
+            if self.metrics is not None:
+                self.metrics.fallbacks.labels(reason="asr").inc()
+            await self._set_state(DialogEvent.SPEECH_ABANDONED)
+            await self.emit({"type": "error", "code": "asr_timeout", "message": s.retry_reply})
+            await self._speak_only(s.retry_reply)
+            self.turns.append(VoiceTurn("", outcome="asr_timeout", timings=timings))
+            return
+        text = (spec.text or "").strip()
+        if spec.compute_s and spec.audio_s:
+            timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
+        if not usable_transcript(text):
+            log.info("utterance without usable words (%r): no turn", text)
+            await self._set_state(DialogEvent.SPEECH_ABANDONED)
+            self.turns.append(VoiceTurn(text, outcome="no_words", timings=timings))
+            return
+        await self.emit({"type": "transcript", "text": text, "final": True})
+        # A previous turn (barge-in) must be gone before this one takes the session.
+        await self._turn_done.wait()
+        vt = VoiceTurn(text, timings=timings)
+        self.turns.append(vt)
+        await self._run_turn(vt, wall_end)
+
+    async def _speak_only(self, text: str) -> None:
+        speech = self._new_speech()
+        speech.feed(text)
+        speech.close()
+        await speech.run()
+        await self.sink.drain()
+
+    # -- the turn ----------------------------------------------------------------------------
+
+    def _new_speech(self) -> ReplySpeech:
+        return ReplySpeech(
+            self.engine.tts,
+            self.sink,
+            length_scale=self.settings.length_scale,
+            on_audio=lambda ref: self._gate.add(ref, self._samples),
+        )
+
+    async def _run_turn(self, vt: VoiceTurn, wall_end: float) -> None:
+        s = self.settings
+        speech = self._new_speech()
+        first_text_at: float | None = None
+        held_state: dict[str, Any] | None = None
+        done_seen = False
+        self._turn_done = trio.Event()
+
+        async def emit(msg: dict[str, Any]) -> None:
+            nonlocal first_text_at, held_state, done_seen
+            kind = msg.get("type")
+            if kind == "reply.delta":
+                vt.turn = msg["turn"]
+                if first_text_at is None:
+                    first_text_at = trio.current_time()
+                if msg.get("reset"):
+                    speech.restart()
+                speech.feed(str(msg["text"]))
+            elif kind == "reply.done":
+                done_seen = True
+                speech.close()
+                # Hold reply.done until the first sample is out, so its timings are complete.
+                with trio.move_on_after(s.tts_first_s):
+                    await speech.wait_first_audio()
+                msg = dict(msg)
+                msg["timings"] = t = {**msg.get("timings", {}), **vt.timings}
+                # The turn's own mark (ms since the turn began); a FAQ answer has no LLM, so
+                # its first text stands in (the stage the visitor waits for either way).
+                first = t.get("llm_first_token", t.get("first_text"))
+                if first is not None:
+                    t["llm_first_token_ms"] = first
+                if speech.first_audio_at is not None:
+                    t["tts_first_audio_ms"] = round(
+                        (speech.first_audio_at - (first_text_at or speech.first_audio_at)) * 1000.0,
+                        1,
+                    )
+                    t["voice_to_voice_ms"] = round((speech.first_audio_at - wall_end) * 1000.0, 1)
+                    self._observe("tts_first_audio", t["tts_first_audio_ms"] / 1000.0)
+                    self._observe("voice_to_voice", t["voice_to_voice_ms"] / 1000.0)
+                else:
+                    log.warning("no reply audio within %.1f s; the text is shown", s.tts_first_s)
+                    if self.metrics is not None:
+                        self.metrics.fallbacks.labels(reason="tts").inc()
+                vt.timings = t
+                vt.reply = str(msg.get("text", ""))
+                vt.outcome = str(msg.get("outcome", ""))
+            elif kind == "state" and done_seen and msg.get("state") == DialogState.IDLE.value:
+                held_state = msg  # still talking: say idle when playback is over
+                return
+            await self.emit(msg)
+
+        scope = trio.CancelScope()
+        self._turn_scope = scope
+        completed = False
+        try:
+            with scope:
+                async with self.runner.exclusive(self.conv.session_id):
+                    async with trio.open_nursery() as n:
+                        n.start_soon(speech.run)
+                        self._speaking = True
+                        await self.runner.run_text(self.conv, vt.transcript, emit, source="voice")
+                        speech.close()
+                    await self.sink.drain()
+                    completed = True
+        finally:
+            self._speaking = False
+            self._turn_scope = None
+            self._turn_done.set()
+            if not completed or scope.cancel_called:
+                completed = False
+                vt.interrupted = True
+                vt.outcome = vt.outcome or "cancelled"
+                self.sink.stop()
+        if completed and held_state is not None:
+            await self.emit(held_state)
+
+    def _barge_in(self, t: float) -> None:
+        """The visitor spoke over us: stop the audio now, cancel the turn, listen."""
+        self.barge_ins += 1
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+        self.sink.stop()
+        self._gate.clear()
+        last = self.turns[-1] if self.turns else None
+        log.info(
+            "barge-in: reply interrupted",
+            extra={
+                "session": self.conv.session_id,
+                "turn": last.turn if last else None,
+                "partial_reply": last.reply if last else "",
+            },
+        )
+        self._observe("barge_in", trio.current_time() - self._wall_at(t))
+        self._begin_work()
+        self._nursery.start_soon(self._listen_after_barge_in)
+
+    async def _listen_after_barge_in(self) -> None:
+        try:
+            await self._turn_done.wait()
+            if self._seg.state != "waiting":
+                await self._set_state(DialogEvent.SPEECH_STARTED)
+        finally:
+            self._end_work()
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_stage(stage, max(0.0, seconds))
+
+
+@asynccontextmanager
+async def open_pipeline(
+    engine: VoiceEngine,
+    runner: TurnRunner,
+    conv: Conversation,
+    emit: Emit,
+    sink: AudioSink,
+    settings: PipelineSettings | None = None,
+    metrics: Metrics | None = None,
+) -> AsyncIterator[VoicePipeline]:
+    """A pipeline whose background work (ASR passes, turns) lives as long as the block."""
+    async with trio.open_nursery() as nursery:
+        pipe = VoicePipeline(
+            engine,
+            runner,
+            conv,
+            emit,
+            sink,
+            settings or PipelineSettings(),
+            nursery,
+            metrics,
+        )
+        try:
+            yield pipe
+        finally:
+            nursery.cancel_scope.cancel()

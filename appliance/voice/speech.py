@@ -1,0 +1,146 @@
+"""Reply text -> speakable chunks -> normalised text -> TTS audio -> an audio sink.
+
+One `ReplySpeech` per turn. LLM deltas go in with `feed` (never blocks the turn); the first
+clause is synthesized while the LLM is still writing, and chunk N+1 is synthesized while the
+sink plays chunk N (sinks queue what `play` hands them), so playback is gapless whenever TTS
+runs faster than real time (RTF ~0.04 here). A chunk that fails to synthesize is skipped with
+a log line: the text is on screen anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from ..inference import ModelRunner
+from .chunker import SentenceChunker
+from .resample import resample
+from .textnorm import normalize_for_speech
+from .tts import PiperTts
+
+__all__ = ["AudioSink", "ReplySpeech", "synthesize_chunk"]
+
+log = logging.getLogger("appliance.voice.speech")
+
+F32 = npt.NDArray[np.float32]
+REF_RATE = 16000  # the echo gate compares at the microphone's rate
+
+
+class AudioSink(Protocol):
+    """Where reply audio goes: a sound card, a /ws client, a WAV file, a test list.
+
+    `play` queues audio and returns once it is accepted (it may wait for room, never for
+    the audio to be heard); `drain` waits until everything queued has been heard; `stop`
+    drops whatever is queued at once (barge-in). `first_sample_at` is the trio time the
+    first sample since the last stop()/drain() went out (None before that).
+    """
+
+    first_sample_at: float | None
+
+    async def play(self, audio: F32, rate: int) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def synthesize_chunk(tts: PiperTts, text: str, length_scale: float) -> tuple[F32, F32]:
+    """Blocking (worker thread): normalised text -> (audio at the voice rate, 16 kHz copy).
+
+    The 16 kHz copy is the echo gate's reference; resampling here keeps it off the loop."""
+    audio = tts.synthesize(normalize_for_speech(text), length_scale=length_scale)
+    return audio, resample(audio, tts.sample_rate, REF_RATE)
+
+
+class ReplySpeech:
+    """Speaks one reply as its text streams in."""
+
+    def __init__(
+        self,
+        tts: ModelRunner[PiperTts],
+        sink: AudioSink,
+        *,
+        length_scale: float = 1.0,
+        on_audio: Callable[[F32], None] | None = None,
+    ) -> None:
+        self._tts = tts
+        self._sink = sink
+        self._length_scale = length_scale
+        self._on_audio = on_audio  # gets each chunk at 16 kHz just before it is played
+        self._chunker = SentenceChunker()
+        self._send, self._recv = trio.open_memory_channel[str](math.inf)
+        self.chunks: list[str] = []
+        self.first_audio_at: float | None = None
+        self.first_audio = trio.Event()
+        self.finished = trio.Event()  # every chunk synthesized and handed to the sink
+        self.played_s = 0.0
+        self.failures = 0
+
+    def feed(self, delta: str) -> None:
+        for chunk in self._chunker.feed(delta):
+            self._queue(chunk)
+
+    def restart(self) -> None:
+        """The reply text starts again (endpoint failover, fallback reply): drop what is not
+        yet synthesized. Audio already played cannot be unsaid."""
+        self._chunker = SentenceChunker()
+        while True:
+            try:
+                self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+
+    def close(self) -> None:
+        """No more text: speak the rest."""
+        for chunk in self._chunker.flush():
+            self._queue(chunk)
+        self._send.close()
+
+    def _queue(self, chunk: str) -> None:
+        try:
+            self._send.send_nowait(chunk)
+        except trio.ClosedResourceError:
+            log.debug("chunk after close dropped: %r", chunk)
+
+    async def wait_first_audio(self) -> None:
+        """Until the first sample went out, or speech finished without any audio."""
+        async with trio.open_nursery() as n:
+
+            async def watch(ev: trio.Event) -> None:
+                await ev.wait()
+                n.cancel_scope.cancel()
+
+            n.start_soon(watch, self.first_audio)
+            n.start_soon(watch, self.finished)
+
+    async def run(self) -> None:
+        model = self._tts.model
+        try:
+            async for chunk in self._recv:
+                self.chunks.append(chunk)
+                try:
+                    audio, ref = await self._tts.run(
+                        synthesize_chunk, model, chunk, self._length_scale
+                    )
+                except Exception:
+                    self.failures += 1
+                    log.exception("tts failed for a chunk; the text is still shown")
+                    continue
+                if len(audio) == 0:
+                    continue
+                if self._on_audio is not None:
+                    self._on_audio(ref)
+                await self._sink.play(audio, model.sample_rate)
+                self.played_s += len(audio) / model.sample_rate
+                if self.first_audio_at is None:
+                    at = self._sink.first_sample_at
+                    self.first_audio_at = at if at is not None else trio.current_time()
+                    self.first_audio.set()
+        finally:
+            self.finished.set()

@@ -1,0 +1,299 @@
+"""The voice pipeline on real models (Silero, Moonshine, Piper) and a scripted LLM over HTTP.
+
+Audio is fed faster than real time: the pipeline runs on audio time, so these tests do not
+wait for the clock (wall-time latency figures come from `appliance demo` / bench).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import trio
+from conftest import make_config
+from voicefixtures import SETTINGS, manifest, speech_16k
+
+from appliance.config import Config
+from appliance.demo import turn_stack
+from appliance.dialog import SessionRegistry
+from appliance.fakes.scripted_llm import Script, ScriptedLLM
+from appliance.metrics import Metrics
+from appliance.turns import TurnRunner
+from appliance.voice.engine import VoiceEngine
+from appliance.voice.pipeline import (
+    AudioRing,
+    EchoGate,
+    PipelineSettings,
+    VoicePipeline,
+    open_pipeline,
+    pcm16_to_float,
+    usable_transcript,
+)
+from appliance.voice.resample import resample
+
+F32 = npt.NDArray[np.float32]
+REPLY = "We open at nine thirty on Sundays, and the cafe is on the second floor. " * 3
+
+
+@functools.cache
+def engine() -> VoiceEngine:
+    return VoiceEngine.load_blocking(SETTINGS, manifest(), check_hash=False)
+
+
+def silence(s: float) -> F32:
+    return np.zeros(int(s * 16000), dtype=np.float32)
+
+
+class ListSink:
+    """Plays "in real time" as far as the pipeline can tell: drain() blocks until the test
+    says the audio was heard (`heard`) or the pipeline stops it (barge-in)."""
+
+    def __init__(self) -> None:
+        self.first_sample_at: float | None = None
+        self.parts: list[F32] = []
+        self.rate = 0
+        self.stops = 0
+        self.heard = trio.Event()
+        self.submitted = trio.Event()
+        self.blocking = False
+        self.mic_clock: Callable[[], float] = lambda: 0.0
+        self.played_at: list[float] = []  # mic audio time of each play() call
+
+    async def play(self, audio: F32, rate: int) -> None:
+        if self.first_sample_at is None:
+            self.first_sample_at = trio.current_time()
+        self.rate = rate
+        self.parts.append(audio)
+        self.played_at.append(self.mic_clock())
+        await trio.lowlevel.checkpoint()
+
+    async def drain(self) -> None:
+        self.submitted.set()
+        if self.blocking:
+            await self.heard.wait()
+        self.first_sample_at = None
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.first_sample_at = None
+        self.heard.set()
+
+    def audio(self) -> F32:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
+
+    def echo_from(self, t: float, *, gain: float, delay_s: float) -> F32:
+        """What a mic would pick up of our playback from mic time `t` on: each chunk starts
+        when it was handed over (or right after the previous one), delayed and attenuated."""
+        chunks = [resample(a, self.rate, 16000) for a in self.parts]
+        end = 0
+        line = np.zeros(0, dtype=np.float32)
+        for at, c in zip(self.played_at, chunks, strict=True):
+            start = max(end, round(at * 16000))
+            line = np.concatenate([line, np.zeros(start - len(line), np.float32), c])
+            end = start + len(c)
+        line = np.concatenate([np.zeros(round(delay_s * 16000), np.float32), line])
+        return (gain * line[round(t * 16000) :]).astype(np.float32)
+
+
+@pytest.fixture
+async def runner(llm: ScriptedLLM, tmp_path: Path) -> AsyncIterator[TurnRunner]:
+    llm.script = Script(reply=REPLY)
+    cfg = make_config(tmp_path, [{"name": "scripted", "url": llm.url, "model": "m"}])
+    async with turn_stack(cfg, Metrics()) as r:
+        yield r
+
+
+class Harness:
+    def __init__(self, cfg: Config) -> None:
+        self.msgs: list[dict[str, Any]] = []
+        reg = SessionRegistry(idle_reset_s=60, history_turns=2)
+        self.conv, _ = reg.resume_or_create(None, trio.current_time())
+
+    async def emit(self, msg: dict[str, Any]) -> None:
+        self.msgs.append(msg)
+        await trio.lowlevel.checkpoint()
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.msgs if m["type"] == kind]
+
+
+async def feed(pipe: VoicePipeline, audio: F32, block: int = 1600, live: bool = False) -> None:
+    for i in range(0, len(audio), block):
+        await pipe.feed(audio[i : i + block])
+        if live:
+            await pipe.settle()
+
+
+# -- pure pieces ------------------------------------------------------------------------------
+
+
+def test_pcm16_and_usable_transcript() -> None:
+    pcm = np.array([0, 16384, -32768, 32767], dtype="<i2").tobytes() + b"\x01"
+    assert pcm16_to_float(pcm).tolist() == pytest.approx([0.0, 0.5, -1.0, 32767 / 32768])
+    assert usable_transcript("When do you open?")
+    assert not usable_transcript("")
+    assert not usable_transcript("Um... uh.")
+
+
+def test_audio_ring_slices_by_time_with_pre_roll() -> None:
+    ring = AudioRing(keep_s=1.0)
+    ring.append(np.arange(32000, dtype=np.float32))  # 2 s, keeps ~1 s
+    seg = ring.slice(1.5, 1.75, pre_roll_s=0.25, post_roll_s=0.0)
+    assert seg[0] == 20000 and len(seg) == 8000  # 1.25 s .. 1.75 s
+    assert ring.slice(0.0, 0.5, pre_roll_s=0.0, post_roll_s=0.0).size == 0  # trimmed away
+
+
+def test_echo_gate_suppresses_own_voice_but_not_the_visitor() -> None:
+    own = speech_16k("Our cafe is open until five.")
+    visitor = speech_16k("Where are the toilets?")
+    gate = EchoGate(leak=0.1, margin=2.0, max_lag_s=0.3)
+    gate.add(own, mic_now_sample=0)
+    delay = 640  # 40 ms acoustic + buffer delay
+    rng = np.random.default_rng(1)
+    mic_echo = 0.5 * np.concatenate([np.zeros(delay, np.float32), own])[: len(own)]
+    mic_echo = (mic_echo + rng.normal(0, 1e-3, len(own))).astype(np.float32)
+    n = min(len(own), len(visitor)) // 512 * 512
+    loud = [i for i in range(512, n, 512) if np.sqrt(np.mean(mic_echo[i - 512 : i] ** 2)) > 0.01]
+    assert len(loud) > 10
+    echo_hits = sum(gate.is_echo(mic_echo[i - 512 : i], i) for i in loud)
+    both = (mic_echo[:n] + visitor[:n]).astype(np.float32)
+    loud_v = [i for i in loud if np.sqrt(np.mean(visitor[i - 512 : i] ** 2)) > 0.05]
+    assert len(loud_v) > 3
+    visitor_hits = sum(gate.is_echo(both[i - 512 : i], i) for i in loud_v)
+    assert echo_hits >= 0.9 * len(loud)  # our own voice: gated
+    assert visitor_hits == 0  # the visitor over our voice: heard
+    assert gate.active(n) and not gate.active(len(own) + 0.3 * 16000 + 1)
+
+
+# -- the pipeline on real models --------------------------------------------------------------
+
+
+async def test_utterance_becomes_a_spoken_turn(runner: TurnRunner, tmp_path: Path) -> None:
+    h = Harness(runner.cfg)
+    sink = ListSink()
+    metrics = Metrics()
+    audio = np.concatenate([silence(0.5), speech_16k("When does the museum open on Sunday?")])
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink, metrics=metrics) as pipe:
+        await feed(pipe, np.concatenate([audio, silence(1.0)]), live=True)
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    finals = [m for m in h.of("transcript") if m["final"]]
+    assert len(finals) == 1
+    assert "museum" in finals[0]["text"].lower() and "sunday" in finals[0]["text"].lower()
+    partials = [m for m in h.of("transcript") if not m["final"]]
+    assert partials, "partial transcripts while speaking"
+    assert h.msgs.index(partials[0]) < h.msgs.index(finals[0])
+    done = h.of("reply.done")
+    assert len(done) == 1 and done[0]["outcome"] == "ok"
+    t = done[0]["timings"]
+    for key in ("vad_end_ms", "asr_final_ms", "llm_first_token_ms", "tts_first_audio_ms"):
+        assert key in t and t[key] >= 0, key
+    assert "voice_to_voice_ms" in t
+    states = [m["state"] for m in h.of("state")]
+    assert states[0] == "listening" and states[-1] == "idle" and "speaking" in states
+    assert states.index("speaking") < len(states) - 1
+    out = sink.audio()
+    assert sink.rate == 22050 and len(out) / sink.rate > 3.0  # the whole reply, spoken
+    assert float(np.sqrt(np.mean(out**2))) > 0.01
+    assert pipe.turns[0].outcome == "ok" and not pipe.turns[0].interrupted
+    text = metrics.render().decode()
+    assert 'stage="voice_to_voice"' in text and 'stage="asr_final"' in text
+
+
+async def test_noise_and_silence_start_no_turn(runner: TurnRunner) -> None:
+    h = Harness(runner.cfg)
+    sink = ListSink()
+    rng = np.random.default_rng(0)
+    noise = (rng.normal(0, 0.003, 16000 * 2)).astype(np.float32)
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
+        await feed(pipe, np.concatenate([silence(1.0), noise, silence(1.0)]))
+        await pipe.end_of_input()
+        with trio.fail_after(10):
+            await pipe.wait_idle()
+    assert h.of("reply.done") == [] and sink.parts == []
+    assert h.conv.state.value == "idle"
+
+
+async def test_end_of_input_flushes_an_utterance(runner: TurnRunner) -> None:
+    """audio.end / file end right after the words: no hangover needed to get the turn."""
+    h = Harness(runner.cfg)
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        await feed(pipe, speech_16k("Is there a cafe?"))
+        await pipe.end_of_input()
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    finals = [m["text"].lower() for m in h.of("transcript") if m["final"]]
+    assert finals and "cafe" in finals[0].replace("é", "e")
+    assert len(h.of("reply.done")) == 1
+
+
+async def test_barge_in_stops_playback_and_starts_the_next_turn(runner: TurnRunner) -> None:
+    h = Harness(runner.cfg)
+    sink = ListSink()
+    sink.blocking = True  # the long reply keeps "playing" until stopped
+    q1 = speech_16k("When does the museum open on Sunday?")
+    q2 = speech_16k("Where are the toilets?")
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
+        await feed(pipe, np.concatenate([silence(0.3), q1, silence(0.8)]))
+        with trio.fail_after(30):
+            await sink.submitted.wait()  # the whole reply is queued and playing
+        assert sink.stops == 0 and h.of("state")[-1]["state"] == "speaking"
+        await feed(pipe, np.concatenate([silence(0.2), q2, silence(1.0)]))
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    assert sink.stops >= 1 and pipe.barge_ins == 1
+    assert len(pipe.turns) == 2
+    first, second = pipe.turns
+    assert first.interrupted and first.outcome == "ok"  # text done, playback cut
+    assert "toilet" in second.transcript.lower()
+    assert not second.interrupted and second.outcome == "ok"
+    assert [m["turn"] for m in h.of("reply.done")] == [first.turn, second.turn]
+    states = [m["state"] for m in h.of("state")]
+    assert "listening" in states[states.index("speaking") :]
+
+
+async def test_own_voice_fed_back_does_not_interrupt(runner: TurnRunner) -> None:
+    """The box hears its own reply (delayed, quieter, a little noise): no barge-in, no turn."""
+    h = Harness(runner.cfg)
+    sink = ListSink()
+    sink.blocking = True
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
+        sink.mic_clock = lambda: pipe.audio_time
+        await feed(pipe, np.concatenate([speech_16k("Is there a cafe?"), silence(0.8)]))
+        with trio.fail_after(30):
+            await sink.submitted.wait()
+        echo = sink.echo_from(pipe.audio_time, gain=0.6, delay_s=0.03)
+        assert len(echo) > 16000 * 3
+        rng = np.random.default_rng(2)
+        echo = (echo + rng.normal(0, 1e-3, len(echo))).astype(np.float32)
+        await feed(pipe, echo, block=512)
+        assert pipe.barge_ins == 0 and sink.stops == 0
+        assert pipe.echo_frames > 20
+        sink.heard.set()
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    assert len(pipe.turns) == 1 and not pipe.turns[0].interrupted
+    assert h.conv.state.value == "idle"
+
+
+async def test_gate_off_own_voice_does_interrupt(runner: TurnRunner) -> None:
+    """The control for the test above: without the gate the same echo is a barge-in."""
+    h = Harness(runner.cfg)
+    sink = ListSink()
+    sink.blocking = True
+    settings = PipelineSettings(echo_gate=False)
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink, settings) as pipe:
+        sink.mic_clock = lambda: pipe.audio_time
+        await feed(pipe, np.concatenate([speech_16k("Is there a cafe?"), silence(0.8)]))
+        with trio.fail_after(30):
+            await sink.submitted.wait()
+        await feed(pipe, sink.echo_from(pipe.audio_time, gain=0.6, delay_s=0.03), block=512)
+        assert pipe.barge_ins >= 1 and sink.stops >= 1
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    assert pipe.turns[0].interrupted
