@@ -1,0 +1,382 @@
+"""Audio I/O: the streaming resampler and device logic (plain numbers), then capture and
+playback on real PulseAudio virtual devices (tests/pulse.py).
+
+Device tests use real time, bounded by trio.fail_after, and wait for conditions (blocks seen,
+states reached, samples recorded), never for fixed delays. Measured latencies are printed
+(`pytest -s`); only generous bounds are asserted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import trio
+from pulse import PulseDaemon, Recording, pulse  # noqa: F401  (fixture)
+
+from appliance.audio import AudioSettings, Capture, Playback, StreamResampler, backoff_delay
+from appliance.audio.devices import match_name, parse_pulse_devices
+from appliance.voice.resample import resample
+
+F32 = npt.NDArray[np.float32]
+
+
+def tone(freq: float, seconds: float, rate: int, amp: float = 0.5, phase: float = 0.0) -> F32:
+    t = np.arange(round(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
+
+
+def dominant_hz(x: F32, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * rate / len(x))
+
+
+def band_energy(x: F32, rate: int, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spec[(f >= lo) & (f < hi)].sum())
+
+
+def rms(x: F32) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+
+
+# --- pure logic --------------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_initial_and_caps() -> None:
+    assert [backoff_delay(a, 1.0, 10.0) for a in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert backoff_delay(0, 0.25, 10.0) == 0.25
+    assert backoff_delay(10_000, 1.0, 10.0) == 10.0  # no overflow on a long outage
+
+
+def test_match_name_prefers_exact_then_first_substring_any_case() -> None:
+    names = ["micfeed.monitor", "vmic", "USB Audio Device: Mic (hw:1,0)"]
+    assert match_name(names, "vmic") == 1
+    assert match_name(names, "VMIC") == 1
+    assert match_name(names, "mic") == 0  # first substring match
+    assert match_name(names, "usb audio") == 2
+    assert match_name(names, "headset") is None
+    assert match_name(names, "") is None
+
+
+def test_parse_pulse_devices_marks_monitors_and_reads_rate() -> None:
+    text = json.dumps(
+        [
+            {"name": "spk.monitor", "description": "Monitor of Null Output",
+             "sample_specification": "s16le 1ch 48000Hz", "monitor_source": "spk",
+             "properties": {"device.class": "monitor"}},
+            {"name": "vmic", "description": "Remapped",
+             "sample_specification": "float32le 2ch 44100Hz", "monitor_source": "",
+             "properties": {"device.class": "filter"}},
+        ]
+    )  # fmt: skip
+    spk, vmic = parse_pulse_devices(text)
+    assert (spk.name, spk.monitor, spk.rate) == ("spk.monitor", True, 48000)
+    assert (vmic.name, vmic.monitor, vmic.rate) == ("vmic", False, 44100)
+    with pytest.raises(ValueError):
+        parse_pulse_devices("not json")
+
+
+@pytest.mark.parametrize(("src", "dst"), [(48000, 16000), (22050, 48000), (44100, 16000)])
+def test_stream_resampler_in_random_blocks_equals_whole_clip(src: int, dst: int) -> None:
+    rng = np.random.default_rng(src + dst)
+    x = (0.3 * rng.standard_normal(12_000)).astype(np.float32)
+    r = StreamResampler(src, dst)
+    parts, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 2500))
+        parts.append(r.process(x[i : i + n]))
+        i += n
+    parts.append(r.flush())
+    y = np.concatenate(parts)
+    ref = resample(x, src, dst)
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_stream_resampler_keeps_speech_band_and_rejects_aliases() -> None:
+    r = StreamResampler(48000, 16000)
+    speech = np.concatenate([r.process(b) for b in np.split(tone(1000, 1.0, 48000), 25)])
+    r.reset()
+    # 12 kHz cannot exist at 16 kHz; without a low-pass it would fold down to 4 kHz.
+    alias = np.concatenate([r.process(b) for b in np.split(tone(12000, 1.0, 48000), 25)])
+    assert rms(speech[200:]) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+    assert rms(alias[200:]) < 1e-3 * rms(speech[200:])
+    assert dominant_hz(speech[200:], 16000) == pytest.approx(1000, abs=5)
+
+
+def test_stream_resampler_same_rate_passes_through() -> None:
+    r = StreamResampler(16000, 16000)
+    x = tone(440, 0.1, 16000)
+    np.testing.assert_array_equal(r.process(x), x)
+    assert len(r.flush()) == 0 and r.delay_s == 0.0
+
+
+# --- real devices (PulseAudio) -----------------------------------------------------------
+
+SETTINGS = AudioSettings(retry_initial_s=0.1, retry_max_s=0.4)
+
+
+class States:
+    """on_state recorder with an event per state name."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.events: dict[str, trio.Event] = {}
+
+    def __call__(self, state: str) -> None:
+        self.seen.append(state)
+        self.event(state).set()
+
+    def event(self, state: str) -> trio.Event:
+        return self.events.setdefault(state, trio.Event())
+
+
+class Sink:
+    """Consumes a capture channel, keeping the blocks and their trio arrival times."""
+
+    def __init__(self) -> None:
+        self.blocks: list[F32] = []
+        self.times: list[float] = []
+        self.changed = trio.Event()
+
+    async def consume(self, recv: trio.MemoryReceiveChannel[F32]) -> None:
+        async for block in recv:
+            self.blocks.append(block)
+            self.times.append(trio.current_time())
+            self.changed.set()
+            self.changed = trio.Event()
+
+    async def until(self, cond: Callable[[], bool]) -> None:
+        while not cond():
+            await self.changed.wait()
+
+    @property
+    def audio(self) -> F32:
+        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+
+
+async def start_capture(
+    nursery: trio.Nursery, settings: AudioSettings = SETTINGS, states: States | None = None
+) -> tuple[Capture, Sink]:
+    capture = Capture(settings, on_state=states)
+    send, recv = trio.open_memory_channel[F32](settings.queue_blocks)
+    sink = Sink()
+    nursery.start_soon(sink.consume, recv)
+    await nursery.start(capture.run, send)
+    return capture, sink
+
+
+async def until_recorded(rec: Recording, cond: Callable[[], bool]) -> None:
+    while not cond():
+        await rec.changed.wait()
+
+
+async def test_capture_delivers_16k_blocks_with_right_content_and_no_drops(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+) -> None:
+    with trio.fail_after(20):
+        capture, sink = await start_capture(nursery)
+        assert capture.available and capture.device_name is not None
+        assert "vmic" in capture.device_name
+        # 1 kHz (speech band) then 12 kHz (must not fold down to 4 kHz), at 48 kHz.
+        signal = np.concatenate(
+            [np.zeros(9600, np.float32), tone(1000, 0.5, 48000), tone(12000, 0.5, 48000),
+             np.zeros(9600, np.float32)]
+        )  # fmt: skip
+        start = len(sink.blocks)
+        await pulse.feed_mic(signal, 48000)
+        # pacat returns once played; the capture path is ~tens of ms behind it.
+        await sink.until(lambda: len(sink.blocks) >= start + 10 + len(signal) // 1536)
+    blocks = sink.blocks[start:]
+    assert all(b.dtype == np.float32 and b.shape == (512,) for b in blocks)
+    assert capture.dropped == 0
+    audio = np.concatenate(blocks)
+    loud = np.flatnonzero(np.abs(audio) > 0.1)
+    assert dominant_hz(audio[loud[0] : loud[-1]], 16000) == pytest.approx(1000, abs=20)
+    # 0.5 s of 1 kHz at amplitude 0.5; the 12 kHz half-second must have vanished.
+    levels = [rms(b) for b in blocks]
+    n_loud = sum(lv > 0.1 for lv in levels)
+    assert 13 <= n_loud <= 17, levels
+    assert np.median([lv for lv in levels if lv > 0.1]) == pytest.approx(0.354, rel=0.1)
+    assert band_energy(audio, 16000, 3800, 4200) < 1e-3 * band_energy(audio, 16000, 900, 1100)
+    assert capture.latency_s is not None
+    print(f"capture: {capture.blocks} blocks, {capture.dropped} dropped, "
+          f"PortAudio+resampler latency {capture.latency_s * 1000:.1f} ms")  # fmt: skip
+
+
+async def test_playback_plays_a_tone_and_stop_silences_it(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+) -> None:
+    playback = Playback(SETTINGS)
+    with trio.fail_after(20):
+        await nursery.start(playback.run)
+        assert playback.available and playback.rate == 48000
+        assert playback.device_name is not None and "spk" in playback.device_name
+        async with pulse.record("spk.monitor") as rec:
+            playback.mark_utterance()
+            await playback.play(tone(440, 3.0, 22050), 22050)
+            assert playback.playing
+            # Let 0.5 s of the tone reach the speaker, then barge in.
+            await until_recorded(rec, lambda: int(np.sum(np.abs(rec.samples) > 0.1)) > 24000)
+            t_stop = playback.stop()
+            assert not playback.playing
+            await until_recorded(rec, lambda: rec.arrivals[-1][1] > t_stop + 0.6)
+    x = rec.samples
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    first, last = int(loud[0]), int(loud[-1])
+    assert dominant_hz(x[first:last], 48000) == pytest.approx(440, abs=5)
+    assert np.max(np.abs(x[last + 1 :])) < 0.01  # silent after the stop took effect
+    stop_latency = rec.arrival_time(last) - t_stop
+    assert playback.first_sample_at is not None
+    start_latency = rec.arrival_time(first) - playback.first_sample_at
+    print(f"playback: stop() -> last tone sample on spk.monitor {stop_latency * 1000:.0f} ms; "
+          f"first sample out of the queue -> on the monitor {start_latency * 1000:.0f} ms "
+          f"(both include parec's own latency); underruns {playback.underruns}")  # fmt: skip
+    assert stop_latency < 0.5
+    assert playback.underruns == 0
+
+
+async def test_playback_is_gapless_across_play_calls_and_drains(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+) -> None:
+    playback = Playback(SETTINGS)
+    signal = tone(440, 1.0, 22050)
+    cuts = [0, 1000, 1001, 5000, 9000, 14000, 22050]  # uneven chunks, one of a single sample
+    with trio.fail_after(20):
+        await nursery.start(playback.run)
+        async with pulse.record("spk.monitor") as rec:
+            playback.mark_utterance()
+            for a, b in itertools.pairwise(cuts):
+                await playback.play(signal[a:b], 22050)
+            await playback.drained()
+            assert not playback.playing
+            t_done = trio.current_time()
+            await until_recorded(rec, lambda: rec.arrivals[-1][1] > t_done + 0.3)
+    x = rec.samples
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    seg = x[int(loud[0]) : int(loud[-1]) + 1]
+    assert len(seg) / 48000 == pytest.approx(1.0, abs=0.01)
+    # No gap: every 10 ms window holds the full tone; no click: all energy is at 440 Hz.
+    windows = seg[: len(seg) // 480 * 480].reshape(-1, 480)
+    assert min(rms(w) for w in windows) > 0.3
+    assert band_energy(seg, 48000, 420, 460) > 0.999 * band_energy(seg, 48000, 0, 24000)
+    assert playback.underruns == 0
+
+
+async def test_loopback_speaker_to_microphone(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+) -> None:
+    """Playback into `micfeed` (chosen by name), Capture from `vmic`: the burst comes back."""
+    with trio.fail_after(20):
+        playback = Playback(AudioSettings(output_device="micfeed"))
+        await nursery.start(playback.run)
+        assert playback.device_name is not None and "micfeed" in playback.device_name
+        capture, sink = await start_capture(nursery)
+        start = len(sink.blocks)
+        playback.mark_utterance()
+        await playback.play(tone(1000, 0.2, 22050), 22050)
+        await playback.drained()
+        await sink.until(lambda: any(rms(b) > 0.1 for b in sink.blocks[start:]))
+    i = next(i for i in range(start, len(sink.blocks)) if rms(sink.blocks[i]) > 0.1)
+    onset = int(np.flatnonzero(np.abs(sink.blocks[i]) > 0.05)[0])
+    assert playback.first_sample_at is not None
+    # The onset sample was captured (512 - onset) / 16000 s before its block was delivered.
+    latency = sink.times[i] - (512 - onset) / 16000 - playback.first_sample_at
+    print(f"loopback: playback queue -> capture channel {latency * 1000:.0f} ms")
+    assert 0 < latency < 1.0
+    assert capture.dropped == 0
+
+
+async def test_microphone_unplugged_and_plugged_back(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    states = States()
+    try:
+        with trio.fail_after(30):
+            capture, sink = await start_capture(nursery, states=states)
+            assert states.seen == ["ok"]
+            n = len(sink.blocks)
+            await sink.until(lambda: len(sink.blocks) > n + 3)
+            pulse.unplug_mic()
+            await states.event("lost").wait()
+            assert not capture.available and capture.device_name is None
+            assert any(
+                "audio input lost" in r.getMessage() and r.levelno == logging.WARNING
+                for r in caplog.records
+            )
+            states.events.pop("ok")
+            pulse.plug_mic()
+            await states.event("ok").wait()
+            assert capture.available and "vmic" in (capture.device_name or "")
+            n = len(sink.blocks)
+            await sink.until(lambda: len(sink.blocks) > n + 5)  # flowing again
+    finally:
+        pulse.plug_mic()
+    assert states.seen == ["ok", "lost", "ok"]
+    assert capture.attempts >= 2 and capture.dropped == 0
+
+
+async def test_no_device_at_start_then_it_appears(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="appliance.audio")
+    states = States()
+    pulse.unplug_mic()
+    try:
+        with trio.fail_after(30):
+            capture, sink = await start_capture(
+                nursery, AudioSettings(input_device="vmic", retry_initial_s=0.1), states
+            )
+            # started() returned although there is no device: the kiosk runs text-only.
+            assert not capture.available and states.seen == ["unavailable"]
+            assert any("audio input unavailable" in r.getMessage() for r in caplog.records)
+            while sum("next try in" in r.getMessage() for r in caplog.records) < 2:
+                await trio.sleep(0.05)  # polling the log for the retries, not timing
+            pulse.plug_mic()
+            await states.event("ok").wait()
+            await sink.until(lambda: len(sink.blocks) > 3)
+    finally:
+        pulse.plug_mic()
+    assert states.seen == ["unavailable", "ok"]
+
+
+async def test_no_such_device_keeps_retrying_and_playback_discards(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="appliance.audio")
+    states = States()
+    with trio.fail_after(20):
+        capture, _ = await start_capture(
+            nursery, AudioSettings(input_device="no-such-mic", retry_initial_s=0.05), states
+        )
+        assert not capture.available and capture.device_name is None
+        assert states.seen == ["unavailable"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("no input device matching 'no-such-mic'" in m for m in messages), messages
+        while sum("next try in" in r.getMessage() for r in caplog.records) < 3:
+            await trio.sleep(0.05)  # polling the log for the retries, not timing
+        playback = Playback(AudioSettings(output_device="no-such-speaker"))
+        await nursery.start(playback.run)
+        assert not playback.available
+        await playback.play(tone(440, 0.5, 22050), 22050)
+        await playback.drained()  # returns at once: nothing can play
+        assert playback.discarded_s == pytest.approx(0.5)
+        assert playback.first_sample_at is None
+    assert states.seen == ["unavailable"]
