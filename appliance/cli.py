@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["verify", "list"])
     models.set_defaults(func=cmd_models)
 
+    from .demo import add_demo_parser
+
+    add_demo_parser(sub)
+
     from .bench import add_bench_parser
 
     add_bench_parser(sub)

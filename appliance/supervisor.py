@@ -32,6 +32,7 @@ from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
 from .embeddings import Embedder, EmbedderError
+from .inference import SessionError
 from .knowledge import KnowledgeBase
 from .llm.client import Endpoint
 from .llm.pool import LLMPool
@@ -42,6 +43,7 @@ from .models_manifest import ModelError
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
+from .voice.engine import attach_engine, load_engine
 from .web.context import Readiness, WebContext
 from .web.server import serve_web
 
@@ -233,8 +235,10 @@ async def run_service(
                     urls = await root.start(_web, ctx, web_done)
                     log.info("web server listening", extra={"urls": urls})
 
-                    notifier.status("warming up LLM endpoints")
-                    await _warm_up(cfg, pool, ctx.stopping)
+                    notifier.status("warming up LLM endpoints and voice models")
+                    async with trio.open_nursery() as warm:
+                        warm.start_soon(_load_voice, cfg, ctx)
+                        await _warm_up(cfg, pool, ctx.stopping)
                     for h in pool.health:
                         metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
                     readiness.models_warm = True
@@ -294,6 +298,18 @@ async def _web(
         await serve_web(ctx, task_status=task_status)
     finally:
         done.set()
+
+
+async def _load_voice(cfg: Config, ctx: WebContext) -> None:
+    """VAD/ASR/TTS loaded and run once before READY. A missing or corrupt model file costs the
+    voice (said in the log and /readyz notes), never the kiosk: it stays usable by text."""
+    if cfg.voice.enabled is False:
+        return
+    try:
+        attach_engine(ctx, await load_engine(cfg))
+    except (ModelError, SessionError, OSError, RuntimeError, ValueError) as exc:
+        log.error("voice unavailable, the kiosk runs text-only: %s", exc)
+        ctx.readiness.notes.append(f"voice unavailable: {exc}")
 
 
 async def _local_llm_task(

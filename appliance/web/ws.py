@@ -11,10 +11,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import trio
 
 from ..dialog import Conversation
 from ..images import ImageError
+from ..voice.engine import VoiceEngine, engine_of
+from ..voice.pipeline import PipelineSettings, WsSink, open_pipeline, pcm16_to_float
+from ..voice.resample import resample
 from . import protocol as P
 from .context import WebContext
 from .ratelimit import TokenBucket
@@ -26,6 +31,10 @@ log = logging.getLogger("appliance.ws")
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+# Mic frames queued for the voice pipeline (~20-100 ms each); beyond this they are dropped.
+_AUDIO_QUEUE = 128
+
+AudioItem = npt.NDArray[np.float32] | None  # None: the client sent audio.end
 
 
 class WsConnection:
@@ -42,6 +51,10 @@ class WsConnection:
         self._limited_notice = False
         self._binary_notice = False
         self._nursery: trio.Nursery | None = None
+        # Voice: the pipeline task's input while the client streams (audio.start..audio.end).
+        self._audio_in: trio.MemorySendChannel[AudioItem] | None = None
+        self._audio_rate: int | None = None
+        self._voice_scope: trio.CancelScope | None = None
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -49,6 +62,14 @@ class WsConnection:
         """Queue a message; a client too slow to drain its queue is disconnected."""
         try:
             self._send.send_nowait(P.encode(msg))
+        except trio.WouldBlock:
+            self.close(CLOSE_TRY_AGAIN, "slow_consumer")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def send_bytes_nowait(self, data: bytes) -> None:
+        try:
+            self._send.send_nowait(data)
         except trio.WouldBlock:
             self.close(CLOSE_TRY_AGAIN, "slow_consumer")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -152,10 +173,24 @@ class WsConnection:
             await self._dispatch(msg)
 
     def _on_binary(self, frame: bytes) -> None:
-        # Voice over /ws arrives with the voice pipeline; until audio.start is accepted, binary
-        # frames are out of protocol. One notice per burst, not one per 20 ms frame.
+        # Mic audio (PCM s16le mono) between audio.start and audio.end feeds the voice
+        # pipeline; outside that, binary frames are out of protocol. One notice per burst, not
+        # one per 20 ms frame.
         if len(frame) > self.ctx.cfg.web.max_frame_bytes:
             self.error("frame_too_large", "Audio frame too large.")
+            return
+        if self._audio_in is not None and self._audio_rate is not None:
+            audio = pcm16_to_float(frame)
+            if self._audio_rate != 16000:
+                # Per-frame resampling (not streaming): edges are slightly off; clients should
+                # send 16 kHz as the contract says.
+                audio = resample(audio, self._audio_rate, 16000)
+            try:
+                self._audio_in.send_nowait(audio)
+            except trio.WouldBlock:
+                self.ctx.metrics.bad_input.labels(code="audio_dropped").inc()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
             return
         if not self._binary_notice:
             self._binary_notice = True
@@ -180,7 +215,7 @@ class WsConnection:
                     "max_image_bytes": cfg.images.max_bytes,
                     "image_max_side": cfg.images.max_side,
                     "vision": any(ep.vision for ep in cfg.llm.endpoints),
-                    "voice": False,
+                    "voice": engine_of(self.ctx) is not None,
                     "heartbeat_s": cfg.web.heartbeat_s,
                 },
             }
@@ -194,6 +229,7 @@ class WsConnection:
             case P.Hello(session=session):
                 if self.conv is not None and self.conv.session_id != session:
                     self.ctx.runner.cancel(self.conv.session_id)
+                    self._stop_voice()
                 self._session(session)
             case P.Ping(t=t):
                 self.send_nowait({"type": "pong", "t": t})
@@ -206,13 +242,58 @@ class WsConnection:
                 conv = self.conv or self._session(None)
                 self._binary_notice = False
                 self._nursery.start_soon(self._turn, conv, msg)
-            case P.AudioStart():
-                self.error(
-                    "voice_unavailable",
-                    "Voice input is not available on this kiosk; please type your question.",
-                )
+            case P.AudioStart(rate=rate):
+                engine = engine_of(self.ctx)
+                if engine is None:
+                    self.error(
+                        "voice_unavailable",
+                        "Voice input is not available on this kiosk; please type your question.",
+                    )
+                    return
+                conv = self.conv or self._session(None)
+                self._binary_notice = False
+                self._audio_rate = rate
+                if self._audio_in is None:
+                    send, recv = trio.open_memory_channel[AudioItem](_AUDIO_QUEUE)
+                    self._audio_in = send
+                    self._nursery.start_soon(self._voice, conv, engine, recv)
             case P.AudioEnd():
-                pass
+                if self._audio_in is not None and self._audio_rate is not None:
+                    self._audio_rate = None  # binary frames are out of protocol again
+                    try:
+                        self._audio_in.send_nowait(None)
+                    except trio.WouldBlock:
+                        self.ctx.metrics.bad_input.labels(code="audio_dropped").inc()
+
+    def _stop_voice(self) -> None:
+        if self._voice_scope is not None:
+            self._voice_scope.cancel()
+        self._audio_in = None
+        self._audio_rate = None
+
+    async def _voice(
+        self,
+        conv: Conversation,
+        engine: VoiceEngine,
+        recv: trio.MemoryReceiveChannel[AudioItem],
+    ) -> None:
+        """The session's voice pipeline, alive from the first audio.start until the client
+        leaves or switches session; reply audio goes back on this socket."""
+        sink = WsSink(self.send_nowait, self.send_bytes_nowait, lambda: conv.turns)
+        settings = PipelineSettings.from_config(self.ctx.cfg.voice)
+        with trio.CancelScope() as scope:
+            self._voice_scope = scope
+            async with (
+                recv,
+                open_pipeline(
+                    engine, self.ctx.runner, conv, self.emit, sink, settings, self.ctx.metrics
+                ) as pipe,
+            ):
+                async for item in recv:
+                    if item is None:
+                        await pipe.end_of_input()
+                    else:
+                        await pipe.feed(item)
 
     async def _turn(self, conv: Conversation, q: P.TextQuestion) -> None:
         runner = self.ctx.runner
