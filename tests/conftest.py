@@ -67,6 +67,8 @@ def make_config(
         "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
         # The scripted LLM answers everything; FAQ direct answers have their own tests.
         "knowledge": {"semantic": False},
+        # Voice models load only where a test asks for them (they cost ~1 s per service start).
+        "voice": {"enabled": False},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
