@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 import trio
@@ -22,6 +23,9 @@ from ..models_manifest import ModelFile, load_manifest, require
 from .moonshine import MoonshineAsr
 from .tts import PiperTts
 from .vad import SileroVad
+
+if TYPE_CHECKING:
+    from ..web.context import WebContext
 
 __all__ = ["VoiceEngine", "attach_engine", "engine_of", "inference_settings", "load_engine"]
 
@@ -94,15 +98,12 @@ async def load_engine(cfg: Config) -> VoiceEngine:
     )
 
 
-# The web context is a plain dataclass owned by the web layer; the engine rides on it under
-# one attribute name, read back with a type check (see the report: a typed field is better).
-_ATTR = "voice_engine"
+# The web context types the field loosely (the web layer must import without the voice stack);
+# these two keep the narrowing in one place.
+def attach_engine(ctx: WebContext, engine: VoiceEngine | None) -> None:
+    ctx.voice_engine = engine
 
 
-def attach_engine(ctx: object, engine: VoiceEngine | None) -> None:
-    object.__setattr__(ctx, _ATTR, engine)
-
-
-def engine_of(ctx: object) -> VoiceEngine | None:
-    engine = getattr(ctx, _ATTR, None)
+def engine_of(ctx: WebContext) -> VoiceEngine | None:
+    engine = ctx.voice_engine
     return engine if isinstance(engine, VoiceEngine) else None

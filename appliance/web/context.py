@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -12,6 +13,7 @@ from ..dialog import SessionRegistry
 from ..llm.pool import LLMPool
 from ..looplag import LagMonitor
 from ..metrics import Metrics
+from ..store import Store
 from ..turns import TurnRunner
 
 __all__ = ["Readiness", "WebContext"]
@@ -54,3 +56,11 @@ class WebContext:
     nursery: trio.Nursery | None = None
     sse_scopes: set[trio.CancelScope] = field(default_factory=set)
     ws_open: int = 0
+    # Loaded voice models (None: text and touch only). Typed loosely to keep the web layer
+    # importable without the voice stack; appliance.voice.engine.engine_of() narrows it.
+    voice_engine: Any = None
+    # For the admin page: the conversation log, the file a settings edit is saved to (None =
+    # built-in defaults, nothing to save to), and its in-memory state (appliance.admin.auth).
+    store: Store | None = None
+    config_path: Path | None = None
+    admin: Any = None
