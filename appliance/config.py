@@ -20,6 +20,7 @@ from typing import Any, Literal
 import tomli_w
 
 __all__ = [
+    "AdminConfig",
     "AudioConfig",
     "BudgetsConfig",
     "Config",
@@ -220,6 +221,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
 
 class ConfigError(Exception):
@@ -377,6 +379,21 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append("store.path: must not be empty")
     _positive(problems, "store.retention_days", cfg.store.retention_days)
     _validate_voice(cfg, problems)
+    _validate_admin(cfg.admin, problems)
+
+
+def _validate_admin(a: AdminConfig, problems: list[str]) -> None:
+    if not 0 <= a.port <= 65535:
+        problems.append(f"admin.port: must be 0..65535, got {a.port}")
+    if bool(a.tls_cert) != bool(a.tls_key):
+        problems.append("admin.tls_cert: tls_cert and tls_key must be set together")
+    for name in ("tls_cert", "tls_key"):
+        value = getattr(a, name)
+        if value and not Path(value).is_file():
+            problems.append(f"admin.{name}: file not found: {value}")
+    _positive(problems, "admin.session_s", a.session_s)
+    _positive(problems, "admin.max_failures", a.max_failures)
+    _positive(problems, "admin.lockout_s", a.lockout_s)
 
 
 def _validate_voice(cfg: Config, problems: list[str]) -> None:
@@ -436,6 +453,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         knowledge=dataclasses.replace(cfg.knowledge, faq=rel(cfg.knowledge.faq)),
         store=dataclasses.replace(cfg.store, path=rel(cfg.store.path)),
         llm=dataclasses.replace(cfg.llm, local_model=rel(cfg.llm.local_model)),
+        admin=dataclasses.replace(
+            cfg.admin, tls_cert=rel(cfg.admin.tls_cert), tls_key=rel(cfg.admin.tls_key)
+        ),
     )
 
 

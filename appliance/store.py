@@ -91,6 +91,24 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX turns_started_at ON turns (started_at);
     CREATE INDEX turns_session ON turns (session, turn);
     """,
+    # 2: the admin page's account (one row per user name) and its audit log.
+    """
+    CREATE TABLE admin_accounts (
+        username    TEXT    PRIMARY KEY,
+        pw_hash     TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      REAL    NOT NULL,
+        actor   TEXT    NOT NULL,
+        remote  TEXT    NOT NULL,
+        action  TEXT    NOT NULL,
+        detail  TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_at ON audit (at);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -275,6 +293,91 @@ class Store:
         with self._lock:
             cur = self._connection().execute("DELETE FROM turns WHERE started_at < ?", (cutoff,))
             return cur.rowcount
+
+    def turns_between(
+        self, text: str = "", since: float | None = None, limit: int = 10_000
+    ) -> list[TurnRecord]:
+        """Turns matching `text` (empty = all) started at or after `since`, newest first; the
+        admin page's list and export."""
+        pattern = _like_pattern(text)
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM turns "
+                    "WHERE (user_text LIKE ?1 ESCAPE '\\' OR reply_text LIKE ?1 ESCAPE '\\') "
+                    "AND started_at >= ?2 ORDER BY started_at DESC, id DESC LIMIT ?3",
+                    (pattern, -math.inf if since is None else since, limit),
+                )
+                .fetchall()
+            )
+        return [_record(r) for r in rows]
+
+    def delete_turns(self, session: str | None = None) -> int:
+        """Delete one session's turns, or every turn when `session` is None; returns how many."""
+        with self._lock:
+            conn = self._connection()
+            if session is None:
+                cur = conn.execute("DELETE FROM turns")
+            else:
+                cur = conn.execute("DELETE FROM turns WHERE session = ?", (session,))
+            return cur.rowcount
+
+    def count_turns(self) -> int:
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+
+    # -- admin accounts and audit log -----------------------------------------------------------
+
+    def admin_hash(self, username: str = "admin") -> str | None:
+        """The stored password hash (argon2 encoded string), or None before first-run setup."""
+        with self._lock:
+            row = (
+                self._connection()
+                .execute("SELECT pw_hash FROM admin_accounts WHERE username = ?", (username,))
+                .fetchone()
+            )
+        return None if row is None else str(row[0])
+
+    def set_admin_hash(self, pw_hash: str, username: str = "admin", *, create: bool) -> bool:
+        """Store a hash. create=True only inserts (False when the account exists already, so two
+        racing first-run setups cannot both win); create=False updates an existing account."""
+        now = time.time()
+        with self._lock:
+            conn = self._connection()
+            if create:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO admin_accounts VALUES (?, ?, ?, ?)",
+                    (username, pw_hash, now, now),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE admin_accounts SET pw_hash = ?, updated_at = ? WHERE username = ?",
+                    (pw_hash, now, username),
+                )
+            return cur.rowcount == 1
+
+    def add_audit(self, actor: str, remote: str, action: str, detail: str = "") -> None:
+        with self._lock:
+            self._connection().execute(
+                "INSERT INTO audit (at, actor, remote, action, detail) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), actor, remote, action, detail),
+            )
+
+    def recent_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first: {at, actor, remote, action, detail}."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT at, actor, remote, action, detail FROM audit "
+                    "ORDER BY at DESC, id DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        keys = ("at", "actor", "remote", "action", "detail")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (shutdown, backups)."""

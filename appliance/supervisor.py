@@ -44,6 +44,7 @@ from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
 from .voice.engine import attach_engine, load_engine
+from .web.admin import retention_loop, serve_admin
 from .web.context import Readiness, WebContext
 from .web.server import serve_web
 
@@ -175,9 +176,12 @@ async def run_service(
     *,
     notifier: Notifier | None = None,
     handle_signals: bool = True,
+    config_path: Path | None = None,
     task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the appliance until SIGTERM (or `Service.stop()`), then stop gracefully."""
+    """Run the appliance until SIGTERM (or `Service.stop()`), then stop gracefully.
+
+    `config_path` is where the admin page saves settings edits (None: edits cannot be saved)."""
     notifier = notifier or Notifier.from_env()
     metrics = Metrics()
 
@@ -219,6 +223,8 @@ async def run_service(
             metrics=metrics,
             readiness=readiness,
             lag=lag,
+            store=store,
+            config_path=config_path,
         )
         try:
             async with trio.open_nursery() as root:
@@ -234,6 +240,9 @@ async def run_service(
                     web_done = trio.Event()
                     urls = await root.start(_web, ctx, web_done)
                     log.info("web server listening", extra={"urls": urls})
+                    if cfg.admin.host:  # the admin page on its own (LAN, TLS) listener
+                        urls += await root.start(serve_admin, ctx)
+                    root.start_soon(supervised, "retention", lambda: retention_loop(ctx), metrics)
 
                     notifier.status("warming up LLM endpoints and voice models")
                     async with trio.open_nursery() as warm:

@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 from ..images import ImageError
 from ..metrics import CONTENT_TYPE
 from . import protocol as P
+from .admin import register_admin
 from .context import WebContext
 from .ratelimit import TokenBucket
 from .ws import WsConnection
@@ -168,4 +169,6 @@ def create_app(ctx: WebContext) -> QuartTrio:
         cast(Any, response).timeout = None  # streams may outlive the default response timeout
         return response
 
+    if ctx.store is not None:
+        register_admin(app, ctx)
     return app
