@@ -1,0 +1,133 @@
+"""What the figures were measured on: CPU, cores, memory, runtimes and package versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PACKAGES", "cpu_model", "machine_info", "raise_nofile_limit", "short_name"]
+
+PACKAGES = (
+    "trio",
+    "trio-websocket",
+    "hypercorn",
+    "quart",
+    "quart-trio",
+    "httpx",
+    "h11",
+    "onnxruntime",
+    "numpy",
+    "llama_cpp_python",
+)
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """The CPU's marketing name from /proc/cpuinfo text (x86 `model name`, ARM `Hardware`/
+    `CPU part` fallbacks); "unknown" when nothing fits."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    for key in ("model name", "hardware", "cpu model", "processor"):
+        value = fields.get(key, "")
+        if value and not value.isdigit():
+            return value
+    if "cpu part" in fields:
+        return f"{fields.get('cpu implementer', '?')}/{fields['cpu part']}"
+    return "unknown"
+
+
+def short_name(model: str, cores: int) -> str:
+    """A file-name-safe short machine name, e.g. "intel-xeon-2c" (used for result file names)."""
+    name = re.sub(r"\((?:R|TM|tm|r)\)", " ", model)
+    name = re.sub(r"@.*$", " ", name)
+    words = [
+        w
+        for w in re.split(r"[^A-Za-z0-9]+", name.lower())
+        if w and w not in {"cpu", "processor", "core", "with", "radeon", "graphics"}
+    ]
+    return "-".join([*words[:4], f"{cores}c"])
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _mem_total_mb() -> float | None:
+    m = re.search(r"^MemTotal:\s+(\d+) kB", _read("/proc/meminfo"), re.MULTILINE)
+    return round(int(m.group(1)) / 1024, 1) if m else None
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        run = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip() or None if run.returncode == 0 else None
+
+
+def machine_info() -> dict[str, Any]:
+    """Everything needed to compare two result files. Imports onnxruntime (~0.2 s)."""
+    import onnxruntime
+
+    model = cpu_model(_read("/proc/cpuinfo")) if os.path.exists("/proc/cpuinfo") else "unknown"
+    model = model if model != "unknown" else (platform.processor() or "unknown")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {
+        "cpu_model": model,
+        "cores": cores or 1,
+        "cpu_count": os.cpu_count(),
+        "short_name": short_name(model, cores or 1),
+        "memory_mb": _mem_total_mb(),
+        "arch": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": list(onnxruntime.get_available_providers()),
+        "packages": _versions(),
+        "git_commit": _git_commit(),
+        "nofile_limit": [soft, hard],
+    }
+
+
+def raise_nofile_limit(want: int = 65536) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards `want` (capped by the hard limit); child
+    processes inherit it. Returns the soft limit now in force. 500 WebSockets plus their
+    upstream LLM connections need more than the common default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft)

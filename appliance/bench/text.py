@@ -1,0 +1,197 @@
+"""`appliance bench text`: the appliance's own overhead on a text turn (issue 3).
+
+N sequential turns on one /ws connection against the real service process and a scripted
+OpenAI-compatible server in a third process. Overhead = time from sending `text` to the first
+`reply.delta`, minus the scripted server's configured time to first token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
+from .core import DEFAULT_REPLY, Bench, Target, bench_dir, service_config
+from .procs import free_port, run_appliance, run_scripted_llm
+from .progress import Progress
+from .stats import percentile, summarize_ms
+
+__all__ = ["QUESTIONS", "TEXT", "TurnTiming", "direct_ttft_ms", "run_text", "ws_turn"]
+
+# Questions a visitor might type (none is answered from the FAQ: answer_mode is "llm").
+QUESTIONS = (
+    "When do you open on Sunday?",
+    "Is there a cafe in the museum?",
+    "How much is a family ticket?",
+    "Can I bring my bike?",
+    "Where is the lighthouse exhibition?",
+    "Do you have guided tours in German?",
+    "Is the building accessible by wheelchair?",
+    "What is the oldest ship you have?",
+)
+
+_TURN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class TurnTiming:
+    """One turn as a client saw it: ms to the first reply.delta and to reply.done."""
+
+    first_delta_ms: float | None = None
+    done_ms: float | None = None
+    outcome: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+async def ws_turn(ws: Any, text: str, timeout_s: float = _TURN_TIMEOUT_S) -> TurnTiming:
+    """Send one `text` and read until `reply.done` and the following idle `state`."""
+    timing = TurnTiming()
+    t0 = time.perf_counter()
+    await ws.send_message(json.dumps({"type": "text", "text": text}))
+    with trio.move_on_after(timeout_s) as scope:
+        while True:
+            msg = json.loads(await ws.get_message())
+            kind = msg.get("type")
+            if kind == "reply.delta" and timing.first_delta_ms is None:
+                timing.first_delta_ms = (time.perf_counter() - t0) * 1000
+            elif kind == "reply.done":
+                timing.done_ms = (time.perf_counter() - t0) * 1000
+                timing.outcome = str(msg.get("outcome"))
+                if timing.outcome != "ok":
+                    timing.errors.append(f"outcome:{timing.outcome}")
+            elif kind == "error":
+                timing.errors.append(f"error:{msg.get('code')}")
+            elif kind == "state" and msg.get("state") == "idle" and timing.done_ms is not None:
+                break
+    if scope.cancelled_caught:
+        timing.errors.append("timeout")
+    return timing
+
+
+async def direct_ttft_ms(llm_url: str, samples: int = 20) -> list[float]:
+    """The scripted server's own time to first content chunk, measured over a raw socket (no
+    HTTP client library in the way), so a reader can see how much of the 'overhead' is the fake's
+    timer resolution rather than the appliance."""
+    host_port = llm_url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    body = json.dumps(
+        {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host_port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    out: list[float] = []
+    for _ in range(samples):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            t0 = time.perf_counter()
+            await stream.send_all(head + body)
+            seen = b""
+            with trio.move_on_after(10):
+                while b'"content"' not in seen:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+                if b'"content"' in seen:
+                    out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def add_text_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--turns", type=int, default=200, help="sequential turns (default 200)")
+
+
+async def run_text(args: argparse.Namespace) -> dict[str, Any]:
+    turns: int = args.turns
+    ttft: float = args.first_token_ms
+    with bench_dir("text", args) as tmp:
+        work = Path(tmp)
+        async with run_scripted_llm(
+            first_token_ms=ttft, token_ms=args.token_ms, reply=DEFAULT_REPLY, mode=args.llm_mode
+        ) as llm:
+            direct = await direct_ttft_ms(llm.url)
+            cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work)
+            async with run_appliance(cfg, work) as app:
+                timings, error_kinds = await _turns(app.ws_url, turns)
+    first = [t.first_delta_ms for t in timings if t.first_delta_ms is not None]
+    overhead = [ms - ttft for ms in first]
+    done = [t.done_ms for t in timings if t.done_ms is not None]
+    errors = sum(error_kinds.values())
+    return {
+        "turns": turns,
+        "turns_measured": len(first),
+        "overhead_p50_ms": round(percentile(overhead, 50), 2),
+        "overhead_p99_ms": round(percentile(overhead, 99), 2),
+        "overhead_max_ms": round(max(overhead), 2) if overhead else 0.0,
+        **summarize_ms(first, "first_delta"),
+        **summarize_ms(done, "turn"),
+        "errors": errors,
+        "error_kinds": error_kinds,
+        "llm_first_token_ms": ttft,
+        "llm_token_ms": args.token_ms,
+        "llm_reply_words": len(DEFAULT_REPLY.split()),
+        "llm_direct_ttft_p50_ms": round(percentile(direct, 50), 2),
+        "llm_direct_ttft_p99_ms": round(percentile(direct, 99), 2),
+        "setup": {
+            "connection": "one /ws connection, sequential turns",
+            "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
+            "llm": "scripted OpenAI-compatible server, own process",
+            "appliance": "python -m appliance run, own process",
+        },
+    }
+
+
+async def _turns(ws_url: str, turns: int) -> tuple[list[TurnTiming], dict[str, int]]:
+    timings: list[TurnTiming] = []
+    kinds: dict[str, int] = {}
+
+    def count(kind: str, n: int = 1) -> None:
+        kinds[kind] = kinds.get(kind, 0) + n
+
+    progress = Progress("text turns", turns)
+    opened: list[Any] = []
+    try:
+        async with open_websocket_url(ws_url, connect_timeout=10, disconnect_timeout=5) as ws:
+            opened.append(ws)
+            try:
+                await ws.send_message(json.dumps({"type": "hello"}))
+                with trio.fail_after(10):
+                    while json.loads(await ws.get_message()).get("type") != "hello":
+                        pass
+                for i in range(turns):
+                    t = await ws_turn(ws, QUESTIONS[i % len(QUESTIONS)])
+                    timings.append(t)
+                    for e in t.errors:
+                        count(e)
+                    progress.advance(extra=f"{t.first_delta_ms or 0:.1f} ms")
+            except ConnectionClosed:
+                count("disconnect")
+                count("not_run", turns - len(timings))
+    except (HandshakeError, OSError, trio.TooSlowError):
+        count("connect_failed")
+        count("not_run", turns - len(timings))
+    finally:
+        # trio-websocket may leave the TCP socket to the GC after the close handshake.
+        for ws in opened:
+            await ws._stream.aclose()
+    progress.close()
+    return timings, kinds
+
+
+TEXT = Bench(
+    name="text",
+    help="per-turn overhead over /ws (first reply.delta minus the LLM's time to first token)",
+    add_arguments=add_text_arguments,
+    run=run_text,
+    headline=("turns", "overhead_p50_ms", "overhead_p99_ms", "turn_p50_ms", "errors"),
+    targets=(Target("overhead_p50_ms", "<=", 5.0), Target("errors", "==", 0)),
+)
