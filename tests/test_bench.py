@@ -18,7 +18,7 @@ import trio
 
 from appliance.bench.core import Target
 from appliance.bench.load import lag_p99_ms
-from appliance.bench.machine import cpu_model, short_name
+from appliance.bench.machine import busy_percent, cpu_model, cpu_times, short_name
 from appliance.bench.procs import ApplianceStartError, proc_sample, run_appliance
 from appliance.bench.report import format_table, markdown_summary
 from appliance.bench.stats import (
@@ -175,6 +175,15 @@ def test_cpu_model_and_short_name() -> None:
     assert short_name("Intel(R) Xeon(R) Processor", 2) == "intel-xeon-2c"
     assert short_name("AMD Ryzen 7 5800X 8-Core Processor", 16) == "amd-ryzen-7-5800x-16c"
     assert short_name("Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz", 8) == "intel-i5-8250u-8c"
+
+
+def test_box_cpu_busy_from_proc_stat() -> None:
+    a = cpu_times("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    b = cpu_times("cpu  200 0 200 1300 100 0 0 0 0 0\n")
+    assert a == (200.0, 1000.0) and b == (400.0, 1800.0)
+    assert busy_percent(a, b) == 25.0 and busy_percent(a, a) == 0.0
+    busy, total = cpu_times()  # this box
+    assert 0 <= busy <= total and total > 0
 
 
 def test_targets_and_report_text() -> None:

@@ -47,7 +47,20 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=15.0,
         help="scripted LLM: time between tokens (default 15, ~67 tok/s)",
     )
+    p.add_argument(
+        "--voice",
+        choices=("auto", "false"),
+        default="auto",
+        help="voice.enabled of the appliance under test (auto: models loaded, as on the box)",
+    )
     p.add_argument("--workdir", help="where temp dirs go (default: the system temp dir)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each bench, wait up to S seconds for the box to be idle (shared boxes)",
+    )
     p.add_argument("--keep", action="store_true", help="keep temp dirs (appliance logs, configs)")
     # For the harness's own tests: make the scripted LLM fail so that errors are counted.
     p.add_argument("--llm-mode", default="ok", help=argparse.SUPPRESS)
@@ -83,9 +96,12 @@ def _run_one(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
     from .core import evaluate
+    from .machine import busy_percent, cpu_times, wait_quiet
 
+    waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else 0.0
     began = time.monotonic()
     load_before = _loadavg()
+    box_before = cpu_times()
     try:
         result = trio.run(bench.run, args)
     except Exception as exc:  # a bench that cannot run is a result (and an error), not a crash
@@ -93,6 +109,9 @@ def _run_one(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     result["bench_wall_s"] = round(time.monotonic() - began, 1)
     # Other work on the box skews every figure; say how busy it was.
     result["loadavg_1m_before_after"] = [load_before, _loadavg()]
+    result["box_cpu_busy_percent"] = busy_percent(box_before, cpu_times())  # all processes
+    if args.wait_quiet > 0:
+        result["waited_quiet_s"] = waited
     if "failed" not in result:
         result["targets"] = evaluate(result, bench.targets)
     return result

@@ -86,11 +86,12 @@ def register(bench: Bench) -> None:
 
 
 def service_config(
-    *, port: int, llm_url: str, workdir: Path, answer_mode: str = "llm"
+    *, port: int, llm_url: str, workdir: Path, voice: str = "auto", answer_mode: str = "llm"
 ) -> dict[str, Any]:
     """The appliance under test for text/load: every turn takes the LLM path (no FAQ shortcut,
-    no embedding model), no audio, rate limits far above the offered load (the bench measures
-    the service, not its abuse protection), its own store in the bench's temp dir."""
+    no embedding model), no sound card, rate limits far above the offered load (the bench
+    measures the service, not its abuse protection), its own store in the bench's temp dir.
+    `voice` is voice.enabled: "auto" loads the voice models as the box does (idle here)."""
     return {
         "web": {
             "host": "127.0.0.1",
@@ -104,6 +105,7 @@ def service_config(
             "endpoints": [{"name": "scripted", "url": llm_url, "model": "bench"}],
         },
         "audio": {"enabled": False},
+        "voice": {"enabled": "auto" if voice == "auto" else False},
         "knowledge": {"semantic": False, "answer_mode": answer_mode},
         "store": {"path": str(workdir / "bench.db")},
     }

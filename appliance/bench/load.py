@@ -122,7 +122,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         async with run_scripted_llm(
             first_token_ms=ttft, token_ms=args.token_ms, reply=DEFAULT_REPLY, mode=args.llm_mode
         ) as llm:
-            cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work)
+            cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work, voice=args.voice)
             async with run_appliance(cfg, work) as app:
                 out["rss_idle_mb"] = proc_sample(app.pid).rss_mb
                 out.update(await _ws_phase(args, app.base_url, app.ws_url, app.pid, llm.pid))
@@ -135,6 +135,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     out["setup"] = {
         "processes": "appliance, scripted LLM and load generator in separate processes",
         "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
+        "voice.enabled": args.voice,
         "pacing": f"connects spread over {args.ramp_s:g} s; think time uniform "
         f"[0.5, 1.5] x {args.think_s:g} s between turns; all connections held until the last "
         "conversation finished",

@@ -7,11 +7,21 @@ import platform
 import re
 import resource
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "cpu_model", "machine_info", "raise_nofile_limit", "short_name"]
+__all__ = [
+    "PACKAGES",
+    "busy_percent",
+    "cpu_model",
+    "cpu_times",
+    "machine_info",
+    "raise_nofile_limit",
+    "short_name",
+    "wait_quiet",
+]
 
 PACKAGES = (
     "trio",
@@ -131,3 +141,36 @@ def raise_nofile_limit(want: int = 65536) -> int:
         except (ValueError, OSError):
             pass
     return int(soft)
+
+
+def cpu_times(stat: str | None = None) -> tuple[float, float]:
+    """(busy, total) jiffies of the whole box from /proc/stat's aggregate `cpu` line."""
+    text = stat if stat is not None else _read("/proc/stat")
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            values = [float(v) for v in line.split()[1:]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+            total = sum(values[:8])  # guest time is already counted in user/nice
+            return total - idle, total
+    return 0.0, 0.0
+
+
+def busy_percent(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """How busy the whole box was between two cpu_times() readings, in % of all cores."""
+    total = b[1] - a[1]
+    return round(100.0 * (b[0] - a[0]) / total, 1) if total > 0 else 0.0
+
+
+def wait_quiet(max_wait_s: float, *, busy_below: float = 15.0, window_s: float = 1.0) -> float:
+    """Block until the box was less than `busy_below` % busy for two consecutive windows (other
+    work on a shared box skews every figure), or `max_wait_s` passed. Returns seconds waited.
+    Called before a bench starts, from synchronous code (no event loop is running)."""
+    began = time.monotonic()
+    quiet = 0
+    last = cpu_times()
+    while quiet < 2 and time.monotonic() - began < max_wait_s:
+        time.sleep(window_s)
+        now = cpu_times()
+        quiet = quiet + 1 if busy_percent(last, now) < busy_below else 0
+        last = now
+    return round(time.monotonic() - began, 1)

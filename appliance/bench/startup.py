@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,12 @@ _MARKS = {
     "starting local LLM server": "local_llm_spawned",
     "local LLM server listening": "local_llm_listening",
     "web server listening": "web_listening",
+    "voice models loaded": "voice_models_ready",
     "ready in": "ready_logged",
 }
+
+
+_VOICE_LOG = re.compile(r"voice models loaded in ([\d.]+) s, warmed up in ([\d.]+) s")
 
 
 def add_startup_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,6 +110,10 @@ def stage_times(app: Appliance, marks: dict[str, float]) -> dict[str, float]:
     if warming is not None:
         out["llm_warm_up_s"] = round(app.ready_s - warming, 3)
     for rec in log_records(app.log_path):
+        voice = _VOICE_LOG.match(str(rec.get("msg", "")))
+        if voice is not None:
+            out["voice_models_load_s"] = float(voice.group(1))
+            out["voice_models_warm_up_s"] = float(voice.group(2))
         model, load_s = rec.get("model"), rec.get("load_s")
         if isinstance(model, str) and isinstance(load_s, int | float):
             out[f"model:{model}"] = round(float(load_s), 3)
@@ -119,6 +128,8 @@ def _config(args: argparse.Namespace, work: Path, llm_url: str | None) -> dict[s
     }
     if args.audio != "auto":
         cfg["audio"] = {"enabled": args.audio == "true"}
+    if args.voice == "false":
+        cfg["voice"] = {"enabled": False}
     if llm_url is None:
         port = free_port()
         cfg["llm"] = {
@@ -183,6 +194,7 @@ async def run_startup(args: argparse.Namespace) -> dict[str, Any]:
             "or --llm scripted)",
             "knowledge.semantic": args.semantic,
             "audio.enabled": args.audio,
+            "voice.enabled": args.voice,
             "ready": "READY=1 received on a real NOTIFY_SOCKET, measured from spawn",
             "rss": "appliance process right after READY=1; rss_total adds its children",
         },

@@ -119,7 +119,7 @@ async def run_text(args: argparse.Namespace) -> dict[str, Any]:
             first_token_ms=ttft, token_ms=args.token_ms, reply=DEFAULT_REPLY, mode=args.llm_mode
         ) as llm:
             direct = await direct_ttft_ms(llm.url)
-            cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work)
+            cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work, voice=args.voice)
             async with run_appliance(cfg, work) as app:
                 timings, error_kinds = await _turns(app.ws_url, turns)
     first = [t.first_delta_ms for t in timings if t.first_delta_ms is not None]
@@ -146,6 +146,7 @@ async def run_text(args: argparse.Namespace) -> dict[str, Any]:
             "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
             "llm": "scripted OpenAI-compatible server, own process",
             "appliance": "python -m appliance run, own process",
+            "voice.enabled": args.voice,
         },
     }
 
