@@ -374,7 +374,7 @@ async function loadConversations() {
   }
   const r = await api(`/admin/api/turns?${p}`);
   if (!r.ok) return;
-  $("conv-info").textContent = `${r.data.turns.length} turns shown. Conversations are kept for ${r.data.retention_days} days (change it under Settings).`;
+  $("conv-info").textContent = `${r.data.turns.length} turn${r.data.turns.length === 1 ? "" : "s"} shown. Conversations are kept for ${r.data.retention_days} days (change it under Settings).`;
   $("conv-list").replaceChildren(turnsTable(r.data.turns, { actions: true }));
 }
 

@@ -1,80 +1,291 @@
-// Minimal kiosk client: /ws with reconnect (exponential backoff + jitter) and session resume,
-// falling back to POST /api/chat (SSE) when WebSocket cannot connect. Text is inserted with
-// textContent only, so model output can never become markup.
-const $ = (id) => document.getElementById(id);
-const log = $("log");
-let ws = null, session = sessionStorage.getItem("session"), failures = 0, bubbles = new Map();
+// The kiosk page: conversation bubbles with streamed, safely rendered Markdown; text, photo and
+// voice questions; the WebSocket connection (with SSE fallback) lives in connection.js.
+import { Connection } from "./connection.js";
+import { ImageProblem, scaleImage } from "./image.js";
+import { renderMarkdown } from "./markdown.js";
+import { Mic, Player } from "./voice.js";
 
-function bubble(cls, text) {
-  const el = document.createElement("div");
-  el.className = `bubble ${cls}`;
-  el.textContent = text;
-  log.append(el);
-  log.scrollTop = log.scrollHeight;
-  return el;
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+const log = $("log");
+const STATE_LABEL = { idle: "Ready", listening: "Listening…", thinking: "Thinking…", speaking: "Speaking…" };
+const FONT_STEPS = [0.85, 1, 1.15, 1.3, 1.5];
+
+let config = { idle_reset_s: 120, image_max_side: 1024, max_image_bytes: 786432, max_text_chars: 1000, voice: false, vision: false };
+const replies = new Map(); // turn -> {el, text, done}
+let pendingImage = null; // {dataUrl, width, height}
+let fontStep = 1;
+let idleTimer = null;
+let renderQueued = new Set();
+
+const mic = new Mic();
+const player = new Player();
+const conn = new Connection({ onMessage, onBinary: (buf) => player.push(buf), onStatus });
+
+// -- conversation view ---------------------------------------------------------------------------
+
+function showConversation() {
+  $("attract").hidden = true;
+  log.hidden = false;
 }
-function setState(s) { const el = $("state"); el.dataset.state = s; el.textContent = s[0].toUpperCase() + s.slice(1); }
+
+function scrollToEnd() {
+  const main = $("main");
+  main.scrollTop = main.scrollHeight;
+}
+
+function addItem(cls, build) {
+  showConversation();
+  const li = document.createElement("li");
+  li.className = `msg ${cls}`;
+  build(li);
+  log.append(li);
+  scrollToEnd();
+  return li;
+}
+
+function addVisitor(text, imageUrl) {
+  return addItem("visitor", (li) => {
+    const bubble = document.createElement("div");
+    bubble.className = "bubble";
+    if (imageUrl) {
+      const img = document.createElement("img");
+      img.src = imageUrl; // our own canvas output (a data: URL), never model text
+      img.alt = "Your photo";
+      img.className = "thumb";
+      bubble.append(img);
+    }
+    if (text) bubble.append(document.createTextNode(text));
+    li.append(bubble);
+  });
+}
+
+function addNotice(text) {
+  return addItem("notice", (li) => { li.textContent = text; li.setAttribute("role", "alert"); });
+}
+
+function replyFor(turn) {
+  let r = replies.get(turn);
+  if (!r) {
+    const li = addItem("kiosk", (item) => {
+      const bubble = document.createElement("div");
+      bubble.className = "bubble md";
+      bubble.setAttribute("aria-busy", "true");
+      item.append(bubble);
+    });
+    r = { el: li.firstChild, text: "", done: false };
+    replies.set(turn, r);
+  }
+  return r;
+}
+
+function queueRender(turn) {
+  // Deltas arrive word by word; re-render at most once per frame.
+  if (renderQueued.has(turn)) return;
+  renderQueued.add(turn);
+  requestAnimationFrame(() => {
+    renderQueued.delete(turn);
+    const r = replies.get(turn);
+    if (r) { renderMarkdown(r.text, r.el); scrollToEnd(); }
+  });
+}
+
+function setState(state) {
+  body.dataset.state = state;
+  $("state-label").textContent = STATE_LABEL[state] || state;
+  if (state !== "listening" && mic.active && state !== "idle") stopMic(false);
+}
+
+// -- protocol ------------------------------------------------------------------------------------
 
 function onMessage(msg) {
+  if (msg.type !== "pong") touch(); // heartbeats are not visitor activity
   switch (msg.type) {
-    case "hello": session = msg.session; sessionStorage.setItem("session", session); break;
-    case "state": setState(msg.state); break;
-    case "reply.delta": {
-      let b = bubbles.get(msg.turn);
-      if (!b) { b = bubble("bot", ""); bubbles.set(msg.turn, b); }
-      b.textContent = msg.reset ? msg.text : b.textContent + msg.text;
-      log.scrollTop = log.scrollHeight;
+    case "hello":
+      if (msg.config) applyConfig(msg.config);
+      // A new server-side session numbers its turns from 1 again: keep the bubbles on screen,
+      // but never append a new reply to an old bubble.
+      if (!msg.resumed) replies.clear();
+      break;
+    case "state":
+      setState(msg.state);
+      break;
+    case "transcript": {
+      const t = $("transcript");
+      t.hidden = !msg.text;
+      t.textContent = msg.text;
+      t.classList.toggle("final", !!msg.final);
+      if (msg.final && msg.text) { addVisitor(msg.text); t.hidden = true; stopMic(false); }
       break;
     }
-    case "reply.done": { const b = bubbles.get(msg.turn) || bubble("bot", ""); b.textContent = msg.text; break; }
-    case "error": bubble("error", msg.message); break;
-    case "ping": send({ type: "pong", t: msg.t }); break;
-  }
-}
-
-function send(obj) { if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(obj)); return true; } return false; }
-
-function connect() {
-  ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-  ws.onopen = () => { failures = 0; $("offline").hidden = true; send({ type: "hello", session }); };
-  ws.onmessage = (ev) => { if (typeof ev.data === "string") onMessage(JSON.parse(ev.data)); };
-  ws.onclose = () => {
-    failures += 1; $("offline").hidden = false;
-    const delay = Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2);
-    setTimeout(connect, delay);
-  };
-}
-
-async function askOverSse(text) {
-  const resp = await fetch("/api/chat", { method: "POST", headers: { "Content-Type": "application/json" },
-                                            body: JSON.stringify({ text, session }) });
-  if (!resp.ok) { const e = await resp.json().catch(() => ({})); bubble("error", e.message || "Something went wrong."); return; }
-  const reader = resp.body.getReader(), dec = new TextDecoder();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, i); buf = buf.slice(i + 2);
-      const data = block.split("\n").find((l) => l.startsWith("data: "));
-      if (data) onMessage(JSON.parse(data.slice(6)));
+    case "reply.delta": {
+      const r = replyFor(msg.turn);
+      r.text = msg.reset ? msg.text : r.text + msg.text;
+      queueRender(msg.turn);
+      break;
     }
+    case "reply.done": {
+      const r = replyFor(msg.turn);
+      r.text = msg.text;
+      r.done = true;
+      renderMarkdown(r.text, r.el);
+      r.el.removeAttribute("aria-busy");
+      r.el.parentElement.dataset.outcome = msg.outcome || "ok";
+      $("announce").textContent = r.text; // one announcement per reply, not one per word
+      scrollToEnd();
+      break;
+    }
+    case "audio.start":
+      player.begin(msg.turn, msg.rate);
+      break;
+    case "audio.end":
+      player.end(msg.turn);
+      break;
+    case "error":
+      if (msg.code === "voice_unavailable") { applyConfig({ ...config, voice: false }); stopMic(false); }
+      addNotice(msg.message || "Something went wrong.");
+      break;
   }
+}
+
+function onStatus(status) {
+  body.dataset.status = status;
+  $("offline").hidden = status !== "offline";
+}
+
+function applyConfig(c) {
+  config = { ...config, ...c };
+  const micBtn = $("mic");
+  const voice = !!config.voice && !!(navigator.mediaDevices && window.AudioWorkletNode);
+  micBtn.disabled = !voice;
+  micBtn.title = voice ? "Tap and speak" : "Voice is not available on this kiosk — please type your question";
+  $("attract-hint").textContent = voice ? "Tap the microphone and speak, or type below." : "Type your question below.";
+  $("text").maxLength = config.max_text_chars || 1000;
+  armIdle();
+}
+
+// -- asking --------------------------------------------------------------------------------------
+
+async function ask(text) {
+  text = text.trim();
+  if (!text && !pendingImage) return;
+  const image = pendingImage;
+  clearImage();
+  addVisitor(text, image && image.dataUrl);
+  $("text").value = "";
+  player.stop();
+  await conn.ask(text, image && image.dataUrl);
 }
 
 $("ask").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const text = $("text").value.trim();
-  if (!text) return;
-  bubble("user", text);
+  ask($("text").value);
+});
+
+for (const b of document.querySelectorAll(".suggestion")) {
+  b.addEventListener("click", () => ask(b.textContent));
+}
+
+// -- photos --------------------------------------------------------------------------------------
+
+function clearImage() {
+  pendingImage = null;
+  $("preview").hidden = true;
+  $("preview-img").removeAttribute("src");
+  $("file").value = "";
+}
+
+$("file").addEventListener("change", async () => {
+  const file = $("file").files[0];
+  const err = $("image-error");
+  err.hidden = true;
+  if (!file) return;
+  try {
+    pendingImage = await scaleImage(file, { maxSide: config.image_max_side || 1024, maxBytes: config.max_image_bytes || 786432 });
+    $("preview-img").src = pendingImage.dataUrl;
+    $("preview").hidden = false;
+    $("text").focus();
+  } catch (e) {
+    clearImage();
+    err.textContent = e instanceof ImageProblem ? e.message : "That photo could not be used.";
+    err.hidden = false;
+  }
+});
+$("preview-remove").addEventListener("click", clearImage);
+
+// -- voice ---------------------------------------------------------------------------------------
+
+async function startMic() {
+  player.stop(); // barge-in: the visitor speaks, the kiosk stops talking at once
+  if (body.dataset.state === "speaking" || body.dataset.state === "thinking") conn.send({ type: "cancel" });
+  if (!conn.send({ type: "audio.start", rate: 16000 })) { addNotice("Voice needs a live connection; please type instead."); return; }
+  try {
+    await mic.start((frame) => conn.sendBinary(frame));
+  } catch {
+    conn.send({ type: "audio.end" });
+    addNotice("The microphone could not be started; please type your question.");
+    return;
+  }
+  $("mic").setAttribute("aria-pressed", "true");
+  $("mic").setAttribute("aria-label", "Stop listening");
+}
+
+function stopMic(sendEnd = true) {
+  if (!mic.active) return;
+  mic.stop();
+  if (sendEnd) conn.send({ type: "audio.end" });
+  $("mic").setAttribute("aria-pressed", "false");
+  $("mic").setAttribute("aria-label", "Speak");
+}
+
+$("mic").addEventListener("click", () => (mic.active ? stopMic() : startMic()));
+
+// -- start over, idle reset, text size -----------------------------------------------------------
+
+function startOver() {
+  stopMic();
+  player.stop();
+  conn.send({ type: "cancel" });
+  replies.clear();
+  log.replaceChildren();
+  log.hidden = true;
+  $("attract").hidden = false;
+  $("transcript").hidden = true;
   $("text").value = "";
-  if (!send({ type: "text", text })) askOverSse(text);
+  clearImage();
+  $("image-error").hidden = true;
+  setFont(1);
+  conn.setSession(null);
+  conn.send({ type: "hello" }); // a fresh session: the next visitor starts clean
+  $("announce").textContent = "";
+}
+
+function touch() { armIdle(); }
+
+function armIdle() {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    if (body.dataset.state === "idle" && (log.childElementCount || $("text").value)) startOver();
+    else armIdle();
+  }, (config.idle_reset_s || 120) * 1000);
+}
+
+function setFont(step) {
+  fontStep = Math.max(0, Math.min(FONT_STEPS.length - 1, step));
+  document.documentElement.style.setProperty("--scale", FONT_STEPS[fontStep]);
+  $("font-down").disabled = fontStep === 0;
+  $("font-up").disabled = fontStep === FONT_STEPS.length - 1;
+}
+
+$("reset").addEventListener("click", startOver);
+$("font-down").addEventListener("click", () => setFont(fontStep - 1));
+$("font-up").addEventListener("click", () => setFont(fontStep + 1));
+for (const ev of ["pointerdown", "keydown", "input"]) document.addEventListener(ev, touch, { passive: true });
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") { conn.send({ type: "cancel" }); player.stop(); stopMic(); }
 });
-$("reset").addEventListener("click", () => {
-  send({ type: "cancel" }); log.replaceChildren(); bubbles.clear();
-  session = null; sessionStorage.removeItem("session"); send({ type: "hello" });
-});
-setInterval(() => send({ type: "ping", t: Date.now() }), 15000);
-connect();
+
+setFont(1);
+armIdle();
+conn.start();
+window.kiosk = { conn, replies }; // for diagnostics in the browser console and tests
