@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -32,8 +33,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     cfg = _load(args.config)
+    config_path = Path(args.config).resolve() if args.config else None
     try:
-        trio.run(run_service, cfg)
+        trio.run(partial(run_service, cfg, config_path=config_path))
     except (KnowledgeError, StoreError) as exc:
         # Refuse to start half-configured, with the reason on one line (journald shows it).
         log.error("cannot start: %s", exc)
