@@ -82,6 +82,7 @@ def test_bench_all_tiny_writes_every_field(tmp_path: Path) -> None:
     assert text["llm_first_token_ms"] == 20
     _check_quantiles(text, "overhead")
     assert text["overhead_p50_ms"] > -5  # first delta cannot come much before the LLM's token
+    assert _number(text["overhead_vs_direct_p50_ms"]) and text["llm_direct_ttft_p50_ms"] >= 20
     assert {t["field"] for t in text["targets"]} == {"overhead_p50_ms", "errors"}
 
     load = report["load"]

@@ -74,9 +74,23 @@ def markdown_summary(report: dict[str, Any], headlines: dict[str, tuple[str, ...
         out += ["| figure | value | target |", "|---|---:|---|"]
         for f, v, t in _rows(result, headline):
             out.append(f"| `{f}` | {v} | {t} |")
+        stages = result.get("model_load_s")
+        if isinstance(stages, dict) and stages:
+            out += [
+                "",
+                "Stage times (s, median): " + ", ".join(f"{k} {v}" for k, v in stages.items()),
+            ]
         setup = result.get("setup")
         if isinstance(setup, dict):
             out += ["", "Setup: " + "; ".join(f"{k}: {v}" for k, v in setup.items())]
+        load = result.get("loadavg_1m_before_after")
+        if isinstance(load, list):
+            out += [
+                "",
+                f"Box during this bench: load average {load[0]} before, {load[1]} after; "
+                f"whole-box CPU busy {result.get('box_cpu_busy_percent')} % (all processes); "
+                f"took {result.get('bench_wall_s')} s.",
+            ]
         out.append("")
     return "\n".join(out)
 

@@ -141,6 +141,8 @@ async def run_text(args: argparse.Namespace) -> dict[str, Any]:
         "llm_reply_words": len(DEFAULT_REPLY.split()),
         "llm_direct_ttft_p50_ms": round(percentile(direct, 50), 2),
         "llm_direct_ttft_p99_ms": round(percentile(direct, 99), 2),
+        # The appliance alone: first delta minus the fake's measured (not configured) TTFT.
+        "overhead_vs_direct_p50_ms": round(percentile(first, 50) - percentile(direct, 50), 2),
         "setup": {
             "connection": "one /ws connection, sequential turns",
             "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
