@@ -34,12 +34,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     cfg = _load(args.config)
     config_path = Path(args.config).resolve() if args.config else None
+    failure: BaseException | None = None
     try:
-        trio.run(partial(run_service, cfg, config_path=config_path))
-    except (KnowledgeError, StoreError) as exc:
+        trio.run(partial(run_service, cfg, config_path=config_path, tune_gc=True))
+    except* (KnowledgeError, StoreError) as group:  # raised inside the task tree
+        failure = group.exceptions[0]
+        while isinstance(failure, BaseExceptionGroup):
+            failure = failure.exceptions[0]
+    if failure is not None:
         # Refuse to start half-configured, with the reason on one line (journald shows it).
-        log.error("cannot start: %s", exc)
-        print(f"error: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", failure)
+        print(f"error: cannot start: {failure}", file=sys.stderr)
         return 2
     return 0
 

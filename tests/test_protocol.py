@@ -68,3 +68,36 @@ def test_token_bucket() -> None:
     assert b.allow(0.5)  # one token back after 0.5 s at 2/s
     assert not b.allow(0.5)
     assert [b.allow(10.0) for _ in range(4)] == [True, True, True, False]  # refills to burst only
+
+
+def test_coalesce_merges_runs_of_deltas_only() -> None:
+    d = lambda turn, text, **kw: {"type": "reply.delta", "turn": turn, "text": text, **kw}  # noqa: E731
+    state = {"type": "state", "state": "speaking"}
+    queue: list[dict[str, object] | bytes] = [
+        state,
+        d(1, "Hel"),
+        d(1, "lo "),
+        d(1, "there"),
+        b"\x00\x01",
+        d(1, "!"),
+        d(1, "Again", reset=True),
+        d(1, "."),
+        d(2, "New"),
+    ]
+    assert P.coalesce(queue) == [
+        state,
+        d(1, "Hello there"),
+        b"\x00\x01",
+        d(1, "!"),
+        d(1, "Again.", reset=True),
+        d(2, "New"),
+    ]
+    assert P.coalesce([]) == []
+
+
+def test_coalesce_preserves_the_text_a_client_builds() -> None:
+    deltas = [
+        {"type": "reply.delta", "turn": 3, "text": w} for w in "one two three four".split(" ")
+    ]
+    merged = P.coalesce(list(deltas))
+    assert len(merged) == 1 and merged[0]["text"] == "onetwothreefour"  # type: ignore[index]

@@ -20,6 +20,7 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "TextQuestion",
+    "coalesce",
     "encode",
     "error",
     "parse_client_frame",
@@ -142,6 +143,28 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
     if kind == "audio.end":
         return AudioEnd()
     raise ProtocolError("unknown_type", f"Unknown message type {kind[:40]!r}.")
+
+
+def coalesce(queue: list[dict[str, Any] | bytes]) -> list[dict[str, Any] | bytes]:
+    """Merge runs of `reply.delta` for the same turn into one message, in order.
+
+    A delta with `reset` starts a new run (the client must see the reset); anything else,
+    binary audio included, ends the run. The concatenated text is what the client would have
+    built from the separate deltas, so the merge is invisible apart from fewer frames."""
+    out: list[dict[str, Any] | bytes] = []
+    for item in queue:
+        prev = out[-1] if out else None
+        if (
+            isinstance(item, dict)
+            and isinstance(prev, dict)
+            and item.get("type") == "reply.delta" == prev.get("type")
+            and item.get("turn") == prev.get("turn")
+            and not item.get("reset")
+        ):
+            out[-1] = {**prev, "text": prev["text"] + item["text"]}
+        else:
+            out.append(item)
+    return out
 
 
 def encode(msg: dict[str, Any]) -> str:

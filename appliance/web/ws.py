@@ -42,7 +42,8 @@ class WsConnection:
         self.ctx = ctx
         self.ws = ws
         cfg = ctx.cfg.web
-        self._send, self._outbox = trio.open_memory_channel[str | bytes](cfg.send_queue)
+        # Messages stay dicts until the writer: queued reply deltas can then be merged.
+        self._send, self._outbox = trio.open_memory_channel[dict[str, Any] | bytes](cfg.send_queue)
         self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
         self.conv: Conversation | None = None
         self.last_rx = trio.current_time()
@@ -51,6 +52,7 @@ class WsConnection:
         self._limited_notice = False
         self._binary_notice = False
         self._nursery: trio.Nursery | None = None
+        self._flushed = trio.Event()
         # Voice: the pipeline task's input while the client streams (audio.start..audio.end).
         self._audio_in: trio.MemorySendChannel[AudioItem] | None = None
         self._audio_rate: int | None = None
@@ -61,7 +63,7 @@ class WsConnection:
     def send_nowait(self, msg: dict[str, Any]) -> None:
         """Queue a message; a client too slow to drain its queue is disconnected."""
         try:
-            self._send.send_nowait(P.encode(msg))
+            self._send.send_nowait(msg)
         except trio.WouldBlock:
             self.close(CLOSE_TRY_AGAIN, "slow_consumer")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -91,9 +93,23 @@ class WsConnection:
             self._nursery.cancel_scope.cancel()
 
     async def _writer(self) -> None:
+        try:
+            await self._write_all()
+        finally:
+            self._flushed.set()
+
+    async def _write_all(self) -> None:
         async with self._outbox:
-            async for item in self._outbox:
-                await self.ws.send(item)
+            async for first in self._outbox:
+                # Under load several deltas wait here: one frame (one syscall) for all of them.
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._outbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                for item in P.coalesce(batch):
+                    await self.ws.send(item if isinstance(item, bytes) else P.encode(item))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -102,28 +118,36 @@ class WsConnection:
         ctx.metrics.ws_connects.inc()
         ctx.metrics.ws_connections.inc()
         ctx.ws_open += 1
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._watch_stop)
-                await self._reader()
-                nursery.cancel_scope.cancel()
-        finally:
-            ctx.ws_open -= 1
-            ctx.metrics.ws_connections.dec()
-            ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
-            if self.conv is not None:
-                # The visitor left mid-turn: stop spending LLM time on a reply nobody reads.
-                ctx.runner.cancel(self.conv.session_id)
-        if self.close_code is not None:
+        # The writer lives outside the connection's own nursery: hypercorn shields its socket
+        # writes without a timeout, so a writer stuck on a peer that stopped reading cannot be
+        # cancelled. Everything else (reader, heartbeat, turns, accounting) ends when we decide.
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._writer)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._watch_stop)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
+            finally:
+                ctx.ws_open -= 1
+                ctx.metrics.ws_connections.dec()
+                ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
+                if self.conv is not None:
+                    # The visitor left mid-turn: stop spending LLM time on a reply nobody reads.
+                    ctx.runner.cancel(self.conv.session_id)
+                self._send.close()  # the writer sends what is queued, then ends
+            if self.close_reason == "slow_consumer":
+                outer.cancel_scope.cancel()  # drop the backlog; only a write in flight remains
             with trio.move_on_after(1.0) as scope:
                 scope.shield = True
-                try:
-                    await self.ws.close(self.close_code)
-                except Exception:  # the peer may be gone already
-                    pass
+                await self._flushed.wait()
+                if self.close_code is not None:
+                    try:
+                        await self.ws.close(self.close_code)
+                    except Exception:  # the peer may be gone already
+                        pass
 
     async def _watch_stop(self) -> None:
         await self.ctx.stopping.wait()
