@@ -161,7 +161,7 @@ class Capture:
                 raise
             return stream
 
-        def on_ready(stream: Any) -> None:
+        def on_ready(stream: Any, _: trio.Nursery) -> None:
             self.latency_s = float(stream.latency) + resampler.delay_s
             self.device_name = dev.label
             log.info(

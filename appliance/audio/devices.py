@@ -59,6 +59,10 @@ class AudioSettings:
     queue_blocks: int = 64  # capture channel bound (~2 s); beyond it blocks are dropped
     retry_initial_s: float = 1.0
     retry_max_s: float = 10.0
+    # Output buffering: headroom against GIL/GC stalls of the callback (40 ms underran with two
+    # busy Python threads, 80 ms did not). It delays the first reply sample by about this much;
+    # barge-in is not affected (stop() drops the buffered audio).
+    output_latency_ms: int = 80
 
 
 class DeviceError(Exception):
@@ -412,13 +416,14 @@ async def serve_stream(
     first: trio.Event,
     gone: trio.Event,
     last_callback: Callable[[], float],
-    on_ready: Callable[[Any], None],
+    on_ready: Callable[[Any, trio.Nursery], None],
 ) -> None:
     """Open a PortAudio stream (in a thread), hold it until the device is gone, close it.
 
     The stream's callback sets `first` (via the trio token) once audio flows and records
     `time.monotonic()` for `last_callback()`; `gone` is set by the finished callback or the
-    PulseAudio watcher. `on_ready(stream)` runs once, after the first callback.
+    PulseAudio watcher. `on_ready(stream, nursery)` runs once, after the first callback; tasks
+    it starts in `nursery` end with the stream.
     """
     sd = load_sounddevice()
     try:
@@ -434,7 +439,7 @@ async def serve_stream(
                 await first.wait()
             if not first.is_set():
                 raise DeviceError(f"opened, but no audio within {FIRST_CALLBACK_S:.0f} s")
-            on_ready(stream)
+            on_ready(stream, nursery)
             while not gone.is_set():
                 with trio.move_on_after(_POLL_S):
                     await gone.wait()

@@ -2,8 +2,9 @@
 
 The trio side resamples to the device rate (one stateful resampler per utterance, so chunks
 join without clicks) and appends to `_Ring`; PortAudio's callback thread pulls from it under a
-lock and plays silence when it is empty. `stop()` (barge-in) just empties the queue: what
-PortAudio and the sound server already hold (their latency) still plays.
+lock and plays silence when it is empty. `stop()` (barge-in) empties the queue at once and
+has the stream aborted and restarted (in a worker thread), which also drops what PortAudio and
+the sound server hold, so the device buffer's depth does not delay a barge-in.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ log = logging.getLogger("appliance.audio")
 
 F32 = npt.NDArray[np.float32]
 
-CALLBACK_S = 0.010  # callback period: bounds how long a stop() waits for the next callback
-LATENCY_S = 0.040  # requested device latency: underrun safety vs barge-in delay
 LOUD = 1e-3  # first sample above this (about -60 dBFS) counts as "the reply is audible"
 THREAD_ABOVE_S = 0.1  # resample chunks longer than this in a worker thread
 
@@ -128,6 +127,9 @@ class Playback:
         self._idle = trio.Event()
         self._idle.set()
         self._closing = True  # running dry now is expected (end of utterance, stop)
+        self._dirty = False  # audio went to the device since the last flush
+        self._flush_wanted = trio.Event()
+        self._aborting = False
 
     @property
     def playing(self) -> bool:
@@ -183,6 +185,9 @@ class Playback:
         self._resampler = None
         self._ring.clear()
         self._idle.set()
+        if self._dirty:
+            self._dirty = False
+            self._flush_wanted.set()
         return trio.current_time()
 
     async def drained(self) -> None:
@@ -197,6 +202,7 @@ class Playback:
         if len(y) == 0:
             return
         self._closing = False
+        self._dirty = True
         if self._idle.is_set():
             self._idle = trio.Event()
         self._ring.push(np.clip(y, -1.0, 1.0), self._gen)
@@ -243,6 +249,7 @@ class Playback:
         first = trio.Event()
         gone = trio.Event()
         last_cb = time.monotonic()
+        latency = self.settings.output_latency_ms / 1000
 
         def callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
             nonlocal last_cb
@@ -261,6 +268,8 @@ class Playback:
                 pass
 
         def finished() -> None:
+            if self._aborting:  # our own flush, not a lost device
+                return
             try:
                 token.run_sync_soon(gone.set)
             except trio.RunFinishedError:
@@ -273,8 +282,9 @@ class Playback:
                     samplerate=dev.rate,
                     channels=1,
                     dtype="float32",
-                    blocksize=max(1, round(dev.rate * CALLBACK_S)),
-                    latency=LATENCY_S,
+                    # Four callbacks per buffer: a late one still finds audio queued.
+                    blocksize=max(1, round(dev.rate * latency / 4)),
+                    latency=latency,
                     callback=callback,
                     finished_callback=finished,
                 )
@@ -285,7 +295,21 @@ class Playback:
                 raise
             return stream
 
-        def on_ready(stream: Any) -> None:
+        async def flusher(stream: Any) -> None:
+            # Barge-in: what PortAudio and the sound server already hold (output latency)
+            # would still play; aborting the stream drops it, then it starts again on silence.
+            while True:
+                await self._flush_wanted.wait()
+                self._flush_wanted = trio.Event()
+                self._aborting = True
+                try:
+                    await trio.to_thread.run_sync(stream.abort)
+                    await trio.to_thread.run_sync(stream.start)
+                finally:
+                    self._aborting = False
+
+        def on_ready(stream: Any, nursery: trio.Nursery) -> None:
+            nursery.start_soon(flusher, stream)
             self.rate = dev.rate
             self.latency_s = float(stream.latency)
             self.device_name = dev.label
