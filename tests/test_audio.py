@@ -212,6 +212,20 @@ async def test_capture_delivers_16k_blocks_with_right_content_and_no_drops(
           f"PortAudio+resampler latency {capture.latency_s * 1000:.1f} ms")  # fmt: skip
 
 
+async def test_full_channel_drops_blocks_and_counts_them(
+    pulse: PulseDaemon,  # noqa: F811
+    nursery: trio.Nursery,
+) -> None:
+    capture = Capture(AudioSettings(queue_blocks=2))
+    send, recv = trio.open_memory_channel[F32](2)
+    with trio.fail_after(20):
+        await nursery.start(capture.run, send)  # nobody reads `recv`
+        while capture.dropped < 5:
+            await trio.sleep(0.05)  # polling the counter, not timing
+    assert capture.blocks == 2  # the two that fit
+    assert recv.receive_nowait().shape == (512,)
+
+
 async def test_playback_plays_a_tone_and_stop_silences_it(
     pulse: PulseDaemon,  # noqa: F811
     nursery: trio.Nursery,

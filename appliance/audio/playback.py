@@ -129,6 +129,8 @@ class Playback:
         self._closing = True  # running dry now is expected (end of utterance, stop)
         self._dirty = False  # audio went to the device since the last flush
         self._flush_wanted = trio.Event()
+        self._flushed = trio.Event()  # no flush pending: new audio may go to the stream
+        self._flushed.set()
         self._aborting = False
 
     @property
@@ -161,6 +163,8 @@ class Playback:
         if x.size == 0:
             return
         async with self._lock:
+            # After a stop(), wait for the flush: it would drop the new audio too.
+            await self._flushed.wait()
             dev_rate = self.rate
             if not self.available or dev_rate is None:
                 self.discarded_s += len(x) / rate
@@ -185,8 +189,10 @@ class Playback:
         self._resampler = None
         self._ring.clear()
         self._idle.set()
-        if self._dirty:
+        if self._dirty and self.available:
             self._dirty = False
+            if self._flushed.is_set():
+                self._flushed = trio.Event()
             self._flush_wanted.set()
         return trio.current_time()
 
@@ -239,6 +245,7 @@ class Playback:
         if dropped:
             log.info("audio output gone: %.2f s of queued audio dropped", dropped / rate)
         self._idle.set()
+        self._flushed.set()
 
     async def _serve(
         self, token: trio.lowlevel.TrioToken, dev: Device, ready: Callable[[], None]
@@ -307,8 +314,10 @@ class Playback:
                     await trio.to_thread.run_sync(stream.start)
                 finally:
                     self._aborting = False
+                    self._flushed.set()
 
         def on_ready(stream: Any, nursery: trio.Nursery) -> None:
+            self._flush_wanted = trio.Event()
             nursery.start_soon(flusher, stream)
             self.rate = dev.rate
             self.latency_s = float(stream.latency)
