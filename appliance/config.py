@@ -41,6 +41,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "save_config",
+    "write_atomic",
 ]
 
 
@@ -490,8 +491,12 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
-    data = tomli_w.dumps(config_to_dict(cfg)).encode()
+    write_atomic(path, tomli_w.dumps(config_to_dict(cfg)).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory: a power cut leaves
+    either the old file or the new one, never half of each."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -449,7 +448,7 @@ def register_admin(app: QuartTrio, ctx: WebContext) -> None:
         )
         path = Path(ctx.cfg.knowledge.faq)
         try:
-            await trio.to_thread.run_sync(_write_atomic, path, text.encode())
+            await trio.to_thread.run_sync(write_atomic, path, text.encode())
         except OSError as exc:
             return _err("save_failed", f"Could not write {path}: {exc}", 500)
         ctx.runner.knowledge = kb  # running turns keep the index they read
@@ -520,25 +519,6 @@ def register_admin(app: QuartTrio, ctx: WebContext) -> None:
         n = await trio.to_thread.run_sync(_store(ctx).purge_older_than, days)
         await _audit(ctx, s.user, "retention_purge", f"{n} turns older than {days} days")
         return {"ok": True, "deleted": n}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside the target, fsync, rename, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 async def _apply_live(ctx: WebContext, live: Config) -> None:
