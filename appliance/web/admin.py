@@ -39,7 +39,7 @@ from ..admin.auth import (
 )
 from ..admin.conversations import to_csv, to_json, turn_dict
 from ..admin.settings import RESTART_PREFIXES, plan_edit
-from ..config import Config, ConfigError, config_to_dict, save_config
+from ..config import Config, ConfigError, config_to_dict, save_config, write_atomic
 from ..contentfilter import ContentFilter
 from ..knowledge import KnowledgeBase, parse_faq
 from ..store import Store
