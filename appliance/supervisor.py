@@ -7,6 +7,7 @@
     ├── local LLM server             llama.cpp child process, restarted with backoff
     ├── web server                   hypercorn + quart-trio: kiosk page, /ws, /api/chat, /metrics
     │     └── turns                  per connection / SSE request, one per session at a time
+    ├── local voice                  own mic -> VAD/ASR -> turn -> TTS -> own speaker
     ├── endpoint health              re-probes endpoints that are down
     ├── session sweeper              forgets visitors after dialog.idle_reset_s
     └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
@@ -45,7 +46,8 @@ from .models_manifest import ModelError
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
-from .voice.engine import attach_engine, load_engine
+from .voice.engine import attach_engine, engine_of, load_engine
+from .voice.local import run_local_voice
 from .web.admin import retention_loop, serve_admin
 from .web.context import Readiness, WebContext
 from .web.server import serve_web
@@ -327,6 +329,7 @@ async def _serve(
                         lambda: _sweep_sessions(sessions, max(5.0, cfg.dialog.idle_reset_s / 4)),
                         metrics,
                     )
+                    _start_local_voice(ctx, turns)
                     task_status.started(Service(ctx=ctx, urls=urls))
 
                     await ctx.stopping.wait()
@@ -371,6 +374,19 @@ async def _load_voice(cfg: Config, ctx: WebContext) -> None:
     except (ModelError, SessionError, OSError, RuntimeError, ValueError) as exc:
         log.error("voice unavailable, the kiosk runs text-only: %s", exc)
         ctx.readiness.notes.append(f"voice unavailable: {exc}")
+
+
+def _start_local_voice(ctx: WebContext, turns: trio.Nursery) -> None:
+    """The kiosk's own mic and speaker. In the turns nursery: it stops with the other turns,
+    before the store is flushed. A missing device is Capture's business (log line + retry)."""
+    if ctx.cfg.audio.enabled is False:
+        return
+    engine = engine_of(ctx)
+    if engine is None:
+        level = logging.WARNING if ctx.cfg.audio.enabled is True else logging.INFO
+        log.log(level, "local audio off: the voice models are not loaded (voice.enabled or error)")
+        return
+    turns.start_soon(supervised, "local-voice", lambda: run_local_voice(ctx, engine), ctx.metrics)
 
 
 async def _local_llm_task(

@@ -1,0 +1,147 @@
+"""The kiosk's own microphone and speaker: Capture -> voice pipeline -> Playback.
+
+The same `VoicePipeline` as the browser path (`web/ws.py`), fed from the sound card instead of
+/ws frames, with one long-lived "local" conversation (its context still resets itself after
+`dialog.idle_reset_s` of silence, see `Conversation.touch`). Dialog messages (state,
+transcripts, replies) are logged here; showing them on the kiosk page is a later step.
+
+No microphone is not an error: `Capture` logs it once and keeps retrying with backoff, and the
+kiosk runs on text and touch meanwhile. No speaker: `Playback` discards reply audio (counted)
+and the reply is still shown as text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from ..audio.capture import Capture
+from ..audio.devices import AudioSettings
+from ..audio.playback import Playback
+from ..config import Config
+from ..dialog import Conversation
+from ..web.context import WebContext
+from .engine import VoiceEngine
+from .pipeline import PipelineSettings, VoicePipeline, open_pipeline
+
+__all__ = ["LocalVoice", "PlaybackSink", "audio_settings", "run_local_voice"]
+
+log = logging.getLogger("appliance.voice.local")
+
+F32 = npt.NDArray[np.float32]
+
+
+def audio_settings(cfg: Config) -> AudioSettings:
+    return AudioSettings(input_device=cfg.audio.input_device, output_device=cfg.audio.output_device)
+
+
+class PlaybackSink:
+    """`AudioSink` over the sound card: an utterance opens at the first `play` after a
+    `drain`/`stop` (so `first_sample_at` times that utterance's first audible sample)."""
+
+    def __init__(self, playback: Playback) -> None:
+        self.playback = playback
+        self._open = False
+
+    @property
+    def first_sample_at(self) -> float | None:
+        # Set by Playback when the sample leaves its queue for the device; it may still be None
+        # right after play() returns (ReplySpeech then uses the current time).
+        return self.playback.first_sample_at if self._open else None
+
+    @first_sample_at.setter
+    def first_sample_at(self, value: float | None) -> None:
+        self.playback.first_sample_at = value
+
+    async def play(self, audio: F32, rate: int) -> None:
+        if not self._open:
+            self._open = True
+            self.playback.mark_utterance()
+        await self.playback.play(audio, rate)
+
+    async def drain(self) -> None:
+        await self.playback.drained()
+        self._open = False
+
+    def stop(self) -> None:
+        self.playback.stop()
+        self._open = False
+
+
+class LocalVoice:
+    """Handles for tests and status: the devices and, while it runs, the pipeline."""
+
+    def __init__(self, ctx: WebContext, engine: VoiceEngine, settings: AudioSettings) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.capture = Capture(settings, on_state=self._mic_state)
+        self.playback = Playback(settings)
+        self.sink = PlaybackSink(self.playback)
+        self.conv: Conversation | None = None
+        self.pipeline: VoicePipeline | None = None
+        self.messages: deque[dict[str, Any]] = deque(maxlen=64)  # the latest, for status/tests
+
+    def _mic_state(self, state: str) -> None:
+        if state == "ok":
+            log.info("local voice: listening on %s", self.capture.device_name)
+
+    def _session(self) -> Conversation:
+        """The kiosk's own conversation: kept across restarts of this task while it exists."""
+        sid = self.conv.session_id if self.conv is not None else None
+        conv, _ = self.ctx.sessions.resume_or_create(sid, trio.current_time())
+        self.conv = conv
+        return conv
+
+    async def emit(self, msg: dict[str, Any]) -> None:
+        """Dialog messages of the local session. Not sent to kiosk pages yet: logged."""
+        self.messages.append(msg)
+        kind = msg.get("type")
+        if kind == "transcript" and msg.get("final"):
+            log.info("local voice heard: %r", msg.get("text", ""))
+        elif kind == "reply.done":
+            log.info(
+                "local voice replied: %r",
+                msg.get("text", ""),
+                extra={"turn": msg.get("turn"), "timings": msg.get("timings")},
+            )
+        elif kind == "state":
+            log.debug("local voice state: %s", msg.get("state"), extra={"state": msg.get("state")})
+        elif kind == "error":
+            log.warning(
+                "local voice error: %s", msg.get("message"), extra={"code": msg.get("code")}
+            )
+        await trio.lowlevel.checkpoint()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled. started() once both devices are open or found missing (retrying)."""
+        ctx = self.ctx
+        conv = self._session()
+        settings = PipelineSettings.from_config(ctx.cfg.voice)
+        send, recv = trio.open_memory_channel[F32](self.capture.settings.queue_blocks)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.playback.run)
+            await nursery.start(self.capture.run, send)
+            async with (
+                recv,
+                open_pipeline(
+                    self.engine, ctx.runner, conv, self.emit, self.sink, settings, ctx.metrics
+                ) as pipe,
+            ):
+                self.pipeline = pipe
+                task_status.started()
+                try:
+                    async for block in recv:
+                        await pipe.feed(block)
+                finally:
+                    self.pipeline = None
+            nursery.cancel_scope.cancel()
+
+
+async def run_local_voice(ctx: WebContext, engine: VoiceEngine) -> None:
+    """The local voice task, until cancelled (the supervisor restarts it if it crashes)."""
+    await LocalVoice(ctx, engine, audio_settings(ctx.cfg)).run()

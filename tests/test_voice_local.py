@@ -1,0 +1,107 @@
+"""The kiosk's own mic and speaker, end to end on PulseAudio virtual devices (tests/pulse.py).
+
+The real service (Silero/Moonshine/Piper, FAQ direct answers with the embedding model, the
+scripted LLM over HTTP) listens on `vmic` and speaks on `spk`; we play a spoken question into
+the mic, record the speaker's monitor and transcribe what the box said.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import trio
+from conftest import StartService
+from pulse import RATE, PulseDaemon, pulse  # noqa: F401  (fixture)
+from voicefixtures import asr, speech_16k  # noqa: F401  (fixture)
+
+from appliance.fakes.scripted_llm import ScriptedLLM
+from appliance.supervisor import Service
+from appliance.voice.moonshine import MoonshineAsr
+from appliance.voice.resample import resample
+
+SECTIONS = {
+    "audio": {"enabled": True},
+    "voice": {"enabled": True},
+    "knowledge": {"semantic": True, "answer_mode": "faq"},
+}
+
+
+class LocalLog(logging.Handler):
+    """Events from the local voice task's log lines (emitted on the trio thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.listening = trio.Event()
+        self.replied = trio.Event()
+        self.idle_after_reply = trio.Event()
+        self.heard: list[str] = []
+        self.replies: list[str] = []
+        self.states: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("local voice: listening"):
+            self.listening.set()
+        elif msg.startswith("local voice heard"):
+            self.heard.append(msg)
+        elif msg.startswith("local voice replied"):
+            self.replies.append(msg)
+            self.replied.set()
+        state = getattr(record, "state", None)
+        if isinstance(state, str):
+            self.states.append(state)
+            if state == "idle" and self.replied.is_set():
+                self.idle_after_reply.set()
+
+
+@pytest.fixture
+def local_log() -> Iterator[LocalLog]:
+    logger = logging.getLogger("appliance.voice.local")
+    handler = LocalLog()
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+def voice_turns(svc: Service) -> float:
+    total = 0.0
+    for metric in svc.ctx.metrics.turns.collect():
+        for s in metric.samples:
+            if s.name.endswith("_total") and s.labels.get("source") == "voice":
+                total += s.value
+    return total
+
+
+async def test_spoken_faq_question_is_answered_aloud_on_the_speaker(
+    pulse: PulseDaemon,  # noqa: F811
+    asr: MoonshineAsr,  # noqa: F811
+    start_service: StartService,
+    llm: ScriptedLLM,
+    local_log: LocalLog,
+) -> None:
+    llm.script.reply = "The scripted model says hello."  # must not be what we hear
+    svc = await start_service(**SECTIONS)
+    with trio.fail_after(15):
+        await local_log.listening.wait()
+    q = speech_16k("Can I bring my dog?")
+    question = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(16000, np.float32)])
+    async with pulse.record("spk.monitor") as rec:
+        await pulse.feed_mic(resample(question, 16000, RATE), RATE)
+        with trio.fail_after(30):
+            await local_log.idle_after_reply.wait()  # reply played to the end (drained)
+        got = rec.samples
+    assert voice_turns(svc) == 1
+    loud = np.flatnonzero(np.abs(got) > 0.01)
+    assert loud.size > 0, "nothing was played on the speaker"
+    reply = got[max(0, loud[0] - RATE // 10) : loud[-1] + RATE // 10]
+    text = asr.transcribe(resample(reply, RATE, 16000)).text.lower()
+    assert "assistance" in text or "dogs" in text, (text, local_log.heard, local_log.replies)
+    assert "scripted" not in text
