@@ -105,3 +105,45 @@ async def test_spoken_faq_question_is_answered_aloud_on_the_speaker(
     text = asr.transcribe(resample(reply, RATE, 16000)).text.lower()
     assert "assistance" in text or "dogs" in text, (text, local_log.heard, local_log.replies)
     assert "scripted" not in text
+
+
+async def test_own_reply_echoed_into_the_mic_starts_no_turn(
+    pulse: PulseDaemon,  # noqa: F811
+    start_service: StartService,
+    local_log: LocalLog,
+) -> None:
+    """Self-interruption: the speaker is looped back into the microphone (a kiosk's speaker
+    next to its mic); the box hears its whole reply and must not take it for a visitor."""
+    svc = await start_service(**SECTIONS)
+    with trio.fail_after(15):
+        await local_log.listening.wait()
+    q = speech_16k("Can I bring my dog?")
+    question = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(16000, np.float32)])
+    idx = int(
+        pulse.pactl(
+            "load-module", "module-loopback", "source=spk.monitor", "sink=micfeed",
+            "latency_msec=40",
+        ).strip()
+    )  # fmt: skip
+    try:
+        async with pulse.record("vmic") as mic:
+            await pulse.feed_mic(resample(question, 16000, RATE), RATE)
+            fed = len(mic.samples)
+            with trio.fail_after(30):
+                await local_log.idle_after_reply.wait()
+            echo = mic.samples[fed:]
+    finally:
+        pulse.pactl("unload-module", str(idx))
+    assert np.abs(echo).max() > 0.05, "the reply did not reach the microphone"
+    # No sleep to prove a negative: a second question must be the very next thing heard.
+    local_log.replied = trio.Event()
+    local_log.idle_after_reply = trio.Event()
+    q2 = speech_16k("Can I take photos?")
+    await pulse.feed_mic(
+        resample(np.concatenate([q2, np.zeros(16000, np.float32)]), 16000, RATE), RATE
+    )
+    with trio.fail_after(30):
+        await local_log.replied.wait()
+    assert len(local_log.heard) == 2, local_log.heard
+    assert "photo" in local_log.heard[1].lower(), local_log.heard
+    assert voice_turns(svc) == 2
