@@ -478,7 +478,7 @@ class VoicePipeline:
                     self._partial.stop = True  # the final pass has priority on the ASR runner
                 if self.settings.speculative_final:
                     self._spec = _AsrPass(self._utt_start, t, final=True)
-                    self._nursery.start_soon(self._run_asr, self._spec)
+                    self._nursery.start_soon(self._run_speculative, self._spec)
             case SpeechResumed():
                 if self._spec is not None:
                     self._spec.stop = True
@@ -526,6 +526,14 @@ class VoicePipeline:
         if p.text and not p.stop and self._seg.state != "waiting":
             self._seg.set_complete_hint(looks_complete(p.text))
             await self.emit({"type": "transcript", "text": p.text, "final": False})
+
+    async def _run_speculative(self, p: _AsrPass) -> None:
+        await self._run_asr(p)
+        # The whole utterance is transcribed while the visitor is still silent: if it reads as a
+        # finished question, the segmenter may end the turn on the short hangover right away
+        # (partials alone often stop a word short of the end).
+        if p.text and not p.stop and self._spec is p and self._seg.state == "trailing":
+            self._seg.set_complete_hint(looks_complete(p.text))
 
     async def _finish_utterance(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
         try:
