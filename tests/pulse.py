@@ -1,235 +1,42 @@
-"""A private PulseAudio daemon with virtual devices for audio tests (import the fixture).
+"""The PulseAudio fixture for audio tests (import it); the daemon is appliance.bench.pulse's.
 
     from pulse import PulseDaemon, pulse  # noqa: F401  (fixture)
 
-Devices (../shared/notes/audio.md): null sink `spk` (the appliance's speaker; record its
-`spk.monitor`), null sink `micfeed` and remap source `vmic` on its monitor (the appliance's
-microphone: what is played into `micfeed` is heard on `vmic`). Silence feeders keep both sinks
-running, since an idle sink made the first capture start seconds late; they ask for 20 ms
-latency because a null sink sleeps for its current latency (up to 2 s with a default-latency
-feeder) before it serves a newly connected stream. The daemon lives in its
-own runtime dir under tmp and is reached through PULSE_SERVER, set in this process for the test
-session (libpulse inside PortAudio reads it); skipped when `pulseaudio` is not installed.
+One implementation of the private daemon and its virtual devices (`spk`, `micfeed` -> `vmic`)
+serves the tests and `appliance bench voice`; here it is only wrapped as a session fixture that
+points this process at it (PULSE_SERVER, XDG_RUNTIME_DIR) and is skipped without PulseAudio.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Iterator
 
-import numpy as np
-import numpy.typing as npt
 import pytest
-import trio
 
-RATE = 48000
-MIC_MODULE = "module-remap-source"
-MIC_ARGS = ("source_name=vmic", "master=micfeed.monitor")
+from appliance.bench.pulse import (
+    MIC_ARGS,
+    MIC_MODULE,
+    RATE,
+    PulseDaemon,
+    PulseStartError,
+    Recording,
+    missing_tools,
+)
 
-
-class Recording:
-    """Float32 samples read from a source as they arrive, each chunk stamped with trio time."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.chunks: list[npt.NDArray[np.float32]] = []
-        self.arrivals: list[tuple[int, float]] = []  # (samples so far, trio time)
-        self.changed = trio.Event()
-        self._n = 0
-
-    def add(self, data: npt.NDArray[np.float32]) -> None:
-        self.chunks.append(data)
-        self._n += len(data)
-        self.arrivals.append((self._n, trio.current_time()))
-        self.changed.set()
-        self.changed = trio.Event()
-
-    @property
-    def samples(self) -> npt.NDArray[np.float32]:
-        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
-
-    def arrival_time(self, index: int) -> float:
-        """Trio time at which sample `index` reached us (its chunk's arrival, back-dated by the
-        samples after it in that chunk). Includes the recorder's own latency."""
-        for end, t in self.arrivals:
-            if index < end:
-                return t - (end - 1 - index) / self.rate
-        raise IndexError(index)
-
-
-class PulseDaemon:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.runtime = root / "rt"
-        self.socket = self.runtime / "native"
-        self.env = {
-            **os.environ,
-            "HOME": str(root / "home"),
-            "XDG_RUNTIME_DIR": str(self.runtime),
-            "XDG_CONFIG_HOME": str(root / "config"),
-            "PULSE_SERVER": f"unix:{self.socket}",
-        }
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._log = open(root / "pulseaudio.log", "wb")  # closed in stop()
-
-    # --- lifecycle ---
-
-    def start(self) -> None:
-        for d in (self.runtime, self.root / "home", self.root / "config"):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        daemon = subprocess.Popen(
-            [
-                "pulseaudio",
-                "-n",
-                "--daemonize=no",
-                "--use-pid-file=no",
-                "--exit-idle-time=-1",
-                "--disallow-exit",
-                "--log-target=stderr",
-                "-L",
-                f"module-native-protocol-unix auth-anonymous=1 socket={self.socket}",
-                "-L",
-                f"module-null-sink sink_name=spk rate={RATE} channels=1",
-                "-L",
-                f"module-null-sink sink_name=micfeed rate={RATE} channels=1",
-                "-L",
-                f"{MIC_MODULE} {' '.join(MIC_ARGS)}",
-            ],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-        )
-        self._procs.append(daemon)
-        deadline = time.monotonic() + 15
-        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log = (self.root / "pulseaudio.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"pulseaudio did not start:\n{log}")
-            time.sleep(0.05)  # waiting for the daemon's socket, not for audio timing
-        self.pactl("set-default-sink", "spk")
-        self.pactl("set-default-source", "vmic")
-        for sink in ("spk", "micfeed"):
-            with open("/dev/zero", "rb") as zero:
-                self._procs.append(
-                    subprocess.Popen(
-                        ["pacat", "-p", "-d", sink, "--raw", "--format=s16le",
-                         f"--rate={RATE}", "--channels=1", "--latency-msec=20"],
-                        env=self.env, stdin=zero, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )  # fmt: skip
-        # Warm-up read: the first capture from a fresh source started late without it.
-        self._warm_up()
-
-    def _warm_up(self) -> None:
-        with subprocess.Popen(
-            ["parec", "-d", "vmic", "--raw", "--format=s16le", f"--rate={RATE}", "--channels=1"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        ) as proc:
-            assert proc.stdout is not None
-            got = proc.stdout.read(RATE // 10 * 2)  # 100 ms
-            proc.kill()
-        assert len(got) > 0, "no audio from the virtual microphone during warm-up"
-
-    def stop(self) -> None:
-        for p in reversed(self._procs):  # feeders first, the daemon last
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self._procs.clear()
-        self._log.close()
-
-    # --- helpers ---
-
-    def pactl(self, *args: str) -> str:
-        done = subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"pactl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
-
-    def module_index(self, name: str, arg: str) -> int | None:
-        for line in self.pactl("list", "short", "modules").splitlines():
-            cols = line.split("\t")
-            if len(cols) >= 3 and cols[1] == name and arg in cols[2]:
-                return int(cols[0])
-        return None
-
-    def unplug_mic(self) -> None:
-        """The USB microphone goes away: unload the `vmic` source."""
-        idx = self.module_index(MIC_MODULE, MIC_ARGS[0])
-        assert idx is not None, "vmic is not loaded"
-        self.pactl("unload-module", str(idx))
-
-    def plug_mic(self) -> None:
-        """...and comes back (a no-op when it is there)."""
-        if self.module_index(MIC_MODULE, MIC_ARGS[0]) is None:
-            self.pactl("load-module", MIC_MODULE, *MIC_ARGS)
-        self.pactl("set-default-source", "vmic")
-
-    async def feed_mic(
-        self, audio: npt.NDArray[np.float32] | npt.NDArray[np.int16], rate: int
-    ) -> None:
-        """Play mono audio into the virtual microphone; returns when it has been played."""
-        fmt = "s16le" if audio.dtype == np.int16 else "float32le"
-        data = audio.astype("<i2" if fmt == "s16le" else "<f4").tobytes()
-        await trio.run_process(
-            ["pacat", "-p", "-d", "micfeed", "--raw", f"--format={fmt}", f"--rate={rate}",
-             "--channels=1", "--latency-msec=20"],
-            stdin=data, env=self.env, capture_stderr=True,
-        )  # fmt: skip
-
-    @asynccontextmanager
-    async def record(self, source: str = "spk.monitor") -> AsyncIterator[Recording]:
-        """Record `source` (float32 at 48 kHz) with `parec` while the block runs."""
-        rec = Recording(RATE)
-        proc = await trio.lowlevel.open_process(
-            ["parec", "-d", source, "--raw", "--format=float32le", f"--rate={RATE}",
-             "--channels=1", "--latency-msec=10"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        stdout = proc.stdout
-
-        async def reader() -> None:
-            rest = b""
-            while chunk := await stdout.receive_some(65536):
-                rest += chunk
-                n = len(rest) // 4 * 4
-                rec.add(np.frombuffer(rest[:n], "<f4").astype(np.float32))
-                rest = rest[n:]
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                yield rec
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                proc.kill()
-                await proc.wait()
+__all__ = ["MIC_ARGS", "MIC_MODULE", "RATE", "PulseDaemon", "Recording", "pulse"]
 
 
 @pytest.fixture(scope="session")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseDaemon]:
     """The session's PulseAudio daemon; PULSE_SERVER points this process at it meanwhile."""
-    missing = [t for t in ("pulseaudio", "pactl", "pacat", "parec") if shutil.which(t) is None]
+    missing = missing_tools()
     if missing:
         pytest.skip(f"PulseAudio tools not installed: {', '.join(missing)}")
     daemon = PulseDaemon(tmp_path_factory.mktemp("pulse"))
-    daemon.start()
+    try:
+        daemon.start()
+    except PulseStartError as e:
+        pytest.fail(str(e))
     with pytest.MonkeyPatch.context() as mp:
         for key in ("PULSE_SERVER", "XDG_RUNTIME_DIR"):
             mp.setenv(key, daemon.env[key])

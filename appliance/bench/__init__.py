@@ -1,4 +1,4 @@
-"""`appliance bench text|load|startup|all`: the figures we promise, measured on this box as JSON.
+"""`appliance bench ...`: the figures we promise, measured on this box as JSON.
 
 Each bench runs the appliance as its own process (`python -m appliance run`, as systemd does)
 against a scripted OpenAI-compatible server in another process; the client or load generator is
@@ -28,8 +28,9 @@ def _builtin() -> None:
     from .load import LOAD
     from .startup import STARTUP
     from .text import TEXT
+    from .voice import VOICE
 
-    for bench in (TEXT, LOAD, STARTUP):
+    for bench in (TEXT, VOICE, LOAD, STARTUP):
         register(bench)
 
 

