@@ -68,9 +68,11 @@ def test_bench_all_tiny_writes_every_field(tmp_path: Path) -> None:
         "--churn", "50",
         "--starts", "1", "--llm", "scripted", "--audio", "false", "--semantic", "false",
         "--first-token-ms", "20", "--token-ms", "2",
+        "--skip", "voice",  # minutes and PulseAudio: tests/test_bench_voice.py covers it
     )  # fmt: skip
     assert code == 0, stdout
     assert report["bench"] == "all" and report["errors"] == 0
+    assert "voice" not in report and {"text", "load", "startup"} <= set(report)
     m = report["machine"]
     assert m["cores"] >= 1 and m["cpu_model"] and m["python"].startswith("3.")
     assert "CPUExecutionProvider" in m["onnxruntime_providers"]

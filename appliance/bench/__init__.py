@@ -83,7 +83,19 @@ def add_bench_parser(sub: Any) -> None:
     _add_common(p_all)
     for b in BENCHES.values():
         b.add_arguments(p_all)
-    p_all.set_defaults(func=lambda args: run_benches(list(BENCHES), args, combined=True))
+    p_all.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=list(BENCHES),
+        metavar="NAME",
+        help="leave a bench out (repeatable), e.g. --skip voice on a box without PulseAudio",
+    )
+    p_all.set_defaults(
+        func=lambda args: run_benches(
+            [n for n in BENCHES if n not in args.skip], args, combined=True
+        )
+    )
 
 
 def _loadavg() -> float | None:
