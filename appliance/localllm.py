@@ -7,6 +7,7 @@ as `appliance-llm.service` instead (then `llm.spawn_local = false`).
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
@@ -111,6 +112,7 @@ async def run_local_llm(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so we can stop all of it
+            preexec_fn=_die_with_parent,
         )
         if not started:
             started = True
@@ -131,6 +133,19 @@ async def run_local_llm(
             backoff = 1.0  # it ran for a while: treat the next crash as fresh
         await trio.sleep(backoff)
         backoff = min(backoff * 2, 30.0)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: if we are killed outright (SIGKILL, OOM) the kernel sends the
+    server SIGTERM, so no orphaned LLM server keeps its port and CPU. Linux only; no-op else."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 async def _terminate(proc: trio.Process, grace_s: float = 3.0) -> None:

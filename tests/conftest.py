@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -21,6 +24,26 @@ from appliance.supervisor import Service, run_service
 from appliance.systemd import Notifier
 
 StartService = Callable[..., Awaitable[Service]]
+
+
+def run_cli(args: list[str], *, timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """subprocess.run in its own process group; on timeout the whole group is killed, so a stuck
+    command cannot leave servers it started loading the box for the rest of the suite."""
+    proc = subprocess.Popen(
+        args,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @pytest.fixture

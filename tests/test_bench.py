@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from conftest import run_cli
 
 from appliance.bench.core import Target
 from appliance.bench.load import lag_p99_ms
@@ -34,10 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
     out = tmp_path / "result.json"
-    run = subprocess.run(
+    run = run_cli(
         [sys.executable, "-m", "appliance", "bench", *args, "--out", str(out)],
-        capture_output=True,
-        text=True,
         timeout=timeout,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},

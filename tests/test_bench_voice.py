@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from appliance.bench.pulse import missing_tools
 from appliance.bench.voice import bargein_stop_index, dropped_blocks, first_loud, last_loud
@@ -49,11 +49,10 @@ def test_dropped_blocks_reads_audio_counters_only() -> None:
 @pytest.mark.skipif(bool(missing_tools()), reason="PulseAudio tools not installed")
 def test_bench_voice_two_questions_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "voice.json"
-    run = subprocess.run(
+    run = run_cli(
         [sys.executable, "-m", "appliance", "bench", "voice", "--questions", "2",
          "--bargeins", "1", "--voice-llm", "scripted", "--out", str(out)],
-        capture_output=True, text=True, timeout=240, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=240, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert out.exists(), run.stderr[-3000:]
     report = json.loads(out.read_text())
