@@ -85,6 +85,12 @@ class Metrics:
             "appliance_store_dropped", "Conversation log records dropped", registry=r
         )
         self.ready = Gauge("appliance_ready", "1 when the service is ready", registry=r)
+        self.audio_dropped = Counter(
+            "appliance_audio_dropped_blocks", "Microphone blocks dropped (queue full)", registry=r
+        )
+        self.playback_underruns = Counter(
+            "appliance_playback_underruns", "Speaker ran dry mid-utterance", registry=r
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_latency.labels(stage=stage).observe(seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 import trio
@@ -105,6 +106,11 @@ async def test_spoken_faq_question_is_answered_aloud_on_the_speaker(
     text = asr.transcribe(resample(reply, RATE, 16000)).text.lower()
     assert "assistance" in text or "dogs" in text, (text, local_log.heard, local_log.replies)
     assert "scripted" not in text
+    # The devices' counters reach /metrics (values depend on load; their presence must not).
+    async with httpx.AsyncClient(base_url=svc.urls[0]) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "appliance_audio_dropped_blocks_total " in metrics
+    assert "appliance_playback_underruns_total " in metrics
 
 
 async def test_own_reply_echoed_into_the_mic_starts_no_turn(

@@ -126,6 +126,7 @@ class LocalVoice:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.playback.run)
             await nursery.start(self.capture.run, send)
+            nursery.start_soon(self._export_counters)
             async with (
                 recv,
                 open_pipeline(
@@ -140,6 +141,18 @@ class LocalVoice:
                 finally:
                     self.pipeline = None
             nursery.cancel_scope.cancel()
+
+    async def _export_counters(self, period_s: float = 1.0) -> None:
+        """Copy the devices' plain int counters (kept by their callbacks' trio side) to /metrics."""
+        m = self.ctx.metrics
+        dropped = underruns = 0
+        while True:
+            d, u = self.capture.dropped, self.playback.underruns
+            # max(0, ...): a counter never goes down, even if a device object starts over.
+            m.audio_dropped.inc(max(0, d - dropped))
+            m.playback_underruns.inc(max(0, u - underruns))
+            dropped, underruns = d, u
+            await trio.sleep(period_s)
 
 
 async def run_local_voice(ctx: WebContext, engine: VoiceEngine) -> None:
