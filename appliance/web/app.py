@@ -83,7 +83,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        ctx.metrics.ws_connections.set(ctx.ws_open)
+        ctx.metrics.ws_connections.set(ctx.ws_open)  # one count (ctx.ws_open), read at scrape
         return Response(ctx.metrics.render(), content_type=CONTENT_TYPE)
 
     @app.websocket("/ws")

@@ -116,7 +116,6 @@ class WsConnection:
     async def serve(self) -> None:
         ctx = self.ctx
         ctx.metrics.ws_connects.inc()
-        ctx.metrics.ws_connections.inc()
         ctx.ws_open += 1
         # The writer lives outside the connection's own nursery: hypercorn shields its socket
         # writes without a timeout, so a writer stuck on a peer that stopped reading cannot be
@@ -132,7 +131,6 @@ class WsConnection:
                     nursery.cancel_scope.cancel()
             finally:
                 ctx.ws_open -= 1
-                ctx.metrics.ws_connections.dec()
                 ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
                 if self.conv is not None:
                     # The visitor left mid-turn: stop spending LLM time on a reply nobody reads.
