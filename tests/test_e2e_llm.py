@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import trio
 from conftest import base_url, make_config
 
+from appliance.bench.procs import free_port
 from appliance.supervisor import Service, run_service
 from appliance.systemd import Notifier
 
@@ -26,16 +26,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start(
     nursery: trio.Nursery, tmp_path: Path, **sections: dict[str, Any]
 ) -> tuple[Service, int]:
-    port = _free_port()
+    port = free_port()
     cfg = make_config(
         tmp_path,
         [{"name": "local", "url": f"http://127.0.0.1:{port}/v1", "model": "smollm2"}],

@@ -16,13 +16,8 @@ import tomli_w
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from appliance.bench.procs import free_port
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_config(tmp_path: Path, llm_url: str, port: int) -> Path:
@@ -46,7 +41,7 @@ async def _datagrams(sock: trio.socket.SocketType, until: bytes, seen: list[byte
 async def test_ready_watchdog_sigterm_graceful(
     tmp_path: Path, nursery: trio.Nursery, llm: ScriptedLLM
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config = _write_config(tmp_path, llm.url, port)
     notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await notify.bind(str(tmp_path / "notify.sock"))
@@ -113,7 +108,7 @@ def test_bad_config_is_refused_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_doctor_reports_and_fails_on_dead_endpoint(tmp_path: Path) -> None:
-    config = _write_config(tmp_path, "http://127.0.0.1:9/v1", _free_port())
+    config = _write_config(tmp_path, "http://127.0.0.1:9/v1", free_port())
     run = subprocess.run(
         [sys.executable, "-m", "appliance", "doctor", "--config", str(config)],
         capture_output=True,
