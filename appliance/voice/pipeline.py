@@ -14,6 +14,7 @@ feeds reply text into ReplySpeech. Every model call runs on a worker thread (Mod
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import deque
@@ -86,16 +87,9 @@ class PipelineSettings:
     @classmethod
     def from_config(cls, v: VoiceConfig) -> PipelineSettings:
         return cls(
+            # [voice] carries every segmenter threshold under the same name.
             segmenter=SegmenterSettings(
-                speech_threshold=v.speech_threshold,
-                silence_threshold=v.silence_threshold,
-                min_speech_s=v.min_speech_s,
-                hangover_s=v.hangover_s,
-                short_hangover_s=v.short_hangover_s,
-                max_utterance_s=v.max_utterance_s,
-                no_speech_timeout_s=v.no_speech_timeout_s,
-                pre_roll_s=v.pre_roll_s,
-                speaking_threshold_boost=v.speaking_threshold_boost,
+                **{f.name: getattr(v, f.name) for f in dataclasses.fields(SegmenterSettings)}
             ),
             post_roll_s=v.post_roll_s,
             partial_interval_s=v.partial_interval_s,
