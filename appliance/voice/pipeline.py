@@ -222,7 +222,13 @@ class EchoGate:
         k = int(np.argmax(explained))
         residual = max(e_mic - float(explained[k]), 0.0)
         echo = float(explained[k])  # energy of the fitted echo g * ref
-        return residual <= (self.margin * self.leak) ** 2 * echo
+        # In quiet stretches of our own speech the room's noise floor alone exceeds a fraction of
+        # a faint echo: what is left must also be louder than a whisper to count as a visitor.
+        floor = n * _RESIDUAL_FLOOR_RMS**2
+        return residual <= max((self.margin * self.leak) ** 2 * echo, floor)
+
+
+_RESIDUAL_FLOOR_RMS = 0.003  # ~ -50 dBFS
 
 
 class MemorySink:
