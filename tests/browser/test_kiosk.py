@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import shutil
@@ -234,10 +235,27 @@ def test_keyboard_and_font_size(page: Page, kiosk: Kiosk) -> None:
 
 
 def test_idle_reset_clears_the_conversation(page: Page, kiosk: Kiosk) -> None:
+    # The page's clock jumps while pongs only arrive in real time: the jump must stay below the
+    # page's dead-socket threshold (2 heartbeats + 10 s = 50 s), or it reconnects mid-jump and
+    # the test races the reconnect. 30 s exercises the same timer as the default 120 s.
+    ctx = kiosk.ctx
+    saved = ctx.cfg
+    ctx.cfg = dataclasses.replace(
+        saved, dialog=dataclasses.replace(saved.dialog, idle_reset_s=30.0)
+    )
+    try:
+        _idle_reset(page, kiosk)
+    finally:
+        ctx.cfg = saved
+
+
+def _idle_reset(page: Page, kiosk: Kiosk) -> None:
     page.clock.install()
     open_kiosk(page, kiosk)
     ask(page, "ECHO hello")
     expect(last_reply(page)).not_to_have_attribute("aria-busy", "true")
+    # `state idle` follows reply.done; a timer that fires before it re-arms for another period.
+    expect(page.locator("body")).to_have_attribute("data-state", "idle")
     idle = kiosk.ctx.cfg.dialog.idle_reset_s
     page.clock.run_for(int((idle + 1) * 1000))
     expect(page.locator("#attract")).to_be_visible()
