@@ -143,6 +143,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from .modelprep import PrepError, cache_dir, derived_onnx
     from .models_manifest import ModelError, load_manifest, verify
 
     try:
@@ -150,6 +151,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ModelError) as exc:
         print(f"error: model manifest: {exc}", file=sys.stderr)
         return 2
+    where = cache_dir(_load(args.config).inference.cache_dir)
     bad = 0
     for mf in manifest.values():
         if args.action == "list":
@@ -157,8 +159,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             continue
         try:
             path = verify(mf)
+            if args.action == "prepare" and path.suffix == ".ort":
+                path = derived_onnx(path, mf.sha256, where)
             print(f"OK   {mf.id:18} {path}")
-        except ModelError as exc:
+        except (ModelError, PrepError) as exc:
             bad += 1
             print(f"FAIL {mf.id:18} {exc}")
     if args.action == "verify":
@@ -189,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true")
     doc.set_defaults(func=cmd_doctor)
 
-    models = sub.add_parser("models", help="list the model files or verify their sha256")
-    models.add_argument("action", choices=["verify", "list"])
+    models = sub.add_parser(
+        "models",
+        help="list the model files, verify their sha256, or prepare (verify + derive the fast "
+        "ONNX forms of .ort files into the cache; setup runs it)",
+    )
+    models.add_argument("action", choices=["verify", "list", "prepare"])
+    models.add_argument("--config", help="TOML config file (for inference.cache_dir)")
     models.set_defaults(func=cmd_models)
 
     from .demo import add_demo_parser

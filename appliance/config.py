@@ -159,6 +159,9 @@ class InferenceConfig:
     # "auto" (best accelerator this onnxruntime build has, else CPU) | "cpu" | comma list.
     providers: str = "auto"
     intra_op_threads: int = 0  # 0 = min(4, cores)
+    # Derived model files (ONNX forms of the shipped .ort files, appliance/modelprep.py);
+    # "" = $CACHE_DIRECTORY/models under systemd, else ~/.cache/kiosk-appliance/models.
+    cache_dir: str = ""
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class InferenceSettings:
     # Busy-waiting worker threads burn a core that the LLM server and the other models need
     # on a small box; measured on 2 cores, spinning made ASR slower (RTF 0.19 vs 0.17).
     allow_spinning: bool = False
+    cache_dir: str = ""  # derived model files (appliance/modelprep.py); "" = the default place
 
 
 def resolve_threads(requested: int, cpu_count: int | None) -> int:

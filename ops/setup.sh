@@ -68,4 +68,12 @@ else
   say "installing $(basename "$wheel")"
   "$VENV/bin/pip" install -q "llama-cpp-python[server] @ file://$wheel"
 fi
+# 4. Verify every model file's sha256 and derive the fast ONNX forms of the .ort ASR files into
+#    ~/.cache/kiosk-appliance/models (skipped when already there; see appliance/modelprep.py).
+if "$VENV/bin/appliance" models prepare >/dev/null; then
+  say "model files verified and prepared"
+else
+  "$VENV/bin/appliance" models prepare | grep -v '^OK' >&2 || true
+  say "a model file failed its check (above)"; exit 1
+fi
 say "ready: $VENV"

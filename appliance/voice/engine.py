@@ -34,7 +34,9 @@ log = logging.getLogger("appliance.voice.engine")
 
 def inference_settings(cfg: Config) -> InferenceSettings:
     return InferenceSettings(
-        providers=cfg.inference.providers, intra_op_threads=cfg.inference.intra_op_threads
+        providers=cfg.inference.providers,
+        intra_op_threads=cfg.inference.intra_op_threads,
+        cache_dir=cfg.inference.cache_dir,
     )
 
 
