@@ -3,6 +3,10 @@
 Shared by the WebSocket and SSE transports: they pass an `emit` that queues protocol messages.
 The turn deadline (`budgets.turn_s`) is a cancel scope around the LLM stream; whatever happens
 inside (refused, 429, garbage, stall, all endpoints down) the visitor gets a reply in time.
+
+A voice turn passes a `VoiceLeg`: the spoken side of the same turn (the reply's first audio and
+its playback), so the turn is recorded once, at its real end, with the whole trace: the voice
+pipeline's stage durations, the turn's own marks, first reply audio and the end of playback.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -29,7 +33,7 @@ from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord
 
-__all__ = ["Emit", "TurnResult", "TurnRunner"]
+__all__ = ["Emit", "TurnResult", "TurnRunner", "VoiceLeg"]
 
 log = logging.getLogger("appliance.turns")
 
@@ -45,9 +49,34 @@ _STOP = ("\nQ:", "Q:", "\nA:", "\n\n\n")
 class TurnResult:
     turn: int
     text: str
-    outcome: str  # ok | fallback | truncated | blocked | no_vision | cancelled
-    timings: dict[str, float]
+    outcome: str  # ok | fallback | truncated | blocked | no_vision | cancelled | interrupted
+    timings: dict[str, float]  # as stored with the turn (a voice turn's includes playback_end)
     endpoint: str | None = None
+
+
+@dataclass
+class VoiceLeg:
+    """The spoken side of a voice turn, filled in by the voice pipeline (text turns have none).
+
+    `run_text` awaits `first_audio` just before `reply.done` (the pipeline ends the reply speech
+    and waits, within its TTS budget, for the first reply sample, so `reply.done.timings` are
+    complete), then `playback` right after `reply.done` (until the reply has been heard, or a
+    barge-in cancels the turn), and only then records the turn.
+
+    Stored/sent timings of a voice turn = the turn's marks (ms since run_text began) + `events`
+    turned into marks on the same axis + `timings` as given (durations `*_ms` and ratios
+    `*_rtf` measured by the pipeline, e.g. vad_end_ms, asr_final_ms) + `llm_first_token_ms` +
+    the `playback_end` mark (store only: reply.done goes out before playback ends).
+    """
+
+    timings: dict[str, float] = field(default_factory=dict)
+    # name -> trio time of a spoken-side event (e.g. "tts_first_audio": first reply sample out)
+    events: dict[str, float] = field(default_factory=dict)
+    # The visitor spoke over the reply (barge-in): set before the turn is cancelled, so a turn
+    # cut before its reply.done is recorded as "interrupted", not "cancelled".
+    interrupted: bool = False
+    first_audio: Callable[[], Awaitable[None]] | None = None
+    playback: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -140,8 +169,13 @@ class TurnRunner:
         *,
         image: PreparedImage | None = None,
         source: str = "text",
+        leg: VoiceLeg | None = None,
     ) -> TurnResult:
-        """Run one turn for `conv` (the caller holds `exclusive(conv.session_id)`)."""
+        """Run one turn for `conv` (the caller holds `exclusive(conv.session_id)`).
+
+        Cancelled before reply.done: recorded as "cancelled" ("interrupted" when `leg` says the
+        visitor barged in). Cancelled during a voice leg's playback (after reply.done): recorded
+        as "interrupted" with the whole reply text; the dialog has already moved on to idle."""
         timings = Timings()
         turn = conv.begin_turn(trio.current_time())
         wall_start = time.time()
@@ -156,6 +190,7 @@ class TurnRunner:
             parts.append(text)
             await emit({"type": "reply.delta", "turn": turn, "text": text})
 
+        replied = False  # reply.done is out and the dialog has moved on (REPLY_DONE applied)
         completed = False
         try:
             if self.cfilter.is_blocked(question):
@@ -184,28 +219,44 @@ class TurnRunner:
             if outcome == "truncated":
                 reply = reply.rstrip(" ,;:") + " …"
             timings.mark("total")
+            if leg is not None and leg.first_audio is not None:
+                await leg.first_audio()
             await emit(
                 {
                     "type": "reply.done",
                     "turn": turn,
                     "text": reply,
-                    "timings": timings.as_dict(),
+                    "timings": _turn_timings(timings, leg),
                     "outcome": outcome,
                 }
             )
             conv.apply(DialogEvent.REPLY_DONE)
+            replied = True
             await emit({"type": "state", "state": conv.state.value})
             if outcome == "ok":
                 conv.record(question, reply)
+            if leg is not None and leg.playback is not None:
+                await leg.playback()
             completed = True
         finally:
-            # Not completed = cancelled (visitor pressed stop, asked again, or left). A flag, not
-            # `except Cancelled`: cancellation can surface from a nursery inside an ExceptionGroup.
+            # Not completed = cancelled (visitor pressed stop, asked again, spoke over the reply,
+            # or left). A flag, not `except Cancelled`: cancellation can surface from a nursery
+            # inside an ExceptionGroup.
             if not completed:
-                outcome = "cancelled"
-                reply = "".join(parts).strip()
-                timings.mark("total")
-                conv.apply(DialogEvent.CANCEL)
+                if leg is not None and (replied or leg.interrupted):
+                    outcome = "interrupted"
+                else:
+                    outcome = "cancelled"
+                if not replied:
+                    reply = "".join(parts).strip()
+                    timings.mark("total")
+                    conv.apply(DialogEvent.CANCEL)
+                # else: the dialog already went idle at REPLY_DONE and may have moved on since
+                # (the barge-in's next utterance): no second transition.
+            if leg is not None and "tts_first_audio" in leg.events:
+                # Playback ran to its end, or was stopped just now (barge-in or cancel).
+                timings.mark("playback_end")
+            recorded = _turn_timings(timings, leg)
             self._account(
                 conv,
                 turn,
@@ -213,12 +264,12 @@ class TurnRunner:
                 reply,
                 outcome,
                 endpoint,
-                timings,
+                recorded,
                 wall_start,
                 image is not None,
                 source,
             )
-        return TurnResult(turn, reply, outcome, timings.as_dict(), endpoint)
+        return TurnResult(turn, reply, outcome, recorded, endpoint)
 
     async def _say_faq(
         self,
@@ -331,13 +382,13 @@ class TurnRunner:
         reply: str,
         outcome: str,
         endpoint: str | None,
-        timings: Timings,
+        timings: dict[str, float],
         wall_start: float,
         had_image: bool,
         source: str,
     ) -> None:
         self.metrics.turns.labels(outcome=outcome, source=source).inc()
-        total = timings.marks.get("total")
+        total = timings.get("total")
         if total is not None:
             self.metrics.observe_stage("turn_total", total / 1000.0)
         log.info(
@@ -347,7 +398,7 @@ class TurnRunner:
                 "turn": turn,
                 "outcome": outcome,
                 "endpoint": endpoint,
-                "timings": timings.as_dict(),
+                "timings": timings,
             },
         )
         if self.store is not None:
@@ -359,12 +410,29 @@ class TurnRunner:
                 reply_text=reply,
                 outcome=outcome,
                 endpoint=endpoint,
-                timings=timings.as_dict(),
+                timings=timings,
                 had_image=had_image,
                 source=source,
             )
             if not self.store.log_turn(rec):
                 self.metrics.store_dropped.inc()
+
+
+def _turn_timings(timings: Timings, leg: VoiceLeg | None) -> dict[str, float]:
+    """What reply.done carries and the store keeps: the turn's marks, and for a voice turn the
+    spoken side (see VoiceLeg). Pure apart from reading the leg."""
+    out = timings.as_dict()
+    if leg is None:
+        return out
+    for name, at in leg.events.items():
+        out[name] = round((at - timings.started) * 1000.0, 2)
+    out.update(leg.timings)
+    # The LLM stage under its voice-figure name; a FAQ answer has no LLM, so its first text
+    # stands in (the stage the visitor waits for either way).
+    first = out.get("llm_first_token", out.get("first_text"))
+    if first is not None:
+        out["llm_first_token_ms"] = first
+    return out
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")

@@ -9,7 +9,10 @@ partial ASR passes every `partial_interval_s` of audio (`transcript {final:false
 turn-taking hint for the segmenter) -> SilenceStarted starts the final pass speculatively,
 SpeechResumed aborts it -> SpeechEnded takes that pass (or runs one) under the `asr_s` budget
 -> `transcript {final:true}` -> TurnRunner.run_text(source="voice") with an emit wrapper that
-feeds reply text into ReplySpeech. Every model call runs on a worker thread (ModelRunner).
+feeds reply text into ReplySpeech, and a VoiceLeg: run_text waits for the first reply sample
+before `reply.done` and for the end of playback before it records the turn, so the stored turn
+has the whole trace and a barge-in (one cancel scope over LLM stream, TTS and playback) is
+recorded as "interrupted". Every model call runs on a worker thread (ModelRunner).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import trio
 from ..config import VoiceConfig
 from ..dialog import Conversation, DialogError, DialogEvent, DialogState
 from ..metrics import Metrics
-from ..turns import Emit, TurnRunner
+from ..turns import Emit, TurnRunner, VoiceLeg
 from .asr import TranscriptionAborted
 from .endpoint import (
     Event,
@@ -327,7 +330,12 @@ class _AsrPass:
 
 @dataclass
 class VoiceTurn:
-    """What one utterance became (for the demo's report and tests)."""
+    """What one utterance became (for the demo's report and tests).
+
+    `outcome` is the reply's (reply.done's; "interrupted" or "cancelled" when the turn was cut
+    before it); `interrupted` says the turn was cut short, reply text or playback (the stored
+    turn then says "interrupted"). `reply` grows with the reply text as it streams. `timings`
+    are the stored ones once the turn ran to its end (with playback_end), else reply.done's."""
 
     transcript: str
     turn: int | None = None
@@ -373,6 +381,7 @@ class VoicePipeline:
         self._partial: _AsrPass | None = None
         self._spec: _AsrPass | None = None
         self._turn_scope: trio.CancelScope | None = None
+        self._leg: VoiceLeg | None = None
         self._turn_done = trio.Event()
         self._turn_done.set()
         self._speaking = False
@@ -607,7 +616,45 @@ class VoicePipeline:
         first_text_at: float | None = None
         held_state: dict[str, Any] | None = None
         done_seen = False
+        leg = VoiceLeg(timings=dict(vt.timings))
         self._turn_done = trio.Event()
+
+        def note_first_audio() -> None:
+            at = speech.first_audio_at
+            if at is None or "tts_first_audio" in leg.events:
+                return
+            leg.events["tts_first_audio"] = at
+            tts_s = at - (first_text_at if first_text_at is not None else at)
+            leg.timings["tts_first_audio_ms"] = round(tts_s * 1000.0, 1)
+            leg.timings["voice_to_voice_ms"] = round((at - wall_end) * 1000.0, 1)
+            self._observe("tts_first_audio", tts_s)
+            self._observe("voice_to_voice", at - wall_end)
+
+        async def watch_first_audio() -> None:
+            # Also when a barge-in cuts the turn before reply.done: the stored trace then shows
+            # how far the reply got (first audio, and playback_end at the cut).
+            await speech.wait_first_audio()
+            note_first_audio()
+
+        async def first_audio() -> None:
+            # Before reply.done: no more text, and the first sample is out (or the TTS budget
+            # is spent), so reply.done's timings are complete.
+            speech.close()
+            with trio.move_on_after(s.tts_first_s):
+                await speech.wait_first_audio()
+            note_first_audio()
+            if speech.first_audio_at is None:
+                log.warning("no reply audio within %.1f s; the text is shown", s.tts_first_s)
+                if self.metrics is not None:
+                    self.metrics.fallbacks.labels(reason="tts").inc()
+
+        async def playback() -> None:
+            # After reply.done: every chunk synthesized and handed to the sink, then heard.
+            await speech.finished.wait()
+            await self.sink.drain()
+
+        leg.first_audio = first_audio
+        leg.playback = playback
 
         async def emit(msg: dict[str, Any]) -> None:
             nonlocal first_text_at, held_state, done_seen
@@ -618,33 +665,12 @@ class VoicePipeline:
                     first_text_at = trio.current_time()
                 if msg.get("reset"):
                     speech.restart()
+                    vt.reply = ""
                 speech.feed(str(msg["text"]))
+                vt.reply += str(msg["text"])  # the partial reply, should the visitor cut in
             elif kind == "reply.done":
                 done_seen = True
-                speech.close()
-                # Hold reply.done until the first sample is out, so its timings are complete.
-                with trio.move_on_after(s.tts_first_s):
-                    await speech.wait_first_audio()
-                msg = dict(msg)
-                msg["timings"] = t = {**msg.get("timings", {}), **vt.timings}
-                # The turn's own mark (ms since the turn began); a FAQ answer has no LLM, so
-                # its first text stands in (the stage the visitor waits for either way).
-                first = t.get("llm_first_token", t.get("first_text"))
-                if first is not None:
-                    t["llm_first_token_ms"] = first
-                if speech.first_audio_at is not None:
-                    t["tts_first_audio_ms"] = round(
-                        (speech.first_audio_at - (first_text_at or speech.first_audio_at)) * 1000.0,
-                        1,
-                    )
-                    t["voice_to_voice_ms"] = round((speech.first_audio_at - wall_end) * 1000.0, 1)
-                    self._observe("tts_first_audio", t["tts_first_audio_ms"] / 1000.0)
-                    self._observe("voice_to_voice", t["voice_to_voice_ms"] / 1000.0)
-                else:
-                    log.warning("no reply audio within %.1f s; the text is shown", s.tts_first_s)
-                    if self.metrics is not None:
-                        self.metrics.fallbacks.labels(reason="tts").inc()
-                vt.timings = t
+                vt.timings = dict(msg.get("timings", {}))
                 vt.reply = str(msg.get("text", ""))
                 vt.outcome = str(msg.get("outcome", ""))
             elif kind == "state" and done_seen and msg.get("state") == DialogState.IDLE.value:
@@ -654,25 +680,31 @@ class VoicePipeline:
 
         scope = trio.CancelScope()
         self._turn_scope = scope
+        self._leg = leg
         completed = False
         try:
+            # One cancel scope over the LLM stream, TTS and playback: a barge-in ends them all.
             with scope:
                 async with self.runner.exclusive(self.conv.session_id):
                     async with trio.open_nursery() as n:
                         n.start_soon(speech.run)
+                        n.start_soon(watch_first_audio)
                         self._speaking = True
-                        await self.runner.run_text(self.conv, vt.transcript, emit, source="voice")
+                        result = await self.runner.run_text(
+                            self.conv, vt.transcript, emit, source="voice", leg=leg
+                        )
                         speech.close()
-                    await self.sink.drain()
+                    vt.timings = result.timings
                     completed = True
         finally:
             self._speaking = False
             self._turn_scope = None
+            self._leg = None
             self._turn_done.set()
             if not completed or scope.cancel_called:
                 completed = False
                 vt.interrupted = True
-                vt.outcome = vt.outcome or "cancelled"
+                vt.outcome = vt.outcome or ("interrupted" if leg.interrupted else "cancelled")
                 self.sink.stop()
         if completed and held_state is not None:
             await self.emit(held_state)
@@ -680,6 +712,8 @@ class VoicePipeline:
     def _barge_in(self, t: float) -> None:
         """The visitor spoke over us: stop the audio now, cancel the turn, listen."""
         self.barge_ins += 1
+        if self._leg is not None:
+            self._leg.interrupted = True  # the turn is recorded as "interrupted", not "cancelled"
         if self._turn_scope is not None:
             self._turn_scope.cancel()
         self.sink.stop()
