@@ -75,9 +75,29 @@ function stageColor(name) {
   if (/tts|audio|play|speak/.test(name)) return "#2b6cb0";
   return "#718096";
 }
-/** Timings are ms since the turn began at which each stage finished; bars span stage to stage. */
+/**
+ * The stages of one turn, as [name, ms] sorted by time. Stored timings mix marks (ms since the
+ * turn began at which a stage finished: grounding, llm_first_token, tts_first_audio,
+ * playback_end, total, ...) with durations (`*_ms`) and ratios (`*_rtf`); only marks are drawn.
+ * A voice turn (vad_end_ms and asr_final_ms present) starts earlier, when the visitor stopped
+ * speaking: the origin moves there, with vad_end (end of speech detected) and asr_final (final
+ * transcript) before the turn's own marks, which shift by vad_end_ms + asr_final_ms.
+ */
+export function waterfallStages(timings) {
+  const t = timings || {};
+  const marks = Object.entries(t).filter(([k, v]) => Number.isFinite(v) && !/_(ms|rtf)$/.test(k));
+  const vad = t.vad_end_ms, asr = t.asr_final_ms;
+  if (Number.isFinite(vad) && Number.isFinite(asr)) {
+    const shift = vad + asr;
+    return [["vad_end", vad], ["asr_final", shift], ...marks.map(([k, v]) => [k, v + shift])]
+      .sort((a, b) => a[1] - b[1]);
+  }
+  return marks.sort((a, b) => a[1] - b[1]);
+}
+
+/** Inline SVG: one row per stage, each bar from the previous stage's end to its own. */
 export function waterfall(timings) {
-  const marks = Object.entries(timings || {}).filter(([, v]) => Number.isFinite(v)).sort((a, b) => a[1] - b[1]);
+  const marks = waterfallStages(timings);
   const total = Math.max(1, ...marks.map(([, v]) => v));
   const W = 420, labelW = 120, row = 16, H = marks.length * row + 4;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", class: "waterfall" });
@@ -91,7 +111,10 @@ export function waterfall(timings) {
     const x1 = labelW + (at / total) * (W - labelW - 60);
     const label = svg("text", { x: 0, y: y + 11, class: "wf-label" });
     label.textContent = name;
-    const bar = svg("rect", { x: x0, y, width: Math.max(2, x1 - x0), height: row - 4, rx: 2, fill: stageColor(name) });
+    const bar = svg("rect", {
+      x: x0, y, width: Math.max(2, x1 - x0), height: row - 4, rx: 2, fill: stageColor(name),
+      "data-stage": name, "data-at": at,
+    });
     const ms = svg("text", { x: Math.max(x1, x0 + 2) + 4, y: y + 11, class: "wf-ms" });
     ms.textContent = `${Math.round(at)} ms`;
     root.append(label, bar, ms);

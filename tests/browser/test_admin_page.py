@@ -74,3 +74,43 @@ def test_admin_first_run_status_settings_export(page: Page, kiosk: Kiosk) -> Non
     page.fill("#login-password", PASSWORD)
     page.click("#login-form button[type=submit]")
     expect(page.locator("#view-status")).to_be_visible()
+
+
+def test_waterfall_draws_marks_from_the_end_of_speech(page: Page, kiosk: Kiosk) -> None:
+    """Only marks are bars (durations `*_ms` and ratios `*_rtf` are not); a voice turn's origin
+    is the end of the visitor's speech, so its marks shift by vad_end_ms + asr_final_ms."""
+    page.goto(kiosk.url + "/admin")
+    bars = page.evaluate(
+        """async (cases) => {
+            const { waterfall } = await import("/ui/admin.js");  // the page's own module
+            return cases.map((t) => [...waterfall(t).querySelectorAll("rect")].map(
+                (r) => [r.getAttribute("data-stage"), Number(r.getAttribute("data-at"))]));
+        }""",
+        [
+            {
+                "vad_end_ms": 300,
+                "asr_final_ms": 120,
+                "asr_rtf": 0.08,
+                "grounding": 2,
+                "llm_first_token": 200,
+                "llm_first_token_ms": 200,
+                "tts_first_audio_ms": 60,
+                "voice_to_voice_ms": 700,
+                "tts_first_audio": 260,
+                "total": 500,
+                "playback_end": 3000,
+            },
+            {"grounding": 3, "first_text": 40, "llm_first_token": 40, "total": 90},
+        ],
+    )
+    voice, text = bars
+    assert voice == [
+        ["vad_end", 300],
+        ["asr_final", 420],
+        ["grounding", 422],
+        ["llm_first_token", 620],
+        ["tts_first_audio", 680],
+        ["total", 920],
+        ["playback_end", 3420],
+    ]
+    assert text == [["grounding", 3], ["first_text", 40], ["llm_first_token", 40], ["total", 90]]
