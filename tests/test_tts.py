@@ -7,6 +7,7 @@ import pytest
 from voicefixtures import tts  # noqa: F401  (fixture)
 
 from appliance.voice.phonemes import Clause, phoneme_ids, split_clauses
+from appliance.voice.speech import synthesize_chunk, trim_lead
 from appliance.voice.tts import PiperTts, VoiceConfig
 
 # --- pure ---------------------------------------------------------------------------------
@@ -84,3 +85,22 @@ def test_sentences_stream_and_speed(tts: PiperTts) -> None:  # noqa: F811
 def test_nothing_to_say(tts: PiperTts) -> None:  # noqa: F811
     assert len(tts.synthesize("  ... !! ")) == 0
     tts.warm_up()
+
+
+def test_trim_lead_drops_the_silent_run_in_only() -> None:
+    rate = 22050
+    run_in = np.full(rate // 20, 0.002, dtype=np.float32)  # 50 ms of near-silence
+    word = np.sin(np.arange(rate // 10) * 0.3).astype(np.float32) * 0.5
+    out = trim_lead(np.concatenate([run_in, word]), rate)
+    keep = int(0.01 * rate)
+    assert len(out) == len(word) + keep  # 10 ms kept before the word
+    assert np.array_equal(out[keep:], word)
+    quiet = np.zeros(100, dtype=np.float32)
+    assert trim_lead(quiet, rate) is quiet  # nothing loud: left alone
+
+
+def test_synthesized_chunk_starts_within_10_ms_of_its_first_word(tts: PiperTts) -> None:  # noqa: F811
+    audio, ref = synthesize_chunk(tts, "Welcome to the museum.", 1.0)
+    first_loud = int(np.flatnonzero(np.abs(audio) > 0.01)[0])
+    assert first_loud <= int(0.011 * tts.sample_rate)
+    assert abs(len(ref) / 16000 - len(audio) / tts.sample_rate) < 0.01  # the echo reference

@@ -24,7 +24,7 @@ from .chunker import SentenceChunker
 from .textnorm import normalize_for_speech
 from .tts import PiperTts
 
-__all__ = ["AudioSink", "ReplySpeech", "synthesize_chunk"]
+__all__ = ["AudioSink", "ReplySpeech", "synthesize_chunk", "trim_lead"]
 
 log = logging.getLogger("appliance.voice.speech")
 
@@ -50,13 +50,28 @@ class AudioSink(Protocol):
     def stop(self) -> None: ...
 
 
+_LEAD_LEVEL = 0.01  # |x| below this before the first word is Piper's near-silent run-in
+_LEAD_KEEP_S = 0.01
+
+
+def trim_lead(audio: F32, rate: int) -> F32:
+    """Drop the near-silent run-in Piper puts before the first word (20-80 ms here), keeping
+    10 ms: every millisecond of it is waited for before the visitor hears anything. Pure."""
+    loud = np.flatnonzero(np.abs(audio) > _LEAD_LEVEL)
+    if len(loud) == 0:
+        return audio
+    return audio[max(0, int(loud[0]) - int(_LEAD_KEEP_S * rate)) :]
+
+
 def synthesize_chunk(tts: PiperTts, text: str, length_scale: float) -> tuple[F32, F32]:
     """Blocking (worker thread): normalised text -> (audio at the voice rate, 16 kHz copy).
 
     The 16 kHz copy is the echo gate's reference; resampling here keeps it off the loop. The
     polyphase resampler takes ~12 ms for 3 s of speech (the direct sinc one took ~150 ms, all of
     it before the first reply sample could play)."""
-    audio = tts.synthesize(normalize_for_speech(text), length_scale=length_scale)
+    audio = trim_lead(
+        tts.synthesize(normalize_for_speech(text), length_scale=length_scale), tts.sample_rate
+    )
     if tts.sample_rate == REF_RATE:
         return audio, audio
     r = StreamResampler(tts.sample_rate, REF_RATE)
