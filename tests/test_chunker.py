@@ -126,6 +126,33 @@ def test_word_longer_than_max_chars_is_not_cut() -> None:
     assert chunk_all([f"{long_line}\nthe "], min_chars=10, max_chars=30) == [long_line, "the"]
 
 
+def test_long_first_clause_is_cut_before_a_phrase() -> None:
+    text = "We are open Tuesday to Friday from 9:30 to 17:00, and Saturday from 10:00."
+    expected = ["We are open Tuesday to Friday", "from 9:30 to 17:00, and Saturday from 10:00."]
+    assert chunk_all([text]) == expected
+    assert chunk_all(by_chars(text)) == expected  # decided the same way while streaming
+    # Not after a word that leans forward ("is | on"), nor within the first min chars.
+    assert chunk_all(["The Lantern Café is on the ground floor and serves coffee, soup."]) == [
+        "The Lantern Café is on the ground floor and serves coffee,",
+        "soup.",
+    ]
+    # A short first clause is kept whole; max below min turns the phrase cut off.
+    assert chunk_all(["Yes, the café is open today, and the shop."])[0] == (
+        "Yes, the café is open today,"
+    )
+    assert chunk_all([text], first_chunk_max_chars=0) == [
+        "We are open Tuesday to Friday from 9:30 to 17:00,",
+        "and Saturday from 10:00.",
+    ]
+
+
+def test_phrase_cut_waits_for_the_word_to_end() -> None:
+    chunker = SentenceChunker()
+    assert chunker.feed("Our guided tours start every morning to") == []  # "to" or "today"?
+    assert chunker.feed("day at ten and the") == []
+    assert chunker.flush() == ["Our guided tours start every morning today at ten and the"]
+
+
 def test_flush_resets_for_the_next_stream() -> None:
     chunker = SentenceChunker()
     assert chunker.feed("**Hi** there, it is me") == []
@@ -197,6 +224,7 @@ _words = st.sampled_from(
     [
         "the", "café", "opens", "at", "9.30", "€12.50", "3,000", "e.g.", "Mr.", "St.", "etc.",
         "Hello", "Yes", "www.example.org", "9", "a.m.", "No.", "5", "J.", "x" * 30,
+        "to", "today", "from", "and", "is", "next",
     ]
 )  # fmt: skip
 _seps = st.sampled_from([" ", " ", " ", ", ", ". ", "? ", "! ", "; ", ": ", " — ", "—", "\n", "  "])

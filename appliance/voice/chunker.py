@@ -5,8 +5,9 @@ Two streaming stages, both pure:
 * ``MarkdownStripper`` removes Markdown that must not be read aloud (``**bold**``, `` `code` ``,
   list bullets, headings, rules, code fences, ``[text](url)`` -> ``text``).
 * ``SentenceChunker`` cuts the clean text: the *first* chunk at the first clause boundary
-  (``, ; : —`` or a sentence end) once it is long enough, so TTS can start before the LLM has
-  finished its first sentence (notes/models.md: waiting for whole sentences cost ~0.6-1.4 s);
+  (``, ; : —`` or a sentence end) once it is long enough, or, when that clause is long, before
+  a phrase-starting word ("... Tuesday to Friday | from 9:30"), so TTS can start before the LLM
+  has finished its first sentence (notes/models.md: waiting for whole sentences cost ~0.6-1.4 s);
   later chunks at sentence ends, merging short sentences up to ``min_chars``.
 
 Every decision waits until the characters it depends on have arrived (the char after a
@@ -23,6 +24,20 @@ _SENTENCE_END = ".!?…"
 _CLAUSE = ",;:"
 _SPACE = re.compile(r"\s")
 _LINK_LIMIT = 400  # a "[" unresolved after this many chars is just a bracket
+# Words a long first clause may be cut *before* (a phrase starts there): prepositions,
+# conjunctions, relatives. "We are open Tuesday to Friday | from 9:30 to 17:00, ..."
+_PHRASE_STARTS = frozenset(
+    """and but or so because since although though while whereas unless until till if
+    which who whose where when whenever that from to with without for on at in into onto by
+    about as than via per during including near behind next opposite between after before""".split()
+)
+# ... but not after a word that leans on what follows ("is | on the ground floor", "next | to").
+_LEANS_FORWARD = frozenset(
+    """is are was were be been being am isn't aren't the a an of to and or not no very too
+    next close due according prior thanks up out back down off away it's there's""".split()
+)
+_TOKEN = re.compile(r"\S+")
+_LONGEST_PHRASE_START = max(map(len, _PHRASE_STARTS)) + 2
 
 # Tokens before a "." (lower case, inner dots kept, final dot removed).
 _NEVER_END = frozenset(
@@ -249,11 +264,21 @@ class SentenceChunker:
     """Feed LLM deltas, get chunks ready for TTS; ``flush`` at the end of the stream."""
 
     def __init__(
-        self, *, first_chunk_min_chars: int = 12, min_chars: int = 40, max_chars: int = 220
+        self,
+        *,
+        first_chunk_min_chars: int = 12,
+        first_chunk_max_chars: int = 36,
+        min_chars: int = 40,
+        max_chars: int = 220,
     ) -> None:
         if not 1 <= first_chunk_min_chars <= max_chars or not 0 <= min_chars <= max_chars:
             raise ValueError("need 1 <= first_chunk_min_chars <= max_chars, min_chars <= max_chars")
         self.first_chunk_min_chars = first_chunk_min_chars
+        # Time to the first reply sample grows with the first chunk (Piper is not streaming:
+        # ~35 ms per second of speech on 2 cores, more when the box is busy). A first clause
+        # longer than this is cut before a phrase-starting word (`_first_phrase_cut`); a value
+        # below first_chunk_min_chars turns that off.
+        self.first_chunk_max_chars = first_chunk_max_chars
         self.min_chars = min_chars
         self.max_chars = max_chars
         self._md = MarkdownStripper()
@@ -288,6 +313,43 @@ class SentenceChunker:
 
     def _find_cut(self, final: bool) -> int | None:
         """Index to cut the buffer at, or None to wait for more text."""
+        cut = self._find_boundary(final)
+        limit = self.first_chunk_max_chars
+        if not self._first or limit < self.first_chunk_min_chars:
+            return cut
+        if cut is not None and len(_clean(self._buf[:cut])) <= limit:
+            return cut
+        # The first clause is long (or its end is not in sight yet): decide on a phrase cut
+        # once the text past the limit has arrived, so the result does not depend on how the
+        # stream was split into deltas.
+        if not final and len(self._buf) <= limit + _LONGEST_PHRASE_START:
+            return cut
+        return self._first_phrase_cut() or cut
+
+    def _first_phrase_cut(self) -> int | None:
+        """The latest start of a phrase-starting word whose preceding text is between the
+        first chunk's min and max length (cut before that word), else None."""
+        best = None
+        buf = self._buf
+        prev = ""
+        for m in _TOKEN.finditer(buf):
+            word, start = m.group(), m.start()
+            if m.end() >= len(buf):
+                break  # the last word may still be growing ("to" -> "today")
+            before = len(_clean(buf[:start]))
+            if before > self.first_chunk_max_chars:
+                break
+            if (
+                before >= self.first_chunk_min_chars
+                and word.lower() in _PHRASE_STARTS
+                and prev.lower().rstrip(",;:") not in _LEANS_FORWARD
+            ):
+                best = start
+            prev = word
+        return best
+
+    def _find_boundary(self, final: bool) -> int | None:
+        """Index of the next clause/sentence boundary to cut at, or None to wait for more."""
         buf = self._buf
         n = len(buf)
         if n == 0:
