@@ -149,7 +149,8 @@ async def test_own_reply_echoed_into_the_mic_starts_no_turn(
         resample(np.concatenate([q2, np.zeros(16000, np.float32)]), 16000, RATE), RATE
     )
     with trio.fail_after(30):
-        await local_log.replied.wait()
+        # Played to the end: a turn is counted and logged then, not at reply.done.
+        await local_log.idle_after_reply.wait()
     assert len(local_log.heard) == 2, local_log.heard
     assert "photo" in local_log.heard[1].lower(), local_log.heard
     assert voice_turns(svc) == 2
