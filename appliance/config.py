@@ -182,6 +182,7 @@ class VoiceConfig:
     pre_roll_s: float = 0.2  # audio before the onset given to ASR (Moonshine wants tight cuts)
     post_roll_s: float = 0.1
     speaking_threshold_boost: float = 0.2
+    bargein_min_speech_s: float = 0.09  # voiced time that interrupts the box while it speaks
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
@@ -412,7 +413,14 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
             problems.append(f"voice.{name}: must be 0..1, got {getattr(v, name)}")
     if v.silence_threshold > v.speech_threshold:
         problems.append("voice.silence_threshold: must not exceed voice.speech_threshold")
-    for name in ("min_speech_s", "pre_roll_s", "post_roll_s", "short_hangover_s", "echo_max_lag_s"):
+    for name in (
+        "min_speech_s",
+        "bargein_min_speech_s",
+        "pre_roll_s",
+        "post_roll_s",
+        "short_hangover_s",
+        "echo_max_lag_s",
+    ):
         _positive(problems, f"voice.{name}", getattr(v, name), allow_zero=True)
     for name in ("hangover_s", "max_utterance_s", "no_speech_timeout_s", "partial_interval_s"):
         _positive(problems, f"voice.{name}", getattr(v, name))

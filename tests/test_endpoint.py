@@ -216,6 +216,24 @@ def test_speaking_boost_barge_in_with_clear_speech() -> None:
     assert events[0].t == pytest.approx(0.0)
 
 
+def test_barge_in_needs_less_voiced_time_than_a_new_utterance() -> None:
+    """While speaking, 3 voiced frames (96 ms >= bargein_min_speech_s 0.09) interrupt; when
+    not speaking, the same run is a click (min_speech_s 0.15 needs 5 frames)."""
+    probs = frames((0.95, 3), (0.0, 10))
+    speaking, idle = Segmenter(S), Segmenter(S)
+    speaking.set_speaking(True)
+    got_speaking: list[Event] = []
+    got_idle: list[Event] = []
+    for i, p in enumerate(probs):
+        got_speaking += speaking.process(p, (i + 1) * F)
+        got_idle += idle.process(p, (i + 1) * F)
+    starts = [e for e in got_speaking if isinstance(e, SpeechStarted)]
+    assert len(starts) == 1 and starts[0].t == pytest.approx(0.0)
+    assert not any(isinstance(e, SpeechStarted) for e in got_idle)
+    with pytest.raises(ValueError, match="bargein_min_speech_s"):
+        SegmenterSettings(bargein_min_speech_s=-0.1)
+
+
 def test_hysteresis_between_thresholds_keeps_state() -> None:
     # 0.4 is between silence (0.35) and speech (0.5) thresholds.
     # waiting: 0.4 alone never starts speech

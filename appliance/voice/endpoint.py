@@ -48,11 +48,21 @@ class SegmenterSettings:
     """Audio kept before the onset so the first syllable is not cut (see segment_samples)."""
     speaking_threshold_boost: float = 0.2
     """While the box is speaking (barge-in mode) both thresholds are raised by this."""
+    bargein_min_speech_s: float = 0.09
+    """Voiced time that starts speech while the box is speaking: shorter than min_speech_s,
+    because the reply keeps playing over the visitor until then; the echo gate and the raised
+    thresholds keep our own voice out."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.silence_threshold <= self.speech_threshold <= 1.0:
             raise ValueError("need 0 <= silence_threshold <= speech_threshold <= 1")
-        for name in ("min_speech_s", "hangover_s", "short_hangover_s", "pre_roll_s"):
+        for name in (
+            "min_speech_s",
+            "bargein_min_speech_s",
+            "hangover_s",
+            "short_hangover_s",
+            "pre_roll_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("max_utterance_s", "no_speech_timeout_s"):
@@ -179,7 +189,8 @@ class Segmenter:
                     self._onset = frame_start
             elif prob < silence_thr:
                 self._onset = None  # a click: the voiced run was too short
-            if self._onset is not None and t - self._onset >= s.min_speech_s - _EPS:
+            need = s.bargein_min_speech_s if self._speaking else s.min_speech_s
+            if self._onset is not None and t - self._onset >= need - _EPS:
                 self._start = self._onset
                 self._onset = None
                 self._state = "speech"
