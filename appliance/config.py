@@ -84,6 +84,7 @@ class LLMConfig:
     local_model: str = ""
     local_port: int = 8081
     local_ctx: int = 2048
+    local_threads: int = 0  # 0 = cores - 1 (at most 4): one core stays with audio and the loop
     max_tokens: int = 120
     temperature: float = 0.2
     history_turns: int = 4
@@ -357,6 +358,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"llm.local_port: must be 1..65535, got {cfg.llm.local_port}")
     _positive(problems, "llm.max_tokens", cfg.llm.max_tokens)
     _positive(problems, "llm.local_ctx", cfg.llm.local_ctx)
+    _positive(problems, "llm.local_threads", cfg.llm.local_threads, allow_zero=True)
     _positive(problems, "llm.history_turns", cfg.llm.history_turns, allow_zero=True)
     if not 0 <= cfg.llm.temperature <= 2:
         problems.append(f"llm.temperature: must be 0..2, got {cfg.llm.temperature}")

@@ -1,8 +1,11 @@
 import itertools
+from pathlib import Path
 
 import trio
 import trio.testing
 
+from appliance.config import LLMConfig
+from appliance.localllm import local_server_command, local_threads
 from appliance.metrics import Metrics
 from appliance.supervisor import supervised
 
@@ -37,3 +40,10 @@ async def test_long_healthy_run_resets_backoff(autojump_clock: trio.testing.Mock
         await supervised("x", sometimes, Metrics())
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
     assert gaps[:4] == [0.5, 1.0, 120.5, 1.0]  # after 120 s of health: back to 0.5 s
+
+
+def test_local_llm_threads_leave_a_core_for_audio() -> None:
+    assert [local_threads(0, cores) for cores in (None, 1, 2, 4, 16)] == [1, 1, 1, 3, 4]
+    assert local_threads(3, 2) == 3  # an explicit setting wins
+    cmd = local_server_command(LLMConfig(local_threads=2), Path("/m.gguf"))
+    assert cmd[cmd.index("--n_threads") + 1] == "2"
