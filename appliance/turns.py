@@ -135,6 +135,17 @@ class TurnRunner:
 
     # -- the turn -------------------------------------------------------------------------------
 
+    async def predict_faq_reply(self, question: str) -> str | None:
+        """The text a turn for `question` would speak verbatim from the FAQ, or None when it
+        would go to the LLM (or be refused). Lets the voice pipeline synthesize the start of
+        the answer while it still waits out the visitor's silence."""
+        if self.cfg.knowledge.answer_mode != "faq" or self.cfilter.is_blocked(question):
+            return None
+        g = await trio.to_thread.run_sync(
+            partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
+        )
+        return self.cfilter.mask(g.direct.entry.answer) if g.direct is not None else None
+
     async def prepare_image(self, data_url: str) -> PreparedImage:
         """Validate and downscale off the event loop. Raises ImageError with a visitor message."""
         limits = ImageLimits(

@@ -297,3 +297,32 @@ async def test_gate_off_own_voice_does_interrupt(runner: TurnRunner) -> None:
         with trio.fail_after(30):
             await pipe.wait_idle()
     assert pipe.turns[0].interrupted
+
+
+async def test_faq_reply_start_is_synthesized_during_the_hangover(
+    llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """A confident FAQ match is predictable: its first chunk is ready when the turn starts."""
+    llm.script = Script(reply=REPLY)
+    cfg = make_config(
+        tmp_path,
+        [{"name": "scripted", "url": llm.url, "model": "m"}],
+        knowledge={"semantic": True, "answer_mode": "faq"},
+    )
+    async with turn_stack(cfg, Metrics()) as runner:
+        answer = await runner.predict_faq_reply("How much does a ticket cost?")
+        assert answer is not None and "€12" in answer
+        assert await runner.predict_faq_reply("Tell me a joke, please.") is None  # LLM's
+        for question, hits in (("How much does a ticket cost?", 1), ("Tell me a joke.", 0)):
+            h = Harness(cfg)
+            sink = ListSink()
+            audio = np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])
+            async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
+                await feed(pipe, audio, live=True)
+                with trio.fail_after(30):
+                    await pipe.wait_idle()
+            assert pipe.prefetch_hits == hits, question
+            (done,) = h.of("reply.done")
+            assert done["outcome"] == "ok" and len(sink.audio()) > 0
+            if hits:
+                assert done["text"] == answer  # the staff's text, spoken from the prefetch

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import trio
+import trio.testing
 from voicefixtures import tts  # noqa: F401  (fixture)
 
 from appliance.voice.phonemes import Clause, phoneme_ids, split_clauses
-from appliance.voice.speech import synthesize_chunk, trim_lead
+from appliance.voice.speech import Prefetch, first_chunk, synthesize_chunk, trim_lead
 from appliance.voice.tts import PiperTts, VoiceConfig
 
 # --- pure ---------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ def test_nothing_to_say(tts: PiperTts) -> None:  # noqa: F811
 def test_trim_lead_drops_the_silent_run_in_only() -> None:
     rate = 22050
     run_in = np.full(rate // 20, 0.002, dtype=np.float32)  # 50 ms of near-silence
-    word = np.sin(np.arange(rate // 10) * 0.3).astype(np.float32) * 0.5
+    word = np.sin(np.arange(1, rate // 10 + 1) * 0.3).astype(np.float32) * 0.5
     out = trim_lead(np.concatenate([run_in, word]), rate)
     keep = int(0.01 * rate)
     assert len(out) == len(word) + keep  # 10 ms kept before the word
@@ -104,3 +106,28 @@ def test_synthesized_chunk_starts_within_10_ms_of_its_first_word(tts: PiperTts) 
     first_loud = int(np.flatnonzero(np.abs(audio) > 0.01)[0])
     assert first_loud <= int(0.011 * tts.sample_rate)
     assert abs(len(ref) / 16000 - len(audio) / tts.sample_rate) < 0.01  # the echo reference
+
+
+async def test_prefetch_hands_over_one_chunk_once() -> None:
+    pf = Prefetch()
+    a = (np.ones(4, np.float32), np.ones(2, np.float32))
+    assert await pf.take("Hello there,") is None  # nothing claimed
+    assert pf.begin("Hello there,") and not pf.begin("Hello there,")  # claimed once
+    async with trio.open_nursery() as n:
+        got: list[object] = []
+
+        async def taker() -> None:
+            got.append(await pf.take("Hello there,"))  # waits for the synthesis in flight
+
+        n.start_soon(taker)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        pf.finish("Hello there,", a)
+    assert got == [a] and pf.hits == 1
+    assert await pf.take("Hello there,") is None  # used up
+    assert pf.begin("Other text.")
+    pf.finish("Other text.", None)  # synthesis failed: the turn synthesizes it itself
+    assert await pf.take("Other text.") is None and pf.hits == 1
+    assert first_chunk("We are open Tuesday to Friday from 9:30 to 17:00.") == (
+        "We are open Tuesday to Friday"
+    )

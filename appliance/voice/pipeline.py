@@ -47,7 +47,7 @@ from .endpoint import (
     segment_samples,
 )
 from .engine import VoiceEngine
-from .speech import AudioSink, ReplySpeech
+from .speech import AudioSink, Prefetch, ReplySpeech, first_chunk, synthesize_chunk
 from .turntaking import looks_complete
 
 __all__ = [
@@ -391,6 +391,15 @@ class VoicePipeline:
         self.turns: list[VoiceTurn] = []
         self.barge_ins = 0
         self.echo_frames = 0
+        self._prefetch = Prefetch()
+        self._prefetches = 0
+        self._prefetching = trio.Event()  # set while no prefetch runs
+        self._prefetching.set()
+
+    @property
+    def prefetch_hits(self) -> int:
+        """Replies whose first chunk was synthesized during the hangover and then used."""
+        return self._prefetch.hits
 
     # -- input -----------------------------------------------------------------------------
 
@@ -408,12 +417,14 @@ class VoicePipeline:
         self._pending = buf[n * FRAME :].copy()
 
     async def settle(self) -> None:
-        """Wait for a partial ASR pass in flight. A source faster than real time (tests, bench)
-        calls this between blocks to see the partials a live microphone would get."""
-        p = self._partial
-        if p is not None:
-            await p.done.wait()
-            await trio.lowlevel.checkpoint()  # let the pass's task deliver its transcript
+        """Wait for the ASR passes (partial, speculative final) and the reply prefetch in
+        flight. A source faster than real time (tests) calls this between blocks to get what
+        a live microphone would: real time lets them finish before the next audio."""
+        for p in (self._partial, self._spec):
+            if p is not None:
+                await p.done.wait()
+                await trio.lowlevel.checkpoint()  # let the pass's task deliver its result
+        await self._prefetching.wait()
 
     async def end_of_input(self) -> None:
         """The source stopped (file end, `audio.end`): end an utterance in progress now."""
@@ -543,6 +554,34 @@ class VoicePipeline:
         # (partials alone often stop a word short of the end).
         if p.text and not p.stop and self._spec is p and self._seg.state == "trailing":
             self._seg.set_complete_hint(looks_complete(p.text))
+            self._nursery.start_soon(self._prefetch_reply, p.text)
+
+    async def _prefetch_reply(self, question: str) -> None:
+        """While the hangover runs: when the reply is predictable (a confident FAQ match), have
+        its first chunk synthesized before the turn starts (~50-200 ms off the first sample).
+        A visitor who keeps talking only costs us that synthesis."""
+        self._prefetches += 1
+        if self._prefetching.is_set():
+            self._prefetching = trio.Event()
+        try:
+            answer = await self.runner.predict_faq_reply(question)
+            chunk = first_chunk(answer) if answer else None
+            if chunk is None or not self._prefetch.begin(chunk):
+                return
+            audio = None
+            try:
+                tts = self.engine.tts
+                audio = await tts.run(
+                    synthesize_chunk, tts.model, chunk, self.settings.length_scale
+                )
+            except Exception:
+                log.exception("prefetching the reply's first chunk failed (synthesized later)")
+            finally:
+                self._prefetch.finish(chunk, audio)
+        finally:
+            self._prefetches -= 1
+            if self._prefetches == 0:
+                self._prefetching.set()
 
     async def _finish_utterance(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
         try:
@@ -608,6 +647,7 @@ class VoicePipeline:
             self.sink,
             length_scale=self.settings.length_scale,
             on_audio=lambda ref: self._gate.add(ref, self._samples),
+            prefetch=self._prefetch,
         )
 
     async def _run_turn(self, vt: VoiceTurn, wall_end: float) -> None:

@@ -24,7 +24,14 @@ from .chunker import SentenceChunker
 from .textnorm import normalize_for_speech
 from .tts import PiperTts
 
-__all__ = ["AudioSink", "ReplySpeech", "synthesize_chunk", "trim_lead"]
+__all__ = [
+    "AudioSink",
+    "Prefetch",
+    "ReplySpeech",
+    "first_chunk",
+    "synthesize_chunk",
+    "trim_lead",
+]
 
 log = logging.getLogger("appliance.voice.speech")
 
@@ -78,6 +85,53 @@ def synthesize_chunk(tts: PiperTts, text: str, length_scale: float) -> tuple[F32
     return audio, np.concatenate([r.process(audio), r.flush()])
 
 
+def first_chunk(text: str) -> str | None:
+    """The first chunk `ReplySpeech` will synthesize for a reply of `text`. Pure."""
+    chunker = SentenceChunker()
+    chunks = chunker.feed(text) + chunker.flush()
+    return chunks[0] if chunks else None
+
+
+class Prefetch:
+    """One chunk synthesized ahead of its turn: the predicted start of the next reply.
+
+    The voice pipeline predicts the reply while the visitor's silence is still being waited
+    out (a confident FAQ match, whose text is known) and synthesizes its first chunk then;
+    `ReplySpeech` takes it instead of synthesizing the same text again. One entry: a newer
+    prediction replaces the older one.
+    """
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._done = trio.Event()
+        self._audio: tuple[F32, F32] | None = None
+        self.hits = 0
+
+    def begin(self, text: str) -> bool:
+        """Claim `text`; False when it is already prefetched (or being prefetched)."""
+        if text == self._text:
+            return False
+        self._text, self._done, self._audio = text, trio.Event(), None
+        return True
+
+    def finish(self, text: str, audio: tuple[F32, F32] | None) -> None:
+        if text == self._text:
+            self._audio = audio
+            self._done.set()
+
+    async def take(self, text: str) -> tuple[F32, F32] | None:
+        """The audio for `text` (waiting for a synthesis in flight), or None."""
+        if text != self._text:
+            return None
+        done = self._done
+        await done.wait()
+        audio = self._audio if text == self._text else None
+        if audio is not None:
+            self.hits += 1
+            self._text, self._audio = None, None
+        return audio
+
+
 class ReplySpeech:
     """Speaks one reply as its text streams in."""
 
@@ -88,11 +142,13 @@ class ReplySpeech:
         *,
         length_scale: float = 1.0,
         on_audio: Callable[[F32], None] | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self._tts = tts
         self._sink = sink
         self._length_scale = length_scale
         self._on_audio = on_audio  # gets each chunk at 16 kHz just before it is played
+        self._prefetch = prefetch
         self._chunker = SentenceChunker()
         self._send, self._recv = trio.open_memory_channel[str](math.inf)
         self.chunks: list[str] = []
@@ -144,10 +200,15 @@ class ReplySpeech:
         try:
             async for chunk in self._recv:
                 self.chunks.append(chunk)
+                ready = None
+                if self._prefetch is not None and len(self.chunks) == 1:
+                    ready = await self._prefetch.take(chunk)
                 try:
-                    audio, ref = await self._tts.run(
-                        synthesize_chunk, model, chunk, self._length_scale
-                    )
+                    if ready is None:
+                        ready = await self._tts.run(
+                            synthesize_chunk, model, chunk, self._length_scale
+                        )
+                    audio, ref = ready
                 except Exception:
                     self.failures += 1
                     log.exception("tts failed for a chunk; the text is still shown")
