@@ -2,9 +2,19 @@
 // exponential backoff and jitter, and the conversation resumed with `hello {session}`.
 // When the WebSocket cannot connect at all (a proxy that blocks upgrades), questions go to
 // POST /api/chat and the reply streams back as server-sent events instead.
+//
+// The kiosk's own screen (this page loaded from the box itself: a loopback host) also asks for
+// the box's own microphone conversation with `hello {local: true}`; the server grants it only to
+// loopback clients and sends those messages wrapped as `voice.local {msg}`.
 
 const SSE_AFTER_FAILURES = 2; // WebSocket attempts that never got a `hello`
 const MAX_BACKOFF_MS = 30000;
+
+/** True when the page was loaded from the box itself (the kiosk browser), not over the LAN. */
+export function isLoopbackHost(host) {
+  const h = String(host).toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h.endsWith(".localhost") || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h);
+}
 
 export class Connection {
   /**
@@ -23,11 +33,18 @@ export class Connection {
     this.heartbeatMs = 20000;
     this.retryTimer = null;
     this.status = "connecting";
+    // The kiosk screen mirrors the box's own voice conversation; other pages never ask for it.
+    this.local = handlers.local ?? isLoopbackHost(location.hostname);
   }
 
   start() {
     this.connect();
     setInterval(() => this.heartbeat(), 5000);
+  }
+
+  /** `hello` for the current session (none: a new one), asking for the local mirror if ours. */
+  helloMessage() {
+    return { type: "hello", ...(this.session ? { session: this.session } : {}), ...(this.local ? { local: true } : {}) };
   }
 
   setSession(id) {
@@ -52,7 +69,7 @@ export class Connection {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.ready = false;
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", ...(this.session ? { session: this.session } : {}) }));
+    ws.onopen = () => ws.send(JSON.stringify(this.helloMessage()));
     ws.onmessage = (ev) => {
       this.lastRx = Date.now();
       if (typeof ev.data !== "string") { this.h.onBinary(ev.data); return; }

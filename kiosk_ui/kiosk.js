@@ -1,5 +1,7 @@
 // The kiosk page: conversation bubbles with streamed, safely rendered Markdown; text, photo and
 // voice questions; the WebSocket connection (with SSE fallback) lives in connection.js.
+// On the kiosk's own screen, the box's own microphone conversation (`voice.local {msg}`) shows
+// here too, as its own bubbles beside the page's turns; its reply audio plays on the box's speaker.
 import { Connection } from "./connection.js";
 import { ImageProblem, scaleImage } from "./image.js";
 import { renderMarkdown } from "./markdown.js";
@@ -13,10 +15,13 @@ const FONT_STEPS = [0.85, 1, 1.15, 1.3, 1.5];
 
 let config = { idle_reset_s: 120, image_max_side: 1024, max_image_bytes: 786432, max_text_chars: 1000, voice: false, vision: false };
 const replies = new Map(); // turn -> {el, text, done}
+const localReplies = new Map(); // the box's own mic conversation: turn -> {el, text, done}
+let ownState = "idle"; // this page's session
+let localState = "idle"; // the box's own mic conversation (kiosk screen only)
 let pendingImage = null; // {dataUrl, width, height}
 let fontStep = 1;
 let idleTimer = null;
-let renderQueued = new Set();
+const renderQueued = new Set(); // reply records waiting for the next frame
 
 const mic = new Mic();
 const player = new Player();
@@ -44,8 +49,8 @@ function addItem(cls, build) {
   return li;
 }
 
-function addVisitor(text, imageUrl) {
-  return addItem("visitor", (li) => {
+function addVisitor(text, imageUrl, local = false) {
+  return addItem(local ? "visitor local" : "visitor", (li) => {
     const bubble = document.createElement("div");
     bubble.className = "bubble";
     if (imageUrl) {
@@ -64,36 +69,100 @@ function addNotice(text) {
   return addItem("notice", (li) => { li.textContent = text; li.setAttribute("role", "alert"); });
 }
 
-function replyFor(turn) {
-  let r = replies.get(turn);
-  if (!r) {
-    const li = addItem("kiosk", (item) => {
+function replyFor(turn, local = false) {
+  const map = local ? localReplies : replies;
+  let r = map.get(turn);
+  // The local conversation starts its turns from 1 again after its idle reset: a finished
+  // bubble is never reopened by a later turn with the same number.
+  if (!r || (local && r.done)) {
+    const li = addItem(local ? "kiosk local" : "kiosk", (item) => {
       const bubble = document.createElement("div");
       bubble.className = "bubble md";
       bubble.setAttribute("aria-busy", "true");
       item.append(bubble);
     });
     r = { el: li.firstChild, text: "", done: false };
-    replies.set(turn, r);
+    map.set(turn, r);
   }
   return r;
 }
 
-function queueRender(turn) {
+function queueRender(r) {
   // Deltas arrive word by word; re-render at most once per frame.
-  if (renderQueued.has(turn)) return;
-  renderQueued.add(turn);
+  if (renderQueued.has(r)) return;
+  renderQueued.add(r);
   requestAnimationFrame(() => {
-    renderQueued.delete(turn);
-    const r = replies.get(turn);
-    if (r) { renderMarkdown(r.text, r.el); scrollToEnd(); }
+    renderQueued.delete(r);
+    if (r.el.isConnected) { renderMarkdown(r.text, r.el); scrollToEnd(); }
   });
 }
 
-function setState(state) {
+function onDelta(msg, local) {
+  const r = replyFor(msg.turn, local);
+  r.text = msg.reset ? msg.text : r.text + msg.text;
+  queueRender(r);
+}
+
+function onDone(msg, local) {
+  const r = replyFor(msg.turn, local);
+  r.text = msg.text;
+  r.done = true;
+  renderMarkdown(r.text, r.el);
+  r.el.removeAttribute("aria-busy");
+  r.el.parentElement.dataset.outcome = msg.outcome || "ok";
+  // One announcement per reply, not one per word; the box says its own replies aloud already.
+  if (!local) $("announce").textContent = r.text;
+  scrollToEnd();
+}
+
+function onTranscript(msg, local) {
+  const t = $("transcript");
+  t.hidden = !msg.text;
+  t.textContent = msg.text;
+  t.classList.toggle("final", !!msg.final);
+  t.classList.toggle("local", local);
+  if (msg.final && msg.text) {
+    addVisitor(msg.text, null, local);
+    t.hidden = true;
+    if (!local) stopMic(false);
+  }
+}
+
+function showState() {
+  // The page's own turn first; while it is idle the indicator follows the box's own mic.
+  const state = ownState !== "idle" ? ownState : localState;
   body.dataset.state = state;
+  body.dataset.local = ownState === "idle" && localState !== "idle" ? "true" : "false";
   $("state-label").textContent = STATE_LABEL[state] || state;
+}
+
+function setState(state) {
+  ownState = state;
+  showState();
   if (state !== "listening" && mic.active && state !== "idle") stopMic(false);
+}
+
+function onLocal(msg) {
+  // The box's own microphone conversation, mirrored to this kiosk screen.
+  if (!msg || typeof msg !== "object") return;
+  switch (msg.type) {
+    case "state":
+      localState = msg.state;
+      showState();
+      break;
+    case "transcript":
+      onTranscript(msg, true);
+      break;
+    case "reply.delta":
+      onDelta(msg, true);
+      break;
+    case "reply.done":
+      onDone(msg, true);
+      break;
+    case "error":
+      addNotice(msg.message || "Something went wrong.");
+      break;
+  }
 }
 
 // -- protocol ------------------------------------------------------------------------------------
@@ -106,35 +175,25 @@ function onMessage(msg) {
       // A new server-side session numbers its turns from 1 again: keep the bubbles on screen,
       // but never append a new reply to an old bubble.
       if (!msg.resumed) replies.clear();
+      // A (re)started mirror sends the local conversation's current state right after this.
+      body.dataset.mirror = msg.local ? "on" : "off";
+      if (!msg.local) { localState = "idle"; showState(); }
       break;
     case "state":
       setState(msg.state);
       break;
-    case "transcript": {
-      const t = $("transcript");
-      t.hidden = !msg.text;
-      t.textContent = msg.text;
-      t.classList.toggle("final", !!msg.final);
-      if (msg.final && msg.text) { addVisitor(msg.text); t.hidden = true; stopMic(false); }
+    case "transcript":
+      onTranscript(msg, false);
       break;
-    }
-    case "reply.delta": {
-      const r = replyFor(msg.turn);
-      r.text = msg.reset ? msg.text : r.text + msg.text;
-      queueRender(msg.turn);
+    case "reply.delta":
+      onDelta(msg, false);
       break;
-    }
-    case "reply.done": {
-      const r = replyFor(msg.turn);
-      r.text = msg.text;
-      r.done = true;
-      renderMarkdown(r.text, r.el);
-      r.el.removeAttribute("aria-busy");
-      r.el.parentElement.dataset.outcome = msg.outcome || "ok";
-      $("announce").textContent = r.text; // one announcement per reply, not one per word
-      scrollToEnd();
+    case "reply.done":
+      onDone(msg, false);
       break;
-    }
+    case "voice.local":
+      onLocal(msg.msg);
+      break;
     case "audio.start":
       player.begin(msg.turn, msg.rate);
       break;
@@ -217,7 +276,7 @@ $("preview-remove").addEventListener("click", clearImage);
 
 async function startMic() {
   player.stop(); // barge-in: the visitor speaks, the kiosk stops talking at once
-  if (body.dataset.state === "speaking" || body.dataset.state === "thinking") conn.send({ type: "cancel" });
+  if (ownState === "speaking" || ownState === "thinking") conn.send({ type: "cancel" });
   if (!conn.send({ type: "audio.start", rate: 16000 })) { addNotice("Voice needs a live connection; please type instead."); return; }
   try {
     await mic.start((frame) => conn.sendBinary(frame));
@@ -247,6 +306,7 @@ function startOver() {
   player.stop();
   conn.send({ type: "cancel" });
   replies.clear();
+  localReplies.clear();
   log.replaceChildren();
   log.hidden = true;
   $("attract").hidden = false;
@@ -256,7 +316,7 @@ function startOver() {
   $("image-error").hidden = true;
   setFont(1);
   conn.setSession(null);
-  conn.send({ type: "hello" }); // a fresh session: the next visitor starts clean
+  conn.send(conn.helloMessage()); // a fresh session: the next visitor starts clean
   $("announce").textContent = "";
 }
 
@@ -288,4 +348,4 @@ document.addEventListener("keydown", (ev) => {
 setFont(1);
 armIdle();
 conn.start();
-window.kiosk = { conn, replies }; // for diagnostics in the browser console and tests
+window.kiosk = { conn, replies, localReplies }; // for diagnostics in the browser console and tests

@@ -3,7 +3,8 @@
 The same `VoicePipeline` as the browser path (`web/ws.py`), fed from the sound card instead of
 /ws frames, with one long-lived "local" conversation (its context still resets itself after
 `dialog.idle_reset_s` of silence, see `Conversation.touch`). Dialog messages (state,
-transcripts, replies) are logged here; showing them on the kiosk page is a later step.
+transcripts, replies) are logged here and published to `ctx.local_mirror`, which shows them on
+the kiosk's own screen (`web/ws.py`: pages that ask with `hello {local: true}` from loopback).
 
 No microphone is not an error: `Capture` logs it once and keeps retrying with backoff, and the
 kiosk runs on text and touch meanwhile. No speaker: `Playback` discards reply audio (counted)
@@ -98,8 +99,10 @@ class LocalVoice:
         return conv
 
     async def emit(self, msg: dict[str, Any]) -> None:
-        """Dialog messages of the local session. Not sent to kiosk pages yet: logged."""
+        """Dialog messages of the local session: logged, and mirrored to the kiosk screen (the
+        mirror never waits: a slow page loses mirrored messages, not the pipeline's time)."""
         self.messages.append(msg)
+        self.ctx.local_mirror.publish(msg)
         kind = msg.get("type")
         if kind == "transcript" and msg.get("final"):
             log.info("local voice heard: %r", msg.get("text", ""))

@@ -1,9 +1,20 @@
-"""What the web layer needs from the running service, in one object (no globals)."""
+"""What the web layer needs from the running service, in one object (no globals).
+
+`LocalMirror` is the fan-out of the box's own voice conversation (`voice/local.py`, the kiosk's
+microphone and speaker) to the pages that are the kiosk's own screen (`web/ws.py` decides who
+subscribes). Publishing never blocks and never fails: each subscriber has a bounded buffer in
+which superseded messages collapse (deltas of one reply merge, a newer partial transcript or state
+replaces an older one); what still does not fit is dropped and counted, per subscriber and in
+total. A slow page therefore loses mirrored messages, never the voice pipeline's time.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -16,7 +27,149 @@ from ..metrics import Metrics
 from ..store import Store
 from ..turns import TurnRunner
 
-__all__ = ["Readiness", "WebContext"]
+__all__ = ["MIRRORED_TYPES", "LocalMirror", "MirrorSubscription", "Readiness", "WebContext"]
+
+log = logging.getLogger("appliance.web.mirror")
+
+# The local conversation's dialog messages that pages may see (never audio, never a session id).
+MIRRORED_TYPES = frozenset({"state", "transcript", "reply.delta", "reply.done", "error"})
+# Messages one subscriber may have waiting (after merging) before new ones are dropped.
+MIRROR_BUFFER = 64
+# Merged reply deltas stop growing here; further text queues as another delta.
+_MERGE_MAX_CHARS = 16384
+
+
+def _merge(last: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any] | None:
+    """One message that says what `last` then `msg` say, or None when both must be sent."""
+    kind = msg.get("type")
+    if kind != last.get("type"):
+        return None
+    if kind == "state":
+        return msg
+    if kind == "transcript" and not last.get("final") and not msg.get("final"):
+        return msg  # a newer partial of the same utterance
+    if (
+        kind == "reply.delta"
+        and last.get("turn") == msg.get("turn")
+        and not msg.get("reset")
+        and len(last["text"]) + len(msg["text"]) <= _MERGE_MAX_CHARS
+    ):
+        return {**last, "text": last["text"] + msg["text"]}
+    return None
+
+
+class MirrorSubscription:
+    """One page's view of the mirror: a bounded buffer, read with `async for` until closed."""
+
+    def __init__(self, mirror: LocalMirror, limit: int) -> None:
+        self._mirror = mirror
+        self.limit = limit
+        self._buf: deque[dict[str, Any]] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+        self.delivered = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def offer(self, msg: dict[str, Any]) -> bool:
+        """Queue `msg` without waiting; False (counted) when the buffer is full."""
+        if self.closed:
+            return False
+        if self._buf:
+            merged = _merge(self._buf[-1], msg)
+            if merged is not None:
+                self._buf[-1] = merged
+                return True
+        if len(self._buf) >= self.limit:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("kiosk page reads the local voice mirror too slowly; dropping")
+            return False
+        self._buf.append(msg)
+        self._lot.unpark_all()
+        return True
+
+    async def receive(self) -> dict[str, Any]:
+        while not self._buf:
+            if self.closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        await trio.lowlevel.checkpoint()
+        if not self._buf:  # closed meanwhile
+            raise trio.EndOfChannel
+        self.delivered += 1
+        return self._buf.popleft()
+
+    def __aiter__(self) -> MirrorSubscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Unsubscribe; a reader waiting in `receive` ends (what was buffered is discarded)."""
+        if not self.closed:
+            self.closed = True
+            self._buf.clear()
+            self._mirror._subs.discard(self)
+            self._lot.unpark_all()
+
+    def __enter__(self) -> MirrorSubscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalMirror:
+    """Fan-out of the local voice conversation's dialog messages to subscribed pages."""
+
+    def __init__(self, limit: int = MIRROR_BUFFER) -> None:
+        self.limit = limit
+        self._subs: set[MirrorSubscription] = set()
+        self.last_state: dict[str, Any] | None = None
+        self.published = 0
+        self.dropped = 0  # (message, subscriber) pairs that did not fit
+
+    @property
+    def subscriptions(self) -> tuple[MirrorSubscription, ...]:
+        """The current subscribers (for status and tests)."""
+        return tuple(self._subs)
+
+    def publish(self, msg: dict[str, Any]) -> int:
+        """Offer one message to every subscriber; never waits. Returns how many took it."""
+        if msg.get("type") not in MIRRORED_TYPES:
+            return 0
+        msg = dict(msg)  # our own copy: the caller may reuse its dict
+        self.published += 1
+        if msg["type"] == "state":
+            self.last_state = msg
+        taken = 0
+        for sub in list(self._subs):
+            if sub.offer(msg):
+                taken += 1
+            else:
+                self.dropped += 1
+        return taken
+
+    def subscribe(self, limit: int | None = None) -> MirrorSubscription:
+        """A new subscriber, registered now; its buffer starts with the local conversation's
+        current state (idle before it said any), so a page that (re)connects mid-turn, or to a
+        restarted service, shows the right indicator at once."""
+        sub = MirrorSubscription(self, limit or self.limit)
+        sub.offer(self.last_state or {"type": "state", "state": "idle"})
+        self._subs.add(sub)
+        return sub
 
 
 @dataclass
@@ -64,3 +217,5 @@ class WebContext:
     store: Store | None = None
     config_path: Path | None = None
     admin: Any = None
+    # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
+    local_mirror: LocalMirror = field(default_factory=LocalMirror)

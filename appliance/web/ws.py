@@ -4,10 +4,24 @@ The writer owns the socket's send side behind a bounded queue: a client that sto
 the queue and is closed, instead of growing our memory or blocking a turn. Bad frames get an
 `error` and the connection stays up; only protocol abuse we cannot absorb (a full send queue, a
 dead peer) ends it.
+
+The kiosk's own screen also shows the box's own voice conversation (its microphone and speaker,
+`voice/local.py`). A page asks for it with `hello {local: true}` and gets it only when it
+connects from loopback (the kiosk browser runs on the box itself; a LAN browser or a phone never
+sees another visitor's conversation, whatever it asks). The `hello` answer says `local: true|false`
+(whether this connection now mirrors); `local: false` stops it, a `hello` without the field keeps
+what was set. Each mirrored message arrives wrapped as `voice.local {msg}`, where `msg` is one of
+the local conversation's `state`, `transcript`, `reply.delta`, `reply.done` or `error` (never
+audio: the box's speaker plays the reply), so the page's own session messages stay apart. After
+subscribing the page first gets the local conversation's latest `state`. Mirrored messages use at
+most half of the connection's send queue: beyond that they wait in the mirror's bounded
+per-page buffer and are dropped (counted) there, so a slow page neither stalls the voice pipeline
+nor gets closed because of the mirror.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,13 +29,14 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from ..admin.auth import is_loopback
 from ..dialog import Conversation
 from ..images import ImageError
 from ..voice.engine import VoiceEngine, engine_of
 from ..voice.pipeline import PipelineSettings, WsSink, open_pipeline, pcm16_to_float
 from ..voice.resample import resample
 from . import protocol as P
-from .context import WebContext
+from .context import MirrorSubscription, WebContext
 from .ratelimit import TokenBucket
 
 __all__ = ["WsConnection"]
@@ -35,6 +50,14 @@ CLOSE_TRY_AGAIN = 1013
 _AUDIO_QUEUE = 128
 
 AudioItem = npt.NDArray[np.float32] | None  # None: the client sent audio.end
+
+
+def hello_local(raw: str) -> bool | None:
+    """The optional `local` field of a `hello` frame that `protocol` already accepted."""
+    value = json.loads(raw).get("local")
+    if value is None or isinstance(value, bool):
+        return value
+    raise P.ProtocolError("bad_field", "'local' must be true or false")
 
 
 class WsConnection:
@@ -57,6 +80,10 @@ class WsConnection:
         self._audio_in: trio.MemorySendChannel[AudioItem] | None = None
         self._audio_rate: int | None = None
         self._voice_scope: trio.CancelScope | None = None
+        # The local voice mirror (kiosk screen only) and the writer's progress it waits on.
+        self._mirror: MirrorSubscription | None = None
+        self._mirror_room = max(1, cfg.send_queue // 2)
+        self._progress = trio.lowlevel.ParkingLot()
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -108,6 +135,7 @@ class WsConnection:
                         batch.append(self._outbox.receive_nowait())
                     except trio.WouldBlock:
                         break
+                self._progress.unpark_all()  # room in the queue again (the mirror waits on it)
                 for item in P.coalesce(batch):
                     await self.ws.send(item if isinstance(item, bytes) else P.encode(item))
 
@@ -130,6 +158,8 @@ class WsConnection:
                     await self._reader()
                     nursery.cancel_scope.cancel()
             finally:
+                if self._mirror is not None:
+                    self._mirror.close()
                 ctx.ws_open -= 1
                 ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
                 if self.conv is not None:
@@ -183,16 +213,19 @@ class WsConnection:
                     self.ctx.metrics.bad_input.labels(code="rate_limited").inc()
                 continue
             self._limited_notice = False
+            local = None
             try:
                 msg = P.parse_client_frame(
                     frame,
                     max_text_chars=self.ctx.cfg.web.max_text_chars,
                     max_frame_bytes=self.ctx.cfg.web.max_frame_bytes,
                 )
+                if isinstance(msg, P.Hello):
+                    local = hello_local(frame)
             except P.ProtocolError as exc:
                 self.error(exc.code, exc.message)
                 continue
-            await self._dispatch(msg)
+            await self._dispatch(msg, local=local)
 
     def _on_binary(self, frame: bytes) -> None:
         # Mic audio (PCM s16le mono) between audio.start and audio.end feeds the voice
@@ -240,19 +273,25 @@ class WsConnection:
                     "voice": engine_of(self.ctx) is not None,
                     "heartbeat_s": cfg.web.heartbeat_s,
                 },
+                "local": self._mirror is not None,
             }
         )
         self.send_nowait({"type": "state", "state": conv.state.value})
         return conv
 
-    async def _dispatch(self, msg: P.ClientMessage) -> None:
+    async def _dispatch(self, msg: P.ClientMessage, *, local: bool | None = None) -> None:
         assert self._nursery is not None
         match msg:
             case P.Hello(session=session):
                 if self.conv is not None and self.conv.session_id != session:
                     self.ctx.runner.cancel(self.conv.session_id)
                     self._stop_voice()
+                started = self._set_local(local) if local is not None else None
+                # hello (with `local`) goes out before anything the mirror forwards: the pump
+                # below only runs after this task's next checkpoint.
                 self._session(session)
+                if started is not None:
+                    self._nursery.start_soon(self._forward_local, started)
             case P.Ping(t=t):
                 self.send_nowait({"type": "pong", "t": t})
             case P.Pong():
@@ -286,6 +325,47 @@ class WsConnection:
                         self._audio_in.send_nowait(None)
                     except trio.WouldBlock:
                         self.ctx.metrics.bad_input.labels(code="audio_dropped").inc()
+
+    # -- the local voice mirror (kiosk screen only) ------------------------------------------------
+
+    def _remote_addr(self) -> str | None:
+        addr = getattr(self.ws, "remote_addr", None)
+        return addr if isinstance(addr, str) else None
+
+    def _set_local(self, want: bool) -> MirrorSubscription | None:
+        """Subscribe or unsubscribe; returns a new subscription for the caller to start."""
+        if not want:
+            if self._mirror is not None:
+                self._mirror.close()  # its forwarder ends
+                self._mirror = None
+            return None
+        if self._mirror is not None:
+            return None
+        addr = self._remote_addr()
+        if not is_loopback(addr):
+            log.info("local voice mirror refused to a non-loopback client", extra={"addr": addr})
+            return None
+        self._mirror = self.ctx.local_mirror.subscribe()
+        return self._mirror
+
+    async def _forward_local(self, sub: MirrorSubscription) -> None:
+        with sub:
+            async for msg in sub:
+                # Leave half the send queue to the page's own session: a page that reads slowly
+                # is never closed as a slow consumer because of the mirror.
+                while self._send.statistics().current_buffer_used >= self._mirror_room:
+                    await self._progress.park()
+                if sub.closed:
+                    break
+                self.send_nowait({"type": "voice.local", "msg": msg})
+        if sub.dropped:
+            log.info(
+                "local voice mirror: %d message(s) dropped for a slow page",
+                sub.dropped,
+                extra={"dropped": sub.dropped},
+            )
+        if self._mirror is sub:
+            self._mirror = None
 
     def _stop_voice(self) -> None:
         if self._voice_scope is not None:
