@@ -88,6 +88,9 @@ class LLMConfig:
     max_tokens: int = 120
     temperature: float = 0.2
     history_turns: int = 4
+    # ... and at most this many characters of them (newest kept; 0 = no cap). Every prompt
+    # token costs a small local model time before its first token (~1.5 s for 4 FAQ answers).
+    history_chars: int = 600
     fallback_reply: str = (
         "Sorry, I can't answer that right now. Please ask a member of staff at the front desk."
     )
@@ -360,6 +363,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _positive(problems, "llm.local_ctx", cfg.llm.local_ctx)
     _positive(problems, "llm.local_threads", cfg.llm.local_threads, allow_zero=True)
     _positive(problems, "llm.history_turns", cfg.llm.history_turns, allow_zero=True)
+    _positive(problems, "llm.history_chars", cfg.llm.history_chars, allow_zero=True)
     if not 0 <= cfg.llm.temperature <= 2:
         problems.append(f"llm.temperature: must be 0..2, got {cfg.llm.temperature}")
     if not cfg.llm.fallback_reply.strip():

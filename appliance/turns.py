@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +25,7 @@ import trio
 from .budgets import Timings
 from .config import Config
 from .contentfilter import ContentFilter
-from .dialog import Conversation, DialogEvent
+from .dialog import Conversation, DialogEvent, Exchange
 from .grounding import Grounding, ground
 from .images import ImageLimits, PreparedImage, prepare_image
 from .knowledge import KnowledgeBase, build_system_prompt
@@ -160,7 +160,7 @@ class TurnRunner:
     ) -> list[dict[str, Any]]:
         system = build_system_prompt(self.cfg.persona.system_prompt, g.hits)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
-        for ex in conv.context(trio.current_time()):
+        for ex in fit_history(conv.context(trio.current_time()), self.cfg.llm.history_chars):
             messages.append({"role": "user", "content": ex.user})
             messages.append({"role": "assistant", "content": ex.assistant})
         user: Any = question
@@ -444,6 +444,40 @@ def _turn_timings(timings: Timings, leg: VoiceLeg | None) -> dict[str, float]:
     if first is not None:
         out["llm_first_token_ms"] = first
     return out
+
+
+def fit_history(history: Sequence[Exchange], budget_chars: int) -> list[Exchange]:
+    """The most recent exchanges that fit in `budget_chars` (0 = all), oldest first. A long
+    reply keeps its first sentences (~200 chars, "…" added): a follow-up question needs the
+    gist of what was said, and each prompt token delays a small local model's first token.
+    Pure."""
+    if budget_chars <= 0:
+        return list(history)
+    out: list[Exchange] = []
+    left = budget_chars
+    for ex in reversed(history):
+        reply = _shorten(ex.assistant, min(_REPLY_CHARS, left - len(ex.user)))
+        cost = len(ex.user) + len(reply)
+        if cost > left or not reply:
+            break
+        out.append(Exchange(ex.user, reply))
+        left -= cost
+    return out[::-1]
+
+
+_REPLY_CHARS = 200
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` if it fits, else its leading whole sentences within `limit` + "…" ("" if none)."""
+    if len(text) <= limit:
+        return text
+    kept = ""
+    for sentence in _sentences(text):
+        if len(kept) + len(sentence) + 1 > limit:
+            break
+        kept += sentence
+    return kept.rstrip() + " …" if kept.strip() else ""
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")
