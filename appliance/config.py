@@ -90,7 +90,7 @@ class LLMConfig:
     history_turns: int = 4
     # ... and at most this many characters of them (newest kept; 0 = no cap). Every prompt
     # token costs a small local model time before its first token (~1.5 s for 4 FAQ answers).
-    history_chars: int = 600
+    history_chars: int = 300
     fallback_reply: str = (
         "Sorry, I can't answer that right now. Please ask a member of staff at the front desk."
     )

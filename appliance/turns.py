@@ -448,7 +448,7 @@ def _turn_timings(timings: Timings, leg: VoiceLeg | None) -> dict[str, float]:
 
 def fit_history(history: Sequence[Exchange], budget_chars: int) -> list[Exchange]:
     """The most recent exchanges that fit in `budget_chars` (0 = all), oldest first. A long
-    reply keeps its first sentences (~200 chars, "…" added): a follow-up question needs the
+    reply keeps its first sentences (~150 chars, "…" added): a follow-up question needs the
     gist of what was said, and each prompt token delays a small local model's first token.
     Pure."""
     if budget_chars <= 0:
@@ -465,7 +465,7 @@ def fit_history(history: Sequence[Exchange], budget_chars: int) -> list[Exchange
     return out[::-1]
 
 
-_REPLY_CHARS = 200
+_REPLY_CHARS = 150
 
 
 def _shorten(text: str, limit: int) -> str:
