@@ -186,7 +186,7 @@ class VoiceConfig:
     pre_roll_s: float = 0.2  # audio before the onset given to ASR (Moonshine wants tight cuts)
     post_roll_s: float = 0.1
     speaking_threshold_boost: float = 0.2
-    bargein_min_speech_s: float = 0.09  # voiced time that interrupts the box while it speaks
+    bargein_min_speech_s: float = 0.15  # voiced time that interrupts the box while it speaks
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True

@@ -102,7 +102,7 @@ class Capture:
         sd = load_sounddevice()
         resampler = StreamResampler(dev.rate, RATE)
         n = self.block
-        native_block = max(1, round(dev.rate * self.settings.block_ms / 1000))
+        native_block = max(1, round(dev.rate * self.settings.device_block_ms / 1000))
         first = trio.Event()
         gone = trio.Event()
         closed = False

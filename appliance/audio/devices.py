@@ -56,6 +56,10 @@ class AudioSettings:
     input_device: str = ""  # name substring; "" = the system default microphone
     output_device: str = ""
     block_ms: int = 32  # 512 samples at 16 kHz: one VAD frame
+    # PortAudio's capture callback period. Shorter than a VAD frame: a frame's last sample
+    # then reaches us ~10 ms after it was spoken instead of up to 32 ms (end-of-speech and
+    # barge-in decisions come that much sooner); frames are assembled in the callback.
+    device_block_ms: int = 10
     queue_blocks: int = 64  # capture channel bound (~2 s); beyond it blocks are dropped
     retry_initial_s: float = 1.0
     retry_max_s: float = 10.0

@@ -37,7 +37,7 @@ _LEANS_FORWARD = frozenset(
     next close due according prior thanks up out back down off away it's there's""".split()
 )
 _TOKEN = re.compile(r"\S+")
-_LONGEST_PHRASE_START = max(map(len, _PHRASE_STARTS)) + 2
+_PHRASE_MIN_CHARS = 20  # ~4 words: a shorter first chunk sounds clipped
 
 # Tokens before a "." (lower case, inner dots kept, final dot removed).
 _NEVER_END = frozenset(
@@ -313,40 +313,46 @@ class SentenceChunker:
 
     def _find_cut(self, final: bool) -> int | None:
         """Index to cut the buffer at, or None to wait for more text."""
-        cut = self._find_boundary(final)
         limit = self.first_chunk_max_chars
         if not self._first or limit < self.first_chunk_min_chars:
-            return cut
-        if cut is not None and len(_clean(self._buf[:cut])) <= limit:
-            return cut
-        # The first clause is long (or its end is not in sight yet): decide on a phrase cut
-        # once the text past the limit has arrived, so the result does not depend on how the
-        # stream was split into deltas.
-        if not final and len(self._buf) <= limit + _LONGEST_PHRASE_START:
-            return cut
-        return self._first_phrase_cut() or cut
+            return self._find_boundary(final)
+        # First chunk: a clause boundary or, if none comes first, the first phrase start
+        # that leaves enough words before it. Both are decided from text that has arrived
+        # (a phrase word only once it is complete), so the cut does not depend on how the
+        # stream was split into deltas; for a streaming LLM it comes as early as it can.
+        phrase = self._first_phrase_cut(final)
+        if phrase is None:
+            return self._find_boundary(final)
+        whole = self._buf
+        self._buf = whole[:phrase]
+        try:
+            clause = self._find_boundary(final=False)
+        finally:
+            self._buf = whole
+        return clause if clause is not None else phrase
 
-    def _first_phrase_cut(self) -> int | None:
-        """The latest start of a phrase-starting word whose preceding text is between the
-        first chunk's min and max length (cut before that word), else None."""
-        best = None
+    def _first_phrase_cut(self, final: bool) -> int | None:
+        """The start of the first phrase-starting word with at least _PHRASE_MIN_CHARS (and
+        first_chunk_min_chars) and at most first_chunk_max_chars of text before it, not after
+        a word that leans forward; None if there is none (yet)."""
         buf = self._buf
+        least = max(self.first_chunk_min_chars, _PHRASE_MIN_CHARS)
         prev = ""
         for m in _TOKEN.finditer(buf):
             word, start = m.group(), m.start()
-            if m.end() >= len(buf):
-                break  # the last word may still be growing ("to" -> "today")
+            if m.end() >= len(buf) and not final:
+                return None  # the last word may still be growing ("to" -> "today")
             before = len(_clean(buf[:start]))
             if before > self.first_chunk_max_chars:
-                break
+                return None
             if (
-                before >= self.first_chunk_min_chars
+                before >= least
                 and word.lower() in _PHRASE_STARTS
                 and prev.lower().rstrip(",;:") not in _LEANS_FORWARD
             ):
-                best = start
+                return start
             prev = word
-        return best
+        return None
 
     def _find_boundary(self, final: bool) -> int | None:
         """Index of the next clause/sentence boundary to cut at, or None to wait for more."""
