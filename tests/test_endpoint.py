@@ -217,10 +217,11 @@ def test_speaking_boost_barge_in_with_clear_speech() -> None:
 
 
 def test_barge_in_needs_less_voiced_time_than_a_new_utterance() -> None:
-    """While speaking, 3 voiced frames (96 ms >= bargein_min_speech_s 0.09) interrupt; when
-    not speaking, the same run is a click (min_speech_s 0.15 needs 5 frames)."""
+    """While speaking, 3 voiced frames (96 ms >= bargein_min_speech_s 0.09 here) interrupt;
+    when not speaking, the same run is a click (min_speech_s 0.15 needs 5 frames)."""
     probs = frames((0.95, 3), (0.0, 10))
-    speaking, idle = Segmenter(S), Segmenter(S)
+    quick = SegmenterSettings(bargein_min_speech_s=0.09)
+    speaking, idle = Segmenter(quick), Segmenter(quick)
     speaking.set_speaking(True)
     got_speaking: list[Event] = []
     got_idle: list[Event] = []
