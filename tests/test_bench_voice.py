@@ -63,6 +63,7 @@ def test_bench_voice_two_questions_writes_every_field(tmp_path: Path) -> None:
     assert len(qs) == 2 and report["questions_asked"] == 2
     for q in qs:
         assert q["transcript"] and q["reply"], q
+        assert q["outcome"] == "ok", q  # a fallback reply is counted as an error
         assert _number(q["voice_to_voice_ms"]), q
         assert _number(q["timings"]["asr_final_ms"]), q
     # The first FAQ question is understood and answered from the FAQ (opening hours).

@@ -203,6 +203,7 @@ class QuestionResult:
     kind: str
     transcript: str | None = None
     reply: str | None = None
+    outcome: str | None = None  # reply.done's: ok | fallback | truncated | ...
     voice_to_voice_ms: float | None = None
     timings: dict[str, Any] = field(default_factory=dict)
     bargein_ms: float | None = None
@@ -218,6 +219,7 @@ class QuestionResult:
             "kind": self.kind,
             "transcript": self.transcript,
             "reply": self.reply,
+            "outcome": self.outcome,
             "voice_to_voice_ms": self.voice_to_voice_ms,
             "timings": self.timings,
             "reply_heard_back": self.heard_back,
@@ -287,6 +289,10 @@ class Session:
             res.reply = _quoted(str(replied[0]["msg"]))
             t = replied[0].get("timings")
             res.timings = t if isinstance(t, dict) else {}
+            res.outcome = str(replied[0].get("outcome") or "") or None
+            if res.outcome not in (None, "ok"):
+                # The LLM failed or was cut short: the visitor got a degraded answer.
+                res.errors.append(f"outcome_{res.outcome}")
         else:
             res.errors.append("no_reply")
         self._voice_to_voice(res, mic0, spk0, barge_mic0)

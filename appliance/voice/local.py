@@ -110,7 +110,11 @@ class LocalVoice:
             log.info(
                 "local voice replied: %r",
                 msg.get("text", ""),
-                extra={"turn": msg.get("turn"), "timings": msg.get("timings")},
+                extra={
+                    "turn": msg.get("turn"),
+                    "outcome": msg.get("outcome"),
+                    "timings": msg.get("timings"),
+                },
             )
         elif kind == "state":
             log.debug("local voice state: %s", msg.get("state"), extra={"state": msg.get("state")})
