@@ -91,6 +91,9 @@ class Metrics:
         self.playback_underruns = Counter(
             "appliance_playback_underruns", "Speaker ran dry mid-utterance", registry=r
         )
+        self.barge_ins = Counter(
+            "appliance_barge_ins", "Replies the visitor interrupted by speaking", registry=r
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_latency.labels(stage=stage).observe(seconds)

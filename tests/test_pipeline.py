@@ -238,7 +238,8 @@ async def test_barge_in_stops_playback_and_starts_the_next_turn(runner: TurnRunn
     sink.blocking = True  # the long reply keeps "playing" until stopped
     q1 = speech_16k("When does the museum open on Sunday?")
     q2 = speech_16k("Where are the toilets?")
-    async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
+    metrics = Metrics()
+    async with open_pipeline(engine(), runner, h.conv, h.emit, sink, metrics=metrics) as pipe:
         await feed(pipe, np.concatenate([silence(0.3), q1, silence(0.8)]))
         with trio.fail_after(30):
             await sink.submitted.wait()  # the whole reply is queued and playing
@@ -247,6 +248,7 @@ async def test_barge_in_stops_playback_and_starts_the_next_turn(runner: TurnRunn
         with trio.fail_after(30):
             await pipe.wait_idle()
     assert sink.stops >= 1 and pipe.barge_ins == 1
+    assert "appliance_barge_ins_total 1.0" in metrics.render().decode()
     assert len(pipe.turns) == 2
     first, second = pipe.turns
     assert first.interrupted and first.outcome == "ok"  # text done, playback cut

@@ -752,6 +752,8 @@ class VoicePipeline:
     def _barge_in(self, t: float) -> None:
         """The visitor spoke over us: stop the audio now, cancel the turn, listen."""
         self.barge_ins += 1
+        if self.metrics is not None:
+            self.metrics.barge_ins.inc()
         if self._leg is not None:
             self._leg.interrupted = True  # the turn is recorded as "interrupted", not "cancelled"
         if self._turn_scope is not None:
