@@ -154,3 +154,42 @@ async def test_own_reply_echoed_into_the_mic_starts_no_turn(
     assert len(local_log.heard) == 2, local_log.heard
     assert "photo" in local_log.heard[1].lower(), local_log.heard
     assert voice_turns(svc) == 2
+
+
+async def test_visitor_talking_over_the_reply_stops_it_and_is_answered(
+    pulse: PulseDaemon,  # noqa: F811
+    start_service: StartService,
+    local_log: LocalLog,
+) -> None:
+    """Barge-in on the real devices: a second question spoken while the box reads out a long
+    answer stops that answer (stored as interrupted) and becomes the next turn."""
+    svc = await start_service(**SECTIONS)
+    with trio.fail_after(15):
+        await local_log.listening.wait()
+    first = speech_16k("What time do you open?")  # the opening hours: ~10 s of speech
+    await pulse.feed_mic(
+        resample(np.concatenate([np.zeros(8000, np.float32), first]), 16000, RATE), RATE
+    )
+    with trio.fail_after(30):
+        await local_log.replied.wait()  # reply.done goes out once the first sample has played
+    assert local_log.states[-1] == "speaking"
+    local_log.replied = trio.Event()
+    local_log.idle_after_reply = trio.Event()
+    second = speech_16k("Where are the toilets?")
+    await pulse.feed_mic(
+        resample(np.concatenate([second, np.zeros(16000, np.float32)]), 16000, RATE), RATE
+    )
+    with trio.fail_after(30):
+        await local_log.idle_after_reply.wait()
+    assert len(local_log.heard) == 2 and "toilet" in local_log.heard[1].lower(), local_log.heard
+    assert "toilet" in local_log.replies[-1].lower(), local_log.replies
+    assert "appliance_barge_ins_total 1.0" in svc.ctx.metrics.render().decode()
+    astore = svc.ctx.runner.store
+    assert astore is not None
+    await astore.flush()
+    rows = await trio.to_thread.run_sync(svc.ctx.store.recent_turns, 10)
+    by_turn = sorted(rows, key=lambda r: r.turn)
+    assert [r.outcome for r in by_turn] == ["interrupted", "ok"], by_turn
+    cut = by_turn[0].timings
+    # Stopped well before the end: the stored playback span is shorter than the answer.
+    assert cut["playback_end"] - cut["tts_first_audio"] < 8000, cut
