@@ -135,16 +135,24 @@ class TurnRunner:
 
     # -- the turn -------------------------------------------------------------------------------
 
-    async def predict_faq_reply(self, question: str) -> str | None:
-        """The text a turn for `question` would speak verbatim from the FAQ, or None when it
-        would go to the LLM (or be refused). Lets the voice pipeline synthesize the start of
-        the answer while it still waits out the visitor's silence."""
-        if self.cfg.knowledge.answer_mode != "faq" or self.cfilter.is_blocked(question):
+    async def prepare_reply(self, conv: Conversation, question: str) -> str | None:
+        """Get ahead of a voice turn while the pipeline still waits out the visitor's silence.
+
+        Returns the text the turn would speak verbatim from the FAQ, so its speech can be
+        synthesized now. Otherwise (the LLM will answer) has the first endpoint evaluate the
+        exact prompt the turn will send (`LLMPool.prime`: a local llama.cpp then starts
+        that turn at once) and returns None. Nothing is shown, said or recorded here."""
+        if self.cfilter.is_blocked(question):
             return None
         g = await trio.to_thread.run_sync(
             partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
         )
-        return self.cfilter.mask(g.direct.entry.answer) if g.direct is not None else None
+        if g.direct is not None and self.cfg.knowledge.answer_mode == "faq":
+            return self.cfilter.mask(g.direct.entry.answer)
+        await self.pool.prime(
+            self._messages(conv, question, None, g), timeout_s=self.cfg.budgets.stall_s
+        )
+        return None
 
     async def prepare_image(self, data_url: str) -> PreparedImage:
         """Validate and downscale off the event loop. Raises ImageError with a visitor message."""

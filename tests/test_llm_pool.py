@@ -286,6 +286,23 @@ async def test_probe_all_records_health_and_never_raises(
     assert health[3].last_error_at is not None
 
 
+async def test_prime_evaluates_the_prompt_on_a_loopback_endpoint_only(
+    server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    local = make_pool(client, rec, ("local", server.url, "m"))
+    assert await local.prime(MESSAGES, timeout_s=2.0)
+    assert server.requests[-1]["messages"] == MESSAGES and server.requests[-1]["max_tokens"] == 1
+    # A remote first endpoint is never sent a second, paid request: no connection is made.
+    sent = len(server.requests)
+    remote = make_pool(client, rec, ("cloud", "https://api.example.com/v1", "m"))
+    assert not await remote.prime(MESSAGES, timeout_s=2.0)
+    assert len(server.requests) == sent and rec.errors == []
+    # A failing local endpoint: False, and the turn that follows finds out for itself.
+    broken = make_pool(client, rec, ("local", server.url, "script:http_500"))
+    assert not await broken.prime(MESSAGES, timeout_s=2.0)
+
+
 # --- the pure policy --------------------------------------------------------------------------
 
 

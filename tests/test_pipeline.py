@@ -301,10 +301,9 @@ async def test_gate_off_own_voice_does_interrupt(runner: TurnRunner) -> None:
     assert pipe.turns[0].interrupted
 
 
-async def test_faq_reply_start_is_synthesized_during_the_hangover(
-    llm: ScriptedLLM, tmp_path: Path
-) -> None:
-    """A confident FAQ match is predictable: its first chunk is ready when the turn starts."""
+async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path: Path) -> None:
+    """A confident FAQ match is predictable: its first chunk is ready when the turn starts. An
+    LLM answer: the (loopback) endpoint evaluates the turn's exact prompt beforehand."""
     llm.script = Script(reply=REPLY)
     cfg = make_config(
         tmp_path,
@@ -312,13 +311,19 @@ async def test_faq_reply_start_is_synthesized_during_the_hangover(
         knowledge={"semantic": True, "answer_mode": "faq"},
     )
     async with turn_stack(cfg, Metrics()) as runner:
-        answer = await runner.predict_faq_reply("How much does a ticket cost?")
+        conv = Harness(cfg).conv
+        answer = await runner.prepare_reply(conv, "How much does a ticket cost?")
         assert answer is not None and "€12" in answer
-        assert await runner.predict_faq_reply("Tell me a joke, please.") is None  # LLM's
+        assert llm.requests[-1]["messages"][-1]["content"] == "Hello"  # only the warm-up yet
+        assert await runner.prepare_reply(conv, "Tell me a joke, please.") is None  # LLM's
+        prime = llm.requests[-1]
+        assert prime["max_tokens"] == 1 and not prime["stream"]
+        assert prime["messages"][-1] == {"role": "user", "content": "Tell me a joke, please."}
         for question, hits in (("How much does a ticket cost?", 1), ("Tell me a joke.", 0)):
             h = Harness(cfg)
             sink = ListSink()
             audio = np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])
+            sent = len(llm.requests)
             async with open_pipeline(engine(), runner, h.conv, h.emit, sink) as pipe:
                 await feed(pipe, audio, live=True)
                 with trio.fail_after(30):
@@ -328,3 +333,8 @@ async def test_faq_reply_start_is_synthesized_during_the_hangover(
             assert done["outcome"] == "ok" and len(sink.audio()) > 0
             if hits:
                 assert done["text"] == answer  # the staff's text, spoken from the prefetch
+                assert len(llm.requests) == sent  # no LLM involved
+            else:
+                primed, streamed = llm.requests[sent], llm.requests[-1]
+                assert not primed["stream"] and streamed["stream"]
+                assert primed["messages"] == streamed["messages"]  # the very same prompt

@@ -292,14 +292,21 @@ async def stream_chat(
             await response.aclose()
 
 
-async def probe(client: httpx.AsyncClient, ep: Endpoint, timeout_s: float) -> float:
+async def probe(
+    client: httpx.AsyncClient,
+    ep: Endpoint,
+    timeout_s: float,
+    messages: list[dict[str, Any]] | None = None,
+) -> float:
     """Warm an endpoint up with a one-token, non-streamed request; return the seconds taken.
+    With `messages`, a server that keeps its last prompt's KV cache (llama.cpp) has that
+    prompt evaluated afterwards, so the same prompt streamed next starts at once.
 
     Raises LLMError (kind "timeout" when the whole exchange exceeds timeout_s).
     """
     body = {
         "model": ep.model,
-        "messages": [{"role": "user", "content": "Hello"}],
+        "messages": messages or [{"role": "user", "content": "Hello"}],
         "stream": False,
         "max_tokens": 1,
         "temperature": 0.0,

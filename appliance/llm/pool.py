@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -21,6 +22,11 @@ import trio
 from appliance.llm.client import Endpoint, LLMError, probe, stream_chat
 
 __all__ = ["AllEndpointsFailed", "Completion", "EndpointHealth", "HedgePlan", "LLMPool"]
+
+
+def _on_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 @dataclass
@@ -200,6 +206,21 @@ class LLMPool:
         eps = [ep for ep in self._endpoints if ep.vision or not need_vision]
         now = trio.current_time()
         return sorted(eps, key=lambda ep: self._penalised(ep.name, now))  # stable
+
+    async def prime(self, messages: list[dict[str, Any]], timeout_s: float) -> bool:
+        """Have the endpoint a turn would try first evaluate `messages` now (one token, the
+        reply ignored), if that endpoint is on this machine: a llama.cpp server keeps the
+        prompt's KV cache, so the turn's identical prompt then costs it one token instead of
+        the whole prompt. Remote endpoints are never primed (a second paid request). Returns
+        whether a priming request was answered; never raises."""
+        candidates = self.candidates()
+        if not candidates or not _on_loopback(candidates[0].url):
+            return False
+        try:
+            await probe(self._client, candidates[0], timeout_s, messages)
+        except LLMError:
+            return False
+        return True
 
     async def probe_all(self, timeout_s: float) -> list[EndpointHealth]:
         """Warm every endpoint up concurrently and record the outcome; never raises."""

@@ -558,13 +558,14 @@ class VoicePipeline:
 
     async def _prefetch_reply(self, question: str) -> None:
         """While the hangover runs: when the reply is predictable (a confident FAQ match), have
-        its first chunk synthesized before the turn starts (~50-200 ms off the first sample).
-        A visitor who keeps talking only costs us that synthesis."""
+        its first chunk synthesized before the turn starts (~50-200 ms off the first sample);
+        when the LLM will answer, have a local one evaluate the prompt now (TurnRunner.
+        prepare_reply). A visitor who keeps talking only costs us that work."""
         self._prefetches += 1
         if self._prefetching.is_set():
             self._prefetching = trio.Event()
         try:
-            answer = await self.runner.predict_faq_reply(question)
+            answer = await self.runner.prepare_reply(self.conv, question)
             chunk = first_chunk(answer) if answer else None
             if chunk is None or not self._prefetch.begin(chunk):
                 return
