@@ -271,19 +271,7 @@ class Store:
     def search(self, text: str, limit: int = 100) -> list[TurnRecord]:
         """Turns whose question or reply contains `text` (case-insensitive for ASCII), newest
         first. `%` and `_` are literal."""
-        pattern = _like_pattern(text)
-        with self._lock:
-            rows = (
-                self._connection()
-                .execute(
-                    f"SELECT {_COLUMNS} FROM turns "
-                    "WHERE user_text LIKE ?1 ESCAPE '\\' OR reply_text LIKE ?1 ESCAPE '\\' "
-                    "ORDER BY started_at DESC, id DESC LIMIT ?2",
-                    (pattern, limit),
-                )
-                .fetchall()
-            )
-        return [_record(r) for r in rows]
+        return self.turns_between(text, None, limit)
 
     def purge_older_than(self, days: float, now: float | None = None) -> int:
         """Delete turns that started more than `days` ago (retention); returns how many."""
