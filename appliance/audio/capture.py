@@ -23,7 +23,7 @@ from appliance.audio.devices import (
     Device,
     keep_device_open,
     load_sounddevice,
-    pulse_env,
+    open_started,
     serve_stream,
 )
 from appliance.audio.resample import StreamResampler
@@ -144,22 +144,13 @@ class Capture:
                 pass
 
         def open_stream() -> Any:
-            with pulse_env(dev):
-                stream = sd.InputStream(
-                    device=dev.portaudio,
-                    samplerate=dev.rate,
-                    channels=1,
-                    dtype="float32",
-                    blocksize=native_block,
-                    callback=callback,
-                    finished_callback=finished,
-                )
-            try:
-                stream.start()
-            except BaseException:
-                stream.close()
-                raise
-            return stream
+            return open_started(
+                dev,
+                sd.InputStream,
+                blocksize=native_block,
+                callback=callback,
+                finished_callback=finished,
+            )
 
         def on_ready(stream: Any, _: trio.Nursery) -> None:
             self.latency_s = float(stream.latency) + resampler.delay_s

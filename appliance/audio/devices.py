@@ -44,6 +44,7 @@ __all__ = [
     "keep_device_open",
     "load_sounddevice",
     "match_name",
+    "open_started",
     "parse_pulse_devices",
     "pulse_env",
     "serve_stream",
@@ -412,6 +413,21 @@ FIRST_CALLBACK_S = 5.0  # PulseAudio's first stream in a process took up to ~2 s
 # null sink can sleep up to its 2 s maximum latency before serving a new stream.
 STALL_S = 3.0
 _POLL_S = 0.25
+
+
+def open_started(dev: Device, stream_type: Callable[..., Any], **kwargs: Any) -> Any:
+    """A started mono float32 PortAudio stream on `dev` (`sd.InputStream`/`OutputStream` with
+    `kwargs`), opened with `pulse_env`; closed again if it will not start. Blocking."""
+    with pulse_env(dev):
+        stream = stream_type(
+            device=dev.portaudio, samplerate=dev.rate, channels=1, dtype="float32", **kwargs
+        )
+    try:
+        stream.start()
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 async def serve_stream(

@@ -26,7 +26,7 @@ from appliance.audio.devices import (
     Device,
     keep_device_open,
     load_sounddevice,
-    pulse_env,
+    open_started,
     serve_stream,
 )
 from appliance.audio.resample import StreamResampler
@@ -283,24 +283,15 @@ class Playback:
                 pass
 
         def open_stream() -> Any:
-            with pulse_env(dev):
-                stream = sd.OutputStream(
-                    device=dev.portaudio,
-                    samplerate=dev.rate,
-                    channels=1,
-                    dtype="float32",
-                    # Four callbacks per buffer: a late one still finds audio queued.
-                    blocksize=max(1, round(dev.rate * latency / 4)),
-                    latency=latency,
-                    callback=callback,
-                    finished_callback=finished,
-                )
-            try:
-                stream.start()
-            except BaseException:
-                stream.close()
-                raise
-            return stream
+            return open_started(
+                dev,
+                sd.OutputStream,
+                # Four callbacks per buffer: a late one still finds audio queued.
+                blocksize=max(1, round(dev.rate * latency / 4)),
+                latency=latency,
+                callback=callback,
+                finished_callback=finished,
+            )
 
         async def flusher(stream: Any) -> None:
             # Barge-in: what PortAudio and the sound server already hold (output latency)
