@@ -328,6 +328,29 @@ class _AsrPass:
     audio_s: float = 0.0
 
 
+class _InFlight:
+    """A count of background jobs and a wait for the moment none is running."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._none = trio.Event()
+        self._none.set()
+
+    def begin(self) -> None:
+        self._n += 1
+        if self._none.is_set():
+            self._none = trio.Event()
+
+    def end(self) -> None:
+        self._n -= 1
+        if self._n == 0:
+            self._none.set()
+
+    async def wait(self) -> None:
+        while self._n:
+            await self._none.wait()
+
+
 @dataclass
 class VoiceTurn:
     """What one utterance became (for the demo's report and tests).
@@ -385,16 +408,12 @@ class VoicePipeline:
         self._turn_done = trio.Event()
         self._turn_done.set()
         self._speaking = False
-        self._busy = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        self._utterances = _InFlight()  # transcribed and answered: wait_idle()
         self.turns: list[VoiceTurn] = []
         self.barge_ins = 0
         self.echo_frames = 0
         self._prefetch = Prefetch()
-        self._prefetches = 0
-        self._prefetching = trio.Event()  # set while no prefetch runs
-        self._prefetching.set()
+        self._prefetches = _InFlight()
 
     @property
     def prefetch_hits(self) -> int:
@@ -424,7 +443,7 @@ class VoicePipeline:
             if p is not None:
                 await p.done.wait()
                 await trio.lowlevel.checkpoint()  # let the pass's task deliver its result
-        await self._prefetching.wait()
+        await self._prefetches.wait()
 
     async def end_of_input(self) -> None:
         """The source stopped (file end, `audio.end`): end an utterance in progress now."""
@@ -438,18 +457,7 @@ class VoicePipeline:
 
     async def wait_idle(self) -> None:
         """Until every utterance fed so far has been transcribed and its turn finished."""
-        while self._busy:
-            await self._idle.wait()
-
-    def _begin_work(self) -> None:
-        self._busy += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
-
-    def _end_work(self) -> None:
-        self._busy -= 1
-        if self._busy == 0:
-            self._idle.set()
+        await self._utterances.wait()
 
     def _wall_at(self, t: float) -> float:
         """When the frame containing audio time `t` arrived (trio clock)."""
@@ -507,7 +515,7 @@ class VoicePipeline:
                 spec, self._spec = self._spec, None
                 if self._partial is not None:
                     self._partial.stop = True
-                self._begin_work()
+                self._utterances.begin()
                 self._nursery.start_soon(self._finish_utterance, ev, spec)
             case NoSpeechTimeout():
                 pass
@@ -561,9 +569,7 @@ class VoicePipeline:
         its first chunk synthesized before the turn starts (~50-200 ms off the first sample);
         when the LLM will answer, have a local one evaluate the prompt now (TurnRunner.
         prepare_reply). A visitor who keeps talking only costs us that work."""
-        self._prefetches += 1
-        if self._prefetching.is_set():
-            self._prefetching = trio.Event()
+        self._prefetches.begin()
         try:
             answer = await self.runner.prepare_reply(self.conv, question)
             chunk = first_chunk(answer) if answer else None
@@ -580,15 +586,13 @@ class VoicePipeline:
             finally:
                 self._prefetch.finish(chunk, audio)
         finally:
-            self._prefetches -= 1
-            if self._prefetches == 0:
-                self._prefetching.set()
+            self._prefetches.end()
 
     async def _finish_utterance(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
         try:
             await self._finish(ev, spec)
         finally:
-            self._end_work()
+            self._utterances.end()
 
     async def _finish(self, ev: SpeechEnded, spec: _AsrPass | None) -> None:
         s = self.settings
@@ -771,7 +775,7 @@ class VoicePipeline:
             },
         )
         self._observe("barge_in", trio.current_time() - self._wall_at(t))
-        self._begin_work()
+        self._utterances.begin()
         self._nursery.start_soon(self._listen_after_barge_in)
 
     async def _listen_after_barge_in(self) -> None:
@@ -780,7 +784,7 @@ class VoicePipeline:
             if self._seg.state != "waiting":
                 await self._set_state(DialogEvent.SPEECH_STARTED)
         finally:
-            self._end_work()
+            self._utterances.end()
 
     def _observe(self, stage: str, seconds: float) -> None:
         if self.metrics is not None:
