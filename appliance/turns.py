@@ -144,15 +144,26 @@ class TurnRunner:
         that turn at once) and returns None. Nothing is shown, said or recorded here."""
         if self.cfilter.is_blocked(question):
             return None
-        g = await trio.to_thread.run_sync(
-            partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
-        )
-        if g.direct is not None and self.cfg.knowledge.answer_mode == "faq":
-            return self.cfilter.mask(g.direct.entry.answer)
+        g = await self._ground(question)
+        direct = self._faq_answer(g, None)
+        if direct is not None:
+            return self.cfilter.mask(direct)
         await self.pool.prime(
             self._messages(conv, question, None, g), timeout_s=self.cfg.budgets.stall_s
         )
         return None
+
+    async def _ground(self, question: str) -> Grounding:
+        """The FAQ ranking and direct-answer decision, off the loop (it runs the embedder)."""
+        return await trio.to_thread.run_sync(
+            partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
+        )
+
+    def _faq_answer(self, g: Grounding, image: PreparedImage | None) -> str | None:
+        """The staff's answer a turn speaks verbatim, or None when the LLM answers."""
+        if g.direct is None or image is not None or self.cfg.knowledge.answer_mode != "faq":
+            return None
+        return g.direct.entry.answer
 
     async def prepare_image(self, data_url: str) -> PreparedImage:
         """Validate and downscale off the event loop. Raises ImageError with a visitor message."""
@@ -219,17 +230,12 @@ class TurnRunner:
                 outcome = "no_vision"
                 await say_whole(self.cfg.images.no_vision_reply)
             else:
-                g = await trio.to_thread.run_sync(
-                    partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
-                )
+                g = await self._ground(question)
                 timings.mark("grounding")
-                if (
-                    g.direct is not None
-                    and image is None
-                    and self.cfg.knowledge.answer_mode == "faq"
-                ):
+                direct = self._faq_answer(g, image)
+                if direct is not None:
                     endpoint = "faq"
-                    await self._say_faq(conv, g.direct.entry.answer, turn, timings, parts, emit)
+                    await self._say_faq(conv, direct, turn, timings, parts, emit)
                 else:
                     outcome, endpoint = await self._stream_reply(
                         conv, question, image, g, turn, timings, parts, emit
