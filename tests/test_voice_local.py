@@ -42,6 +42,11 @@ class LocalLog(logging.Handler):
         self.replies: list[str] = []
         self.states: list[str] = []
 
+    def next_reply(self) -> None:
+        """Wait afresh for the next reply (`replied`, `idle_after_reply`)."""
+        self.replied = trio.Event()
+        self.idle_after_reply = trio.Event()
+
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         if msg.startswith("local voice: listening"):
@@ -70,6 +75,18 @@ def local_log() -> Iterator[LocalLog]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+
+async def say(pulse: PulseDaemon, text: str, *, lead_s: float = 0.0, tail_s: float = 1.0) -> None:  # noqa: F811
+    """Speak `text` (Piper, 16 kHz) into the virtual microphone between silences."""
+    audio = np.concatenate(
+        [
+            np.zeros(int(lead_s * 16000), np.float32),
+            speech_16k(text),
+            np.zeros(int(tail_s * 16000), np.float32),
+        ]
+    )
+    await pulse.feed_mic(resample(audio, 16000, RATE), RATE)
 
 
 def voice_turns(svc: Service) -> float:
@@ -142,12 +159,8 @@ async def test_own_reply_echoed_into_the_mic_starts_no_turn(
         pulse.pactl("unload-module", str(idx))
     assert np.abs(echo).max() > 0.05, "the reply did not reach the microphone"
     # No sleep to prove a negative: a second question must be the very next thing heard.
-    local_log.replied = trio.Event()
-    local_log.idle_after_reply = trio.Event()
-    q2 = speech_16k("Can I take photos?")
-    await pulse.feed_mic(
-        resample(np.concatenate([q2, np.zeros(16000, np.float32)]), 16000, RATE), RATE
-    )
+    local_log.next_reply()
+    await say(pulse, "Can I take photos?")
     with trio.fail_after(30):
         # Played to the end: a turn is counted and logged then, not at reply.done.
         await local_log.idle_after_reply.wait()
@@ -166,19 +179,13 @@ async def test_visitor_talking_over_the_reply_stops_it_and_is_answered(
     svc = await start_service(**SECTIONS)
     with trio.fail_after(15):
         await local_log.listening.wait()
-    first = speech_16k("What time do you open?")  # the opening hours: ~10 s of speech
-    await pulse.feed_mic(
-        resample(np.concatenate([np.zeros(8000, np.float32), first]), 16000, RATE), RATE
-    )
+    # The opening hours: ~10 s of speech.
+    await say(pulse, "What time do you open?", lead_s=0.5, tail_s=0.0)
     with trio.fail_after(30):
         await local_log.replied.wait()  # reply.done goes out once the first sample has played
     assert local_log.states[-1] == "speaking"
-    local_log.replied = trio.Event()
-    local_log.idle_after_reply = trio.Event()
-    second = speech_16k("Where are the toilets?")
-    await pulse.feed_mic(
-        resample(np.concatenate([second, np.zeros(16000, np.float32)]), 16000, RATE), RATE
-    )
+    local_log.next_reply()
+    await say(pulse, "Where are the toilets?")
     with trio.fail_after(30):
         await local_log.idle_after_reply.wait()
     assert len(local_log.heard) == 2 and "toilet" in local_log.heard[1].lower(), local_log.heard
