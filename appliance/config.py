@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import tomli_w
 
+from .voice.endpoint import SegmenterSettings
+
 __all__ = [
     "AdminConfig",
     "AudioConfig",
@@ -175,18 +177,19 @@ class VoiceConfig:
     # auto = load the voice models when their files are present (text-only if not); false = off.
     enabled: bool | Literal["auto"] = "auto"
     check_hashes: bool = True
-    # Segmenter (appliance/voice/endpoint.py): VAD probabilities and durations in seconds.
-    speech_threshold: float = 0.5
-    silence_threshold: float = 0.35
-    min_speech_s: float = 0.15
-    hangover_s: float = 0.5
-    short_hangover_s: float = 0.25
-    max_utterance_s: float = 15.0
-    no_speech_timeout_s: float = 8.0
+    # Segmenter (appliance/voice/endpoint.py): VAD probabilities and durations in seconds,
+    # its own defaults (documented there) unless said otherwise.
+    speech_threshold: float = SegmenterSettings.speech_threshold
+    silence_threshold: float = SegmenterSettings.silence_threshold
+    min_speech_s: float = SegmenterSettings.min_speech_s
+    hangover_s: float = SegmenterSettings.hangover_s
+    short_hangover_s: float = SegmenterSettings.short_hangover_s
+    max_utterance_s: float = SegmenterSettings.max_utterance_s
+    no_speech_timeout_s: float = SegmenterSettings.no_speech_timeout_s
     pre_roll_s: float = 0.2  # audio before the onset given to ASR (Moonshine wants tight cuts)
     post_roll_s: float = 0.1
-    speaking_threshold_boost: float = 0.2
-    bargein_min_speech_s: float = 0.15  # voiced time that interrupts the box while it speaks
+    speaking_threshold_boost: float = SegmenterSettings.speaking_threshold_boost
+    bargein_min_speech_s: float = SegmenterSettings.bargein_min_speech_s
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
