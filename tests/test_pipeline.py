@@ -6,6 +6,7 @@ wait for the clock (wall-time latency figures come from `appliance demo` / bench
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ import trio
 from conftest import make_config
 from voicefixtures import SETTINGS, manifest, speech_16k
 
-from appliance.config import Config
+from appliance.config import Config, VoiceConfig
 from appliance.demo import turn_stack
 from appliance.dialog import SessionRegistry
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
@@ -338,3 +339,15 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
                 primed, streamed = llm.requests[sent], llm.requests[-1]
                 assert not primed["stream"] and streamed["stream"]
                 assert primed["messages"] == streamed["messages"]  # the very same prompt
+
+
+def test_settings_from_config_take_every_voice_key_by_name() -> None:
+    v = VoiceConfig(
+        hangover_s=0.7, pre_roll_s=0.05, asr_s=2.5, echo_leak=0.3, retry_reply="Pardon?"
+    )
+    s = PipelineSettings.from_config(v)
+    assert (s.segmenter.hangover_s, s.segmenter.pre_roll_s) == (0.7, 0.05)
+    assert (s.asr_s, s.echo_leak, s.retry_reply) == (2.5, 0.3, "Pardon?")
+    for f in dataclasses.fields(PipelineSettings):
+        if f.name != "segmenter":
+            assert getattr(s, f.name) == getattr(v, f.name), f.name

@@ -89,23 +89,16 @@ class PipelineSettings:
 
     @classmethod
     def from_config(cls, v: VoiceConfig) -> PipelineSettings:
+        # [voice] carries every segmenter threshold and every setting here under the same name.
         return cls(
-            # [voice] carries every segmenter threshold under the same name.
-            segmenter=SegmenterSettings(
-                **{f.name: getattr(v, f.name) for f in dataclasses.fields(SegmenterSettings)}
-            ),
-            post_roll_s=v.post_roll_s,
-            partial_interval_s=v.partial_interval_s,
-            speculative_final=v.speculative_final,
-            asr_s=v.asr_s,
-            tts_first_s=v.tts_first_s,
-            length_scale=v.length_scale,
-            retry_reply=v.retry_reply,
-            echo_gate=v.echo_gate,
-            echo_leak=v.echo_leak,
-            echo_margin=v.echo_margin,
-            echo_max_lag_s=v.echo_max_lag_s,
+            segmenter=SegmenterSettings(**_same_named(SegmenterSettings, v)),
+            **_same_named(cls, v, skip="segmenter"),
         )
+
+
+def _same_named(target: type[Any], source: object, skip: str = "") -> dict[str, Any]:
+    """`source`'s values for the fields of dataclass `target` (but `skip`), by name."""
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(target) if f.name != skip}
 
 
 # -- pure helpers ----------------------------------------------------------------------------
