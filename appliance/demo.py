@@ -29,8 +29,8 @@ import trio
 from .config import Config, LLMEndpointConfig, load_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
+from .llm.local import run_local_llm
 from .llm.pool import LLMPool
-from .localllm import run_local_llm
 from .metrics import Metrics
 from .supervisor import _warm_up, endpoints_from_config, load_knowledge
 from .turns import TurnRunner

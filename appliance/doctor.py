@@ -13,7 +13,7 @@ import trio
 from .config import Config
 from .knowledge import KnowledgeBase, parse_faq
 from .llm.client import LLMError, probe
-from .localllm import LocalLLMError, find_local_model
+from .llm.local import LocalLLMError, find_local_model
 from .supervisor import _is_local, endpoints_from_config
 
 __all__ = ["Check", "run_checks"]

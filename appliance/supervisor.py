@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from .backoff import Backoff
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
@@ -38,8 +39,8 @@ from .embeddings import Embedder, EmbedderError
 from .inference import SessionError
 from .knowledge import KnowledgeBase
 from .llm.client import Endpoint
+from .llm.local import run_local_llm
 from .llm.pool import LLMPool
-from .localllm import run_local_llm
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .models_manifest import ModelError
@@ -80,19 +81,16 @@ async def supervised(
     max_backoff_s: float = 30.0,
 ) -> None:
     """Run fn forever: a crash is logged and fn restarted with backoff, never taking us down."""
-    backoff = 0.5
+    backoff = Backoff(initial_s=0.5, max_s=max_backoff_s, healthy_s=60.0)
     while True:
         began = trio.current_time()
         try:
             await fn()
             log.warning("task %s returned; restarting", name)
         except Exception:
-            log.exception("task %s crashed; restarting in %.1f s", name, backoff)
+            log.exception("task %s crashed; restarting", name)
         metrics.child_restarts.labels(task=name).inc()
-        if trio.current_time() - began > 60.0:
-            backoff = 0.5
-        await trio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff_s)
+        await trio.sleep(backoff.delay(trio.current_time() - began))
 
 
 def endpoints_from_config(cfg: Config) -> list[Endpoint]:

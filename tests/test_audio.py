@@ -21,6 +21,7 @@ from pulse import PulseDaemon, Recording, pulse  # noqa: F401  (fixture)
 
 from appliance.audio import AudioSettings, Capture, Playback, StreamResampler, backoff_delay
 from appliance.audio.devices import match_name, parse_pulse_devices
+from appliance.audio.farend import MicBlock
 from appliance.voice.resample import resample
 
 F32 = npt.NDArray[np.float32]
@@ -143,12 +144,14 @@ class Sink:
 
     def __init__(self) -> None:
         self.blocks: list[F32] = []
+        self.stamps: list[float | None] = []  # capture (ADC) time of each block's first sample
         self.times: list[float] = []
         self.changed = trio.Event()
 
-    async def consume(self, recv: trio.MemoryReceiveChannel[F32]) -> None:
+    async def consume(self, recv: trio.MemoryReceiveChannel[MicBlock]) -> None:
         async for block in recv:
-            self.blocks.append(block)
+            self.blocks.append(block.samples)
+            self.stamps.append(block.t)
             self.times.append(trio.current_time())
             self.changed.set()
             self.changed = trio.Event()
@@ -166,7 +169,7 @@ async def start_capture(
     nursery: trio.Nursery, settings: AudioSettings = SETTINGS, states: States | None = None
 ) -> tuple[Capture, Sink]:
     capture = Capture(settings, on_state=states)
-    send, recv = trio.open_memory_channel[F32](settings.queue_blocks)
+    send, recv = trio.open_memory_channel[MicBlock](settings.queue_blocks)
     sink = Sink()
     nursery.start_soon(sink.consume, recv)
     await nursery.start(capture.run, send)
@@ -217,13 +220,13 @@ async def test_full_channel_drops_blocks_and_counts_them(
     nursery: trio.Nursery,
 ) -> None:
     capture = Capture(AudioSettings(queue_blocks=2))
-    send, recv = trio.open_memory_channel[F32](2)
+    send, recv = trio.open_memory_channel[MicBlock](2)
     with trio.fail_after(20):
         await nursery.start(capture.run, send)  # nobody reads `recv`
         while capture.dropped < 5:
             await trio.sleep(0.05)  # polling the counter, not timing
     assert capture.blocks == 2  # the two that fit
-    assert recv.receive_nowait().shape == (512,)
+    assert recv.receive_nowait().samples.shape == (512,)
 
 
 async def test_playback_plays_a_tone_and_stop_silences_it(
@@ -327,6 +330,17 @@ async def test_loopback_speaker_to_microphone(
     print(f"loopback: playback queue -> capture channel {latency * 1000:.0f} ms")
     assert 0 < latency < 1.0
     assert capture.dropped == 0
+    # The device clocks: the tone's first sample reached the speaker (the far-end tap's DAC
+    # time) and came back into the microphone (the capture block's ADC time) a few ms apart,
+    # however long the playback queue, buffers and our own processing took.
+    played = [(t, b, r) for t, b, r in playback.tap.drain() if np.abs(b).max() > 0.05]
+    t_dac, block, rate = played[0]
+    t_dac += int(np.flatnonzero(np.abs(block) > 0.05)[0]) / rate
+    stamp = sink.stamps[i]
+    assert stamp is not None
+    path_s = stamp + onset / 16000 - t_dac
+    print(f"loopback: DAC -> ADC by the device clocks {path_s * 1000:.1f} ms")
+    assert -0.005 < path_s < 0.05, path_s
 
 
 async def test_microphone_unplugged_and_plugged_back(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import tomli_w
 import trio
 from conftest import base_url, make_config
 
@@ -99,3 +103,80 @@ def _is_llama(pid: int, port: int) -> bool:
     except OSError:
         return False
     return b"llama_cpp.server" in cmd and str(port).encode() in cmd
+
+
+# trio's worker threads exit after this long idle (trio._core._thread_cache.IDLE_TIMEOUT); a
+# child tied to the thread that forked it (PR_SET_PDEATHSIG) was killed then.
+_THREAD_IDLE_S = 10.0
+
+
+async def test_local_llm_outlives_idle_worker_threads_and_dies_with_a_killed_appliance(
+    tmp_path: Path,
+) -> None:
+    """The appliance as systemd runs it, idle with its real llama.cpp child: the child keeps
+    one pid past the thread cache's idle timeout (no restart), and a SIGKILLed appliance takes
+    it along within 2 s."""
+    port, web = free_port(), free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "web": {"host": "127.0.0.1", "port": web},
+                "llm": {
+                    "spawn_local": True,
+                    "local_port": port,
+                    "endpoints": [{"name": "local", "url": f"http://127.0.0.1:{port}/v1"}],
+                },
+                "audio": {"enabled": False},
+                "voice": {"enabled": False},
+                "knowledge": {"semantic": False},
+                "store": {"path": str(tmp_path / "log.db")},
+                "budgets": {"probe_s": 60.0},
+            }
+        )
+    )
+    notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await notify.bind(str(tmp_path / "notify.sock"))
+    env = {"PATH": os.environ["PATH"], "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "appliance", "run", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    child = None
+    try:
+        with trio.fail_after(90):
+            while b"READY=1" not in await notify.recv(4096):
+                pass
+        (child,) = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_llama(int(p), port)]
+        assert _ppid(child) == proc.pid
+        ready_at = trio.current_time()
+        # Idle: watch the child across the idle timeout of the thread that spawned it.
+        while trio.current_time() - ready_at < _THREAD_IDLE_S + 4.0:
+            assert _ppid(child) == proc.pid, "the local LLM server was killed while idle"
+            await trio.sleep(0.25)
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{web}/metrics")).text
+        assert 'appliance_child_restarts_total{task="local-llm"}' not in metrics
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        with trio.fail_after(2):
+            while _ppid(child) is not None:
+                await trio.sleep(0.02)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if child is not None and _ppid(child) is not None:
+            os.kill(child, signal.SIGKILL)
+        notify.close()
+
+
+def _ppid(pid: int) -> int | None:
+    """The parent of a live process, None once it is gone (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if stat[0] == "Z" else int(stat[1])

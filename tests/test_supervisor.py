@@ -4,8 +4,9 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from appliance.backoff import Backoff
 from appliance.config import LLMConfig
-from appliance.localllm import local_server_command, local_threads
+from appliance.llm.local import local_server_args, local_threads
 from appliance.metrics import Metrics
 from appliance.supervisor import supervised
 
@@ -45,5 +46,12 @@ async def test_long_healthy_run_resets_backoff(autojump_clock: trio.testing.Mock
 def test_local_llm_threads_leave_a_core_for_audio() -> None:
     assert [local_threads(0, cores) for cores in (None, 1, 2, 4, 16)] == [1, 1, 1, 3, 4]
     assert local_threads(3, 2) == 3  # an explicit setting wins
-    cmd = local_server_command(LLMConfig(local_threads=2), Path("/m.gguf"))
+    cmd = local_server_args(LLMConfig(local_threads=2), Path("/m.gguf"))
     assert cmd[cmd.index("--n_threads") + 1] == "2"
+
+
+def test_backoff_doubles_caps_and_forgives_a_healthy_run() -> None:
+    b = Backoff(initial_s=1.0, max_s=4.0, healthy_s=30.0)
+    assert [b.delay(0.5) for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    assert b.delay(30.0) == 1.0  # ran healthily: the crash loop is over
+    assert b.delay(2.0) == 2.0

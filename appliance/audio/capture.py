@@ -3,7 +3,9 @@
 PortAudio calls back on its own thread; there we resample (the device's native rate -> 16 kHz)
 and cut VAD-sized blocks, then hand each block to trio with `token.run_sync_soon`. The trio
 side only does `send_nowait`: a full channel drops the block and counts it (`dropped`), so a
-slow consumer can never stall the audio thread or grow memory.
+slow consumer can never stall the audio thread or grow memory. Each block carries the time its
+first sample entered the microphone (PortAudio's ADC time on `time.monotonic()`), the clock the
+echo reference is placed on (see `farend.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import trio
 
 from appliance.audio.devices import (
@@ -26,6 +27,7 @@ from appliance.audio.devices import (
     open_started,
     serve_stream,
 )
+from appliance.audio.farend import MicBlock
 from appliance.audio.resample import StreamResampler
 
 log = logging.getLogger("appliance.audio")
@@ -61,7 +63,7 @@ class Capture:
 
     async def run(
         self,
-        send: trio.MemorySendChannel[npt.NDArray[np.float32]],
+        send: trio.MemorySendChannel[MicBlock],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -93,7 +95,7 @@ class Capture:
 
     async def _serve(
         self,
-        send: trio.MemorySendChannel[npt.NDArray[np.float32]],
+        send: trio.MemorySendChannel[MicBlock],
         token: trio.lowlevel.TrioToken,
         dev: Device,
         ready: Callable[[], None],
@@ -107,9 +109,10 @@ class Capture:
         gone = trio.Event()
         closed = False
         pending = np.zeros(0, np.float32)
+        pending_t = 0.0  # monotonic ADC time of pending[0]
         last_cb = time.monotonic()
 
-        def deliver(block: npt.NDArray[np.float32]) -> None:  # trio thread
+        def deliver(block: MicBlock) -> None:  # trio thread
             nonlocal closed
             first.set()
             try:
@@ -125,15 +128,22 @@ class Capture:
             self.overflows += 1
 
         def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-            nonlocal pending, last_cb
-            last_cb = time.monotonic()
-            pending = np.concatenate((pending, resampler.process(indata[:, 0])))
+            nonlocal pending, pending_t, last_cb
+            now = last_cb = time.monotonic()
+            out = resampler.process(indata[:, 0])
+            # The stream clock -> monotonic; the resampler's output lags its input.
+            adc = time_info.inputBufferAdcTime - time_info.currentTime + now
+            out_t = adc - resampler.delay_s
+            # Where the pending samples end, per this block's stamp (no drift between stamps).
+            pending_t = out_t - len(pending) / RATE
+            pending = np.concatenate((pending, out))
             try:
                 if status.input_overflow:
                     token.run_sync_soon(count_overflow)
                 while len(pending) >= n:
-                    token.run_sync_soon(deliver, pending[:n].copy())
+                    token.run_sync_soon(deliver, MicBlock(pending[:n].copy(), pending_t))
                     pending = pending[n:]
+                    pending_t += n / RATE
             except trio.RunFinishedError:
                 pass
 

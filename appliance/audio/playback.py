@@ -29,6 +29,7 @@ from appliance.audio.devices import (
     open_started,
     serve_stream,
 )
+from appliance.audio.farend import FarEndTap
 from appliance.audio.resample import StreamResampler
 
 log = logging.getLogger("appliance.audio")
@@ -111,6 +112,8 @@ class Playback:
     ) -> None:
         self.settings = settings
         self._on_state = on_state
+        # What the device plays and when it reaches the speaker (the echo reference).
+        self.tap = FarEndTap()
         self._ring = _Ring()
         self.first_sample_at: float | None = None
         self.underruns = 0
@@ -258,10 +261,15 @@ class Playback:
         last_cb = time.monotonic()
         latency = self.settings.output_latency_ms / 1000
 
+        tap = self.tap
+
         def callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
             nonlocal last_cb
-            last_cb = time.monotonic()
-            _, loud_gen, dry = ring.pull(outdata[:, 0])
+            now = last_cb = time.monotonic()
+            filled, loud_gen, dry = ring.pull(outdata[:, 0])
+            if filled:
+                dac = time_info.outputBufferDacTime - time_info.currentTime + now
+                tap.push(dac, outdata[:filled, 0].copy(), dev.rate)
             try:
                 if not first.is_set():
                     token.run_sync_soon(first.set)

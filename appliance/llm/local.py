@@ -1,13 +1,14 @@
 """The embedded local LLM: a llama.cpp server child process, restarted with backoff if it dies.
 
 It is its own process (not a thread in ours) so its heavy native work never touches our event
-loop, and a crash there costs one restart, not the kiosk. Under systemd the same server can run
-as `appliance-llm.service` instead (then `llm.spawn_local = false`).
+loop, and a crash there costs one restart, not the kiosk. It dies with us through a lifeline
+pipe (`appliance.lifeline`), gets none of our secrets (a scrubbed environment), and is spawned
+without `preexec_fn` (unsafe in a threaded process). Under systemd the same server can run as
+`appliance-llm.service` instead (then `llm.spawn_local = false`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import os
@@ -20,17 +21,19 @@ from pathlib import Path
 import httpx
 import trio
 
-from .config import LLMConfig
+from ..backoff import Backoff
+from ..config import LLMConfig
+from ..lifeline import Lifeline, child_environment
 
 __all__ = [
     "LocalLLMError",
     "find_local_model",
-    "local_server_command",
+    "local_server_args",
     "local_threads",
     "run_local_llm",
 ]
 
-log = logging.getLogger("appliance.localllm")
+log = logging.getLogger("appliance.llm.local")
 
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -63,14 +66,12 @@ def local_threads(setting: int, cores: int | None) -> int:
     return max(1, min(4, (cores or 1) - 1))
 
 
-def local_server_command(cfg: LLMConfig, model: Path) -> list[str]:
+def local_server_args(cfg: LLMConfig, model: Path) -> list[str]:
+    """llama_cpp.server's arguments (it runs as `python -m llama_cpp.server ARGS`)."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise LocalLLMError("llama-cpp-python is not installed (run ops/setup.sh)")
     threads = str(local_threads(cfg.local_threads, os.cpu_count()))
     return [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
         "--model",
         str(model),
         "--host",
@@ -111,57 +112,57 @@ async def run_local_llm(
     process is spawned; readiness is the endpoint pool's probe, not ours."""
     status = on_status or (lambda s: None)
     try:
-        cmd = local_server_command(cfg, find_local_model(cfg))
+        args = local_server_args(cfg, find_local_model(cfg))
     except LocalLLMError as exc:
         log.error("local LLM disabled: %s", exc)
         status(f"local LLM unavailable: {exc}")
         task_status.started()
         return
     url = f"http://127.0.0.1:{cfg.local_port}/v1"
-    backoff = 1.0
+    backoff = Backoff(initial_s=1.0, max_s=30.0, healthy_s=_HEALTHY_S)
     started = False
+    env = child_environment(os.environ)
     while True:
         log.info("starting local LLM server on %s", url)
-        proc = await trio.lowlevel.open_process(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so we can stop all of it
-            preexec_fn=_die_with_parent,
-        )
+        lifeline = Lifeline()
+        try:
+            proc = await trio.lowlevel.open_process(
+                lifeline.command(sys.executable, "llama_cpp.server", args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, so we can stop all of it
+                pass_fds=lifeline.pass_fds,
+                env=env,
+            )
+        except BaseException:
+            lifeline.close()
+            raise
+        lifeline.after_spawn()
         if not started:
             started = True
             task_status.started()
-        began = trio.current_time()
+        healthy_since: float | None = None
         try:
             if await _wait_listening(url, proc, timeout_s=60.0):
+                healthy_since = trio.current_time()
                 log.info("local LLM server listening (pid %d)", proc.pid)
             code = await proc.wait()
         finally:
             with trio.CancelScope(shield=True):
                 await _terminate(proc)
-        log.error("local LLM server exited with code %s; restarting in %.0f s", code, backoff)
+            lifeline.close()
+        ran = 0.0 if healthy_since is None else trio.current_time() - healthy_since
+        delay = backoff.delay(ran)
+        log.error("local LLM server exited with code %s; restarting in %.0f s", code, delay)
         status(f"local LLM restarting (exit {code})")
         if on_restart is not None:
             on_restart()
-        if trio.current_time() - began > 60.0:
-            backoff = 1.0  # it ran for a while: treat the next crash as fresh
-        await trio.sleep(backoff)
-        backoff = min(backoff * 2, 30.0)
+        await trio.sleep(delay)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if we are killed outright (SIGKILL, OOM) the kernel sends the
-    server SIGTERM, so no orphaned LLM server keeps its port and CPU. Linux only; no-op else."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-_PR_SET_PDEATHSIG = 1
+# Listening this long counts as a healthy run: the next crash restarts after the first delay.
+_HEALTHY_S = 30.0
 
 
 async def _terminate(proc: trio.Process, grace_s: float = 3.0) -> None:

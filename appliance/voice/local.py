@@ -23,6 +23,7 @@ import trio
 
 from ..audio.capture import Capture
 from ..audio.devices import AudioSettings
+from ..audio.farend import MicBlock
 from ..audio.playback import Playback
 from ..config import Config
 from ..dialog import Conversation
@@ -129,7 +130,7 @@ class LocalVoice:
         ctx = self.ctx
         conv = self._session()
         settings = PipelineSettings.from_config(ctx.cfg.voice)
-        send, recv = trio.open_memory_channel[F32](self.capture.settings.queue_blocks)
+        send, recv = trio.open_memory_channel[MicBlock](self.capture.settings.queue_blocks)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.playback.run)
             await nursery.start(self.capture.run, send)
@@ -137,7 +138,14 @@ class LocalVoice:
             async with (
                 recv,
                 open_pipeline(
-                    self.engine, ctx.runner, conv, self.emit, self.sink, settings, ctx.metrics
+                    self.engine,
+                    ctx.runner,
+                    conv,
+                    self.emit,
+                    self.sink,
+                    settings,
+                    ctx.metrics,
+                    far_end=self.playback.tap,
                 ) as pipe,
             ):
                 self.pipeline = pipe

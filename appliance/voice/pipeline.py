@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from ..audio.farend import EchoReference, FarEndTap, MicBlock
 from ..config import VoiceConfig
 from ..dialog import Conversation, DialogError, DialogEvent, DialogState
 from ..metrics import Metrics
@@ -155,14 +156,14 @@ class AudioRing:
 class EchoGate:
     """Self-interruption guard: is a mic frame just our own voice coming back? Pure numpy.
 
-    The reference is what we play, placed on the microphone's audio-time axis at the moment it
-    is handed to the sink (so a frame of mic audio and the reference line up up to the
-    acoustic/buffer delay). For each mic frame while we play, the reference window of
-    `max_lag_s` before the frame is searched for the single delay and gain that best explain
-    the frame (least squares: one-tap echo model). What that model cannot explain is the
-    residual. The frame counts as the visitor's only if the residual is louder than
-    `margin * leak * |echo|`, where `leak` is the part of our own voice a one-tap model leaves
-    in a real room (reverb, speaker distortion); otherwise its VAD probability is zeroed.
+    The reference (`EchoReference`) is what we play on the microphone's sample axis: placed by
+    the devices' clocks for the box's own speaker, or when handed to the sink otherwise. For
+    each mic frame while we play, the reference window of `max_lag_s` before the frame is
+    searched for the single delay and gain that best explain the frame (least squares: a
+    one-tap echo model). What that model cannot explain is the residual. The frame counts as
+    the visitor's only if the residual is louder than `margin * leak * |echo|`, where `leak` is
+    the part of our own voice a one-tap model leaves in a real room (reverb, speaker
+    distortion); otherwise its VAD probability is zeroed.
 
     A heuristic, not echo cancellation: strong reverb or a distorting speaker can still leak
     through (then the segmenter's raised thresholds while speaking are the second guard).
@@ -171,40 +172,26 @@ class EchoGate:
     def __init__(self, *, leak: float = 0.1, margin: float = 2.0, max_lag_s: float = 0.3) -> None:
         self.leak = leak
         self.margin = margin
-        self.max_lag = int(max_lag_s * RATE)
-        self._segments: deque[tuple[int, F32]] = deque()  # (start sample, audio)
-        self._end = 0  # end sample of the reference timeline
+        self.reference = EchoReference(max_lag_s)
+
+    @property
+    def max_lag(self) -> int:
+        return self.reference.max_lag
 
     def add(self, ref: F32, mic_now_sample: int) -> None:
         """`ref` (16 kHz) starts playing now, or right after what is already queued."""
-        start = max(self._end, mic_now_sample)
-        self._segments.append((start, ref))
-        self._end = start + len(ref)
+        self.reference.add(ref, mic_now_sample)
 
     def clear(self) -> None:
-        self._segments.clear()
-        self._end = 0
+        self.reference.clear()
 
     def active(self, sample: int) -> bool:
         """Reference audio may still be reaching the mic at this sample."""
-        return bool(self._segments) and sample < self._end + self.max_lag
-
-    def _window(self, s0: int, s1: int) -> F32:
-        out = np.zeros(s1 - s0, dtype=np.float32)
-        for start, audio in self._segments:
-            a, b = max(s0, start), min(s1, start + len(audio))
-            if a < b:
-                out[a - s0 : b - s0] = audio[a - start : b - start]
-        # forget references that can no longer matter
-        while self._segments and self._segments[0][0] + len(self._segments[0][1]) < (
-            s0 - self.max_lag
-        ):
-            self._segments.popleft()
-        return out
+        return self.reference.active(sample)
 
     def is_echo(self, frame: F32, end_sample: int) -> bool:
         n = len(frame)
-        ref = self._window(end_sample - n - self.max_lag, end_sample)
+        ref = self.reference.window(end_sample - n - self.max_lag, end_sample)
         e_mic = float(np.dot(frame, frame))
         if e_mic <= 1e-9:
             return False
@@ -372,6 +359,7 @@ class VoicePipeline:
         settings: PipelineSettings,
         nursery: trio.Nursery,
         metrics: Metrics | None = None,
+        far_end: FarEndTap | None = None,
     ) -> None:
         self.engine = engine
         self.runner = runner
@@ -381,6 +369,7 @@ class VoicePipeline:
         self.settings = settings
         self.metrics = metrics
         self._nursery = nursery
+        self._far_end = far_end  # what the box's own speaker plays, device-clocked
         self._vad = engine.new_vad()
         self._seg = Segmenter(settings.segmenter)
         self._seg.reset(0.0)
@@ -419,8 +408,16 @@ class VoicePipeline:
     def audio_time(self) -> float:
         return self._samples / RATE
 
-    async def feed(self, audio: npt.ArrayLike) -> None:
-        """Any number of 16 kHz float32 mono samples; full 32 ms frames are processed now."""
+    async def feed(self, audio: npt.ArrayLike | MicBlock) -> None:
+        """Any number of 16 kHz float32 mono samples; full 32 ms frames are processed now.
+
+        A `MicBlock` with a capture time also anchors the microphone's clock, on which the
+        far-end tap (the box's own speaker) places the echo reference."""
+        if isinstance(audio, MicBlock):
+            if audio.t is not None:
+                start = self._samples + len(self._pending)
+                self._gate.reference.anchor(start, audio.t)
+            audio = audio.samples
         a = np.asarray(audio, dtype=np.float32).reshape(-1)
         buf = np.concatenate([self._pending, a]) if len(self._pending) else a
         n = len(buf) // FRAME
@@ -466,6 +463,8 @@ class VoicePipeline:
         self._wall.append((t, trio.current_time()))
         if prob is None:
             prob = await self._vad.run(self._vad.model.prob, frame)
+        if self._far_end is not None:
+            self._gate.reference.sync(self._far_end)
         playing = self._gate.active(self._samples)
         self._seg.set_speaking(self._speaking or playing)
         if playing and self.settings.echo_gate and self._gate.is_echo(frame, self._samples):
@@ -644,7 +643,8 @@ class VoicePipeline:
             self.engine.tts,
             self.sink,
             length_scale=self.settings.length_scale,
-            on_audio=lambda ref: self._gate.add(ref, self._samples),
+            # Without a device clock, the reference is placed when handed to the sink.
+            on_audio=None if self._far_end else lambda ref: self._gate.add(ref, self._samples),
             prefetch=self._prefetch,
         )
 
@@ -793,6 +793,7 @@ async def open_pipeline(
     sink: AudioSink,
     settings: PipelineSettings | None = None,
     metrics: Metrics | None = None,
+    far_end: FarEndTap | None = None,
 ) -> AsyncIterator[VoicePipeline]:
     """A pipeline whose background work (ASR passes, turns) lives as long as the block."""
     async with trio.open_nursery() as nursery:
@@ -805,6 +806,7 @@ async def open_pipeline(
             settings or PipelineSettings(),
             nursery,
             metrics,
+            far_end,
         )
         try:
             yield pipe

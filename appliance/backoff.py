@@ -1,0 +1,26 @@
+"""Restart delays for things that crash: doubling, capped, forgiven after a healthy run. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Backoff"]
+
+
+@dataclass
+class Backoff:
+    """`delay(ran_s)` after each failure: `initial_s`, doubling to `max_s`. A run of at least
+    `healthy_s` counts as recovered, so the next failure waits `initial_s` again: a server that
+    crashes once a day must not inherit the delay of a crash loop at boot."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    healthy_s: float = 30.0
+    _next: float = 0.0
+
+    def delay(self, ran_s: float) -> float:
+        if ran_s >= self.healthy_s or self._next <= 0.0:
+            self._next = self.initial_s
+        wait = self._next
+        self._next = min(self._next * 2.0, self.max_s)
+        return wait
