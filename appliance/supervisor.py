@@ -44,13 +44,13 @@ from .llm.pool import LLMPool
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .models_manifest import ModelError
+from .service import Readiness, ServiceContext, retention_loop
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
 from .voice.engine import attach_engine, engine_of, load_engine
 from .voice.local import run_local_voice
-from .web.admin import retention_loop, serve_admin
-from .web.context import Readiness, WebContext
+from .web.admin import serve_admin
 from .web.server import serve_web
 
 __all__ = ["Service", "run_service", "supervised"]
@@ -66,7 +66,7 @@ _STOP_GRACE_S = 4.0
 class Service:
     """Handles to the running service, given to `task_status.started` (tests, bench, CLI)."""
 
-    ctx: WebContext
+    ctx: ServiceContext
     urls: list[str]
 
     def stop(self) -> None:
@@ -268,7 +268,7 @@ async def _serve(
         runner = TurnRunner(
             cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics, astore
         )
-        ctx = WebContext(
+        ctx = ServiceContext(
             cfg=cfg,
             sessions=sessions,
             runner=runner,
@@ -352,7 +352,7 @@ async def _serve(
 
 
 async def _web(
-    ctx: WebContext,
+    ctx: ServiceContext,
     done: trio.Event,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -362,7 +362,7 @@ async def _web(
         done.set()
 
 
-async def _load_voice(cfg: Config, ctx: WebContext) -> None:
+async def _load_voice(cfg: Config, ctx: ServiceContext) -> None:
     """VAD/ASR/TTS loaded and run once before READY. A missing or corrupt model file costs the
     voice (said in the log and /readyz notes), never the kiosk: it stays usable by text."""
     if cfg.voice.enabled is False:
@@ -374,7 +374,7 @@ async def _load_voice(cfg: Config, ctx: WebContext) -> None:
         ctx.readiness.notes.append(f"voice unavailable: {exc}")
 
 
-def _start_local_voice(ctx: WebContext, turns: trio.Nursery) -> None:
+def _start_local_voice(ctx: ServiceContext, turns: trio.Nursery) -> None:
     """The kiosk's own mic and speaker. In the turns nursery: it stops with the other turns,
     before the store is flushed. A missing device is Capture's business (log line + retry)."""
     if ctx.cfg.audio.enabled is False:

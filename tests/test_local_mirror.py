@@ -21,10 +21,10 @@ from trio_websocket import open_websocket_url
 from voicefixtures import speech_16k
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
+from appliance.mirror import LocalMirror
 from appliance.supervisor import Service
 from appliance.voice.local import LocalVoice, audio_settings
 from appliance.voice.resample import resample
-from appliance.web.context import LocalMirror
 
 # One local voice exchange as the pipeline emits it (deltas word by word, Markdown included).
 EXCHANGE: list[dict[str, Any]] = [

@@ -25,7 +25,7 @@ from .tts import PiperTts
 from .vad import SileroVad
 
 if TYPE_CHECKING:
-    from ..web.context import WebContext
+    from ..service import ServiceContext
 
 __all__ = ["VoiceEngine", "attach_engine", "engine_of", "inference_settings", "load_engine"]
 
@@ -100,12 +100,12 @@ async def load_engine(cfg: Config) -> VoiceEngine:
     )
 
 
-# The web context types the field loosely (the web layer must import without the voice stack);
-# these two keep the narrowing in one place.
-def attach_engine(ctx: WebContext, engine: VoiceEngine | None) -> None:
+# The service context types the field as `object` (it must not import voice/); these two keep
+# the narrowing in one place.
+def attach_engine(ctx: ServiceContext, engine: VoiceEngine | None) -> None:
     ctx.voice_engine = engine
 
 
-def engine_of(ctx: WebContext) -> VoiceEngine | None:
+def engine_of(ctx: ServiceContext) -> VoiceEngine | None:
     engine = ctx.voice_engine
     return engine if isinstance(engine, VoiceEngine) else None

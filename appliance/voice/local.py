@@ -27,7 +27,7 @@ from ..audio.farend import MicBlock
 from ..audio.playback import Playback
 from ..config import Config
 from ..dialog import Conversation
-from ..web.context import WebContext
+from ..service import ServiceContext
 from .engine import VoiceEngine
 from .pipeline import PipelineSettings, VoicePipeline, open_pipeline
 
@@ -78,7 +78,7 @@ class PlaybackSink:
 class LocalVoice:
     """Handles for tests and status: the devices and, while it runs, the pipeline."""
 
-    def __init__(self, ctx: WebContext, engine: VoiceEngine, settings: AudioSettings) -> None:
+    def __init__(self, ctx: ServiceContext, engine: VoiceEngine, settings: AudioSettings) -> None:
         self.ctx = ctx
         self.engine = engine
         self.capture = Capture(settings, on_state=self._mic_state)
@@ -170,6 +170,6 @@ class LocalVoice:
             await trio.sleep(period_s)
 
 
-async def run_local_voice(ctx: WebContext, engine: VoiceEngine) -> None:
+async def run_local_voice(ctx: ServiceContext, engine: VoiceEngine) -> None:
     """The local voice task, until cancelled (the supervisor restarts it if it crashes)."""
     await LocalVoice(ctx, engine, audio_settings(ctx.cfg)).run()

@@ -27,10 +27,7 @@ from quart_trio import QuartTrio
 
 from ..admin import sysinfo
 from ..admin.auth import (
-    AdminAuth,
     AdminSession,
-    LoginThrottle,
-    SessionStore,
     check_password_policy,
     hash_password,
     is_loopback,
@@ -39,48 +36,25 @@ from ..admin.auth import (
 )
 from ..admin.conversations import to_csv, to_json, turn_dict
 from ..admin.settings import RESTART_PREFIXES, plan_edit
-from ..config import Config, ConfigError, config_to_dict, save_config, write_atomic
-from ..contentfilter import ContentFilter
+from ..admin.state import AdminState
+from ..config import ConfigError, config_to_dict, save_config, write_atomic
 from ..knowledge import KnowledgeBase, parse_faq
+from ..service import ServiceContext, admin_state, apply_live
 from ..store import Store
-from .context import WebContext
 
-__all__ = ["admin_state", "create_admin_app", "register_admin", "retention_loop", "serve_admin"]
+__all__ = ["create_admin_app", "register_admin", "serve_admin"]
 
 log = logging.getLogger("appliance.admin")
 
 COOKIE = "appliance_admin"
 USER = "admin"
 _MAX_FAQ_BYTES = 512 * 1024
-_RETENTION_PERIOD_S = 3600.0
 
 Handler = Callable[..., Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 
 
-class _State:
-    """Per-service admin state (shared by the kiosk listener and the LAN listener)."""
-
-    def __init__(self, ctx: WebContext) -> None:
-        a = ctx.cfg.admin
-        self.auth = AdminAuth(
-            sessions=SessionStore(a.session_s),
-            throttle=LoginThrottle(a.max_failures, a.lockout_s),
-        )
-        # What the config file holds (may differ from ctx.cfg by restart-only keys).
-        self.saved: Config = ctx.cfg
-        self.restart_pending: list[str] = []
-        self.setup_checked = False
-
-
-def admin_state(ctx: WebContext) -> _State:
-    if ctx.admin is None:
-        ctx.admin = _State(ctx)
-    assert isinstance(ctx.admin, _State)
-    return ctx.admin
-
-
-def _store(ctx: WebContext) -> Store:
+def _store(ctx: ServiceContext) -> Store:
     if ctx.store is None:
         raise RuntimeError("admin routes need the conversation store")
     return ctx.store
@@ -94,7 +68,7 @@ def _remote() -> str:
     return request.remote_addr or "?"
 
 
-async def _audit(ctx: WebContext, actor: str, action: str, detail: str = "") -> None:
+async def _audit(ctx: ServiceContext, actor: str, action: str, detail: str = "") -> None:
     remote = _remote()
     log.info("admin audit: %s %s %s", actor, action, detail, extra={"remote": remote})
     try:
@@ -103,7 +77,7 @@ async def _audit(ctx: WebContext, actor: str, action: str, detail: str = "") -> 
         log.exception("audit log write failed")
 
 
-async def _ensure_setup_code(ctx: WebContext, st: _State) -> None:
+async def _ensure_setup_code(ctx: ServiceContext, st: AdminState) -> None:
     """On first use with no account: make a one-time code and print it to the journal."""
     if st.setup_checked:
         return
@@ -135,7 +109,7 @@ def _cross_origin() -> bool:
     return urlsplit(origin).netloc != request.host
 
 
-def register_admin(app: QuartTrio, ctx: WebContext) -> None:
+def register_admin(app: QuartTrio, ctx: ServiceContext) -> None:
     """Add the admin page and API to `app` (the kiosk app, or the LAN-only admin app)."""
     from .app import ui_dir
 
@@ -402,7 +376,7 @@ def register_admin(app: QuartTrio, ctx: WebContext) -> None:
         except OSError as exc:
             await _audit(ctx, s.user, "config_save_failed", str(exc))
             return _err("save_failed", f"Could not write the config file: {exc}", 500)
-        await _apply_live(ctx, edit.live)
+        await apply_live(ctx, edit.live)
         st.saved = edit.saved
         st.restart_pending = sorted(set(st.restart_pending) | set(edit.restart))
         applied = [k for k in edit.changed if k not in edit.restart]
@@ -521,26 +495,7 @@ def register_admin(app: QuartTrio, ctx: WebContext) -> None:
         return {"ok": True, "deleted": n}
 
 
-async def _apply_live(ctx: WebContext, live: Config) -> None:
-    """Make `live` the running config: everything that reads ctx.cfg / runner.cfg per use
-    picks it up at once; the few objects built from it at start are updated here."""
-    old = ctx.cfg
-    ctx.cfg = live
-    ctx.runner.cfg = live
-    if live.filter.blocked_terms != old.filter.blocked_terms:
-        ctx.runner.cfilter = ContentFilter(live.filter.blocked_terms)
-    ctx.pool.first_token_s = live.budgets.first_token_s
-    ctx.pool.stall_s = live.budgets.stall_s
-    ctx.sessions.idle_reset_s = live.dialog.idle_reset_s
-    ctx.sessions.history_turns = live.llm.history_turns
-    if live.knowledge.faq != old.knowledge.faq:
-        embedder = ctx.runner.knowledge.embedder
-        ctx.runner.knowledge = await trio.to_thread.run_sync(
-            functools.partial(KnowledgeBase.from_file, Path(live.knowledge.faq), embedder=embedder)
-        )
-
-
-def create_admin_app(ctx: WebContext) -> QuartTrio:
+def create_admin_app(ctx: ServiceContext) -> QuartTrio:
     """An app with only the admin page (and its static files), for the LAN listener."""
     from .app import ui_dir
 
@@ -574,7 +529,7 @@ def create_admin_app(ctx: WebContext) -> QuartTrio:
 
 
 async def serve_admin(
-    ctx: WebContext, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ctx: ServiceContext, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """The admin-only listener on `admin.host:admin.port` (HTTPS when a cert is configured)."""
     a = ctx.cfg.admin
@@ -589,14 +544,3 @@ async def serve_admin(
     await hypercorn.trio.serve(
         create_admin_app(ctx), hc, shutdown_trigger=ctx.stopping.wait, task_status=task_status
     )
-
-
-async def retention_loop(ctx: WebContext, period_s: float = _RETENTION_PERIOD_S) -> None:
-    """Delete turns older than store.retention_days, now and then every hour."""
-    while True:
-        if ctx.store is not None:
-            days = ctx.cfg.store.retention_days
-            n = await trio.to_thread.run_sync(ctx.store.purge_older_than, days)
-            if n:
-                log.info("retention: deleted %d turns older than %g days", n, days)
-        await trio.sleep(period_s)

@@ -15,9 +15,9 @@ from quart_trio import QuartTrio
 
 from ..images import ImageError
 from ..metrics import CONTENT_TYPE
+from ..service import ServiceContext
 from . import protocol as P
 from .admin import register_admin
-from .context import WebContext
 from .ratelimit import TokenBucket
 from .ws import WsConnection
 
@@ -41,7 +41,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def create_app(ctx: WebContext) -> QuartTrio:
+def create_app(ctx: ServiceContext) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = ctx.cfg.web.max_frame_bytes * 2
     static = ui_dir()

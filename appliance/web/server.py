@@ -8,14 +8,14 @@ import hypercorn.trio
 import trio
 from hypercorn.config import Config as HyperConfig
 
+from ..service import ServiceContext
 from .app import create_app
-from .context import WebContext
 
 __all__ = ["serve_web"]
 
 
 async def serve_web(
-    ctx: WebContext, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ctx: ServiceContext, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run until `ctx.stopping` is set; started() reports the bound URLs (port 0 is resolved)."""
     hc = HyperConfig()

@@ -32,11 +32,12 @@ import trio
 from ..admin.auth import is_loopback
 from ..dialog import Conversation
 from ..images import ImageError
+from ..mirror import MirrorSubscription
+from ..service import ServiceContext
 from ..voice.engine import VoiceEngine, engine_of
 from ..voice.pipeline import PipelineSettings, WsSink, open_pipeline, pcm16_to_float
 from ..voice.resample import resample
 from . import protocol as P
-from .context import MirrorSubscription, WebContext
 from .ratelimit import TokenBucket
 
 __all__ = ["WsConnection"]
@@ -61,7 +62,7 @@ def hello_local(raw: str) -> bool | None:
 
 
 class WsConnection:
-    def __init__(self, ctx: WebContext, ws: Any) -> None:
+    def __init__(self, ctx: ServiceContext, ws: Any) -> None:
         self.ctx = ctx
         self.ws = ws
         cfg = ctx.cfg.web

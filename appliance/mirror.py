@@ -1,6 +1,4 @@
-"""What the web layer needs from the running service, in one object (no globals).
-
-`LocalMirror` is the fan-out of the box's own voice conversation (`voice/local.py`, the kiosk's
+"""The fan-out of the box's own voice conversation (`voice/local.py`, the kiosk's
 microphone and speaker) to the pages that are the kiosk's own screen (`web/ws.py` decides who
 subscribes). Publishing never blocks and never fails: each subscriber has a bounded buffer in
 which superseded messages collapse (deltas of one reply merge, a newer partial transcript or state
@@ -12,24 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import trio
 
-from ..config import Config
-from ..dialog import SessionRegistry
-from ..llm.pool import LLMPool
-from ..looplag import LagMonitor
-from ..metrics import Metrics
-from ..store import Store
-from ..turns import TurnRunner
+__all__ = ["MIRRORED_TYPES", "LocalMirror", "MirrorSubscription"]
 
-__all__ = ["MIRRORED_TYPES", "LocalMirror", "MirrorSubscription", "Readiness", "WebContext"]
-
-log = logging.getLogger("appliance.web.mirror")
+log = logging.getLogger("appliance.mirror")
 
 # The local conversation's dialog messages that pages may see (never audio, never a session id).
 MIRRORED_TYPES = frozenset({"state", "transcript", "reply.delta", "reply.done", "error"})
@@ -170,52 +158,3 @@ class LocalMirror:
         sub.offer(self.last_state or {"type": "state", "state": "idle"})
         self._subs.add(sub)
         return sub
-
-
-@dataclass
-class Readiness:
-    """READY needs warm local models and at least one LLM endpoint that answered."""
-
-    models_warm: bool = False
-    started_at: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def snapshot(self, pool: LLMPool) -> dict[str, Any]:
-        endpoints = [
-            {"name": h.name, "ok": h.ok, "last_error": h.last_error, "latency_s": h.last_latency_s}
-            for h in pool.health
-        ]
-        any_ok = any(e["ok"] for e in endpoints)
-        return {
-            "ready": self.models_warm and any_ok,
-            "models_warm": self.models_warm,
-            "endpoints": endpoints,
-            "notes": list(self.notes),
-        }
-
-
-@dataclass
-class WebContext:
-    cfg: Config
-    sessions: SessionRegistry
-    runner: TurnRunner
-    pool: LLMPool
-    metrics: Metrics
-    readiness: Readiness
-    lag: LagMonitor
-    # Set when the service begins a graceful stop: sockets close with 1001, SSE streams end.
-    stopping: trio.Event = field(default_factory=trio.Event)
-    # Where SSE turns run (they outlive the request handler's own task).
-    nursery: trio.Nursery | None = None
-    sse_scopes: set[trio.CancelScope] = field(default_factory=set)
-    ws_open: int = 0
-    # Loaded voice models (None: text and touch only). Typed loosely to keep the web layer
-    # importable without the voice stack; appliance.voice.engine.engine_of() narrows it.
-    voice_engine: Any = None
-    # For the admin page: the conversation log, the file a settings edit is saved to (None =
-    # built-in defaults, nothing to save to), and its in-memory state (appliance.admin.auth).
-    store: Store | None = None
-    config_path: Path | None = None
-    admin: Any = None
-    # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
-    local_mirror: LocalMirror = field(default_factory=LocalMirror)
