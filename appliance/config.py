@@ -19,8 +19,6 @@ from typing import Any, Literal
 
 import tomli_w
 
-from .voice.endpoint import SegmenterSettings
-
 __all__ = [
     "AdminConfig",
     "AudioConfig",
@@ -177,19 +175,21 @@ class VoiceConfig:
     # auto = load the voice models when their files are present (text-only if not); false = off.
     enabled: bool | Literal["auto"] = "auto"
     check_hashes: bool = True
-    # Segmenter (appliance/voice/endpoint.py): VAD probabilities and durations in seconds,
-    # its own defaults (documented there) unless said otherwise.
-    speech_threshold: float = SegmenterSettings.speech_threshold
-    silence_threshold: float = SegmenterSettings.silence_threshold
-    min_speech_s: float = SegmenterSettings.min_speech_s
-    hangover_s: float = SegmenterSettings.hangover_s
-    short_hangover_s: float = SegmenterSettings.short_hangover_s
-    max_utterance_s: float = SegmenterSettings.max_utterance_s
-    no_speech_timeout_s: float = SegmenterSettings.no_speech_timeout_s
+    # Segmenter (appliance/voice/segmenter.py): VAD probabilities (0..1) and durations (s).
+    speech_threshold: float = 0.5  # a frame at or above this counts as speech
+    silence_threshold: float = 0.35  # hysteresis: below this a frame counts as silence
+    min_speech_s: float = 0.15  # voiced time needed before it is speech (ignores clicks)
+    hangover_s: float = 0.5  # silence that ends an utterance
+    short_hangover_s: float = 0.25  # ... when the words so far read as a complete question
+    max_utterance_s: float = 15.0
+    no_speech_timeout_s: float = 8.0  # listening this long without speech: one timeout event
     pre_roll_s: float = 0.2  # audio before the onset given to ASR (Moonshine wants tight cuts)
     post_roll_s: float = 0.1
-    speaking_threshold_boost: float = SegmenterSettings.speaking_threshold_boost
-    bargein_min_speech_s: float = SegmenterSettings.bargein_min_speech_s
+    speaking_threshold_boost: float = 0.2  # both thresholds rise by this while the box speaks
+    # Voiced time that starts speech while the box speaks. Shorter stops the reply sooner, but
+    # leaked echo of our own voice then interrupts us more often: 0.09 and 0.12 failed the
+    # loopback self-interruption test.
+    bargein_min_speech_s: float = 0.15
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
@@ -198,7 +198,7 @@ class VoiceConfig:
     # TTS: budget for the first audio of a reply; speaking speed (> 1 slower).
     tts_first_s: float = 2.0
     length_scale: float = 1.0
-    # Self-interruption guard while the box speaks (see appliance/voice/pipeline.py EchoGate).
+    # Self-interruption guard while the box speaks (appliance/voice/echo.py).
     echo_gate: bool = True
     echo_leak: float = 0.1
     echo_margin: float = 2.0

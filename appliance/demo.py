@@ -26,17 +26,20 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from .audio.resample import resample
 from .config import Config, LLMEndpointConfig, load_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
+from .events import ServerEvent, Transcript
 from .llm.local import run_local_llm
 from .llm.pool import LLMPool
 from .metrics import Metrics
 from .supervisor import _warm_up, endpoints_from_config, load_knowledge
 from .turns import TurnRunner
 from .voice.engine import VoiceEngine, load_engine
-from .voice.pipeline import FRAME, RATE, MemorySink, PipelineSettings, open_pipeline
-from .voice.resample import resample
+from .voice.listening import FRAME, RATE
+from .voice.pipeline import PipelineSettings, open_pipeline
+from .voice.sinks import MemorySink
 
 __all__ = ["DemoInputError", "DemoResult", "cmd_demo", "read_wav", "run_demo", "write_wav"]
 
@@ -142,10 +145,11 @@ async def run_demo(
     metrics = Metrics()
     engine = engine or await load_engine(cfg)
     sink = MemorySink()
-    msgs: list[dict[str, Any]] = []
+    partials: list[str] = []
 
-    async def emit(msg: dict[str, Any]) -> None:
-        msgs.append(msg)
+    async def emit(ev: ServerEvent) -> None:
+        if isinstance(ev, Transcript) and not ev.final:
+            partials.append(ev.text)
         await trio.lowlevel.checkpoint()
 
     sessions = SessionRegistry(
@@ -165,7 +169,6 @@ async def run_demo(
             await pipe.feed(audio_16k[i : i + FRAME])
         await pipe.end_of_input()
         await pipe.wait_idle()
-    partials = [m["text"] for m in msgs if m["type"] == "transcript" and not m["final"]]
     first = pipe.turns[0] if pipe.turns else None
     out = sink.audio()
     result = DemoResult(

@@ -11,38 +11,41 @@ from __future__ import annotations
 import logging
 from collections import deque
 from types import TracebackType
-from typing import Any
 
 import trio
+
+from .events import (
+    DialogEvent,
+    ErrorEvent,
+    ReplyDelta,
+    ReplyDone,
+    StateEvent,
+    Transcript,
+    merge_deltas,
+)
 
 __all__ = ["MIRRORED_TYPES", "LocalMirror", "MirrorSubscription"]
 
 log = logging.getLogger("appliance.mirror")
 
-# The local conversation's dialog messages that pages may see (never audio, never a session id).
-MIRRORED_TYPES = frozenset({"state", "transcript", "reply.delta", "reply.done", "error"})
+# The local conversation's dialog events that pages may see (never audio, never a session id).
+MIRRORED_TYPES = (StateEvent, Transcript, ReplyDelta, ReplyDone, ErrorEvent)
 # Messages one subscriber may have waiting (after merging) before new ones are dropped.
 MIRROR_BUFFER = 64
 # Merged reply deltas stop growing here; further text queues as another delta.
 _MERGE_MAX_CHARS = 16384
 
 
-def _merge(last: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any] | None:
-    """One message that says what `last` then `msg` say, or None when both must be sent."""
-    kind = msg.get("type")
-    if kind != last.get("type"):
+def _merge(last: DialogEvent, ev: DialogEvent) -> DialogEvent | None:
+    """One event that says what `last` then `ev` say, or None when both must be sent."""
+    if type(ev) is not type(last):
         return None
-    if kind == "state":
-        return msg
-    if kind == "transcript" and not last.get("final") and not msg.get("final"):
-        return msg  # a newer partial of the same utterance
-    if (
-        kind == "reply.delta"
-        and last.get("turn") == msg.get("turn")
-        and not msg.get("reset")
-        and len(last["text"]) + len(msg["text"]) <= _MERGE_MAX_CHARS
-    ):
-        return {**last, "text": last["text"] + msg["text"]}
+    if isinstance(ev, StateEvent):
+        return ev
+    if isinstance(ev, Transcript) and isinstance(last, Transcript):
+        return ev if not last.final and not ev.final else None  # a newer partial
+    if isinstance(ev, ReplyDelta) and isinstance(last, ReplyDelta):
+        return merge_deltas(last, ev, _MERGE_MAX_CHARS)
     return None
 
 
@@ -52,7 +55,7 @@ class MirrorSubscription:
     def __init__(self, mirror: LocalMirror, limit: int) -> None:
         self._mirror = mirror
         self.limit = limit
-        self._buf: deque[dict[str, Any]] = deque()
+        self._buf: deque[DialogEvent] = deque()
         self._lot = trio.lowlevel.ParkingLot()
         self.closed = False
         self.delivered = 0
@@ -61,7 +64,7 @@ class MirrorSubscription:
     def __len__(self) -> int:
         return len(self._buf)
 
-    def offer(self, msg: dict[str, Any]) -> bool:
+    def offer(self, msg: DialogEvent) -> bool:
         """Queue `msg` without waiting; False (counted) when the buffer is full."""
         if self.closed:
             return False
@@ -79,7 +82,7 @@ class MirrorSubscription:
         self._lot.unpark_all()
         return True
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> DialogEvent:
         while not self._buf:
             if self.closed:
                 raise trio.EndOfChannel
@@ -93,7 +96,7 @@ class MirrorSubscription:
     def __aiter__(self) -> MirrorSubscription:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> DialogEvent:
         try:
             return await self.receive()
         except trio.EndOfChannel:
@@ -125,7 +128,7 @@ class LocalMirror:
     def __init__(self, limit: int = MIRROR_BUFFER) -> None:
         self.limit = limit
         self._subs: set[MirrorSubscription] = set()
-        self.last_state: dict[str, Any] | None = None
+        self.last_state: DialogEvent | None = None
         self.published = 0
         self.dropped = 0  # (message, subscriber) pairs that did not fit
 
@@ -134,13 +137,12 @@ class LocalMirror:
         """The current subscribers (for status and tests)."""
         return tuple(self._subs)
 
-    def publish(self, msg: dict[str, Any]) -> int:
+    def publish(self, msg: DialogEvent) -> int:
         """Offer one message to every subscriber; never waits. Returns how many took it."""
-        if msg.get("type") not in MIRRORED_TYPES:
+        if not isinstance(msg, MIRRORED_TYPES):
             return 0
-        msg = dict(msg)  # our own copy: the caller may reuse its dict
         self.published += 1
-        if msg["type"] == "state":
+        if isinstance(msg, StateEvent):
             self.last_state = msg
         taken = 0
         for sub in list(self._subs):
@@ -155,6 +157,6 @@ class LocalMirror:
         current state (idle before it said any), so a page that (re)connects mid-turn, or to a
         restarted service, shows the right indicator at once."""
         sub = MirrorSubscription(self, limit or self.limit)
-        sub.offer(self.last_state or {"type": "state", "state": "idle"})
+        sub.offer(self.last_state or StateEvent("idle"))
         self._subs.add(sub)
         return sub

@@ -26,6 +26,7 @@ from .budgets import Timings
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
+from .events import Emit, ReplyDelta, ReplyDone, StateEvent
 from .grounding import Grounding, ground
 from .images import ImageLimits, PreparedImage, prepare_image
 from .knowledge import KnowledgeBase, build_system_prompt
@@ -33,11 +34,10 @@ from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord
 
-__all__ = ["Emit", "TurnResult", "TurnRunner", "VoiceLeg"]
+__all__ = ["TurnResult", "TurnRunner", "VoiceLeg"]
 
 log = logging.getLogger("appliance.turns")
 
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Leave a sliver of the turn budget to deliver reply.done itself.
 _DONE_MARGIN_S = 0.05
@@ -214,11 +214,11 @@ class TurnRunner:
         endpoint: str | None = None
         reply = ""
         conv.apply(DialogEvent.QUESTION)
-        await emit({"type": "state", "state": conv.state.value})
+        await emit(StateEvent(conv.state.value))
 
         async def say_whole(text: str) -> None:
             parts.append(text)
-            await emit({"type": "reply.delta", "turn": turn, "text": text})
+            await emit(ReplyDelta(turn, text))
 
         replied = False  # reply.done is out and the dialog has moved on (REPLY_DONE applied)
         completed = False
@@ -246,18 +246,10 @@ class TurnRunner:
             timings.mark("total")
             if leg is not None and leg.first_audio is not None:
                 await leg.first_audio()
-            await emit(
-                {
-                    "type": "reply.done",
-                    "turn": turn,
-                    "text": reply,
-                    "timings": _turn_timings(timings, leg),
-                    "outcome": outcome,
-                }
-            )
+            await emit(ReplyDone(turn, reply, _turn_timings(timings, leg), outcome))
             conv.apply(DialogEvent.REPLY_DONE)
             replied = True
-            await emit({"type": "state", "state": conv.state.value})
+            await emit(StateEvent(conv.state.value))
             if outcome == "ok":
                 conv.record(question, reply)
             if leg is not None and leg.playback is not None:
@@ -307,11 +299,11 @@ class TurnRunner:
     ) -> None:
         """The staff's own answer, streamed sentence by sentence like a model reply."""
         conv.apply(DialogEvent.REPLY_STARTED)
-        await emit({"type": "state", "state": conv.state.value})
+        await emit(StateEvent(conv.state.value))
         timings.mark("first_text")
         for sentence in _sentences(self.cfilter.mask(answer)):
             parts.append(sentence)
-            await emit({"type": "reply.delta", "turn": turn, "text": sentence})
+            await emit(ReplyDelta(turn, sentence))
 
     async def _stream_reply(
         self,
@@ -344,12 +336,9 @@ class TurnRunner:
             if not spoke:
                 spoke = True
                 conv.apply(DialogEvent.REPLY_STARTED)
-                await emit({"type": "state", "state": conv.state.value})
+                await emit(StateEvent(conv.state.value))
             parts.append(safe)
-            msg: dict[str, Any] = {"type": "reply.delta", "turn": turn, "text": safe}
-            if reset:
-                msg["reset"] = True
-            await emit(msg)
+            await emit(ReplyDelta(turn, safe, reset=reset))
 
         deadline = timings.started + self.cfg.budgets.turn_s - _DONE_MARGIN_S
         outcome, endpoint = "ok", None
@@ -377,24 +366,17 @@ class TurnRunner:
         tail = masker.flush()
         if tail and outcome != "fallback":
             parts.append(tail)
-            await emit({"type": "reply.delta", "turn": turn, "text": tail})
+            await emit(ReplyDelta(turn, tail))
         if outcome == "fallback":
             self.metrics.fallbacks.labels(reason="llm").inc()
             parts.clear()
-            await emit(
-                {
-                    "type": "reply.delta",
-                    "turn": turn,
-                    "text": self.cfg.llm.fallback_reply,
-                    "reset": True,
-                }
-            )
+            await emit(ReplyDelta(turn, self.cfg.llm.fallback_reply, reset=True))
             parts.append(self.cfg.llm.fallback_reply)
         elif not parts:
             # The model said nothing usable (e.g. everything masked): still answer something.
             outcome = "fallback"
             self.metrics.fallbacks.labels(reason="empty").inc()
-            await emit({"type": "reply.delta", "turn": turn, "text": self.cfg.llm.fallback_reply})
+            await emit(ReplyDelta(turn, self.cfg.llm.fallback_reply))
             parts.append(self.cfg.llm.fallback_reply)
         self.metrics.observe_stage("llm_total", trio.current_time() - t0)
         return outcome, endpoint

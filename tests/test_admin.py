@@ -18,7 +18,7 @@ import httpx
 import pytest
 import tomli_w
 import trio
-from conftest import Client
+from support import Client
 
 from appliance.admin.auth import LoginThrottle, is_loopback
 from appliance.admin.conversations import to_csv

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from voicefixtures import asr, question_16k  # noqa: F401  (fixtures)
 
+from appliance.audio.resample import resample
 from appliance.inference import ModelRunner
 from appliance.voice.asr import TranscriptionAborted, check_audio
 from appliance.voice.moonshine import (
@@ -16,7 +17,6 @@ from appliance.voice.moonshine import (
     max_tokens_for,
     repetition_cut,
 )
-from appliance.voice.resample import resample
 
 # --- pure ---------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from pulse import PulseDaemon, Recording, pulse  # noqa: F401  (fixture)
 from appliance.audio import AudioSettings, Capture, Playback, StreamResampler, backoff_delay
 from appliance.audio.devices import match_name, parse_pulse_devices
 from appliance.audio.farend import MicBlock
-from appliance.voice.resample import resample
+from appliance.audio.resample import resample
 
 F32 = npt.NDArray[np.float32]
 

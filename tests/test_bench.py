@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import run_cli
+from support import run_cli
 
 from appliance.bench.core import Target
 from appliance.bench.load import lag_p99_ms

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from appliance.bench.pulse import missing_tools
 from appliance.bench.voice import bargein_stop_index, dropped_blocks, first_loud, last_loud

@@ -16,9 +16,9 @@ import numpy as np
 import trio
 from voicefixtures import speech_16k
 
+from appliance.audio.resample import resample
 from appliance.demo import DemoInputError, read_wav, write_wav
 from appliance.fakes.scripted_llm import ScriptedLLM
-from appliance.voice.resample import resample
 
 
 def write_stereo_44k(path: Path, audio_16k: np.ndarray) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import tomli_w
 import trio
-from conftest import base_url, make_config
+from support import base_url, make_config
 
 from appliance.bench.procs import free_port
 from appliance.supervisor import Service, run_service

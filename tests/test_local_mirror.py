@@ -15,16 +15,19 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
-from conftest import Client, StartService
 from pulse import RATE, PulseDaemon, pulse  # noqa: F401  (fixture)
+from support import Client, StartService, event
 from trio_websocket import open_websocket_url
 from voicefixtures import speech_16k
 
+from appliance.audio.resample import resample
+from appliance.events import (
+    to_wire,
+)
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 from appliance.mirror import LocalMirror
 from appliance.supervisor import Service
 from appliance.voice.local import LocalVoice, audio_settings
-from appliance.voice.resample import resample
 
 # One local voice exchange as the pipeline emits it (deltas word by word, Markdown included).
 EXCHANGE: list[dict[str, Any]] = [
@@ -44,6 +47,10 @@ EXCHANGE: list[dict[str, Any]] = [
     },
     {"type": "state", "state": "idle"},
 ]
+
+
+def wire(events: Any) -> list[dict[str, Any]]:
+    return [to_wire(e) for e in events]
 
 
 def local_voice(svc: Service) -> LocalVoice:
@@ -90,36 +97,36 @@ async def pong_after(c: Client) -> list[dict[str, Any]]:
 async def test_mirror_merges_what_is_superseded_and_drops_what_does_not_fit() -> None:
     mirror = LocalMirror(limit=4)
     sub = mirror.subscribe()
-    assert list(sub._buf) == [{"type": "state", "state": "idle"}]  # the current state first
+    assert wire(sub._buf) == [{"type": "state", "state": "idle"}]  # the current state first
     for m in EXCHANGE[:7]:
-        assert mirror.publish(m) in (0, 1)
+        assert mirror.publish(event(m)) in (0, 1)
     # idle->listening collapse; the buffer is then full with four distinct messages, so both
     # deltas are dropped (counted) while the newer state still replaces the older one.
-    assert list(sub._buf) == [
+    assert wire(sub._buf) == [
         {"type": "state", "state": "listening"},
         {"type": "transcript", "text": "when do you", "final": False},
         {"type": "transcript", "text": "When do you open?", "final": True},
         {"type": "state", "state": "speaking"},
     ]
     assert sub.dropped == mirror.dropped == 2
-    taken = [await sub.receive() for _ in range(4)]
+    taken = [to_wire(await sub.receive()) for _ in range(4)]
     assert taken[0]["state"] == "listening" and len(sub) == 0
     # A reset delta starts over and is never merged into what came before it.
-    mirror.publish({"type": "reply.delta", "turn": 2, "text": "a"})
-    mirror.publish({"type": "reply.delta", "turn": 2, "text": "b", "reset": True})
-    mirror.publish({"type": "reply.delta", "turn": 2, "text": "c"})
-    assert [(m["text"], m.get("reset")) for m in sub._buf] == [("a", None), ("bc", True)]
+    mirror.publish(event({"type": "reply.delta", "turn": 2, "text": "a"}))
+    mirror.publish(event({"type": "reply.delta", "turn": 2, "text": "b", "reset": True}))
+    mirror.publish(event({"type": "reply.delta", "turn": 2, "text": "c"}))
+    assert [(m["text"], m.get("reset")) for m in wire(sub._buf)] == [("a", None), ("bc", True)]
     for i in range(10):
-        assert mirror.publish({"type": "reply.done", "turn": 10 + i, "text": "x"}) == (i < 2)
+        assert mirror.publish(event({"type": "reply.done", "turn": 10 + i, "text": "x"})) == (i < 2)
     assert len(sub) == 4 and sub.dropped == mirror.dropped == 10
     # Audio (and anything else outside the dialog messages) is never mirrored.
-    assert mirror.publish({"type": "audio.start", "turn": 1, "rate": 22050}) == 0
+    assert mirror.publish(event({"type": "audio.start", "turn": 1, "rate": 22050})) == 0
     # A reader takes what is buffered, then waits; closing ends it and unsubscribes.
     drained: list[dict[str, Any]] = []
 
     async def read_all() -> None:
         async for m in sub:
-            drained.append(m)
+            drained.append(to_wire(m))
 
     async with trio.open_nursery() as n:
         n.start_soon(read_all)
@@ -127,15 +134,15 @@ async def test_mirror_merges_what_is_superseded_and_drops_what_does_not_fit() ->
         assert len(drained) == 4 and len(sub) == 0
         sub.close()
     assert mirror.subscriptions == ()
-    assert mirror.publish({"type": "state", "state": "idle"}) == 0
+    assert mirror.publish(event({"type": "state", "state": "idle"})) == 0
 
 
 async def test_mirror_buffer_merges_exactly() -> None:
     mirror = LocalMirror(limit=64)
     sub = mirror.subscribe()
     for m in EXCHANGE:
-        mirror.publish(m)
-    got = [await sub.receive() for _ in range(len(sub))]
+        mirror.publish(event(m))
+    got = [to_wire(await sub.receive()) for _ in range(len(sub))]
     assert got == [
         {"type": "state", "state": "listening"},
         {"type": "transcript", "text": "when do you", "final": False},
@@ -166,7 +173,7 @@ async def test_kiosk_screen_sees_the_local_turn_and_other_pages_do_not(
         assert len(svc.ctx.local_mirror.subscriptions) == 1
 
         for m in EXCHANGE:
-            await voice.emit(m)
+            await voice.emit(event(m))
         got = await local_until(screen, "reply.done")
         got += await local_until(screen, "state")
         finals = [m["text"] for m in got if m["type"] == "transcript" and m["final"]]
@@ -191,7 +198,7 @@ async def test_kiosk_screen_sees_the_local_turn_and_other_pages_do_not(
         # local: false unsubscribes; later local messages no longer arrive.
         assert (await kiosk_hello(screen, local=False))["local"] is False
         assert svc.ctx.local_mirror.subscriptions == ()
-        await voice.emit({"type": "transcript", "text": "Anyone?", "final": True})
+        await voice.emit(event({"type": "transcript", "text": "Anyone?", "final": True}))
         assert all(m["type"] != "voice.local" for m in await pong_after(screen))
 
 
@@ -200,7 +207,7 @@ async def test_a_reconnecting_screen_gets_the_current_local_state(
 ) -> None:
     svc = await start_service()
     voice = local_voice(svc)
-    await voice.emit({"type": "state", "state": "speaking"})
+    await voice.emit(event({"type": "state", "state": "speaking"}))
     async with connect(svc) as screen:
         assert (await kiosk_hello(screen))["local"] is True  # hello, own state, then the mirror
         assert await local_until(screen, "state") == [{"type": "state", "state": "speaking"}]
@@ -250,7 +257,7 @@ async def test_a_lan_browser_never_gets_the_mirror_even_when_it_asks(
         async with connect(svc) as screen:  # loopback: the same request is granted
             assert (await kiosk_hello(screen))["local"] is True
             for m in EXCHANGE:
-                await voice.emit(m)
+                await voice.emit(event(m))
             assert (await local_until(screen, "reply.done"))[-1]["text"] == EXCHANGE[7]["text"]
         assert all(m["type"] != "voice.local" for m in await pong_after(phone))
         assert all(m["type"] != "voice.local" for m in phone.seen)
@@ -273,11 +280,11 @@ async def test_a_screen_that_never_reads_does_not_block_the_local_voice(
         with trio.fail_after(30):
             while mirror.dropped == 0:
                 turn += 1
-                await voice.emit({"type": "reply.done", "turn": turn, "text": big})
+                await voice.emit(event({"type": "reply.done", "turn": turn, "text": big}))
         assert sub.dropped == mirror.dropped > 0
         for _ in range(50):
             turn += 1
-            await voice.emit({"type": "reply.done", "turn": turn, "text": big})
+            await voice.emit(event({"type": "reply.done", "turn": turn, "text": big}))
         # Bounded, and every message is accounted for: forwarded to the page's send queue,
         # still waiting in the mirror buffer, or dropped (replies never merge; +1: the state
         # replayed on subscribing). The page took only a few of them.
@@ -289,7 +296,7 @@ async def test_a_screen_that_never_reads_does_not_block_the_local_voice(
         # Every other page is served as before: a screen that reads gets the next local turn.
         async with connect(svc) as screen:
             assert (await kiosk_hello(screen))["local"] is True
-            await voice.emit({"type": "transcript", "text": "Still here?", "final": True})
+            await voice.emit(event({"type": "transcript", "text": "Still here?", "final": True}))
             got = await local_until(screen, "transcript")
             assert got[-1]["text"] == "Still here?"
         # The slow page was not closed because of the mirror (its own session's policy is

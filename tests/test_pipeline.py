@@ -17,26 +17,21 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import trio
-from conftest import make_config
+from support import make_config
 from voicefixtures import SETTINGS, manifest, speech_16k
 
+from appliance.audio.resample import resample
 from appliance.config import Config, VoiceConfig
 from appliance.demo import turn_stack
 from appliance.dialog import SessionRegistry
+from appliance.events import ServerEvent, to_wire
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 from appliance.metrics import Metrics
 from appliance.turns import TurnRunner
+from appliance.voice.echo import EchoGate
 from appliance.voice.engine import VoiceEngine
-from appliance.voice.pipeline import (
-    AudioRing,
-    EchoGate,
-    PipelineSettings,
-    VoicePipeline,
-    open_pipeline,
-    pcm16_to_float,
-    usable_transcript,
-)
-from appliance.voice.resample import resample
+from appliance.voice.listening import AudioRing, pcm16_to_float, usable_transcript
+from appliance.voice.pipeline import PipelineSettings, VoicePipeline, open_pipeline
 
 F32 = npt.NDArray[np.float32]
 REPLY = "We open at nine thirty on Sundays, and the cafe is on the second floor. " * 3
@@ -116,8 +111,8 @@ class Harness:
         reg = SessionRegistry(idle_reset_s=60, history_turns=2)
         self.conv, _ = reg.resume_or_create(None, trio.current_time())
 
-    async def emit(self, msg: dict[str, Any]) -> None:
-        self.msgs.append(msg)
+    async def emit(self, ev: ServerEvent) -> None:
+        self.msgs.append(to_wire(ev))
         await trio.lowlevel.checkpoint()
 
     def of(self, kind: str) -> list[dict[str, Any]]:

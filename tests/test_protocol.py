@@ -2,6 +2,18 @@ import json
 
 import pytest
 
+from appliance.events import (
+    AudioEnd,
+    Choice,
+    HelloEvent,
+    ReplyDelta,
+    ReplyDone,
+    ServerEvent,
+    StateEvent,
+    Transcript,
+    VoiceLocal,
+    to_wire,
+)
 from appliance.web import protocol as P
 from appliance.web.ratelimit import TokenBucket
 
@@ -57,9 +69,47 @@ def test_deep_nesting_is_bad_json_not_a_crash() -> None:
 
 
 def test_encode_roundtrip() -> None:
-    msg = {"type": "reply.delta", "turn": 1, "text": "Ünïcode ✓"}
-    assert json.loads(P.encode(msg)) == msg
+    ev = ReplyDelta(1, "Ünïcode ✓")
+    assert json.loads(P.encode(ev)) == {"type": "reply.delta", "turn": 1, "text": "Ünïcode ✓"}
+    assert json.loads(P.encode(ReplyDelta(1, "x", reset=True)))["reset"] is True
     assert P.error("x", "y") == {"type": "error", "code": "x", "message": "y"}
+
+
+def test_every_event_encodes_to_its_contract_shape() -> None:
+    """Optional fields are left out at their default; nested events and choices become JSON."""
+    done = ReplyDone(
+        2, "Hi.", {"total_ms": 5.0}, "ok", kind="clarify", choices=(Choice("a", "A?"),)
+    )
+    assert to_wire(done) == {
+        "type": "reply.done",
+        "turn": 2,
+        "text": "Hi.",
+        "timings": {"total_ms": 5.0},
+        "outcome": "ok",
+        "kind": "clarify",
+        "choices": [{"id": "a", "label": "A?"}],
+    }
+    assert to_wire(AudioEnd(3)) == {"type": "audio.end", "turn": 3}
+    assert to_wire(AudioEnd(3, interrupted=True))["interrupted"] is True
+    assert to_wire(Transcript("x", final=False)) == {
+        "type": "transcript",
+        "text": "x",
+        "final": False,
+    }
+    assert to_wire(VoiceLocal(StateEvent("idle"))) == {
+        "type": "voice.local",
+        "msg": {"type": "state", "state": "idle"},
+    }
+    assert to_wire(HelloEvent("s", False)) == {"type": "hello", "session": "s", "resumed": False}
+
+
+def test_hello_parses_local_once() -> None:
+    parse = lambda raw: P.parse_client_frame(raw, max_text_chars=10, max_frame_bytes=1024)  # noqa: E731
+    assert parse('{"type":"hello","local":true}') == P.Hello(session=None, local=True)
+    assert parse('{"type":"hello"}') == P.Hello(session=None, local=None)
+    with pytest.raises(P.ProtocolError) as err:
+        parse('{"type":"hello","local":"yes"}')
+    assert err.value.code == "bad_field"
 
 
 def test_token_bucket() -> None:
@@ -71,9 +121,9 @@ def test_token_bucket() -> None:
 
 
 def test_coalesce_merges_runs_of_deltas_only() -> None:
-    d = lambda turn, text, **kw: {"type": "reply.delta", "turn": turn, "text": text, **kw}  # noqa: E731
-    state = {"type": "state", "state": "speaking"}
-    queue: list[dict[str, object] | bytes] = [
+    d = ReplyDelta
+    state = StateEvent("speaking")
+    queue: list[ServerEvent | bytes] = [
         state,
         d(1, "Hel"),
         d(1, "lo "),
@@ -96,8 +146,6 @@ def test_coalesce_merges_runs_of_deltas_only() -> None:
 
 
 def test_coalesce_preserves_the_text_a_client_builds() -> None:
-    deltas = [
-        {"type": "reply.delta", "turn": 3, "text": w} for w in "one two three four".split(" ")
-    ]
-    merged = P.coalesce(list(deltas))
-    assert len(merged) == 1 and merged[0]["text"] == "onetwothreefour"  # type: ignore[index]
+    deltas: list[ServerEvent | bytes] = [ReplyDelta(3, w) for w in "one two three four".split()]
+    merged = P.coalesce(deltas)
+    assert merged == [ReplyDelta(3, "onetwothreefour")]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
-from conftest import make_config
+from support import make_config
 from test_pipeline import REPLY, Harness, ListSink, engine, feed, silence
 from trio.testing import MockClock
 from voicefixtures import speech_16k
@@ -25,6 +25,7 @@ from voicefixtures import speech_16k
 from appliance.config import Config
 from appliance.demo import turn_stack
 from appliance.dialog import Conversation, DialogEvent, DialogState, SessionRegistry
+from appliance.events import ServerEvent, to_wire
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 from appliance.metrics import Metrics
 from appliance.store import AsyncStore, Store, TurnRecord
@@ -88,7 +89,8 @@ class Emitted:
         self.msgs: list[dict[str, Any]] = []
         self.first_delta = trio.Event()
 
-    async def emit(self, msg: dict[str, Any]) -> None:
+    async def emit(self, ev: ServerEvent) -> None:
+        msg = to_wire(ev)
         self.msgs.append(msg)
         if msg["type"] == "reply.delta":
             self.first_delta.set()
@@ -232,8 +234,8 @@ async def test_voice_leg_marks_are_ms_since_the_turn_began(
 
     leg.first_audio, leg.playback = first_audio, playback
 
-    async def emit(msg: dict[str, Any]) -> None:
-        if msg["type"] == "reply.done":
+    async def emit(msg: ServerEvent) -> None:
+        if msg.type == "reply.done":
             order.append("reply.done")
         await out.emit(msg)
 
@@ -261,10 +263,10 @@ class VoiceHarness(Harness):
         super().__init__(cfg)
         self.first_delta = trio.Event()
 
-    async def emit(self, msg: dict[str, Any]) -> None:
-        if msg["type"] == "reply.delta":
+    async def emit(self, ev: ServerEvent) -> None:
+        if ev.type == "reply.delta":
             self.first_delta.set()
-        await super().emit(msg)
+        await super().emit(ev)
 
 
 async def test_voice_turn_is_stored_with_its_trace_after_playback(logged: Logged) -> None:

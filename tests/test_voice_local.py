@@ -14,14 +14,14 @@ import httpx
 import numpy as np
 import pytest
 import trio
-from conftest import StartService
 from pulse import RATE, PulseDaemon, pulse  # noqa: F401  (fixture)
+from support import StartService
 from voicefixtures import asr, speech_16k  # noqa: F401  (fixture)
 
+from appliance.audio.resample import resample
 from appliance.fakes.scripted_llm import ScriptedLLM
 from appliance.supervisor import Service
 from appliance.voice.moonshine import MoonshineAsr
-from appliance.voice.resample import resample
 
 SECTIONS = {
     "audio": {"enabled": True},

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import StartService, base_url
 from PIL import Image
+from support import StartService, base_url
 from trio_websocket import ConnectionClosed
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM

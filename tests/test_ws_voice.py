@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import trio
-from conftest import StartService
+from support import StartService
 from voicefixtures import speech_16k
 
 from appliance.fakes.scripted_llm import ScriptedLLM

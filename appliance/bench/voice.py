@@ -173,9 +173,9 @@ def _espeak(text: str, voice: str, path: Path) -> tuple[F32, int]:
 def synthesize(questions: Sequence[Question], workdir: Path) -> tuple[list[F32], Any]:
     """Each question as 48 kHz float32 (with 0.3 s of silence before and 1 s after), and the
     loaded Piper voice (reused for the TTS real-time factor)."""
+    from ..audio.resample import resample
     from ..inference import InferenceSettings
     from ..models_manifest import load_manifest
-    from ..voice.resample import resample
     from ..voice.tts import PiperTts
 
     tts = PiperTts.load(InferenceSettings(providers="cpu"), load_manifest())
@@ -533,10 +533,10 @@ def _summary(
 def _offline_checks(results: list[QuestionResult], tts: Any) -> dict[str, Any]:
     """After the run (the appliance is gone, so nothing competes): the TTS real-time factor of
     the replies with the same Piper voice, and each recorded reply transcribed back."""
+    from ..audio.resample import resample
     from ..inference import InferenceSettings
     from ..models_manifest import load_manifest
     from ..voice.moonshine import MoonshineAsr
-    from ..voice.resample import resample
 
     asr = MoonshineAsr.load(InferenceSettings(providers="cpu"), load_manifest())
     rtfs: list[float] = []

@@ -27,6 +27,8 @@ from ..audio.farend import MicBlock
 from ..audio.playback import Playback
 from ..config import Config
 from ..dialog import Conversation
+from ..events import ErrorEvent, ReplyDone, ServerEvent, StateEvent, Transcript, to_wire
+from ..mirror import MIRRORED_TYPES
 from ..service import ServiceContext
 from .engine import VoiceEngine
 from .pipeline import PipelineSettings, VoicePipeline, open_pipeline
@@ -99,30 +101,25 @@ class LocalVoice:
         self.conv = conv
         return conv
 
-    async def emit(self, msg: dict[str, Any]) -> None:
-        """Dialog messages of the local session: logged, and mirrored to the kiosk screen (the
+    async def emit(self, ev: ServerEvent) -> None:
+        """Dialog events of the local session: logged, and mirrored to the kiosk screen (the
         mirror never waits: a slow page loses mirrored messages, not the pipeline's time)."""
-        self.messages.append(msg)
-        self.ctx.local_mirror.publish(msg)
-        kind = msg.get("type")
-        if kind == "transcript" and msg.get("final"):
-            log.info("local voice heard: %r", msg.get("text", ""))
-        elif kind == "reply.done":
-            log.info(
-                "local voice replied: %r",
-                msg.get("text", ""),
-                extra={
-                    "turn": msg.get("turn"),
-                    "outcome": msg.get("outcome"),
-                    "timings": msg.get("timings"),
-                },
-            )
-        elif kind == "state":
-            log.debug("local voice state: %s", msg.get("state"), extra={"state": msg.get("state")})
-        elif kind == "error":
-            log.warning(
-                "local voice error: %s", msg.get("message"), extra={"code": msg.get("code")}
-            )
+        self.messages.append(to_wire(ev))
+        if isinstance(ev, MIRRORED_TYPES):
+            self.ctx.local_mirror.publish(ev)
+        match ev:
+            case Transcript(final=True):
+                log.info("local voice heard: %r", ev.text)
+            case ReplyDone():
+                log.info(
+                    "local voice replied: %r",
+                    ev.text,
+                    extra={"turn": ev.turn, "outcome": ev.outcome, "timings": ev.timings},
+                )
+            case StateEvent():
+                log.debug("local voice state: %s", ev.state, extra={"state": ev.state})
+            case ErrorEvent():
+                log.warning("local voice error: %s", ev.message, extra={"code": ev.code})
         await trio.lowlevel.checkpoint()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -13,6 +13,7 @@ import trio
 from quart import Response, make_response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from ..events import HelloEvent, ServerEvent, to_wire
 from ..images import ImageError
 from ..metrics import CONTENT_TYPE
 from ..service import ServiceContext
@@ -37,8 +38,9 @@ def ui_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "kiosk_ui"
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def _sse(event: ServerEvent) -> bytes:
+    data = json.dumps(to_wire(event), ensure_ascii=False)
+    return f"event: {event.type}\ndata: {data}\n\n".encode()
 
 
 def create_app(ctx: ServiceContext) -> QuartTrio:
@@ -128,7 +130,7 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
             except ImageError as exc:
                 return json_error(exc.code, exc.message, 400)
         conv, resumed = ctx.sessions.resume_or_create(session, trio.current_time())
-        send, recv = trio.open_memory_channel[dict[str, Any]](512)
+        send, recv = trio.open_memory_channel[ServerEvent](512)
         scope = trio.CancelScope()
         ctx_nursery = ctx.nursery
         assert ctx_nursery is not None
@@ -147,12 +149,10 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
         async def stream() -> AsyncIterator[bytes]:
             ctx.metrics.sse_streams.inc()
             try:
-                yield _sse(
-                    "hello", {"type": "hello", "session": conv.session_id, "resumed": resumed}
-                )
+                yield _sse(HelloEvent(conv.session_id, resumed))
                 async with recv:
                     async for item in recv:
-                        yield _sse(str(item["type"]), item)
+                        yield _sse(item)
             finally:
                 scope.cancel()  # the client went away: stop the turn
                 ctx.metrics.sse_streams.dec()

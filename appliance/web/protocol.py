@@ -1,4 +1,4 @@
-"""The /ws protocol (design.md "Contract"): parse client frames, build server messages. Pure.
+"""The /ws protocol (docs/protocol.md): parse client frames, encode server events. Pure.
 
 Every bad frame becomes a `ProtocolError` with a stable `code` and a human message; the
 connection handler answers it with `error {code, message}` and keeps the connection up.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from ..events import ReplyDelta, ServerEvent, merge_deltas, to_wire
 
 __all__ = [
     "AudioEnd",
@@ -41,6 +43,7 @@ class ProtocolError(Exception):
 @dataclass(frozen=True)
 class Hello:
     session: str | None
+    local: bool | None = None  # mirror the box's own voice conversation (None: keep as is)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,10 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
         session = _opt_str(msg, "session")
         if session is not None and not (0 < len(session) <= _SESSION_MAX):
             raise ProtocolError("bad_field", "'session' has an invalid length")
-        return Hello(session=session or None)
+        local = msg.get("local")
+        if local is not None and not isinstance(local, bool):
+            raise ProtocolError("bad_field", "'local' must be true or false")
+        return Hello(session=session or None, local=local)
     if kind == "ping":
         return Ping(t=msg.get("t"))
     if kind == "pong":
@@ -145,31 +151,29 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
     raise ProtocolError("unknown_type", f"Unknown message type {kind[:40]!r}.")
 
 
-def coalesce(queue: list[dict[str, Any] | bytes]) -> list[dict[str, Any] | bytes]:
+def coalesce(queue: list[ServerEvent | bytes]) -> list[ServerEvent | bytes]:
     """Merge runs of `reply.delta` for the same turn into one message, in order.
 
     A delta with `reset` starts a new run (the client must see the reset); anything else,
     binary audio included, ends the run. The concatenated text is what the client would have
     built from the separate deltas, so the merge is invisible apart from fewer frames."""
-    out: list[dict[str, Any] | bytes] = []
+    out: list[ServerEvent | bytes] = []
     for item in queue:
         prev = out[-1] if out else None
-        if (
-            isinstance(item, dict)
-            and isinstance(prev, dict)
-            and item.get("type") == "reply.delta" == prev.get("type")
-            and item.get("turn") == prev.get("turn")
-            and not item.get("reset")
-        ):
-            out[-1] = {**prev, "text": prev["text"] + item["text"]}
-        else:
-            out.append(item)
+        if isinstance(item, ReplyDelta) and isinstance(prev, ReplyDelta):
+            merged = merge_deltas(prev, item, max_chars=1 << 30)
+            if merged is not None:
+                out[-1] = merged
+                continue
+        out.append(item)
     return out
 
 
-def encode(msg: dict[str, Any]) -> str:
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+def encode(event: ServerEvent) -> str:
+    """One server event as the JSON text of a /ws frame."""
+    return json.dumps(to_wire(event), ensure_ascii=False, separators=(",", ":"))
 
 
 def error(code: str, message: str) -> dict[str, Any]:
+    """The JSON body of an HTTP error (the /api and /admin endpoints)."""
     return {"type": "error", "code": code, "message": message}

@@ -21,7 +21,6 @@ nor gets closed because of the mirror.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -30,14 +29,25 @@ import numpy.typing as npt
 import trio
 
 from ..admin.auth import is_loopback
+from ..audio.resample import StreamResampler
 from ..dialog import Conversation
+from ..events import (
+    ErrorEvent,
+    HelloEvent,
+    PingEvent,
+    PongEvent,
+    ServerEvent,
+    StateEvent,
+    VoiceLocal,
+)
 from ..images import ImageError
 from ..mirror import MirrorSubscription
 from ..service import ServiceContext
 from ..voice.engine import VoiceEngine, engine_of
-from ..voice.pipeline import PipelineSettings, WsSink, open_pipeline, pcm16_to_float
-from ..voice.resample import resample
+from ..voice.listening import pcm16_to_float
+from ..voice.pipeline import PipelineSettings, open_pipeline
 from . import protocol as P
+from .audio_sink import WsSink
 from .ratelimit import TokenBucket
 
 __all__ = ["WsConnection"]
@@ -45,7 +55,6 @@ __all__ = ["WsConnection"]
 log = logging.getLogger("appliance.ws")
 
 CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 # Mic frames queued for the voice pipeline (~20-100 ms each); beyond this they are dropped.
 _AUDIO_QUEUE = 128
@@ -53,21 +62,13 @@ _AUDIO_QUEUE = 128
 AudioItem = npt.NDArray[np.float32] | None  # None: the client sent audio.end
 
 
-def hello_local(raw: str) -> bool | None:
-    """The optional `local` field of a `hello` frame that `protocol` already accepted."""
-    value = json.loads(raw).get("local")
-    if value is None or isinstance(value, bool):
-        return value
-    raise P.ProtocolError("bad_field", "'local' must be true or false")
-
-
 class WsConnection:
     def __init__(self, ctx: ServiceContext, ws: Any) -> None:
         self.ctx = ctx
         self.ws = ws
         cfg = ctx.cfg.web
-        # Messages stay dicts until the writer: queued reply deltas can then be merged.
-        self._send, self._outbox = trio.open_memory_channel[dict[str, Any] | bytes](cfg.send_queue)
+        # Events stay objects until the writer: queued reply deltas can then be merged.
+        self._send, self._outbox = trio.open_memory_channel[ServerEvent | bytes](cfg.send_queue)
         self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
         self.conv: Conversation | None = None
         self.last_rx = trio.current_time()
@@ -80,6 +81,7 @@ class WsConnection:
         # Voice: the pipeline task's input while the client streams (audio.start..audio.end).
         self._audio_in: trio.MemorySendChannel[AudioItem] | None = None
         self._audio_rate: int | None = None
+        self._resampler: StreamResampler | None = None  # client rate -> 16 kHz, one per stream
         self._voice_scope: trio.CancelScope | None = None
         # The local voice mirror (kiosk screen only) and the writer's progress it waits on.
         self._mirror: MirrorSubscription | None = None
@@ -88,7 +90,7 @@ class WsConnection:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def send_nowait(self, msg: dict[str, Any]) -> None:
+    def send_nowait(self, msg: ServerEvent) -> None:
         """Queue a message; a client too slow to drain its queue is disconnected."""
         try:
             self._send.send_nowait(msg)
@@ -105,13 +107,13 @@ class WsConnection:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    async def emit(self, msg: dict[str, Any]) -> None:
+    async def emit(self, msg: ServerEvent) -> None:
         self.send_nowait(msg)
         await trio.lowlevel.checkpoint()
 
     def error(self, code: str, message: str) -> None:
         self.ctx.metrics.bad_input.labels(code=code).inc()
-        self.send_nowait(P.error(code, message))
+        self.send_nowait(ErrorEvent(code, message))
 
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:
@@ -194,7 +196,7 @@ class WsConnection:
                 return
             if quiet > cfg.heartbeat_s and not pinged:
                 pinged = True
-                await self.emit({"type": "ping", "t": round(trio.current_time(), 3)})
+                await self.emit(PingEvent(round(trio.current_time(), 3)))
             elif quiet <= cfg.heartbeat_s:
                 pinged = False
 
@@ -214,19 +216,16 @@ class WsConnection:
                     self.ctx.metrics.bad_input.labels(code="rate_limited").inc()
                 continue
             self._limited_notice = False
-            local = None
             try:
                 msg = P.parse_client_frame(
                     frame,
                     max_text_chars=self.ctx.cfg.web.max_text_chars,
                     max_frame_bytes=self.ctx.cfg.web.max_frame_bytes,
                 )
-                if isinstance(msg, P.Hello):
-                    local = hello_local(frame)
             except P.ProtocolError as exc:
                 self.error(exc.code, exc.message)
                 continue
-            await self._dispatch(msg, local=local)
+            await self._dispatch(msg)
 
     def _on_binary(self, frame: bytes) -> None:
         # Mic audio (PCM s16le mono) between audio.start and audio.end feeds the voice
@@ -237,10 +236,8 @@ class WsConnection:
             return
         if self._audio_in is not None and self._audio_rate is not None:
             audio = pcm16_to_float(frame)
-            if self._audio_rate != 16000:
-                # Per-frame resampling (not streaming): edges are slightly off; clients should
-                # send 16 kHz as the contract says.
-                audio = resample(audio, self._audio_rate, 16000)
+            if self._resampler is not None:
+                audio = self._resampler.process(audio)
             try:
                 self._audio_in.send_nowait(audio)
             except trio.WouldBlock:
@@ -261,11 +258,10 @@ class WsConnection:
         self.conv = conv
         cfg = self.ctx.cfg
         self.send_nowait(
-            {
-                "type": "hello",
-                "session": conv.session_id,
-                "resumed": resumed,
-                "config": {
+            HelloEvent(
+                session=conv.session_id,
+                resumed=resumed,
+                config={
                     "idle_reset_s": cfg.dialog.idle_reset_s,
                     "max_text_chars": cfg.web.max_text_chars,
                     "max_image_bytes": cfg.images.max_bytes,
@@ -274,16 +270,16 @@ class WsConnection:
                     "voice": engine_of(self.ctx) is not None,
                     "heartbeat_s": cfg.web.heartbeat_s,
                 },
-                "local": self._mirror is not None,
-            }
+                local=self._mirror is not None,
+            )
         )
-        self.send_nowait({"type": "state", "state": conv.state.value})
+        self.send_nowait(StateEvent(conv.state.value))
         return conv
 
-    async def _dispatch(self, msg: P.ClientMessage, *, local: bool | None = None) -> None:
+    async def _dispatch(self, msg: P.ClientMessage) -> None:
         assert self._nursery is not None
         match msg:
-            case P.Hello(session=session):
+            case P.Hello(session=session, local=local):
                 if self.conv is not None and self.conv.session_id != session:
                     self.ctx.runner.cancel(self.conv.session_id)
                     self._stop_voice()
@@ -294,7 +290,7 @@ class WsConnection:
                 if started is not None:
                     self._nursery.start_soon(self._forward_local, started)
             case P.Ping(t=t):
-                self.send_nowait({"type": "pong", "t": t})
+                self.send_nowait(PongEvent(t))
             case P.Pong():
                 pass
             case P.Cancel():
@@ -315,6 +311,7 @@ class WsConnection:
                 conv = self.conv or self._session(None)
                 self._binary_notice = False
                 self._audio_rate = rate
+                self._resampler = StreamResampler(rate, 16000) if rate != 16000 else None
                 if self._audio_in is None:
                     send, recv = trio.open_memory_channel[AudioItem](_AUDIO_QUEUE)
                     self._audio_in = send
@@ -358,7 +355,7 @@ class WsConnection:
                     await self._progress.park()
                 if sub.closed:
                     break
-                self.send_nowait({"type": "voice.local", "msg": msg})
+                self.send_nowait(VoiceLocal(msg))
         if sub.dropped:
             log.info(
                 "local voice mirror: %d message(s) dropped for a slow page",
@@ -411,4 +408,4 @@ class WsConnection:
             await runner.run_text(conv, q.text, self.emit, image=image)
         if scope.cancelled_caught:
             # Cancelled by the visitor (or replaced by a new question): show where we are now.
-            self.send_nowait({"type": "state", "state": conv.state.value})
+            self.send_nowait(StateEvent(conv.state.value))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from support import event
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 
@@ -25,7 +26,7 @@ def publish(kiosk: Kiosk, *msgs: dict[str, Any]) -> None:
     assert kiosk.thread is not None
     mirror = kiosk.ctx.local_mirror
     for m in msgs:
-        kiosk.thread.call_soon(lambda m=m: mirror.publish(m))
+        kiosk.thread.call_soon(lambda m=m: mirror.publish(event(m)))
 
 
 @pytest.fixture(autouse=True)

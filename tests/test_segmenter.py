@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.voice.endpoint import (
+from appliance.voice.segmenter import (
     Event,
     NoSpeechTimeout,
     Segmenter,

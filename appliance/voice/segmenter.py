@@ -1,10 +1,10 @@
 """End-of-utterance segmenter: VAD probabilities in, dataclass events out.
 
 A pure state machine (no audio, no clock): the caller passes each frame's speech
-probability and the time at the *end* of that frame. Decisions follow the lessons in
-notes/models.md: a short hangover when the words so far already form a complete question
-(``set_complete_hint``), a ``SilenceStarted`` event so a speculative final ASR pass can start
-at the first silent frame, and ``SpeechResumed`` so that pass can be cancelled.
+probability and the time at the *end* of that frame. Decisions: a short hangover when the words
+so far already form a complete question (``set_complete_hint``), a ``SilenceStarted`` event so
+a speculative final ASR pass can start at the first silent frame, and ``SpeechResumed`` so that
+pass can be cancelled.
 
 States: ``waiting`` (no speech yet; an onset shorter than ``min_speech_s`` still counts as
 waiting), ``speech``, ``trailing`` (silence after speech, before the hangover ends).
@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import VoiceConfig
+
 # Times come from float arithmetic (n * 0.032); compare durations with a small tolerance
 # so 0.5 s of silence really ends after 16 frames, not 17.
 _EPS = 1e-6
@@ -31,27 +33,18 @@ State = Literal["waiting", "speech", "trailing"]
 
 @dataclass(frozen=True)
 class SegmenterSettings:
-    speech_threshold: float = 0.5
-    """VAD probability at or above which a frame counts as speech."""
-    silence_threshold: float = 0.35
-    """Hysteresis: below this a frame counts as silence."""
-    min_speech_s: float = 0.15
-    """Voiced time needed before we call it speech (ignores clicks)."""
-    hangover_s: float = 0.5
-    """Silence that ends an utterance (normal)."""
-    short_hangover_s: float = 0.25
-    """Silence that ends it when the words so far look like a complete question."""
-    max_utterance_s: float = 15.0
-    no_speech_timeout_s: float = 8.0
-    """Listening this long without speech emits one ``NoSpeechTimeout``."""
-    pre_roll_s: float = 0.3
-    """Audio kept before the onset so the first syllable is not cut (see segment_samples)."""
-    speaking_threshold_boost: float = 0.2
-    """While the box is speaking (barge-in mode) both thresholds are raised by this."""
-    bargein_min_speech_s: float = 0.15
-    """Voiced time that starts speech while the box is speaking. Shorter stops the reply
-    sooner (it plays over the visitor until then), but leaked echo of our own voice then
-    interrupts us more often: 0.09 and 0.12 failed the loopback self-interruption test."""
+    """The segmenter's thresholds; defaults and meanings are [voice]'s (config.VoiceConfig)."""
+
+    speech_threshold: float = VoiceConfig.speech_threshold
+    silence_threshold: float = VoiceConfig.silence_threshold
+    min_speech_s: float = VoiceConfig.min_speech_s
+    hangover_s: float = VoiceConfig.hangover_s
+    short_hangover_s: float = VoiceConfig.short_hangover_s
+    max_utterance_s: float = VoiceConfig.max_utterance_s
+    no_speech_timeout_s: float = VoiceConfig.no_speech_timeout_s
+    pre_roll_s: float = VoiceConfig.pre_roll_s
+    speaking_threshold_boost: float = VoiceConfig.speaking_threshold_boost
+    bargein_min_speech_s: float = VoiceConfig.bargein_min_speech_s
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.silence_threshold <= self.speech_threshold <= 1.0:

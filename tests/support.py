@@ -1,0 +1,118 @@
+"""Helpers shared by test modules (fixtures live in conftest.py; tests import these from here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketConnection
+
+from appliance.config import Config, parse_config
+from appliance.events import AudioStart, ErrorEvent, ReplyDelta, ReplyDone, StateEvent, Transcript
+from appliance.supervisor import Service
+
+StartService = Callable[..., Awaitable[Service]]
+
+
+def run_cli(args: list[str], *, timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """subprocess.run in its own process group; on timeout the whole group is killed, so a stuck
+    command cannot leave servers it started loading the box for the rest of the suite."""
+    proc = subprocess.Popen(
+        args,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def make_config(
+    tmp_path: Path, endpoints: list[dict[str, Any]], **sections: dict[str, Any]
+) -> Config:
+    data: dict[str, Any] = {
+        "web": {"host": "127.0.0.1", "port": 0},
+        "llm": {"spawn_local": False, "endpoints": endpoints},
+        "audio": {"enabled": False},
+        "store": {"path": str(tmp_path / "log.db")},
+        "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
+        # The scripted LLM answers everything; FAQ direct answers have their own tests.
+        "knowledge": {"semantic": False},
+        # Voice models load only where a test asks for them (they cost ~1 s per service start).
+        "voice": {"enabled": False},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return parse_config(data, base_dir=tmp_path)
+
+
+def base_url(svc: Service) -> str:
+    return svc.urls[0]
+
+
+def ws_url(svc: Service) -> str:
+    return svc.urls[0].replace("http://", "ws://") + "/ws"
+
+
+class Client:
+    """A kiosk client over /ws with helpers to wait for message types."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, msg: dict[str, Any] | str | bytes) -> None:
+        if isinstance(msg, dict):
+            msg = json.dumps(msg)
+        await self.ws.send_message(msg)
+
+    async def recv(self) -> dict[str, Any]:
+        raw = await self.ws.get_message()
+        assert isinstance(raw, str)
+        msg: dict[str, Any] = json.loads(raw)
+        self.seen.append(msg)
+        return msg
+
+    async def until(self, type_: str, within: float = 10.0) -> dict[str, Any]:
+        with trio.fail_after(within):
+            while True:
+                msg = await self.recv()
+                if msg["type"] == type_:
+                    return msg
+
+    async def hello(self, session: str | None = None) -> dict[str, Any]:
+        await self.send({"type": "hello", **({"session": session} if session else {})})
+        return await self.until("hello")
+
+    async def ask(self, text: str, **extra: Any) -> dict[str, Any]:
+        await self.send({"type": "text", "text": text, **extra})
+        done = await self.until("reply.done")
+        assert (await self.until("state"))["state"] == "idle"
+        return done
+
+
+_EVENTS: dict[str, Any] = {
+    c.type: c for c in (StateEvent, Transcript, ReplyDelta, ReplyDone, ErrorEvent, AudioStart)
+}
+
+
+def event(msg: dict[str, Any]) -> Any:
+    """The event a producer would emit for this wire message (reply.done's timings and outcome
+    default to {} and "ok" when the message leaves them out)."""
+    fields = {k: v for k, v in msg.items() if k != "type"}
+    if msg["type"] == "reply.done":
+        fields = {"timings": {}, "outcome": "ok", **fields}
+    return _EVENTS[msg["type"]](**fields)
