@@ -6,7 +6,6 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import trio
@@ -20,9 +19,10 @@ from ..service import ServiceContext
 from . import protocol as P
 from .admin import register_admin
 from .ratelimit import TokenBucket
+from .static import ui_dir
 from .ws import WsConnection
 
-__all__ = ["create_app", "ui_dir"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("appliance.web")
 
@@ -31,11 +31,6 @@ _CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 _MAX_CLIENT_BUCKETS = 4096
-
-
-def ui_dir() -> Path:
-    """kiosk_ui/ beside the package (the repo checkout or /opt/appliance)."""
-    return Path(__file__).resolve().parents[2] / "kiosk_ui"
 
 
 def _sse(event: ServerEvent) -> bytes:

@@ -1,0 +1,70 @@
+"""Admin routes: read and edit the site FAQ (parsed and indexed before it is saved)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import trio
+from quart_trio import QuartTrio
+
+from ...admin.auth import AdminSession
+from ...config import write_atomic
+from ...knowledge import KnowledgeBase, parse_faq
+from .common import AdminHttp, err, json_body
+
+__all__ = ["register"]
+
+_MAX_FAQ_BYTES = 512 * 1024
+
+
+def register(app: QuartTrio, h: AdminHttp) -> None:
+    ctx = h.ctx
+
+    @app.get("/admin/api/faq")
+    @h.guarded(csrf=False)
+    async def admin_faq(s: AdminSession) -> Any:
+        path = Path(ctx.cfg.knowledge.faq)
+        try:
+            text = await trio.to_thread.run_sync(path.read_text, "utf-8")
+        except OSError as exc:
+            return err("faq_unreadable", f"{path}: {exc}", 500)
+        kb = ctx.runner.knowledge
+        return {
+            "path": str(path),
+            "text": text,
+            "entries": [{"question": e.question, "answer": e.answer} for e in kb.entries],
+            "warnings": list(kb.warnings),
+        }
+
+    @app.post("/admin/api/faq")
+    @h.guarded(csrf=True)
+    async def admin_faq_save(s: AdminSession) -> Any:
+        body = await json_body()
+        text = body.get("text") if body else None
+        if not isinstance(text, str):
+            return err("bad_request", "Send {'text': markdown}.", 400)
+        if len(text.encode()) > _MAX_FAQ_BYTES:
+            return err("too_large", "The FAQ is larger than 512 KB.", 400)
+        entries, warnings = parse_faq(text)
+        if not entries:
+            return err(
+                "no_entries", "No questions found: each question is a line starting '## '.", 400
+            )
+        embedder = ctx.runner.knowledge.embedder
+        kb = await trio.to_thread.run_sync(
+            functools.partial(KnowledgeBase, entries, warnings=warnings, embedder=embedder)
+        )
+        path = Path(ctx.cfg.knowledge.faq)
+        try:
+            await trio.to_thread.run_sync(write_atomic, path, text.encode())
+        except OSError as exc:
+            return err("save_failed", f"Could not write {path}: {exc}", 500)
+        ctx.runner.knowledge = kb  # running turns keep the index they read
+        await h.audit(s.user, "faq_saved", f"{len(entries)} entries")
+        return {
+            "ok": True,
+            "entries": [{"question": e.question, "answer": e.answer} for e in entries],
+            "warnings": warnings,
+        }
