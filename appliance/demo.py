@@ -34,7 +34,7 @@ from .events import ServerEvent, Transcript
 from .llm.local import run_local_llm
 from .llm.pool import LLMPool
 from .metrics import Metrics
-from .supervisor import _warm_up, endpoints_from_config, load_knowledge
+from .service import endpoints_from_config, load_knowledge, warm_up_endpoints
 from .turns import TurnRunner
 from .voice.engine import VoiceEngine, load_engine
 from .voice.listening import FRAME, RATE
@@ -113,7 +113,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
         )
-        await _warm_up(cfg, pool, trio.Event())
+        await warm_up_endpoints(cfg, pool, trio.Event())
         runner = TurnRunner(cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics)
         try:
             yield runner

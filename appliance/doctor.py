@@ -14,7 +14,7 @@ from .config import Config
 from .knowledge import KnowledgeBase, parse_faq
 from .llm.client import LLMError, probe
 from .llm.local import LocalLLMError, find_local_model
-from .supervisor import _is_local, endpoints_from_config
+from .service import endpoints_from_config, is_local_endpoint
 
 __all__ = ["Check", "run_checks"]
 
@@ -120,7 +120,7 @@ async def _llm(cfg: Config) -> list[Check]:
                     Check(f"endpoint {ep.name}", "OK", f"{ep.url} answered in {took * 1000:.0f} ms")
                 )
             except LLMError as exc:
-                level = "WARN" if _is_local(cfg, ep) else "FAIL"
+                level = "WARN" if is_local_endpoint(cfg, ep) else "FAIL"
                 hint = " (started by `appliance run`)" if level == "WARN" else ""
                 out.append(Check(f"endpoint {ep.name}", level, f"{ep.url}: {exc.kind}{hint}"))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,28 @@ from .admin.state import AdminState
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
+from .embeddings import Embedder, EmbedderError
 from .knowledge import KnowledgeBase
+from .llm.client import Endpoint
 from .llm.pool import LLMPool
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .mirror import LocalMirror
+from .models_manifest import ModelError
 from .store import Store
 from .turns import TurnRunner
 
-__all__ = ["Readiness", "ServiceContext", "admin_state", "apply_live", "retention_loop"]
+__all__ = [
+    "Readiness",
+    "ServiceContext",
+    "admin_state",
+    "apply_live",
+    "endpoints_from_config",
+    "is_local_endpoint",
+    "load_knowledge",
+    "retention_loop",
+    "warm_up_endpoints",
+]
 
 log = logging.getLogger("appliance.service")
 
@@ -84,6 +98,52 @@ class ServiceContext:
     admin: AdminState | None = None
     # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
     local_mirror: LocalMirror = field(default_factory=LocalMirror)
+
+
+def endpoints_from_config(cfg: Config) -> list[Endpoint]:
+    return [
+        Endpoint(
+            name=ep.name,
+            url=ep.url.rstrip("/"),
+            model=ep.model,
+            api_key=(os.environ.get(ep.api_key_env) or None) if ep.api_key_env else None,
+            vision=ep.vision,
+        )
+        for ep in cfg.llm.endpoints
+    ]
+
+
+def is_local_endpoint(cfg: Config, ep: Endpoint) -> bool:
+    return cfg.llm.spawn_local and f":{cfg.llm.local_port}/" in ep.url + "/"
+
+
+async def warm_up_endpoints(cfg: Config, pool: LLMPool, stopping: trio.Event) -> None:
+    """Probe every endpoint. Our own local server may still be loading, so it is retried until
+    `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot)."""
+    local = [ep.name for ep in endpoints_from_config(cfg) if is_local_endpoint(cfg, ep)]
+    with trio.move_on_after(cfg.budgets.probe_s):
+        while not stopping.is_set():
+            health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s))
+            ok = {h.name for h in health if h.ok}
+            if len(ok) == len(health) or not local or set(local) <= ok:
+                return
+            await trio.sleep(0.2)
+
+
+def load_knowledge(cfg: Config) -> KnowledgeBase:
+    """The FAQ index; hybrid when the embedding model loads, lexical (and said so) when not."""
+    embedder = None
+    if cfg.knowledge.semantic:
+        try:
+            embedder = Embedder.load()
+        except (EmbedderError, ModelError, OSError) as exc:
+            log.error("embedding model unavailable, FAQ search is lexical only: %s", exc)
+    kb = KnowledgeBase.from_file(Path(cfg.knowledge.faq), embedder=embedder)
+    log.info(
+        "knowledge loaded",
+        extra={"faq": cfg.knowledge.faq, "entries": len(kb), "hybrid": kb.hybrid},
+    )
+    return kb
 
 
 def admin_state(ctx: ServiceContext) -> AdminState:

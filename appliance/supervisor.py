@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import resource
 import signal
 from collections.abc import Awaitable, Callable
@@ -35,16 +34,20 @@ from .backoff import Backoff
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
-from .embeddings import Embedder, EmbedderError
 from .inference import SessionError
-from .knowledge import KnowledgeBase
-from .llm.client import Endpoint
 from .llm.local import run_local_llm
 from .llm.pool import LLMPool
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .models_manifest import ModelError
-from .service import Readiness, ServiceContext, retention_loop
+from .service import (
+    Readiness,
+    ServiceContext,
+    endpoints_from_config,
+    load_knowledge,
+    retention_loop,
+    warm_up_endpoints,
+)
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
@@ -93,23 +96,6 @@ async def supervised(
         await trio.sleep(backoff.delay(trio.current_time() - began))
 
 
-def endpoints_from_config(cfg: Config) -> list[Endpoint]:
-    return [
-        Endpoint(
-            name=ep.name,
-            url=ep.url.rstrip("/"),
-            model=ep.model,
-            api_key=(os.environ.get(ep.api_key_env) or None) if ep.api_key_env else None,
-            vision=ep.vision,
-        )
-        for ep in cfg.llm.endpoints
-    ]
-
-
-def _is_local(cfg: Config, ep: Endpoint) -> bool:
-    return cfg.llm.spawn_local and f":{cfg.llm.local_port}/" in ep.url + "/"
-
-
 def _endpoint_status(pool: LLMPool) -> str:
     parts = []
     for h in pool.health:
@@ -117,35 +103,6 @@ def _endpoint_status(pool: LLMPool) -> str:
             f"{h.name}={'ok' if h.ok else 'down' + (f'({h.last_error})' if h.last_error else '')}"
         )
     return "LLM " + ", ".join(parts)
-
-
-async def _warm_up(cfg: Config, pool: LLMPool, stopping: trio.Event) -> None:
-    """Probe every endpoint. Our own local server may still be loading, so it is retried until
-    `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot)."""
-    local = [ep.name for ep in endpoints_from_config(cfg) if _is_local(cfg, ep)]
-    with trio.move_on_after(cfg.budgets.probe_s):
-        while not stopping.is_set():
-            health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s))
-            ok = {h.name for h in health if h.ok}
-            if len(ok) == len(health) or not local or set(local) <= ok:
-                return
-            await trio.sleep(0.2)
-
-
-def load_knowledge(cfg: Config) -> KnowledgeBase:
-    """The FAQ index; hybrid when the embedding model loads, lexical (and said so) when not."""
-    embedder = None
-    if cfg.knowledge.semantic:
-        try:
-            embedder = Embedder.load()
-        except (EmbedderError, ModelError, OSError) as exc:
-            log.error("embedding model unavailable, FAQ search is lexical only: %s", exc)
-    kb = KnowledgeBase.from_file(Path(cfg.knowledge.faq), embedder=embedder)
-    log.info(
-        "knowledge loaded",
-        extra={"faq": cfg.knowledge.faq, "entries": len(kb), "hybrid": kb.hybrid},
-    )
-    return kb
 
 
 async def _health_loop(pool: LLMPool, metrics: Metrics, period_s: float = 15.0) -> None:
@@ -298,7 +255,7 @@ async def _serve(
                     notifier.status("warming up LLM endpoints and voice models")
                     async with trio.open_nursery() as warm:
                         warm.start_soon(_load_voice, cfg, ctx)
-                        await _warm_up(cfg, pool, ctx.stopping)
+                        await warm_up_endpoints(cfg, pool, ctx.stopping)
                     for h in pool.health:
                         metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
                     readiness.models_warm = True

@@ -67,10 +67,6 @@ class Notifier:
     def stopping(self, status: str | None = None) -> None:
         self._send_pairs([("STOPPING", "1"), *self._status_pair(status)])
 
-    def extend_timeout(self, seconds: float) -> None:
-        """Ask for `seconds` more of start-up/stop time (a slow first model load)."""
-        self._send_pairs([("EXTEND_TIMEOUT_USEC", str(max(0, round(seconds * 1e6))))])
-
     def notify(self, **fields: str) -> None:
         """Send any fields, in the order given. Never raises (logs once on socket errors)."""
         self._send_pairs(list(fields.items()))

@@ -27,9 +27,8 @@ from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
 from .events import Emit, ReplyDelta, ReplyDone, StateEvent
-from .grounding import Grounding, ground
 from .images import ImageLimits, PreparedImage, prepare_image
-from .knowledge import KnowledgeBase, build_system_prompt
+from .knowledge import Grounding, KnowledgeBase, build_system_prompt, ground
 from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.embeddings import Embedder
-from appliance.grounding import Grounding, ground, strip_fillers
-from appliance.knowledge import FaqEntry, KnowledgeBase
+from appliance.knowledge import FaqEntry, Grounding, KnowledgeBase, ground, strip_fillers
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
 EVAL = Path(__file__).parent / "data" / "faq_eval.toml"

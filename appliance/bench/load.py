@@ -1,4 +1,4 @@
-"""`appliance bench load` (issue 6): many concurrent conversations, SSE chats, connection churn.
+"""`appliance bench load`: many concurrent conversations, SSE chats, connection churn.
 
 Three processes: the appliance under test, the scripted LLM (fixed time to first token and token
 rate, both reported), and the load generator (`python -m appliance.bench.loadgen`, one process

@@ -1,6 +1,6 @@
 """A private PulseAudio daemon with virtual devices: the bench's and the tests' sound card.
 
-Devices (../shared/notes/audio.md): null sink `spk` (the appliance's speaker; record its
+Devices: null sink `spk` (the appliance's speaker; record its
 `spk.monitor`), null sink `micfeed` and remap source `vmic` on its monitor (the appliance's
 microphone: what is played into `micfeed` is heard on `vmic`). Silence feeders keep both sinks
 running, since an idle sink made the first capture start seconds late; they ask for 20 ms

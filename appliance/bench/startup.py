@@ -1,4 +1,4 @@
-"""`appliance bench startup` (issue 6): cold start to READY=1, per-stage load times, RSS.
+"""`appliance bench startup`: cold start to READY=1, per-stage load times, RSS.
 
 The appliance is started as systemd would start it, with a real NOTIFY_SOCKET; READY=1 is sent
 only once every local model is loaded and warm and the LLM endpoints were probed. The default

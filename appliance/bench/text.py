@@ -1,4 +1,4 @@
-"""`appliance bench text`: the appliance's own overhead on a text turn (issue 3).
+"""`appliance bench text`: the appliance's own overhead on a text turn.
 
 N sequential turns on one /ws connection against the real service process and a scripted
 OpenAI-compatible server in a third process. Overhead = time from sending `text` to the first

@@ -1,4 +1,4 @@
-"""`appliance bench voice`: spoken questions through real (virtual) audio devices (issue 4).
+"""`appliance bench voice`: spoken questions through real (virtual) audio devices.
 
 A private PulseAudio daemon (`bench.pulse`) is the kiosk's sound card; the appliance runs as its
 own process with audio and voice on, FAQ answers (semantic) and an LLM for the rest: the real

@@ -19,11 +19,6 @@ class Transcript:
     audio_s: float
     compute_s: float
 
-    @property
-    def rtf(self) -> float:
-        """Real-time factor: compute time / audio time (lower is faster)."""
-        return self.compute_s / self.audio_s if self.audio_s > 0 else 0.0
-
 
 class TranscriptionAborted(Exception):
     """`should_stop` returned True: the caller abandoned this pass (e.g. speech resumed)."""

@@ -7,7 +7,7 @@ Two streaming stages, both pure:
 * ``SentenceChunker`` cuts the clean text: the *first* chunk at the first clause boundary
   (``, ; : —`` or a sentence end) once it is long enough, or, when that clause is long, before
   a phrase-starting word ("... Tuesday to Friday | from 9:30"), so TTS can start before the LLM
-  has finished its first sentence (notes/models.md: waiting for whole sentences cost ~0.6-1.4 s);
+  has finished its first sentence (waiting for whole sentences cost ~0.6-1.4 s);
   later chunks at sentence ends, merging short sentences up to ``min_chars``.
 
 Every decision waits until the characters it depends on have arrived (the char after a

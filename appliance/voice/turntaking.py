@@ -3,8 +3,8 @@
 Its verdict feeds ``Segmenter.set_complete_hint``: when the words so far form a complete
 question or request, the segmenter ends the turn after the *short* hangover. A false "no"
 costs only the difference between the hangovers (0.25 s); a false "yes" answers half a
-question, so the rules lean towards "not complete" (notes/models.md: a 0.2 s stop split
-"My son is ten. Does he have to pay?" at the pause).
+question, so the rules lean towards "not complete" (a 0.2 s stop split "My son is ten. Does
+he have to pay?" at the pause).
 
 Only the last sentence decides, so an opening statement never ends the turn on its own:
 

@@ -1,23 +1,17 @@
-"""Site knowledge: parse the staff-edited Markdown FAQ, rank entries, ground the prompt.
+"""Rank FAQ entries for a question: BM25 over stemmed words, blended with sentence-embedding
+similarity when an embedder is given. BM25 alone misses paraphrases that share no word with the
+entry ("What time does the museum open on Sunday?" vs "What are the opening hours?"), embeddings
+alone blur precise words (a tram line, a dog).
 
-The local LLM (SmolLM2-135M) is fluent but weak on facts, so it only rephrases what retrieval
-hands it: the best-matching FAQ entries go into a short system prompt (and a confident match is
-answered verbatim, see `grounding.py`). Ranking is BM25 over stemmed words, optionally blended
-with sentence-embedding similarity (`embedder=`, see `embeddings.py`): BM25 alone misses
-paraphrases that share no word with the entry ("What time does the museum open on Sunday?"
-vs "What are the opening hours?"), embeddings alone blur precise words (a tram line, a dog).
-
-Pure logic except file reads and the embedder: `from_file`, and with an embedder the
-constructor (embeds every entry once) and `search` (embeds the query, a few ms), are blocking;
-callers on the event loop run them via `trio.to_thread.run_sync`.
+Pure logic except the embedder: with one, the constructor (embeds every entry once) and
+`search`/`rank` (embed the query, a few ms) are blocking; callers on the event loop run them via
+`trio.to_thread.run_sync`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,19 +21,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .faq import FaqEntry, KnowledgeError, parse_faq
+from .text import tokenize
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CHIT_CHAT",
-    "FaqEntry",
+    "DEFAULT_MIN_HYBRID_SCORE",
+    "DEFAULT_MIN_SCORE",
     "Hit",
     "KnowledgeBase",
-    "KnowledgeError",
     "Ranking",
     "TextEmbedder",
-    "build_system_prompt",
-    "parse_faq",
-    "tokenize",
 ]
 
 # BM25 parameters (the usual defaults).
@@ -118,12 +112,6 @@ CHIT_CHAT: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class FaqEntry:
-    question: str
-    answer: str
-
-
-@dataclass(frozen=True)
 class Hit:
     """A ranked entry. `score` is BM25 (lexical-only) or the hybrid score; `semantic` is the
     embedding similarity part (None without an embedder) and `lexical` the raw BM25 score."""
@@ -148,218 +136,6 @@ class TextEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One unit-length row per text; blocking."""
         ...
-
-
-class KnowledgeError(Exception):
-    """The FAQ file cannot be used; the message names the file and the reason."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------- parsing
-
-_QUESTION_RE = re.compile(r"^##(?:[ \t]+(.*?))?[ \t]*$")  # "## text"; "##" alone is an empty h2
-_TITLE_RE = re.compile(r"^#(?:[ \t]|$)")  # a "# " section title ends the current answer
-_CLOSING_HASHES_RE = re.compile(r"[ \t]+#+$")  # ATX closing sequence: "## Question ##"
-_LIST_MARKER_RE = re.compile(r"^(?:[-*+]|\d{1,3}[.)])[ \t]+")
-_EMPHASIS_RE = re.compile(r"(\*\*|__|`)")
-_LINK_RE = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_COMMENT_RE = re.compile(r"<!--.*?-->")
-
-
-def _inline(text: str) -> str:
-    """Strip inline Markdown that would be read aloud literally (emphasis, link syntax)."""
-    text = _COMMENT_RE.sub("", text)
-    text = _LINK_RE.sub(r"\1 (\2)", text)
-    text = _EMPHASIS_RE.sub("", text)
-    return " ".join(text.split())
-
-
-def _answer_text(lines: list[str]) -> str:
-    """Join answer lines into one plain line; list items become sentences of their own."""
-    parts: list[str] = []
-    for raw in lines:
-        line = raw.strip()
-        if not line:
-            continue
-        is_item = _LIST_MARKER_RE.match(line) is not None
-        line = _inline(_LIST_MARKER_RE.sub("", line))
-        if not line:
-            continue
-        if is_item and parts and parts[-1][-1] not in ".!?:;,":
-            parts[-1] += "."
-        parts.append(line)
-    return " ".join(parts)
-
-
-def _question_key(question: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", question).casefold().split()).rstrip("?!. ")
-
-
-def parse_faq(markdown: str) -> tuple[list[FaqEntry], list[str]]:
-    """Split the FAQ into entries: each `## ` heading is a question, the text below its answer.
-
-    Text before the first `## ` (title, intro) is ignored, and so is text after a `# ` section
-    title until the next question. Deeper headings (`### `) stay part of the answer. Empty
-    questions, questions without an answer and repeated questions (the first one wins) are
-    skipped with a warning that carries the 1-based line number.
-    """
-    entries: list[FaqEntry] = []
-    warnings: list[str] = []
-    seen: dict[str, int] = {}
-    current: tuple[int, str] | None = None  # (line number, question)
-    body: list[str] = []
-
-    def finish() -> None:
-        if current is None:
-            return
-        lineno, question = current
-        answer = _answer_text(body)
-        key = _question_key(question)
-        if not question:
-            warnings.append(f"line {lineno}: empty question heading; skipped")
-        elif not answer:
-            warnings.append(f"line {lineno}: question {question!r} has no answer; skipped")
-        elif key in seen:
-            warnings.append(
-                f"line {lineno}: question {question!r} repeats line {seen[key]}; kept the first one"
-            )
-        else:
-            seen[key] = lineno
-            entries.append(FaqEntry(question=question, answer=answer))
-
-    lines = markdown.removeprefix("\ufeff").splitlines()
-    for lineno, line in enumerate(lines, start=1):
-        m = _QUESTION_RE.match(line)
-        if m is not None:
-            finish()
-            question = _inline(_CLOSING_HASHES_RE.sub("", m.group(1) or ""))
-            current, body = (lineno, question), []
-        elif _TITLE_RE.match(line):
-            finish()
-            current, body = None, []
-        elif current is not None:
-            body.append(line)
-    finish()
-    return entries, warnings
-
-
-# --------------------------------------------------------------------------- tokenizing
-
-# Small on purpose: only words that carry no topic. "much", "free", "open" and the like stay.
-STOPWORDS = frozenset(
-    """
-    a about all also am an and any are as at be been being but by can could did do does doing
-    for from get got had has have having he her here hi hello his how i if in into is it its
-    just me my of on or our please she should so some than that the their them then there these
-    they this those to too us was we were what when where which who whom why will with would you
-    your yours something anything somewhere anywhere someone anyone thing
-    """.split()
-)
-
-# Venue-independent synonyms that visitors use where staff write another word.
-SYNONYMS = {
-    "kid": "child",
-    "children": "child",
-    "toddler": "child",
-    "baby": "child",
-    "son": "child",
-    "daughter": "child",
-    "boy": "child",
-    "girl": "child",
-    "restroom": "toilet",
-    "bathroom": "toilet",
-    "lavatory": "toilet",
-    "loo": "toilet",
-    "wc": "toilet",
-    "wi": "wifi",  # "wi-fi" is also indexed as its joined form
-    "internet": "wifi",
-    "price": "cost",
-    "fee": "cost",
-    "pay": "cost",
-    "photo": "photograph",
-    "picture": "photograph",
-    "eat": "cafe",
-    "food": "cafe",
-    "drink": "cafe",
-    "restaurant": "cafe",
-    "coffee": "cafe",
-    "coat": "cloakroom",
-    "jacket": "cloakroom",
-    "bag": "locker",
-    "elevator": "lift",
-    "sell": "buy",
-    "purchase": "buy",
-    "telephone": "phone",
-    "call": "phone",
-}
-
-_WORD_RE = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
-_POSSESSIVE_RE = re.compile(r"['’]s$")
-
-
-def _strip_accents(word: str) -> str:
-    decomposed = unicodedata.normalize("NFD", word)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def stem(word: str) -> str:
-    """Light suffix stemming: enough that plurals, -ing and -ed forms meet their base word.
-
-    A final "e" is dropped last so that "close", "closed" and "closing" all become "clos".
-    """
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 4 and word.endswith("ed"):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    else:
-        return word[:-1] if len(word) > 3 and word.endswith("e") else word
-    # "stopped" -> "stopp" -> "stop"; keep "ll", "ss", "zz" ("called" -> "call").
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz" and word[-1].isalpha():
-        word = word[:-1]
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
-
-
-_STEMMED_SYNONYMS = {stem(k): stem(v) for k, v in SYNONYMS.items()}
-
-
-def _term(word: str) -> str | None:
-    if word in STOPWORDS:
-        return None
-    stemmed = stem(word)
-    return _STEMMED_SYNONYMS.get(stemmed, stemmed)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lowercase, unicode-aware words minus stopwords, stemmed; hyphenated words also joined."""
-    text = _strip_accents(unicodedata.normalize("NFKC", text).casefold())
-    out: list[str] = []
-    for match in _WORD_RE.finditer(text):
-        word = _POSSESSIVE_RE.sub("", match.group())
-        pieces = re.split(r"[-'’]", word)
-        if len(pieces) > 1 and "-" in word:
-            joined = _term("".join(pieces))
-            if joined is not None:
-                out.append(joined)
-        elif len(pieces) > 1:  # "don't" -> "dont"
-            pieces = ["".join(pieces)]
-        for piece in pieces:
-            term = _term(piece)
-            if term is not None:
-                out.append(term)
-    return out
-
-
-# --------------------------------------------------------------------------- ranking
 
 
 class KnowledgeBase:
@@ -450,13 +226,6 @@ class KnowledgeBase:
         vec: npt.NDArray[np.float32] = vecs[0]
         return vec
 
-    def semantic_scores(self, query: str) -> npt.NDArray[np.float64] | None:
-        """Blended cosine similarity of every entry to `query`; None without an embedder.
-        Blocking (runs the embedding model)."""
-        if not self.hybrid:
-            return None
-        return self._semantic(self._query_vector(query))
-
     def _semantic(self, vec: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float64]:
         if vec is None or self._question_vecs is None or self._answer_vecs is None:
             return np.zeros(len(self.entries), dtype=np.float64)
@@ -509,31 +278,3 @@ class KnowledgeBase:
 
 
 # --------------------------------------------------------------------------- prompt
-
-DEFAULT_FACTS_HEADER = "Facts:"
-
-_INSTRUCTION = (
-    "Answer only from the facts below, in one to three short, plain sentences that can be "
-    "spoken aloud. If the facts do not answer the question, say that you do not know and "
-    "suggest asking a member of staff."
-)
-
-
-def build_system_prompt(
-    persona: str, hits: Sequence[Hit], *, venue_facts_header: str = DEFAULT_FACTS_HEADER
-) -> str:
-    """Persona, the grounding instruction, then the retrieved entries as "Q: ... A: ...".
-
-    `hits` come best first (as `search` returns them); they are written in reverse so the most
-    relevant fact is last, right before the visitor's question: a 135M model leans heavily on
-    the nearest tokens, and an earlier, weaker fact then matters less when it answers.
-    """
-    persona = " ".join(persona.split())
-    lines = [persona] if persona else []
-    lines += [_INSTRUCTION, "", venue_facts_header]
-    if not hits:
-        lines.append("(none)")
-    for hit in reversed(hits):
-        lines.append(f"Q: {hit.entry.question}")
-        lines.append(f"A: {hit.entry.answer}")
-    return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""Decide whether a visitor's question is confidently one of the FAQ's: then the kiosk answers
-with the staff-written answer verbatim instead of trusting a 135M LLM with facts.
+"""Ground a question in the FAQ: decide whether it is confidently one of the FAQ's (then the
+kiosk answers with the staff-written answer verbatim instead of trusting a 135M LLM with facts),
+and build the LLM's system prompt from the retrieved entries.
 
 Pure decision logic on top of `KnowledgeBase.search`, which with an embedder runs the embedding
 model (a few ms): call `ground` via `trio.to_thread.run_sync` from the event loop.
@@ -12,7 +13,7 @@ real paraphrases 0.27 to 0.94, most above 0.45. A direct answer needs all of:
 - a lead of >= 0.02 over the runner-up: two entries tied, like hours and holidays for "open on
   Mondays?", go to the LLM with both facts instead of one read out at random;
 - the best entry at least as close in meaning as the nearest small-talk example
-  (`knowledge.CHIT_CHAT`): "what time is it right now" scores 0.39 on the opening hours, but
+  (`ranking.CHIT_CHAT`): "what time is it right now" scores 0.39 on the opening hours, but
   0.8+ on "What time is it?". Added after the first holdout split showed that leak.
 Off-topic questions answered directly when each split was first scored (each written before
 that): dev 0/15; holdout 1/16 ("what time is it right now", which led to the small-talk check);
@@ -25,16 +26,19 @@ one leak per 10-15 unseen off-topic questions. With the final settings: direct r
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .knowledge import DEFAULT_MIN_HYBRID_SCORE, Hit, KnowledgeBase
+from .ranking import DEFAULT_MIN_HYBRID_SCORE, Hit, KnowledgeBase
 
 __all__ = [
+    "DEFAULT_FACTS_HEADER",
     "DIRECT_MIN_CHAT_LEAD",
     "DIRECT_MIN_MARGIN",
     "DIRECT_MIN_SEMANTIC",
     "DIRECT_THRESHOLD",
     "Grounding",
+    "build_system_prompt",
     "ground",
     "strip_fillers",
 ]
@@ -115,3 +119,32 @@ def ground(
         direct=best if confident else None,
         confidence=max(0.0, min(1.0, best.score)),
     )
+
+
+DEFAULT_FACTS_HEADER = "Facts:"
+
+_INSTRUCTION = (
+    "Answer only from the facts below, in one to three short, plain sentences that can be "
+    "spoken aloud. If the facts do not answer the question, say that you do not know and "
+    "suggest asking a member of staff."
+)
+
+
+def build_system_prompt(
+    persona: str, hits: Sequence[Hit], *, venue_facts_header: str = DEFAULT_FACTS_HEADER
+) -> str:
+    """Persona, the grounding instruction, then the retrieved entries as "Q: ... A: ...".
+
+    `hits` come best first (as `search` returns them); they are written in reverse so the most
+    relevant fact is last, right before the visitor's question: a 135M model leans heavily on
+    the nearest tokens, and an earlier, weaker fact then matters less when it answers.
+    """
+    persona = " ".join(persona.split())
+    lines = [persona] if persona else []
+    lines += [_INSTRUCTION, "", venue_facts_header]
+    if not hits:
+        lines.append("(none)")
+    for hit in reversed(hits):
+        lines.append(f"Q: {hit.entry.question}")
+        lines.append(f"A: {hit.entry.answer}")
+    return "\n".join(lines)
