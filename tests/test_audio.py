@@ -204,11 +204,14 @@ async def test_capture_delivers_16k_blocks_with_right_content_and_no_drops(
     audio = np.concatenate(blocks)
     loud = np.flatnonzero(np.abs(audio) > 0.1)
     assert dominant_hz(audio[loud[0] : loud[-1]], 16000) == pytest.approx(1000, abs=20)
-    # 0.5 s of 1 kHz at amplitude 0.5; the 12 kHz half-second must have vanished.
+    # 0.5 s of 1 kHz at amplitude 0.5 (energy 0.5 * 16000 * 0.5**2 / 2 = 1000); the 12 kHz
+    # half-second must have vanished. Energy, not a count of loud blocks: on a loaded box the
+    # test's own feeder (pacat) may underrun mid-tone, which splits the tone over more blocks
+    # but neither adds nor loses any of it; a dropped capture block loses 3% of it.
     levels = [rms(b) for b in blocks]
-    n_loud = sum(lv > 0.1 for lv in levels)
-    assert 13 <= n_loud <= 17, levels
-    assert np.median([lv for lv in levels if lv > 0.1]) == pytest.approx(0.354, rel=0.1)
+    assert sum(lv > 0.1 for lv in levels) >= 13, levels
+    assert float(np.sum(audio.astype(np.float64) ** 2)) == pytest.approx(1000.0, rel=0.025)
+    assert np.max(levels) == pytest.approx(0.354, rel=0.1)
     assert band_energy(audio, 16000, 3800, 4200) < 1e-3 * band_energy(audio, 16000, 900, 1100)
     assert capture.latency_s is not None
     print(f"capture: {capture.blocks} blocks, {capture.dropped} dropped, "
@@ -301,7 +304,7 @@ async def test_playback_is_gapless_across_play_calls_and_drains(
     # No gap: every 10 ms window holds the full tone; no click: all energy is at 440 Hz.
     windows = seg[: len(seg) // 480 * 480].reshape(-1, 480)
     levels = [round(rms(w), 2) for w in windows]
-    assert min(levels) > 0.3, levels
+    assert min(levels) > 0.3, (playback.underruns, levels)
     assert len(seg) / 48000 == pytest.approx(1.0, abs=0.01)
     assert band_energy(seg, 48000, 420, 460) > 0.999 * band_energy(seg, 48000, 0, 24000)
     assert playback.underruns == 0
