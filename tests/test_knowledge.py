@@ -17,8 +17,10 @@ from appliance.embeddings import (
     MODEL_ID_WEIGHTS,
     Embedder,
     EmbedderError,
+    TensorInfo,
     WordPieceTokenizer,
     build_bert_onnx,
+    load_safetensors,
     read_safetensors_header,
 )
 from appliance.knowledge import (
@@ -439,22 +441,20 @@ def test_safetensors_header_errors_name_the_file(tmp_path: Path) -> None:
         {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
         struct.pack("<2f", 1.0, 2.0),
     )
-    info = read_safetensors_header(ok)["w"]
-    assert (info.shape, info.length, info.offset) == ((2,), 8, ok.stat().st_size - 8)
-    cases = {
-        "short": b"\x01\x00",
-        "not-json": struct.pack("<Q", 3) + b"{x}",
-    }
-    for name, content in cases.items():
-        (tmp_path / name).write_bytes(content)
-        with pytest.raises(EmbedderError, match="not a safetensors file") as err:
-            read_safetensors_header(tmp_path / name)
-        assert name in str(err.value)
-    lying = _safetensors(
+    assert read_safetensors_header(ok) == {"w": TensorInfo("F32", (2,))}
+    assert load_safetensors(ok)["w"].tolist() == [1.0, 2.0]
+    _safetensors(
         tmp_path / "lying", {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"x" * 8
     )
-    with pytest.raises(EmbedderError, match="offsets do not match"):
-        read_safetensors_header(lying)
+    (tmp_path / "short").write_bytes(b"\x01\x00")
+    (tmp_path / "not-json").write_bytes(struct.pack("<Q", 3) + b"{x}")
+    for name in ("short", "not-json", "lying"):
+        for read in (read_safetensors_header, load_safetensors):
+            with pytest.raises(EmbedderError, match="not a safetensors file") as err:
+                read(tmp_path / name)
+            assert name in str(err.value)
+    with pytest.raises(EmbedderError, match="missing"):
+        load_safetensors(tmp_path / "missing")
     with pytest.raises(EmbedderError, match="no word embeddings"):
         build_bert_onnx({"w": np.zeros(2, dtype=np.float32)})
 
