@@ -1,5 +1,5 @@
 """FAQ parsing, BM25 and hybrid ranking on the sample venue FAQ, the embedding model (tokenizer,
-hand-written ONNX graph, manifest check) and the grounded system prompt."""
+ONNX graph, manifest check, vectors against recorded ones) and the grounded system prompt."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from appliance.embeddings import (
     MODEL_ID_WEIGHTS,
     Embedder,
     EmbedderError,
+    TensorInfo,
     WordPieceTokenizer,
     build_bert_onnx,
+    load_safetensors,
     read_safetensors_header,
 )
 from appliance.knowledge import (
@@ -31,8 +33,10 @@ from appliance.knowledge import (
     stem,
     tokenize,
 )
+from appliance.models_manifest import ModelError, load_manifest, require
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +324,7 @@ def tokenizer() -> WordPieceTokenizer:
     return Embedder.load(check_hash=False).tokenizer
 
 
-# Ids from the model's own tokenizer.json run by the `tokenizers` package (not a dependency).
+# Ids from the model's own tokenizer.json run by the `tokenizers` package.
 @pytest.mark.parametrize(
     ("text", "ids"),
     [
@@ -344,6 +348,49 @@ def test_wordpiece_matches_reference_tokenizer(
     tokenizer: WordPieceTokenizer, text: str, ids: list[int]
 ) -> None:
     assert tokenizer.encode(text) == ids
+
+
+def _wordpiece_reference() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads((DATA / "wordpiece_reference.json").read_text())
+    return rows
+
+
+def test_wordpiece_matches_recorded_ids(tokenizer: WordPieceTokenizer) -> None:
+    """250 texts (FAQ lines, accents, punctuation, CJK, emoji, control characters, over-long
+    words, truncation at 256, random strings) with the ids the tokenizer gave when recorded.
+    None has a code point unassigned in Python 3.11's Unicode tables but U+0378: a later
+    Python may assign one, and then keep it as [UNK] instead of dropping it."""
+    rows = _wordpiece_reference()
+    assert len(rows) == 250
+    wrong = [r["text"] for r in rows if tokenizer.encode(str(r["text"])) != r["ids"]]
+    assert wrong == []
+
+
+def test_wordpiece_agrees_with_the_tokenizers_package() -> None:
+    """The `tokenizers` package built from the same vocabulary gives our ids on every recorded
+    text but the few marked otherwise (capital sigma at a word's end, unassigned code points,
+    part of CJK Extension E, characters its Unicode tables class differently): the reason the
+    module keeps its own tokenizer. A newly differing text means one of the two changed."""
+    tokenizers = pytest.importorskip("tokenizers")
+    manifest = load_manifest()
+    vocab = require(manifest, MODEL_ID_VOCAB, check_hash=False)
+    reference = tokenizers.BertWordPieceTokenizer(str(vocab), lowercase=True)
+    reference.enable_truncation(256)
+    rows = _wordpiece_reference()
+    agreeing = [r for r in rows if r["tokenizers_agrees"]]
+    assert len(agreeing) == 243 and any(r["text"] == "ΟΔΟΣ" for r in rows if r not in agreeing)
+    wrong = [r["text"] for r in agreeing if reference.encode(str(r["text"])).ids != r["ids"]]
+    assert wrong == []
+
+
+def test_embedder_matches_recorded_vectors(embedder: Embedder) -> None:
+    """Vectors for 32 varied texts (empty, whitespace only, truncated, CJK, emoji, ...) as the
+    embedder gave them when recorded, when it wrote its ONNX protobuf by hand and read the
+    safetensors file itself; the same graph built with `onnx.helper` must give them again."""
+    texts = json.loads((DATA / "embedder_reference.json").read_text())["texts"]
+    recorded = np.load(DATA / "embedder_reference.npy")
+    assert recorded.shape == (len(texts), 384)
+    assert float(np.abs(embedder.embed(texts) - recorded).max()) <= 1e-5
 
 
 def test_wordpiece_truncates_and_needs_special_tokens(tokenizer: WordPieceTokenizer) -> None:
@@ -373,8 +420,6 @@ def test_embedder_padding_does_not_change_a_vector(embedder: Embedder) -> None:
 
 
 def test_embedder_refuses_a_weights_file_with_the_wrong_hash(tmp_path: Path) -> None:
-    from appliance.models_manifest import ModelError, load_manifest
-
     manifest = load_manifest()
     bad = dataclasses.replace(manifest[MODEL_ID_WEIGHTS], sha256="0" * 64)
     with pytest.raises(ModelError, match="sha256 mismatch") as info:
@@ -396,22 +441,20 @@ def test_safetensors_header_errors_name_the_file(tmp_path: Path) -> None:
         {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
         struct.pack("<2f", 1.0, 2.0),
     )
-    info = read_safetensors_header(ok)["w"]
-    assert (info.shape, info.length, info.offset) == ((2,), 8, ok.stat().st_size - 8)
-    cases = {
-        "short": b"\x01\x00",
-        "not-json": struct.pack("<Q", 3) + b"{x}",
-    }
-    for name, content in cases.items():
-        (tmp_path / name).write_bytes(content)
-        with pytest.raises(EmbedderError, match="not a safetensors file") as err:
-            read_safetensors_header(tmp_path / name)
-        assert name in str(err.value)
-    lying = _safetensors(
+    assert read_safetensors_header(ok) == {"w": TensorInfo("F32", (2,))}
+    assert load_safetensors(ok)["w"].tolist() == [1.0, 2.0]
+    _safetensors(
         tmp_path / "lying", {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"x" * 8
     )
-    with pytest.raises(EmbedderError, match="offsets do not match"):
-        read_safetensors_header(lying)
+    (tmp_path / "short").write_bytes(b"\x01\x00")
+    (tmp_path / "not-json").write_bytes(struct.pack("<Q", 3) + b"{x}")
+    for name in ("short", "not-json", "lying"):
+        for read in (read_safetensors_header, load_safetensors):
+            with pytest.raises(EmbedderError, match="not a safetensors file") as err:
+                read(tmp_path / name)
+            assert name in str(err.value)
+    with pytest.raises(EmbedderError, match="missing"):
+        load_safetensors(tmp_path / "missing")
     with pytest.raises(EmbedderError, match="no word embeddings"):
         build_bert_onnx({"w": np.zeros(2, dtype=np.float32)})
 
