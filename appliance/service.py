@@ -20,8 +20,8 @@ from .admin.state import AdminState
 from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
-from .embeddings import Embedder, EmbedderError
 from .knowledge import KnowledgeBase
+from .knowledge.embeddings import Embedder, EmbedderError
 from .llm.client import Endpoint
 from .llm.pool import LLMPool
 from .looplag import LagMonitor

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.embeddings import Embedder
 from appliance.knowledge import FaqEntry, Grounding, KnowledgeBase, ground, strip_fillers
+from appliance.knowledge.embeddings import Embedder
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
 EVAL = Path(__file__).parent / "data" / "faq_eval.toml"

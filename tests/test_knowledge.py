@@ -12,17 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.embeddings import (
-    MODEL_ID_VOCAB,
-    MODEL_ID_WEIGHTS,
-    Embedder,
-    EmbedderError,
-    TensorInfo,
-    WordPieceTokenizer,
-    build_bert_onnx,
-    load_safetensors,
-    read_safetensors_header,
-)
 from appliance.knowledge import (
     FaqEntry,
     Hit,
@@ -32,6 +21,17 @@ from appliance.knowledge import (
     parse_faq,
     stem,
     tokenize,
+)
+from appliance.knowledge.embeddings import (
+    MODEL_ID_VOCAB,
+    MODEL_ID_WEIGHTS,
+    Embedder,
+    EmbedderError,
+    TensorInfo,
+    WordPieceTokenizer,
+    build_bert_onnx,
+    load_safetensors,
+    read_safetensors_header,
 )
 from appliance.models_manifest import ModelError, load_manifest, require
 

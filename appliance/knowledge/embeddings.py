@@ -37,8 +37,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 from safetensors import SafetensorError, safe_open
 
-from .inference import InferenceSettings, create_session
-from .models_manifest import ModelFile, load_manifest, require
+from ..inference import InferenceSettings, create_session
+from ..models_manifest import ModelFile, load_manifest, require
 
 if TYPE_CHECKING:
     import onnx
