@@ -2,6 +2,9 @@
 
 A config that does not validate is refused as a whole (`ConfigError` lists every problem), so the
 service never starts half-configured and a bad edit never replaces a good running config.
+
+One module (~530 lines): each section's dataclass sits next to its validation, so a default
+and its check cannot drift apart.
 """
 
 from __future__ import annotations

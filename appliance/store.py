@@ -3,6 +3,8 @@
 `Store` is plain blocking code (one connection, one thread at a time). `AsyncStore` owns a
 bounded queue and a single writer task that hands batches to a worker thread, so a slow or full
 disk costs dropped log rows (counted), never a late reply.
+
+One module (~500 lines): the schema, its queries and migrations change together.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ inside (refused, 429, garbage, stall, all endpoints down) the visitor gets a rep
 A voice turn passes a `VoiceLeg`: the spoken side of the same turn (the reply's first audio and
 its playback), so the turn is recorded once, at its real end, with the whole trace: the voice
 pipeline's stage durations, the turn's own marks, first reply audio and the end of playback.
+
+One module (~480 lines) on purpose: the stages of a turn share its state (reply parts, marks,
+outcome), and the accounting at the end must see every path that leads there.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ ALSA devices `pulse`/`default`:
 - Plain PortAudio devices (bare ALSA, other OSes): matched by name; loss shows as a stream that
   stops calling back.
 `sounddevice` is imported lazily: PortAudio enumerates devices at import and the service must
-start without a sound card.
+start without a sound card. Both layers live here (~470 lines) because capture and playback
+share all of it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ one clock, so end of speech (last loud sample heard on `vmic`) -> first reply sa
 sample on `spk.monitor`) is measured outside the appliance. Barge-in: on some questions "Wait,
 stop." is played over the reply; onset on `vmic` -> last loud sample on the speaker.
 Transcripts, replies and the appliance's own timings come from its JSON log.
+
+One module (~580 lines): a benchmark script reads best top to bottom (devices, run, report).
 """
 
 from __future__ import annotations

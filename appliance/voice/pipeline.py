@@ -8,11 +8,13 @@ Flow per utterance: SpeechStarted (barge-in if a turn is running or audio playin
 partial ASR passes every `partial_interval_s` of audio (`transcript {final:false}`, and the
 turn-taking hint for the segmenter) -> SilenceStarted starts the final pass speculatively,
 SpeechResumed aborts it -> SpeechEnded takes that pass (or runs one) under the `asr_s` budget
--> `transcript {final:true}` -> TurnRunner.run_text(source="voice") with an emit wrapper that
-feeds reply text into ReplySpeech, and a VoiceLeg: run_text waits for the first reply sample
-before `reply.done` and for the end of playback before it records the turn, so the stored turn
-has the whole trace and a barge-in (one cancel scope over LLM stream, TTS and playback) is
-recorded as "interrupted". Every model call runs on a worker thread (ModelRunner).
+-> `transcript {final:true}` -> the spoken turn (`spoken_turn.SpokenTurn`). A barge-in cancels
+one scope over the LLM stream, TTS and playback; the turn is recorded as "interrupted". Every
+model call runs on a worker thread (ModelRunner).
+
+What is here is listening's orchestration (frames, VAD, ASR scheduling, barge-in): one state
+machine over shared utterance state, ~500 lines; its pure parts live in `listening`, `echo`
+and `segmenter`, the reply side in `spoken_turn` and `speech`.
 """
 
 from __future__ import annotations
