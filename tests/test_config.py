@@ -1,3 +1,7 @@
+import dataclasses
+import json
+import math
+import typing
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,63 @@ def test_save_roundtrip_is_atomic(tmp_path: Path) -> None:
     assert again == cfg
     assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]  # no temp file left behind
     assert isinstance(again, Config)
+
+
+def float_settings(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every float setting as a dotted key (tables recursed into; lists hold no floats)."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += float_settings(tp, f"{prefix}{f.name}.")
+        elif tp is float:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def nested(key: str, value: object) -> dict[str, object]:
+    *tables, name = key.split(".")
+    data: dict[str, object] = {name: value}
+    for table in reversed(tables):
+        data = {table: data}
+    return data
+
+
+FLOATS = float_settings()
+
+
+def test_there_are_float_settings_to_check() -> None:
+    assert len(FLOATS) > 20
+    assert {"budgets.turn_s", "admin.session_s", "store.retention_days"} <= set(FLOATS)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 10**400])
+@pytest.mark.parametrize("key", FLOATS)
+def test_non_finite_floats_are_rejected(key: str, bad: float) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(nested(key, bad))
+    assert f"{key}: must be a finite number" in str(err.value), str(err.value)
+
+
+def test_non_finite_from_toml_and_json(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        "[budgets]\nturn_s = nan\n[admin]\nsession_s = inf\n[store]\nretention_days = -inf\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert sorted(err.value.problems) == [
+        "admin.session_s: must be a finite number, got inf",
+        "budgets.turn_s: must be a finite number, got nan",
+        "store.retention_days: must be a finite number, got -inf",
+    ]
+    # The admin page's settings editor sends JSON, which Python parses NaN/Infinity in too.
+    body = json.loads('{"budgets": {"stall_s": NaN}, "web": {"rate_per_s": Infinity}}')
+    with pytest.raises(ConfigError) as err:
+        parse_config(body)
+    assert sorted(err.value.problems) == [
+        "budgets.stall_s: must be a finite number, got nan",
+        "web.rate_per_s: must be a finite number, got inf",
+    ]
+    assert parse_config({"budgets": {"turn_s": 15}}).budgets.turn_s == 15.0  # ints still fine

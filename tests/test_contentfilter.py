@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,9 +73,63 @@ def test_stream_masker_is_reusable_after_flush() -> None:
     assert m.feed("hec") + m.feed("k") + m.flush() == "****"
 
 
+KILL = ContentFilter(["kill", "año"])
+
+INVISIBLE = [
+    "\u200b",  # zero-width space
+    "\u200c",  # zero-width non-joiner
+    "\u200d",  # zero-width joiner
+    "\u2060",  # word joiner
+    "\ufeff",  # BOM / zero-width no-break space
+    "\u00ad",  # soft hyphen
+    "\u202e",  # right-to-left override
+    "\u034f",  # combining grapheme joiner
+    "\ufe0f",  # variation selector
+    "\U000e0041",  # tag latin capital A
+]
+
+
+@pytest.mark.parametrize("ch", INVISIBLE)
+def test_invisible_characters_do_not_hide_a_term(ch: str) -> None:
+    text = f"I will k{ch}ill it"
+    assert KILL.is_blocked(text)
+    assert KILL.mask(text) == "I will " + "*" * len(f"k{ch}ill") + " it"
+    assert KILL.is_blocked(ch.join("kill"))  # between every letter
+
+
+def test_combining_marks_and_width_do_not_hide_a_term() -> None:
+    for text in (
+        "ki\u0301ll",
+        "kíll",
+        "k\u0336i\u0336l\u0336l\u0336",
+        "ｋｉｌｌ",
+        "ＫＩ\u0301ＬＬ",
+    ):
+        assert KILL.is_blocked(f"go {text} now"), text
+        assert KILL.mask(f"go {text}!") == "go " + "*" * len(text) + "!"
+    assert KILL.is_blocked("k\u20ddill")  # enclosing mark (Me)
+
+
+def test_accented_text_still_passes() -> None:
+    for text in ("café", "naïve", "Crème brûlée", "Zoë's résumé", "coöperate", "skill", "killer"):
+        assert not KILL.is_blocked(text), text
+        assert KILL.mask(text) == text
+    # Accents are ignored on both sides (the documented trade-off).
+    assert KILL.is_blocked("el año") and KILL.is_blocked("el ano")
+    assert ContentFilter(["café"]).mask("a cafe, a café.") == "a ****, a ****."
+
+
+def test_stream_masker_catches_invisible_splits() -> None:
+    m = KILL.stream_masker()
+    parts = ["I will k", "\u200b", "i\u0301", "l", "l you"]
+    out = "".join(m.feed(p) for p in parts) + m.flush()
+    assert out == KILL.mask("".join(parts)) == "I will " + "*" * 6 + " you"
+
+
 PIECES = [
     "darn", "Darn", "heck", "bad", "word", "up", " ", "  ", "\n", "ed", "s", "ﬁ", "re",
     "ß", "stra", "Straße", "x", "\u0301", "é", "!", ",", "ＤＡＲＮ", "e", "d",
+    "\u200b", "\u00ad", "\ufeff", "\u2060", "\u200d", "\ufe0f", "da\u200brn", "he\u0301ck",
 ]  # fmt: skip
 
 texts = st.one_of(

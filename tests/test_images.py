@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
+import trio
 from PIL import Image
+from trio.testing import wait_all_tasks_blocked
 
 from appliance.images import (
+    DECODE_LIMITER,
+    DECODE_SLOTS,
     ImageError,
     ImageLimits,
+    PreparedImage,
+    decoded_bytes,
     header_size,
     parse_data_url,
     prepare_image,
+    prepare_image_async,
     sniff_type,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 LIMITS = ImageLimits()
 
@@ -278,3 +291,154 @@ def test_pillow_bomb_limit_caps_a_generous_configured_limit() -> None:
     with pytest.raises(ImageError) as info:
         prepare_image(data_url(png_header_only(12_000, 10_000), "image/png"), limits)
     assert info.value.code == "too_many_pixels"
+
+
+# --------------------------------------------------------------------------- decoded-size budget
+
+
+def png_rgba(width: int, height: int) -> bytes:
+    """A real, fully transparent RGBA PNG, compressed row by row (never held decoded here)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    z = zlib.compressobj(9)
+    row = b"\x00" + bytes(width * 4)  # filter byte + pixels
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bomb() -> str:
+    data = png_rgba(6300, 6300)
+    assert len(data) < 200_000  # ~150 KB on the wire ...
+    assert 6300 * 6300 < LIMITS.max_pixels  # ... and under the pixel limit
+    return data_url(data, "image/png")
+
+
+def test_decompression_bomb_within_pixel_limit_refused_by_decoded_size(bomb: str) -> None:
+    with pytest.raises(ImageError) as info:
+        prepare_image(bomb, LIMITS)  # before the budget: decoded (151 MB), returned a picture
+    assert info.value.code == "decoded_too_large"
+    assert info.value.message == (
+        "That picture is too big to process (6300 × 6300 pixels, 151.4 MB once decoded); "
+        "the limit is 64 MB. Please send a smaller picture."
+    )
+
+
+def peak_rss_growth_mb(code: str, url: str) -> float:
+    """Peak RSS growth (MB) of a fresh interpreter running `code` with the data URL `url`:
+    what it allocated at its worst, Pillow's C heap included (which tracemalloc cannot see).
+    VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) size across exec."""
+    script = (
+        "import sys, trio\n"
+        "from appliance.images import ImageError, ImageLimits, prepare_image, "
+        "prepare_image_async\n"
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1])\n"
+        "url = sys.stdin.read()\n"
+        "before = hwm()\n"
+        f"{code}\n"
+        "print((hwm() - before) / 1024)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        input=url,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+# 20 parallel uploads through `prepare` (an awaitable using `url`); each result, as a picture's
+# size or an ImageError's code, must equal `expect`.
+_TWENTY_IN_PARALLEL = """
+async def main():
+    results = []
+    async def one():
+        try:
+            p = await {prepare}
+            results.append((p.width, p.height))
+        except ImageError as exc:
+            results.append(exc.code)
+    async with trio.open_nursery() as n:
+        for _ in range(20):
+            n.start_soon(one)
+    assert results == [{expect}] * 20, str(results)[:300]
+trio.run(main)
+"""
+
+
+def test_parallel_bombs_spend_no_memory(bomb: str) -> None:
+    code = _TWENTY_IN_PARALLEL.format(
+        prepare="prepare_image_async(url, ImageLimits())", expect="'decoded_too_large'"
+    )
+    # Decoding even one would take 151 MB (before the budget, these 20: ~10 GB, 35 s).
+    growth = peak_rss_growth_mb(code, bomb)
+    assert growth < 40, growth
+
+
+def test_parallel_decodes_are_bounded_whoever_calls() -> None:
+    # 9 MiB decoded each, allowed; from trio's shared pool (as the turn code calls it today),
+    # so only the decoder's own threads keep the 20 from decoding at once (~25 MB apiece).
+    url = data_url(png_rgba(1536, 1536), "image/png")
+    code = _TWENTY_IN_PARALLEL.format(
+        prepare="trio.to_thread.run_sync(prepare_image, url, ImageLimits())",
+        expect="(1024, 1024)",
+    )
+    growth = peak_rss_growth_mb(code, url)
+    assert growth < 120, growth
+
+
+async def test_prepare_image_async_uses_its_own_threads() -> None:
+    url = data_url(encode(photo((1200, 900)), "PNG"), "image/png")
+    default = trio.to_thread.current_default_thread_limiter()
+    seen: list[tuple[int, int]] = []
+    done: list[PreparedImage] = []
+
+    async def one() -> None:
+        done.append(await prepare_image_async(url, LIMITS))
+
+    async def watch() -> None:
+        await wait_all_tasks_blocked()
+        seen.append((DECODE_LIMITER.borrowed_tokens, default.borrowed_tokens))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        for _ in range(5):
+            nursery.start_soon(one)
+    assert seen == [(DECODE_SLOTS, 0)]
+    assert [(p.mime, p.width, p.height) for p in done] == [("image/jpeg", 1024, 768)] * 5
+
+
+@pytest.mark.parametrize(
+    ("mode", "per_pixel"), [("L", 1), ("I;16", 2), ("I", 4), ("RGB", 4), ("RGBA", 4), ("LA", 4)]
+)
+def test_decoded_bytes_is_what_pillow_allocates(mode: str, per_pixel: int) -> None:
+    fmt = "PNG" if mode != "I" else "TIFF"
+    with Image.open(io.BytesIO(encode(Image.new(mode, (30, 20)), fmt))) as im:
+        assert decoded_bytes(im) == 30 * 20 * per_pixel
+
+
+def test_decoded_budget_boundary_and_jpeg_draft() -> None:
+    rgba = data_url(encode(Image.new("RGBA", (100, 50), (1, 2, 3, 100)), "PNG"), "image/png")
+    assert prepare_image(rgba, ImageLimits(max_decoded_bytes=100 * 50 * 4)).mime == "image/png"
+    with pytest.raises(ImageError) as info:
+        prepare_image(rgba, ImageLimits(max_decoded_bytes=100 * 50 * 4 - 1))
+    assert info.value.code == "decoded_too_large"
+    # A JPEG decodes at 1/2 here (DCT scaling towards max_side): 4 MB, not 16 MB.
+    jpeg = data_url(encode(photo((2048, 2048)), "JPEG"), "image/jpeg")
+    ok = prepare_image(jpeg, ImageLimits(max_decoded_bytes=4 * 1024 * 1024))
+    assert (ok.width, ok.height) == (1024, 1024)
+    with pytest.raises(ImageError):
+        prepare_image(jpeg, ImageLimits(max_side=2048, max_decoded_bytes=4 * 1024 * 1024))
+    with pytest.raises(ValueError, match="max_decoded_bytes"):
+        ImageLimits(max_decoded_bytes=0)

