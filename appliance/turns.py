@@ -30,7 +30,7 @@ from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
 from .events import Emit, ReplyDelta, ReplyDone, StateEvent
-from .images import ImageLimits, PreparedImage, prepare_image
+from .images import ImageLimits, PreparedImage, prepare_image_async
 from .knowledge import Grounding, KnowledgeBase, build_system_prompt, ground
 from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
@@ -174,7 +174,7 @@ class TurnRunner:
             max_pixels=self.cfg.images.max_pixels,
             max_side=self.cfg.images.max_side,
         )
-        return await trio.to_thread.run_sync(prepare_image, data_url, limits)
+        return await prepare_image_async(data_url, limits)
 
     def _messages(
         self, conv: Conversation, question: str, image: PreparedImage | None, g: Grounding

@@ -224,6 +224,36 @@ async def test_wrong_passwords_lock_out(start: Start, http: Any) -> None:
     assert "Try again" in r.json()["message"]
 
 
+async def test_parallel_wrong_logins_get_only_the_allowed_password_checks(
+    start: Start, http: Any
+) -> None:
+    """60 wrong logins at once from one address: each attempt is reserved before its ~0.1 s
+    argon2 check, so only max_failures of them are checked at all; the rest are refused at
+    once, and a lockout writes one audit row, not one per request."""
+    svc, _ = await start(admin={"max_failures": 4, "lockout_s": 120.0})
+    c = http(svc.urls[0])
+    await setup_admin(c)
+    c.cookies.clear()
+    guard = svc.ctx.admin.auth.guard if svc.ctx.admin is not None else None
+    assert guard is not None
+    checks_before = guard.checks
+    codes: list[int] = []
+
+    async def guess() -> None:
+        r = await c.post("/admin/api/login", json={"password": "guess guess"})
+        codes.append(r.status_code)
+
+    async with trio.open_nursery() as n:
+        for _ in range(60):
+            n.start_soon(guess)
+    assert guard.checks - checks_before <= 4
+    assert sorted(set(codes)) == [401, 429] or set(codes) == {429}
+    assert codes.count(401) <= 4
+    rows = svc.ctx.store.recent_audit(500) if svc.ctx.store is not None else []
+    refused = [r for r in rows if r["action"] == "login_refused"]
+    assert len(refused) <= 1, refused
+
+
 async def test_state_changes_need_csrf_json_and_same_origin(start: Start, http: Any) -> None:
     svc, path = await start()
     c = http(svc.urls[0])

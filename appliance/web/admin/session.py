@@ -14,13 +14,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ...admin.auth import (
-    AdminSession,
-    check_password_policy,
-    hash_password,
-    is_loopback,
-    verify_password,
-)
+from ...admin.auth import AdminSession, LoginLocked, check_password_policy, is_loopback
 from .common import COOKIE, USER, AdminHttp, cross_origin, err, json_body, remote
 
 __all__ = ["register"]
@@ -58,20 +52,15 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         )
         return resp
 
+    def locked_out(exc: LoginLocked) -> tuple[dict[str, Any], int]:
+        return err("locked_out", str(exc), 429, retry_after=exc.retry_after)
+
     async def pre_auth_checks() -> tuple[dict[str, Any], tuple[dict[str, Any], int] | None]:
         if cross_origin():
             return {}, err("cross_origin", "Cross-site request refused.", 403)
         body = await json_body()
         if body is None:
             return {}, err("bad_request", "Send a JSON object.", 415)
-        wait = st.auth.throttle.locked_for(remote(), h.now())
-        if wait > 0:
-            return {}, err(
-                "locked_out",
-                f"Too many failed attempts. Try again in {int(wait) + 1} seconds.",
-                429,
-                retry_after=int(wait) + 1,
-            )
         return body, None
 
     @app.post("/admin/api/setup")
@@ -84,22 +73,31 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         if await trio.to_thread.run_sync(store.admin_hash, USER) is not None:
             return err("already_set_up", "The admin password is already set; log in.", 409)
         local = is_loopback(request.remote_addr)
-        if not local and not st.auth.setup_code_ok(body.get("setup_code")):
-            st.auth.throttle.failure(remote(), h.now())
-            await h.audit("-", "setup_refused", "no or wrong setup code")
-            return err(
-                "setup_code",
-                "From another machine, enter the one-time setup code from the system journal "
-                "(journalctl -u appliance).",
-                403,
-            )
+        if not local:
+            # The setup code is a secret like a password: reserved before it is checked.
+            try:
+                async with st.auth.guard.attempt(remote()) as attempt:
+                    if st.auth.setup_code_ok(body.get("setup_code")):
+                        attempt.succeeded()
+            except LoginLocked as exc:
+                if exc.first:
+                    await h.audit("-", "setup_refused", "locked_out")
+                return locked_out(exc)
+            if not attempt.ok:
+                await h.audit("-", "setup_refused", "no or wrong setup code")
+                return err(
+                    "setup_code",
+                    "From another machine, enter the one-time setup code from the system "
+                    "journal (journalctl -u appliance).",
+                    403,
+                )
         password = body.get("password")
         if not isinstance(password, str):
             return err("bad_request", "'password' must be a string.", 400)
         reason = check_password_policy(password)
         if reason is not None:
             return err("weak_password", reason, 400)
-        pw_hash = await trio.to_thread.run_sync(hash_password, password)
+        pw_hash = await st.auth.guard.hash(password)
         if not await trio.to_thread.run_sync(
             functools.partial(store.set_admin_hash, pw_hash, USER, create=True)
         ):
@@ -118,11 +116,18 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         stored = await trio.to_thread.run_sync(h.store().admin_hash, USER)
         if stored is None:
             return err("setup_needed", "No admin password yet; create one first.", 409)
-        ok = False
-        if isinstance(password, str) and len(password) <= 1024:
-            ok = await trio.to_thread.run_sync(verify_password, stored, password)
-        if not ok:
-            locked = st.auth.throttle.failure(remote(), h.now())
+        try:
+            # Reserved (counted as a failure) before the ~0.1 s check: N parallel guesses
+            # from one address get at most max_failures checks, not N.
+            async with st.auth.guard.attempt(remote()) as attempt:
+                if isinstance(password, str) and len(password) <= 1024:
+                    await attempt.verify(stored, password)
+        except LoginLocked as exc:
+            if exc.first:
+                await h.audit("-", "login_refused", "locked_out")
+            return locked_out(exc)
+        if not attempt.ok:
+            locked = attempt.locked_s
             await h.audit("-", "login_failed", f"lockout {locked:.0f} s" if locked else "")
             if locked:
                 return err(
@@ -132,7 +137,6 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
                     retry_after=int(locked),
                 )
             return err("bad_password", "Wrong password.", 401)
-        st.auth.throttle.success(remote())
         await h.audit(USER, "login")
         return login_response(st.auth.sessions.create(USER, remote(), h.now()))
 
@@ -153,13 +157,13 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         stored = await trio.to_thread.run_sync(h.store().admin_hash, USER)
         if not (isinstance(current, str) and isinstance(new, str) and stored):
             return err("bad_request", "Send 'current' and 'new'.", 400)
-        if not await trio.to_thread.run_sync(verify_password, stored, current):
+        if not await st.auth.guard.verify(stored, current):
             await h.audit(s.user, "password_change_failed")
             return err("bad_password", "The current password is wrong.", 401)
         reason = check_password_policy(new)
         if reason is not None:
             return err("weak_password", reason, 400)
-        pw_hash = await trio.to_thread.run_sync(hash_password, new)
+        pw_hash = await st.auth.guard.hash(new)
         await trio.to_thread.run_sync(
             functools.partial(h.store().set_admin_hash, pw_hash, USER, create=False)
         )
