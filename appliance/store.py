@@ -63,6 +63,7 @@ class TurnRecord:
     timings: Mapping[str, float]  # ms per stage, stored as JSON
     had_image: bool = False
     source: str = "text"  # usually one of SOURCES
+    kind: str = ""  # how the answer was made: faq, clarify, decline, chat, llm, say_again
 
     def __post_init__(self) -> None:
         # Reject rows that could never be written here, at the caller (a bug there), rather
@@ -116,12 +117,16 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_at ON audit (at);
     """,
+    # 3: how each answer was made (the answer policy's kind); '' for turns logged before.
+    """
+    ALTER TABLE turns ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _COLUMNS = (
     "session, turn, started_at, user_text, reply_text, outcome, endpoint, timings, "
-    "had_image, source"
+    "had_image, source, kind"
 )
 
 
@@ -137,6 +142,7 @@ def _row(rec: TurnRecord) -> tuple[Any, ...]:
         json.dumps(rec.timings, allow_nan=False),
         int(rec.had_image),
         rec.source,
+        rec.kind,
     )
 
 
@@ -152,6 +158,7 @@ def _record(row: Sequence[Any]) -> TurnRecord:
         timings=json.loads(row[7]),
         had_image=bool(row[8]),
         source=row[9],
+        kind=row[10],
     )
 
 
@@ -242,7 +249,8 @@ class Store:
         """Insert one turn; returns its row id. Blocking (fsync at checkpoints only: WAL+NORMAL)."""
         with self._lock:
             cur = self._connection().execute(
-                f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(rec)
+                f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _row(rec),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -256,7 +264,7 @@ class Store:
             conn.execute("BEGIN")
             try:
                 conn.executemany(
-                    f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [_row(r) for r in recs],
                 )
                 conn.execute("COMMIT")

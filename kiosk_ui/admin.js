@@ -131,7 +131,9 @@ function turnsTable(turns, { actions = false } = {}) {
       h("td", { class: "nowrap", text: fmtTime(t.started_at) }),
       h("td", {}, h("div", { class: "q", text: t.user_text || (t.had_image ? "(photo)" : "") }),
         h("div", { class: "a", text: t.reply_text })),
-      h("td", {}, h("span", { class: `pill ${t.outcome}`, text: t.outcome }), h("div", { class: "muted small", text: `${t.source} · ${t.endpoint || "-"}` })),
+      h("td", {}, h("span", { class: `pill ${t.outcome}`, text: t.outcome }),
+        t.kind ? h("span", { class: `pill kind-${t.kind}`, text: t.kind }) : null,
+        h("div", { class: "muted small", text: `${t.source} · ${t.endpoint || "-"}` })),
       h("td", {}, waterfall(t.timings_ms)));
     if (actions) {
       const del = h("button", { type: "button", class: "quiet small", text: "Delete session" });

@@ -109,6 +109,33 @@ def test_new_outcome_labels_are_recorded(store: Store) -> None:
     store.close()
 
 
+def test_answer_kind_is_stored_and_a_version_2_log_gains_it(tmp_path: Path) -> None:
+    """A log written before answer kinds existed opens, keeps its rows, and reads them as ''."""
+    import sqlite3
+
+    from appliance.store import _MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_MIGRATIONS[0] + _MIGRATIONS[1])
+    conn.execute(
+        "INSERT INTO turns (session, turn, started_at, user_text, reply_text, outcome, endpoint,"
+        " timings) VALUES ('s', 1, 1.0, 'q', 'a', 'ok', NULL, '{}')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    store.open()
+    try:
+        [old] = store.recent_turns(5)
+        assert old.kind == "" and old.user_text == "q"
+        store.add_turns([TurnRecord("s", 2, 2.0, "q2", "a2", "ok", "faq", {}, kind="clarify")])
+        assert [r.kind for r in store.recent_turns(5)] == ["clarify", ""]
+    finally:
+        store.close()
+
+
 def test_bad_records_are_refused_at_the_caller() -> None:
     with pytest.raises(ValueError, match="outcome"):
         TurnRecord("s", 1, 0.0, "q", "a", "", None, {})

@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "user_text",
     "reply_text",
     "timings_ms",
+    "kind",  # last: existing spreadsheets keep their columns
 )
 # A visitor's text opened in a spreadsheet must not run as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -40,6 +41,7 @@ def turn_dict(rec: TurnRecord) -> dict[str, Any]:
         "session": rec.session,
         "turn": rec.turn,
         "source": rec.source,
+        "kind": rec.kind,
         "outcome": rec.outcome,
         "endpoint": rec.endpoint,
         "had_image": rec.had_image,
