@@ -128,6 +128,7 @@ _COLUMNS = (
     "session, turn, started_at, user_text, reply_text, outcome, endpoint, timings, "
     "had_image, source, kind"
 )
+_MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
 def _row(rec: TurnRecord) -> tuple[Any, ...]:
@@ -249,7 +250,7 @@ class Store:
         """Insert one turn; returns its row id. Blocking (fsync at checkpoints only: WAL+NORMAL)."""
         with self._lock:
             cur = self._connection().execute(
-                f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO turns ({_COLUMNS}) VALUES ({_MARKS})",
                 _row(rec),
             )
             assert cur.lastrowid is not None
@@ -264,7 +265,7 @@ class Store:
             conn.execute("BEGIN")
             try:
                 conn.executemany(
-                    f"INSERT INTO turns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO turns ({_COLUMNS}) VALUES ({_MARKS})",
                     [_row(r) for r in recs],
                 )
                 conn.execute("COMMIT")
