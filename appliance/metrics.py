@@ -94,6 +94,18 @@ class Metrics:
         self.barge_ins = Counter(
             "appliance_barge_ins", "Replies the visitor interrupted by speaking", registry=r
         )
+        self.answers = Counter(
+            "appliance_answers",
+            "Answers by how they were made (faq, clarify, decline, chat, llm, say_again)",
+            ["kind"],
+            registry=r,
+        )
+        self.guard_rejections = Counter(
+            "appliance_guard_rejections",
+            "Generated replies the fact guard replaced (an invented fact, an echo, nothing said)",
+            ["reason"],
+            registry=r,
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_latency.labels(stage=stage).observe(seconds)

@@ -16,6 +16,7 @@ __all__ = [
     "AudioEnd",
     "AudioStart",
     "Cancel",
+    "Choose",
     "ClientMessage",
     "Hello",
     "Ping",
@@ -53,6 +54,14 @@ class TextQuestion:
 
 
 @dataclass(frozen=True)
+class Choose:
+    """A button of a clarifying reply: the turn that asked and the chosen entry's id."""
+
+    turn: int
+    id: str
+
+
+@dataclass(frozen=True)
 class AudioStart:
     rate: int
 
@@ -77,7 +86,7 @@ class Pong:
     t: Any
 
 
-ClientMessage = Hello | TextQuestion | AudioStart | AudioEnd | Cancel | Ping | Pong
+ClientMessage = Hello | TextQuestion | Choose | AudioStart | AudioEnd | Cancel | Ping | Pong
 
 
 def _opt_str(msg: dict[str, Any], key: str) -> str | None:
@@ -133,6 +142,13 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
         if local is not None and not isinstance(local, bool):
             raise ProtocolError("bad_field", "'local' must be true or false")
         return Hello(session=session or None, local=local)
+    if kind == "choose":
+        turn, choice = msg.get("turn"), msg.get("id")
+        if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:
+            raise ProtocolError("bad_field", "'choose' needs the integer 'turn' it answers.")
+        if not isinstance(choice, str) or not 0 < len(choice) <= 64:
+            raise ProtocolError("bad_field", "'choose' needs the 'id' of one of the choices.")
+        return Choose(turn=turn, id=choice)
     if kind == "ping":
         return Ping(t=msg.get("t"))
     if kind == "pong":
