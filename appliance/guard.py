@@ -232,6 +232,8 @@ _TIME_RE = re.compile(
             # 10:30, 17:00, 9:30 pm, 10.30am
             rf"\b(?P<h1>\d{{1,2}}):(?P<m1>\d{{2}})\s?(?:{_AMPM.replace('ampm', 'ap1')})?",
             rf"\b(?P<h2>\d{{1,2}})\.(?P<m2>\d{{2}})\s?{_AMPM.replace('ampm', 'ap2')}",
+            # 9.30, 17.00: the European way of writing times (prices are taken before times)
+            r"\b(?P<h7>[1-9]|1\d|2[0-4])\.(?P<m7>[0-5]\d)\b(?![.,]?\d)",
             # 10 am, 10am, 10 a.m.
             rf"\b(?P<h3>\d{{1,2}})\s?{_AMPM.replace('ampm', 'ap3')}",
             # ten am, ten thirty pm
@@ -474,6 +476,8 @@ def _time_value(m: re.Match[str]) -> int | None:
         hour = _hour_value(g["h4"])
         if g.get("m4"):
             minute = {"fifteen": 15, "thirty": 30}.get(g["m4"].lower(), 45)
+    elif g.get("h7") is not None:
+        hour, minute = int(g["h7"]), int(g["m7"])
     elif g.get("h5") is not None:
         hour = _hour_value(g["h5"])
     elif g.get("h6") is not None:

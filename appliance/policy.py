@@ -751,6 +751,11 @@ class _Candidate:
     anchored: bool
 
 
+def _ranked(g: Grounding) -> tuple[Hit, ...]:
+    """The entries to weigh; a Grounding built the old way has only `hits`."""
+    return g.ranked or tuple(g.hits)
+
+
 def _idf(df: int, n: int) -> float:
     return log(1.0 + (n - df + 0.5) / (df + 0.5))
 
@@ -765,7 +770,7 @@ def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
     total = sum(weights.values())
     out: list[_Candidate] = []
-    for i, hit in enumerate(g.ranked):
+    for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
         heading_terms = _heading_terms(hit.entry)
         matched = [(t, df) for t, df in terms_df if _term_in(t, entry_terms)]
@@ -831,7 +836,8 @@ def _weigh(g: Grounding, settings: PolicySettings, repeat: FaqEntry | None = Non
     """faq / clarify from one ranking. `repeat`: the entry the previous turn answered; a
     follow-up's combined query contains its heading, so answering it again needs a clear lead."""
     cands = _candidates(g, settings)
-    if g.ranked and all(h.semantic is None for h in g.ranked):
+    ranked = _ranked(g)
+    if ranked and all(h.semantic is None for h in ranked):
         return _weigh_lexical(cands, settings)
     plausible = [c for c in cands if _plausible(c, settings)]
     if not plausible:
@@ -928,7 +934,7 @@ def decide(
         choice = resolve_choice(question, context.choices)
         if choice is not None:
             hit = next(
-                (h for h in grounding.ranked if h.entry == choice.entry),
+                (h for h in _ranked(grounding) if h.entry == choice.entry),
                 Hit(entry=choice.entry, score=0.0),
             )
             return _answer(hit, "clarified", [hit], settings)
@@ -949,10 +955,10 @@ def decide(
         return _decline("language", settings, "language")
 
     weighed = _weigh(grounding, settings)
-    if contextual is not None and contextual.ranked:
+    if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         weighed = _pick(weighed, _weigh(contextual, settings, repeat))
-    split = [_weigh(p, settings) for p in parts if p.ranked]
+    split = [_weigh(p, settings) for p in parts if _ranked(p)]
     if len(split) >= 2:
         several = _two_answers(split, settings)
         if several is not None:

@@ -44,6 +44,7 @@ def hotel() -> FactGuard:
         ("The café opens at noon.", "time", "noon"),
         ("We close at half past five.", "time", "half past five"),
         ("Last entry is at 16:30.", "time", "16:30"),
+        ("Last entry is at 16.15.", "time", "16.15"),
         ("Call us on +31 20 555 0199.", "phone", "+31 20 555 0199"),
         ("Call 0800 123 4567 for bookings.", "phone", "0800 123 4567"),
         ("Write to tickets@harbourlight.example.", "email", "tickets@harbourlight.example"),
@@ -101,6 +102,7 @@ def test_a_weekday_the_sources_never_cover(hotel: FactGuard) -> None:
         "On weekdays we close at 5 pm.",
         "We are open until 5 on Fridays.",  # an hour of 17:00, next to "until"
         "Closing time is 17:00.",
+        "We are open from 9.30 to 17.00 on weekdays.",
         "Tours start at eleven and at two in the afternoon.",
         "Call +31 20 555 0187.",
         "Call 020 555 0187.",

@@ -512,6 +512,15 @@ def test_without_embeddings_entries_are_offered_never_answered() -> None:
 # --------------------------------------------------------------------------- helpers
 
 
+def test_an_old_style_grounding_still_decides(museum: KnowledgeBase) -> None:
+    g = ground(museum, "sorry, where's the bathroom?")
+    old = Grounding(hits=g.hits, direct=g.direct, confidence=g.confidence)
+    d = decide("sorry, where's the bathroom?", old, settings=settings_for(museum))
+    assert d.kind == "faq" and d.entry is not None and d.entry.question == TOILETS
+    nothing = Grounding(hits=[], direct=None, confidence=0.0)
+    assert decide("where is the zoo", nothing, settings=PolicySettings()).kind == "decline"
+
+
 def test_faq_topics() -> None:
     museum_topics = faq_topics(tuple(e.question for e in KnowledgeBase.from_file(SAMPLE).entries))
     assert museum_topics == ("the opening hours", "the guided tours", "free wifi")
@@ -561,6 +570,10 @@ def test_bench_scoring() -> None:
     assert bench.score(faq, other) == "wrong"
     assert bench.score(faq, clarify) == "clarify"
     assert bench.score(faq, decline) == "miss"
+    other_hit = Hit(FaqEntry("Other?", "No."), 0.9)
+    llm = Decision("llm", "", "ambiguous", hit=other_hit, hits=(other_hit, Hit(e, 0.8)))
+    assert bench.score(faq, llm) == "correct"  # the model gets the right entry among its facts
+    assert bench.score(faq, Decision("llm", "", "x", hit=other_hit, hits=(other_hit,))) == "wrong"
     off = bench.Case("y", "museum", "offtopic", "weather?")
     assert bench.score(off, decline) == "correct"
     assert bench.score(off, answered) == "wrong"

@@ -9,9 +9,9 @@ chat, bad), `text`, `expect` (the FAQ heading that answers it), `facts`, `before
 previous question, run first to build the context) and `accept` (bad: acceptable kinds).
 
 Per question the outcome is one of:
-- correct: faq/followup answered with the expected entry (kind faq, or llm whose best entry is
-  it); offtopic declined; chat answered as chat; bad answered with an accepted kind (an answer
-  must then be the expected entry, when the set names one);
+- correct: faq/followup answered with the expected entry (kind faq, or llm with it among the
+  facts it gets); offtopic declined; chat answered as chat; bad answered with an accepted kind
+  (an answer must then be the expected entry, when the set names one);
 - clarify: asked back (noted whether the expected entry was among the choices);
 - miss: not answered though answerable (declined, "say again", small talk), or an off-topic
   question met with small talk or "say again";
@@ -101,6 +101,8 @@ def score(case: Case, d: Decision) -> str:
     """correct | clarify | miss | wrong for one decision (see the module docstring)."""
     answered = d.kind in ("faq", "llm")
     right_entry = d.entry is not None and d.entry.question == case.expect
+    if d.kind == "llm":  # the model gets every entry in `hits` as facts
+        right_entry = any(h.entry.question == case.expect for h in d.hits)
     if case.kind in ("faq", "followup"):
         if answered:
             facts_ok = d.kind == "llm" or all(f in d.text for f in case.facts)
