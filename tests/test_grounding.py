@@ -5,7 +5,7 @@ holdout2 / holdout3, see the TOML header for which were tuned on):
 - top-1 accuracy: hybrid 97 / 94 / 92 / 89% (94.0% overall), BM25 alone 75 / 78 / 73 / 67%;
 - direct recall (answered verbatim with the right entry): 86 / 83 / 81 / 78% (82.8% overall);
 - off-topic answered directly: 0 of 57 (but 1 of 16, 1 of 14 and 1 of 12 when each holdout
-  split was first scored; see appliance/grounding.py);
+  split was first scored; see appliance/knowledge/grounding.py);
 - FAQ questions answered directly with the wrong entry: 6 of 116.
 """
 

@@ -5,6 +5,13 @@ and build the LLM's system prompt from the retrieved entries.
 Pure decision logic on top of `KnowledgeBase.search`, which with an embedder runs the embedding
 model (a few ms): call `ground` via `trio.to_thread.run_sync` from the event loop.
 
+`Grounding` also carries what the answer policy (`policy.decide`) weighs: the best `RANKED`
+entries without a floor, the query's words with how many entries use each, each ranked entry's
+words, and with `facts=True` each ranked entry's best single-sentence similarity (one more
+embedding of the query per call; the answers' sentences are embedded once per knowledge base,
+a few hundred ms: call `prepare(kb)` off the loop after loading it, or the first such call
+pays). `direct` is decided exactly as before.
+
 Calibration on the dev split of tests/data/faq_eval.toml. Hybrid score of the best entry:
 off-topic and chit-chat at most 0.22 (greetings and fillers alone are stripped to nothing),
 real paraphrases 0.27 to 0.94, most above 0.45. A direct answer needs all of:
@@ -26,10 +33,17 @@ one leak per 10-15 unseen off-topic questions. With the final settings: direct r
 from __future__ import annotations
 
 import re
+import weakref
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
+import numpy.typing as npt
+
+from .faq import FaqEntry
 from .ranking import DEFAULT_MIN_HYBRID_SCORE, Hit, KnowledgeBase
+from .text import tokenize
 
 __all__ = [
     "DEFAULT_FACTS_HEADER",
@@ -37,9 +51,11 @@ __all__ = [
     "DIRECT_MIN_MARGIN",
     "DIRECT_MIN_SEMANTIC",
     "DIRECT_THRESHOLD",
+    "RANKED",
     "Grounding",
     "build_system_prompt",
     "ground",
+    "prepare",
     "strip_fillers",
 ]
 
@@ -47,6 +63,8 @@ DIRECT_THRESHOLD = 0.35
 DIRECT_MIN_SEMANTIC = 0.25
 DIRECT_MIN_MARGIN = 0.02
 DIRECT_MIN_CHAT_LEAD = 0.0
+# How many entries `Grounding.ranked` holds at least (the answer policy weighs runner-ups).
+RANKED = 5
 
 # Hesitations carry nothing anywhere in a sentence ("um", "uhh", "erm", "hmm", "mm").
 _HESITATION_RE = re.compile(
@@ -76,6 +94,99 @@ class Grounding:
     hits: list[Hit]  # best first, above the relevance floor: facts for the LLM prompt
     direct: Hit | None  # a confident match: answer with its text verbatim
     confidence: float  # the best entry's hybrid score clipped to 0..1 (0 without embeddings)
+    # What the answer policy (`policy.decide`) weighs besides `direct`; defaults when nothing
+    # was looked up (empty question, k=0), so the three-field form above still compares equal.
+    ranked: tuple[Hit, ...] = ()  # the best max(k, RANKED) entries, no relevance floor
+    # Per `ranked` entry (with `facts=True` and an embedder; else empty): the highest cosine
+    # between the query and one sentence of its answer. A question about one fact of a long
+    # answer ("do students pay less?") matches that sentence better than the whole entry.
+    facts: tuple[float, ...] = ()
+    chit_chat: float = 0.0  # the query's highest cosine to a small-talk example (knowledge.py)
+    query: str = ""  # the text looked up: the question with fillers stripped
+    # Each distinct query term (`tokenize`) with the number of entries that contain it (0: a
+    # word this FAQ never uses), and the number of entries: how specific each word is.
+    term_df: tuple[tuple[str, int], ...] = ()
+    entries: int = 0
+    # Per `ranked` entry: its terms (`tokenize` of question and answer), for word coverage.
+    entry_terms: tuple[frozenset[str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _TermIndex:
+    entry_terms: dict[FaqEntry, frozenset[str]]  # `tokenize` of question and answer
+    df: dict[str, int]  # term -> number of entries that contain it
+
+
+# Per knowledge base, built on first use (tokenizing a small FAQ takes a few milliseconds); a
+# replaced knowledge base is dropped with it.
+_TERMS: weakref.WeakKeyDictionary[KnowledgeBase, _TermIndex] = weakref.WeakKeyDictionary()
+
+
+def _term_index(kb: KnowledgeBase) -> _TermIndex:
+    index = _TERMS.get(kb)
+    if index is None:
+        entry_terms = {
+            e: frozenset(tokenize(e.question)) | frozenset(tokenize(e.answer)) for e in kb.entries
+        }
+        counts: Counter[str] = Counter()
+        for terms in entry_terms.values():
+            counts.update(terms)
+        index = _TermIndex(entry_terms, dict(counts))
+        _TERMS[kb] = index
+    return index
+
+
+def _terms(
+    kb: KnowledgeBase, query: str, ranked: list[Hit]
+) -> tuple[tuple[tuple[str, int], ...], tuple[frozenset[str], ...]]:
+    """(each distinct query term with its document frequency, each ranked entry's terms)."""
+    index = _term_index(kb)
+    term_df = tuple((t, index.df.get(t, 0)) for t in dict.fromkeys(tokenize(query)))
+    return term_df, tuple(index.entry_terms.get(h.entry, frozenset()) for h in ranked)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9€$£\"'(])")
+
+# Per knowledge base: entry -> unit vectors of its answer's sentences. Embedded on first use
+# (about 50 short sentences for a 25-entry FAQ: a few hundred ms once, on the worker thread).
+_SENTENCES: weakref.WeakKeyDictionary[KnowledgeBase, dict[FaqEntry, npt.NDArray[np.float32]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sentence_vectors(kb: KnowledgeBase) -> dict[FaqEntry, npt.NDArray[np.float32]]:
+    index = _SENTENCES.get(kb)
+    if index is None:
+        assert kb.embedder is not None
+        pieces = [(e, s) for e in kb.entries for s in _SENTENCE_END.split(e.answer) if s.strip()]
+        vecs = np.asarray(kb.embedder.embed([s for _, s in pieces]), dtype=np.float32)
+        index = {}
+        for e in kb.entries:
+            rows = [i for i, (owner, _) in enumerate(pieces) if owner is e]
+            index[e] = vecs[rows]
+        _SENTENCES[kb] = index
+    return index
+
+
+def prepare(kb: KnowledgeBase) -> None:
+    """Build what `ground` caches per knowledge base (word index; with an embedder, the answer
+    sentences' embeddings) now rather than on the first question. Blocking: run it off the event
+    loop, right after loading or replacing the knowledge base."""
+    _term_index(kb)
+    if kb.embedder is not None and kb.entries:
+        _sentence_vectors(kb)
+
+
+def _fact_scores(kb: KnowledgeBase, query: str, hits: list[Hit]) -> tuple[float, ...]:
+    if kb.embedder is None or not hits:
+        return ()
+    index = _sentence_vectors(kb)
+    vec = np.asarray(kb.embedder.embed([query]), dtype=np.float32)[0]
+    out: list[float] = []
+    for h in hits:
+        vecs = index.get(h.entry)
+        out.append(float((vecs @ vec).max()) if vecs is not None and len(vecs) else 0.0)
+    return tuple(out)
 
 
 def ground(
@@ -87,24 +198,50 @@ def ground(
     min_semantic: float = DIRECT_MIN_SEMANTIC,
     min_margin: float = DIRECT_MIN_MARGIN,
     min_chat_lead: float = DIRECT_MIN_CHAT_LEAD,
+    facts: bool = False,
 ) -> Grounding:
     """Rank the FAQ for `question` (fillers stripped) and decide on a direct answer.
 
     Lexical-only (no embedder) `direct` is always None: a BM25 score tells which entry shares
     the rarest words, not whether it answers the question, and is not comparable across
-    questions. Blocking with an embedder (see module docstring).
+    questions. `facts`: also score each ranked entry's answer sentence by sentence (what the
+    answer policy is calibrated with). Blocking with an embedder (see module docstring).
     """
     cleaned = strip_fillers(question)
     if not cleaned or k <= 0:
         return Grounding(hits=[], direct=None, confidence=0.0)
     if not kb.hybrid:
-        return Grounding(hits=kb.search(cleaned, k=k), direct=None, confidence=0.0)
+        ranked_lexical = kb.search(cleaned, k=max(k, RANKED))
+        term_df, entry_terms = _terms(kb, cleaned, ranked_lexical)
+        return Grounding(
+            hits=ranked_lexical[:k],
+            direct=None,
+            confidence=0.0,
+            ranked=tuple(ranked_lexical),
+            query=cleaned,
+            term_df=term_df,
+            entries=len(kb),
+            entry_terms=entry_terms,
+        )
     # Rank without a floor: the margin needs the runner-up even when it is weak.
-    ranking = kb.rank(cleaned, k=max(k, 2), min_score=float("-inf"))
+    ranking = kb.rank(cleaned, k=max(k, RANKED), min_score=float("-inf"))
     ranked = ranking.hits
     hits = [h for h in ranked[:k] if h.score >= DEFAULT_MIN_HYBRID_SCORE]
+    term_df, entry_terms = _terms(kb, cleaned, ranked)
+    base = Grounding(
+        hits=hits,
+        direct=None,
+        confidence=0.0,
+        ranked=tuple(ranked),
+        facts=_fact_scores(kb, cleaned, ranked) if facts else (),
+        chit_chat=ranking.chit_chat,
+        query=cleaned,
+        term_df=term_df,
+        entries=len(kb),
+        entry_terms=entry_terms,
+    )
     if not ranked:
-        return Grounding(hits=hits, direct=None, confidence=0.0)
+        return base
     best = ranked[0]
     semantic = best.semantic or 0.0
     margin = best.score - (ranked[1].score if len(ranked) > 1 else 0.0)
@@ -114,10 +251,8 @@ def ground(
         and margin >= min_margin
         and semantic - ranking.chit_chat >= min_chat_lead
     )
-    return Grounding(
-        hits=hits,
-        direct=best if confident else None,
-        confidence=max(0.0, min(1.0, best.score)),
+    return replace(
+        base, direct=best if confident else None, confidence=max(0.0, min(1.0, best.score))
     )
 
 

@@ -1,0 +1,990 @@
+"""The answer policy: what the kiosk does with a question, given the FAQ ranking.
+
+The embedded LLM (SmolLM2-135M) invents facts, so with `answer_mode = "faq"` (the default) a
+factual question is never sent to it: the kiosk reads the staff's own answer (`faq`), asks back
+between two or three plausible entries, using their own headings (`clarify`), or says honestly
+that it cannot help, names a few things it can help with and points to staff (`decline`). Small
+talk gets a short canned reply (`chat`); an empty, filler-only or cut-off transcript a request
+to repeat (`say_again`). Only with a capable remote model (`answer_mode = "llm"`) does a
+relevant question go to the LLM (`llm`) with the retrieved entries as facts; check what it
+writes with `guard.FactGuard` before speaking it.
+
+Pure logic: no I/O, no clock, no trio; `decide` takes well under a millisecond. It weighs the
+`Grounding`s that `grounding.ground` computes (which runs the embedder: off the event loop;
+`grounding.prepare(kb)` once after loading the FAQ). A turn, as the caller wires it:
+
+    ctx = the conversation's PolicyContext (None for a fresh visitor or after idle_reset_s)
+    plan = lookups(question, ctx)              # what to rank: 1 to 5 short queries
+    rank = partial(ground, kb, facts=True)     # facts=True: what the thresholds assume
+    g = rank(plan.primary)
+    gc = rank(plan.contextual) if plan.contextual else None
+    parts = tuple(rank(q) for q in plan.parts)
+    d = decide(question, g, context=ctx, settings=settings, contextual=gc, parts=parts)
+    ctx = PolicyContext.after(question, d, ctx)
+
+How the decision is made (thresholds in `PolicySettings`, calibrated on
+tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`):
+1. A pending clarification answered ("the first one", "tickets", "yes", a button's id) -> that
+   entry; "no" alone -> decline; anything else is a fresh question.
+2. Nothing left after fillers, no letters -> say_again. Small talk (greeting, thanks, goodbye,
+   "how are you", "who are you", a joke, "ok") with nothing else in it -> chat. Mostly words of
+   another language -> decline.
+3. The ranking: each entry gets a *support* from its embedding similarity (the whole entry's,
+   blended with its best single answer sentence's) plus how much of the question's specific
+   vocabulary it contains (IDF over this FAQ; words the FAQ never uses count in full). An entry
+   sharing none of the question's specific words needs a clearly stronger semantic match: that
+   keeps "is there a kettle in the room" off "Do you have accessible rooms?". A clear winner ->
+   faq; two or three close plausible ones, or a good one without a clear lead -> clarify.
+   A follow-up ("and for children?") is also read with the previous answer's heading, and two
+   questions in one breath part by part (both confidently answered: both answers).
+4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
+   weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere, the
+   time) -> decline, unless the chosen entry's own heading is about that request (a hotel FAQ's
+   "Can you call me a taxi?") or names the destination.
+5. Nothing plausible: a cut-off sentence -> say_again, else decline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import log
+from typing import Literal
+
+from .faq import FaqEntry
+from .grounding import Grounding, strip_fillers
+from .ranking import Hit
+from .text import STOPWORDS, tokenize
+
+__all__ = [
+    "DEFAULT_CHAT_REPLIES",
+    "DEFAULT_DECLINE_LEADS",
+    "Choice",
+    "Decision",
+    "Kind",
+    "Lookups",
+    "PolicyContext",
+    "PolicySettings",
+    "contextual_query",
+    "decide",
+    "faq_topics",
+    "lookup_query",
+    "lookups",
+    "question_parts",
+    "resolve_choice",
+]
+
+Kind = Literal["faq", "clarify", "decline", "chat", "llm", "say_again"]
+
+
+# --------------------------------------------------------------------------- replies
+
+# Small talk: intent -> reply. "{topics}" becomes a few FAQ topics ("opening hours, tickets
+# and parking"); a reply without it is used as written. Settings may override any of them.
+DEFAULT_CHAT_REPLIES: Mapping[str, str] = {
+    "greeting": "Hello! Ask me anything about your visit, for example about {topics}.",
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+    "goodbye": "Goodbye, and enjoy your visit!",
+    "how_are_you": "I'm fine, thank you for asking! What would you like to know about your visit?",
+    "identity": (
+        "I'm the information kiosk, a computer, not a person. I can answer questions about "
+        "{topics}, and the staff are happy to help with anything else."
+    ),
+    "joke": (
+        "I'm much better with facts than with jokes, I'm afraid. Ask me about {topics}, "
+        "for example."
+    ),
+    "ack": "Is there anything else you'd like to know about your visit?",
+}
+
+# Decline: category -> the first sentence; `PolicySettings.decline_template` follows it.
+DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
+    "unknown": "Sorry, I don't have an answer to that.",
+    "booking": "Sorry, I can't book or reserve anything from this kiosk.",
+    "payment": "Sorry, I can't take payments or answer questions about them here.",
+    "calling": "Sorry, I can't make calls or send messages for you.",
+    "weather": "Sorry, I don't have the weather forecast.",
+    "news": "Sorry, I can't tell you about the news.",
+    "sports": "Sorry, I don't follow sports results.",
+    "general": "Sorry, I can only answer questions about this place, not general knowledge.",
+    "clock": "Sorry, I can't tell the time or the date.",
+    "medical": (
+        "Sorry, I can't give medical advice. If you need help now, please tell a member of "
+        "staff straight away."
+    ),
+    "legal": "Sorry, I can't give legal advice.",
+    "financial": "Sorry, I can't give financial advice.",
+    "directions": "Sorry, I only know the way to and around this place.",
+    "language": "Sorry, I only understand English.",
+    "rejected": "Sorry, I misunderstood. Could you ask it in other words?",
+}
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """What `decide` needs besides the question. Build `topics` once per FAQ with `faq_topics`."""
+
+    answer_mode: Literal["faq", "llm"] = "faq"
+    # A few things the FAQ covers, named in declines and some small-talk replies.
+    topics: tuple[str, ...] = ()
+    # Follows the decline's first sentence. {topics}: see above; {staff}: `staff`.
+    decline_template: str = "I can help with questions about {topics}. For anything else, {staff}."
+    decline_template_no_topics: str = "For that, {staff}."
+    staff: str = "please ask a member of staff"
+    chat_replies: Mapping[str, str] = field(default_factory=dict)  # overrides DEFAULT_CHAT_REPLIES
+    decline_leads: Mapping[str, str] = field(default_factory=dict)  # overrides the defaults
+    say_again: str = "Sorry, I didn't catch that. Could you say it again?"
+    clarify_intro: str = "Do you mean:"
+    # Calibration on tests/data/understand/tune.toml (appliance/bench/understand_text.py).
+    # Each ranked entry gets a *support*: semantic + coverage_weight * coverage, where semantic
+    # blends the entry's embedding similarity with its best single sentence's (`fact_weight`),
+    # and coverage is the IDF-weighted share of the question's specific words the entry has.
+    faq_support: float = 0.45  # an entry's support needed to answer with it
+    faq_margin: float = 0.06  # ... and its lead over the runner-up (else: clarify)
+    faq_min_semantic: float = 0.25  # never answer or offer on lexical overlap alone
+    clarify_support: float = 0.40  # an entry worth offering in a clarifying question
+    clarify_window: float = 0.08  # offered entries: support within this of the best
+    coverage_weight: float = 0.30
+    fact_weight: float = 0.5
+    # How much a word the FAQ never uses counts in coverage, relative to the rarest FAQ word:
+    # it may be the real topic ("kettle") or just the visitor's wording ("nappy").
+    unknown_weight: float = 1.0
+    # An entry is *anchored* when it has one of the question's specific words: one at most
+    # `specific_share` of the entries use (2 at least), a word of its own heading at most
+    # `heading_share` of them use, or a word the FAQ lacks whose stem it has ("charger" /
+    # "charge"). An unanchored entry shares only common words ("room", "ticket") or none with
+    # the question, and needs `unanchored_semantic`: that keeps "is there a kettle in the room"
+    # off "Do you have accessible rooms?".
+    specific_share: float = 0.08
+    heading_share: float = 0.20
+    unanchored_semantic: float = 0.50
+    unanchored_margin: float = 0.12  # ... and this lead to be answered
+    # Anchored on one word while most of the question's words are missing from the entry
+    # ("first aid room" on the toilets' "baby changing room"): a middling semantic match too.
+    weak_coverage: float = 0.40
+    weak_semantic: float = 0.40
+    # A follow-up answered with the previous turn's entry again needs this lead (its combined
+    # query contains that entry's heading, which favours it).
+    repeat_margin: float = 0.15
+    # Without an embedder: entries offered when they hold this share of the question's words.
+    lexical_coverage: float = 0.5
+    max_choices: int = 3
+
+
+@lru_cache(maxsize=64)
+def faq_topics(questions: tuple[str, ...], limit: int = 3) -> tuple[str, ...]:
+    """A few short topic names from FAQ headings, spread over the FAQ, for decline and help
+    replies: "What are the opening hours?" -> "the opening hours", "Is there parking?" ->
+    "parking". Headings that do not reduce to a short noun phrase are skipped, and so is a topic
+    sharing a word with an earlier one. Pass `tuple(e.question for e in kb.entries)`."""
+    found: list[str] = []
+    for q in questions:
+        m = _TOPIC_RE.match(q.strip())
+        if m is None:
+            continue
+        topic = m.group("topic").strip()
+        words = topic.lower().split()
+        if not 1 <= len(words) <= 3 or any(w in _TOPIC_SKIP for w in words):
+            continue
+        if any(set(words) & set(t.lower().split()) for t in found):
+            continue
+        found.append(("the " if m.group("det") else "") + topic)
+    if len(found) <= limit:
+        return tuple(found)
+    step = (len(found) - 1) / (limit - 1) if limit > 1 else 0.0
+    return tuple(found[round(i * step)] for i in range(limit))
+
+
+_TOPIC_RE = re.compile(
+    r"^(?:is there|are there|do you have|where (?:is|are)|what (?:is|are)|when (?:is|are)|"
+    r"what time is)\s+(?P<det>(?:a|an|the|any|your)\s+)?(?P<topic>[^?]+?)"
+    r"(?:\s+(?:open|served|available))?\s*\?$",
+    re.IGNORECASE,
+)
+# Topic phrases that are not things ("What is there for kids to do?", "most famous exhibit").
+_TOPIC_SKIP = frozenset("there it this that you i we my most to do for or the".split())
+
+
+def _join(items: Sequence[str], conj: str = "and") -> str:
+    """ "a", "a and b", "a, b and c" ("a, b, or c" for choices: the comma helps when spoken)."""
+    if not items:
+        return ""
+    if len(items) == 1:
+        return items[0]
+    comma = "," if conj == "or" else ""
+    return ", ".join(items[:-1]) + f"{comma} {conj} " + items[-1]
+
+
+def _fill(template: str, settings: PolicySettings) -> str:
+    return template.format(topics=_join(settings.topics[:3]) or "this place", staff=settings.staff)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option of a clarifying question: `label` is the entry's own heading (a button)."""
+
+    id: str  # "1", "2", "3": the position, also what a visitor may say or a button may send
+    label: str
+    entry: FaqEntry
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    text: str  # what to say and show; "" only for kind "llm" (the model writes the reply)
+    reason: str  # short, for logs: "confident", "ambiguous", "off_topic:booking", ...
+    hit: Hit | None = None  # faq: the entry answered (llm: the best one)
+    choices: tuple[Choice, ...] = ()  # clarify
+    hits: tuple[Hit, ...] = ()  # llm: the facts for the prompt, best first
+
+    @property
+    def entry(self) -> FaqEntry | None:
+        return self.hit.entry if self.hit is not None else None
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What the policy remembers of the previous turn (the caller drops it when the
+    conversation goes idle, like the dialog history)."""
+
+    previous: Decision | None = None
+    previous_question: str = ""
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        """The options of a clarifying question still waiting for an answer."""
+        p = self.previous
+        return p.choices if p is not None and p.kind == "clarify" else ()
+
+    @property
+    def topic(self) -> FaqEntry | None:
+        """The entry the previous turn answered, for follow-ups ("and for children?")."""
+        p = self.previous
+        return p.entry if p is not None and p.kind in ("faq", "llm") else None
+
+    @staticmethod
+    def after(question: str, decision: Decision, before: PolicyContext | None) -> PolicyContext:
+        """The context for the next turn. A request to repeat keeps the earlier context (the
+        visitor will say it again), and so does small talk ("thanks! and on Sundays?")."""
+        if decision.kind == "say_again" and before is not None:
+            return before
+        if decision.kind == "chat" and before is not None and before.topic is not None:
+            return before
+        return PolicyContext(previous=decision, previous_question=question)
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_WORD_RE = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+
+def _words(text: str) -> list[str]:
+    return [w.replace("’", "'") for w in _WORD_RE.findall(text.casefold())]
+
+
+# Venue-independent words that say nothing about the topic; stemmed like `tokenize` does.
+_GENERIC_WORDS = """
+    get go come need want like know think tell ask make use look way thing much many long late
+    still really very bit even just also ok okay yes no yeah please thank thanks sorry excuse
+    im id ive ill dont cant isnt wont didnt doesnt arent wasnt couldnt wouldnt shouldnt let
+    possible wonder wondering maybe perhaps actually roughly usually right now today tonight
+    tomorrow sure alright good great nice one lot kind sort anything everything something
+    else there here able told mean inside outside around away back nearby near latest later
+    early last next ago since per time times keep put give find see say try bring buy sell
+    visit wait stay show help work happen
+"""
+_GENERIC = frozenset(t for w in _GENERIC_WORDS.split() for t in tokenize(w)) | frozenset(
+    _GENERIC_WORDS.split()
+)
+
+
+def _content_terms(text: str) -> list[str]:
+    return [t for t in dict.fromkeys(tokenize(text)) if t not in _GENERIC]
+
+
+@lru_cache(maxsize=4096)
+def _entry_terms(entry: FaqEntry) -> frozenset[str]:
+    return frozenset(tokenize(entry.question)) | frozenset(tokenize(entry.answer))
+
+
+@lru_cache(maxsize=4096)
+def _heading_terms(entry: FaqEntry) -> frozenset[str]:
+    return frozenset(tokenize(entry.question))
+
+
+def _term_in(term: str, terms: frozenset[str]) -> bool:
+    """Exact, or a shared stem of 5+ letters ("charger"/"charg", "bicycl"/"bicycles")."""
+    if term in terms:
+        return True
+    if len(term) < 5:
+        return False
+    return any(len(t) >= 5 and (t.startswith(term) or term.startswith(t)) for t in terms)
+
+
+# --------------------------------------------------------------------------- input checks
+
+_HAS_LETTER_RE = re.compile(r"[^\W\d_]")
+# A transcript cut off mid-sentence ends on a word that cannot end one.
+_DANGLING = frozenset(
+    """a an the to of with and or but if my your our their his her from by about than as into
+    because could would should""".split()
+)
+# Words of other languages that English questions do not use: a question made mostly of them
+# is not one this kiosk can read (voice ASR in English turns other languages into such words
+# or into English-looking garbage; the latter declines on its own).
+_FOREIGN = frozenset(
+    """de het een en ik je niet waar wat hoe waarom alstublieft bedankt dank graag hallo
+    der das und ist ich nicht wo wie bitte danke ein eine mit auf sie
+    el la los las es y por favor donde dónde está estan están que qué cómo gracias hola una
+    le les est où et je vous merci bonjour il elle une avec pour s'il plaît
+    lo gli è dove grazie ciao
+    os é onde obrigado obrigada você
+    och är var tack hej jag inte""".split()
+)
+_ENGLISH = frozenset(STOPWORDS) | frozenset(_GENERIC_WORDS.split())
+
+
+def _looks_foreign(words: Sequence[str]) -> bool:
+    if len(words) < 2:
+        return False
+    foreign = sum(w in _FOREIGN for w in words)
+    english = sum(w in _ENGLISH and w not in _FOREIGN for w in words)
+    return foreign >= 2 and foreign > english
+
+
+def _say_again_reason(question: str, cleaned: str) -> str | None:
+    """Why the transcript is not a question to answer, or None."""
+    if not _HAS_LETTER_RE.search(cleaned):
+        return "empty" if not question.strip() else "filler_only"
+    words = _words(cleaned)
+    if words and all(len(w) == 1 for w in words) and len(words) > 1:
+        return "garbage"
+    if words and max(len(w) for w in words) > 40:
+        return "garbage"
+    return None
+
+
+def _cut_off(cleaned: str) -> bool:
+    """'can I, is it possible to' / 'I was wondering if you could, the thing with the'."""
+    stripped = cleaned.rstrip()
+    if stripped.endswith(("?", ".", "!")):
+        return False
+    words = _words(stripped)
+    return bool(words) and words[-1] in _DANGLING
+
+
+# --------------------------------------------------------------------------- small talk
+
+_CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (intent, re.compile(pattern, re.IGNORECASE))
+    for intent, pattern in (
+        (
+            "identity",
+            r"\bwho (?:are|r) (?:you|u)\b|\bwhat (?:are|r) (?:you|u)\b(?! (?:doing|open|selling))|"
+            r"\bare you (?:a |an )?(?:real|human|robot|bot|computer|machine|person|ai|"
+            r"artificial|alive)\b(?: (?:person|being|intelligence))?|"
+            r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b",
+        ),
+        (
+            "joke",
+            r"\b(?:tell|know|got|have) (?:me |us )?(?:a |any |another )?(?:good )?jokes?\b|"
+            r"\btell (?:me|us) something funny\b|\bsay something funny\b|\bmake (?:me|us) laugh\b",
+        ),
+        (
+            "how_are_you",
+            r"\bhow are (?:you|u|things)\b(?: doing| today)*|\bhow(?:'s| is) (?:it going|"
+            r"your day(?: going)?|everything|life)\b|\bhow do you do\b|"
+            r"\bare you (?:ok|okay|well|alright|doing well)\b",
+        ),
+        (
+            "goodbye",
+            r"\b(?:good ?bye|bye(?: bye)?|byebye|see (?:you|ya)(?: later| soon)?|good ?night|"
+            r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b",
+        ),
+        (
+            "thanks",
+            r"\b(?:thank you|thanks|thank u|thx|cheers|much appreciated|appreciate it)\b"
+            r"(?: (?:so|very) much| a lot| again)?|"
+            r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
+            r"(?:really |very |so |super )?(?:helpful|great|perfect|useful|lovely|brilliant|"
+            r"wonderful|amazing|kind)\b",
+        ),
+        (
+            "greeting",
+            r"\b(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))\b"
+            r"(?: there| everyone| all| you)?",
+        ),
+        (
+            "ack",
+            r"^\W*(?:(?:yes|yeah|yep|no|nope|ok|okay|sure|alright|all right|great|cool|fine|nice|"
+            r"good|right|i see|got it|understood)\W*)+$",
+        ),
+    )
+)
+# Left over around small talk without making it a question: "ok bye bye", "well thanks!".
+_CHAT_FILLER = frozenset(
+    """ok okay so well oh ah and then yes yeah yep no nope great nice cool alright right
+    really very much a lot again you too again all sir madam friend young man lady there
+    just i we wanted to say""".split()
+)
+
+
+def _chat_intent(text: str) -> str | None:
+    """The small-talk intent when the utterance is only small talk, else None."""
+    found: list[str] = []
+    rest = text
+    for intent, pattern in _CHAT_PATTERNS:
+        if pattern.search(rest):
+            found.append(intent)
+            rest = pattern.sub(" ", rest)
+    if not found:
+        return None
+    leftover = [w for w in _words(strip_fillers(rest) or "") if w not in _CHAT_FILLER]
+    if leftover:
+        return None
+    return found[0]  # patterns are in priority order: "hi, who are you?" is about identity
+
+
+# --------------------------------------------------------------------------- out of scope
+
+# Requests the kiosk cannot carry out and topics no venue FAQ covers. Each is declined unless
+# the best entry's own heading matches the same pattern (the staff wrote an answer for it).
+_REQUEST = r"(?:can|could|would|will) (?:you|u)(?: please| just| maybe)?"
+_OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (category, re.compile(pattern, re.IGNORECASE))
+    for category, pattern in (
+        (
+            "booking",
+            rf"\b{_REQUEST} (?:book|reserve|order|buy|get|cancel|change)\b.{{0,30}}"
+            r"\b(?:for (?:me|us)|me|us)\b|\b(?:book|reserve) (?:me|us)\b|"
+            r"\bi(?:'d| would) like to (?:book|reserve|order|cancel)\b|"
+            r"\bmake (?:me )?(?:a |an )?(?:booking|reservation)\b",
+        ),
+        (
+            "payment",
+            r"\bpay (?:my|the|our) (?:bill|invoice|account|tab)\b|"
+            r"\bpay\b.{0,30}\b(?:card|cash|contactless|credit|debit|apple pay|google pay)\b|"
+            r"\b(?:card|contactless|cash|credit card) payments?\b|"
+            r"\bcan (?:i|we) pay\b.{0,25}\bhere\b",
+        ),
+        (
+            "calling",
+            rf"\b{_REQUEST} (?:call|phone|ring|text|message|contact|page|email)\b"
+            r"(?! (?:me |us )?(?:a |an )?(?:taxi|cab))|"
+            r"\b(?:call|phone|ring|text) my (?:husband|wife|partner|friend|mum|mom|dad|son|"
+            r"daughter|family|mobile|phone|number)\b",
+        ),
+        (
+            "weather",
+            r"\b(?:weather|forecast|rain(?:ing|y)?|snow(?:ing)?|sunny|temperature outside|"
+            r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b",
+        ),
+        ("news", r"\b(?:news|headlines)\b"),
+        (
+            "sports",
+            r"\b(?:football|soccer|basketball|baseball|tennis|cricket|rugby|hockey|formula one|"
+            r"world cup|premier league|champions league|olympics)\b|\bwho won\b|"
+            r"\bwhat was the score\b|\bthe score (?:in|of)\b",
+        ),
+        (
+            "general",
+            r"\bcapital (?:city )?of\b|\bwho (?:was|were|is) the (?:first|last|president|king|"
+            r"queen|prime minister|inventor|author)\b|\bwho (?:invented|discovered|wrote|painted|"
+            r"composed|founded)\b|\bhow (?:far|old|big|tall|deep|hot) (?:away )?is the "
+            r"(?:moon|sun|earth|world|sea|ocean|universe)\b|\bmeaning of life\b|"
+            r"\bspeed of (?:light|sound)\b|\bwhat (?:is|are) \d+ (?:times|plus|minus|divided)\b|"
+            r"\bpopulation of\b|\bhow many people live\b|\bhelp (?:me )?with my homework\b",
+        ),
+        (
+            "clock",
+            r"\bwhat time is it\b|\bwhat(?:'s| is) the (?:time|date)\b(?! (?:of|for))|"
+            r"\bwhat(?:'s| is) (?:today's|the) date\b|\bwhat day is (?:it|today)\b",
+        ),
+        (
+            "medical",
+            r"\b(?:headache|migraine|toothache|tooth|dentist|doctor|medicine|medication|"
+            r"painkillers?|paracetamol|ibuprofen|aspirin|fever|sick|ill|injured|bleeding|"
+            r"allergic|allergy|diabetic|pregnant|chest pain|dizzy|ambulance|hospital|"
+            r"prescription|symptoms?)\b",
+        ),
+        (
+            "legal",
+            r"\b(?:lawyer|solicitor|attorney|legal advice|landlord|tenant|sue|lawsuit|court|"
+            r"visa|immigration|residence permit|deposit back|divorce)\b",
+        ),
+        (
+            "financial",
+            r"\b(?:invest|investment|stocks?|shares|mortgage|loan|tax return|taxes|crypto|"
+            r"bitcoin|pension fund|savings account)\b",
+        ),
+    )
+)
+# "How do I get to X", "where is the nearest X": declined unless the best entry names X.
+_DIRECTIONS_RE = re.compile(
+    r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find|"
+    r"where(?:'s| is| are) (?:the )?(?:nearest|closest)|directions to|how far (?:is|to)|"
+    r"which way (?:is|to)|is there (?:a|an) \w+ (?:near ?by|close by|around here|near here))\s+"
+    r"(?P<dest>[^?.!,]*)",
+    re.IGNORECASE,
+)
+
+
+# A request to the kiosk itself; the best entry's heading being one too ("Can you call me a
+# taxi?") means the staff answered that request.
+_REQUEST_RE = re.compile(rf"\b{_REQUEST}\b", re.IGNORECASE)
+_REQUESTS = frozenset({"booking", "calling"})
+
+
+def _off_topic(text: str, best: Hit | None) -> str | None:
+    """The category of an out-of-scope request or topic, unless the FAQ covers it."""
+    heading = best.entry.question if best is not None else ""
+    for category, pattern in _OFF_TOPIC:
+        if not pattern.search(text):
+            continue
+        if pattern.search(heading):
+            continue
+        if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
+            continue
+        return category
+    m = _DIRECTIONS_RE.search(text)
+    if m is not None:
+        dest = _content_terms(m.group("dest"))
+        if dest and not (
+            best is not None and all(_term_in(t, _entry_terms(best.entry)) for t in dest)
+        ):
+            return "directions"
+    return None
+
+
+def _covers_request(text: str, best: Hit | None) -> bool:
+    """The request's specific words ("taxi") are in the entry's heading."""
+    if best is None:
+        return False
+    heading = _heading_terms(best.entry)
+    return any(_term_in(t, heading) for t in _content_terms(text))
+
+
+# --------------------------------------------------------------------------- clarifications
+
+_ORDINALS: tuple[tuple[int, re.Pattern[str]], ...] = tuple(
+    (i, re.compile(p, re.IGNORECASE))
+    for i, p in (
+        (-1, r"\b(?:last|latter|final|bottom)\b"),
+        (0, r"\b(?:first|1st|top)\b|\b(?:number|option) (?:one|1)\b|^(?:the )?(?:one|1)$"),
+        (1, r"\b(?:second|2nd|middle)\b|\b(?:number|option) (?:two|2)\b|\b(?:two|2)\b"),
+        (2, r"\b(?:third|3rd)\b|\b(?:number|option) (?:three|3)\b|\b(?:three|3)\b"),
+    )
+)
+_YES_RE = re.compile(
+    r"^(?:yes|yeah|yep|yup|sure|please|yes please|correct|right|exactly|that one|that's it|"
+    r"that's right|ok|okay|i do|uh huh|mhm)\b",
+    re.IGNORECASE,
+)
+_NO_RE = re.compile(r"^(?:no|nope|nah|neither|none|not that|not really)\b[\s,.!]*", re.IGNORECASE)
+
+
+def resolve_choice(text: str, choices: Sequence[Choice]) -> Choice | None:
+    """Which offered choice `text` picks, or None (then the text is a fresh question).
+
+    Understands a button's id ("2"), ordinals ("the first one", "second", "the last one",
+    "number two"), words of a label ("tickets", "the children one": the label sharing the most
+    specific words, ties going to the shorter label), and "yes" when one option was offered.
+    "No, the cafe" looks only at "the cafe".
+    """
+    if not choices:
+        return None
+    cleaned = strip_fillers(text).strip()
+    lowered = cleaned.casefold().strip(" .!?")
+    for c in choices:
+        if lowered == c.id.casefold() or lowered == c.label.casefold().strip(" ?"):
+            return c
+    negated = _NO_RE.match(lowered)
+    if negated is not None:
+        lowered = lowered[negated.end() :]
+        if not lowered:
+            return None
+    words = _words(lowered)
+    if not words:
+        return None
+    # Ordinals count only in short replies: "the second one" yes, "two adults and a child" no.
+    if len(words) <= 5 and not _label_overlap(lowered, choices):
+        for index, pattern in _ORDINALS:
+            if pattern.search(lowered) and -len(choices) <= index < len(choices):
+                return choices[index]
+    if negated is None and len(choices) == 1 and _YES_RE.match(lowered) and len(words) <= 4:
+        return choices[0]
+    scored = _label_overlap(lowered, choices)
+    if scored:
+        return scored[0]
+    return None
+
+
+def _label_overlap(text: str, choices: Sequence[Choice]) -> list[Choice]:
+    """Choices whose label shares a specific word with `text`: the single best, or []."""
+    terms = set(_content_terms(text))
+    if not terms:
+        return []
+    ranked: list[tuple[int, int, Choice]] = []
+    for c in choices:
+        label = frozenset(_content_terms(c.label))
+        shared = sum(_term_in(t, label) for t in terms)
+        if shared:
+            ranked.append((shared, -len(label), c))
+    if not ranked:
+        return []
+    ranked.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    if len(ranked) > 1 and ranked[0][:2] == ranked[1][:2]:
+        return []
+    return [ranked[0][2]]
+
+
+def _clarify_text(choices: Sequence[Choice], settings: PolicySettings) -> str:
+    labels = [c.label.rstrip(" ?") for c in choices]
+    return f"{settings.clarify_intro} {_join(labels, 'or')}?"
+
+
+# --------------------------------------------------------------------------- follow-ups
+
+_CONNECTOR_RE = re.compile(
+    r"^(?:(?:ok|okay|and|but|also|so|then|oh)\b[\s,]*)*(?:and|but|also|what about|how about|"
+    r"what if|and if|same for|is that|does that|is it|are they|do they|does it|for|on|until|"
+    r"till|from)\b",
+    re.IGNORECASE,
+)
+_ANAPHORA = frozenset("it that this there they them those these its".split())
+
+
+def contextual_query(question: str, context: PolicyContext | None) -> str | None:
+    """A query for a follow-up that only makes sense after the previous answer ("and for
+    children?", "what about on Sunday?", "how much is it?"): the previous entry's heading, then
+    the question. None when there is no previous answer or the question stands on its own.
+    Ground both; `decide` picks (pass the second grounding as `contextual`)."""
+    if context is None or context.topic is None:
+        return None
+    cleaned = strip_fillers(question)
+    if not cleaned or context.choices:
+        return None
+    words = _words(cleaned)
+    terms = _content_terms(cleaned)
+    elliptical = (
+        _CONNECTOR_RE.match(cleaned) is not None
+        or len(terms) <= 2
+        or (any(w in _ANAPHORA for w in words) and len(terms) <= 4)
+    )
+    if not elliptical:
+        return None
+    return f"{context.topic.question} {cleaned}"
+
+
+def lookup_query(question: str, context: PolicyContext | None) -> str:
+    """The text to rank for `question`: itself, minus a leading "no," answering a pending
+    clarification ("no, the cafe" looks up "the cafe")."""
+    if context is not None and context.choices:
+        cleaned = strip_fillers(question)
+        m = _NO_RE.match(cleaned)
+        if m is not None and cleaned[m.end() :].strip():
+            return cleaned[m.end() :].strip()
+    return question
+
+
+_QUESTION_WORD = (
+    r"(?:what|what's|when|where|where's|which|who|how|is|are|do|does|can|could|will|would|"
+    r"should|may|have|has)"
+)
+# Two questions in one breath: "where are the toilets and what time does the cafe close",
+# "what's the wifi password? when is the gym open".
+_SPLIT_RE = re.compile(
+    rf"[?!;]+\s+|\.\s+(?=[A-Za-z])|,?\s+(?:and|also|plus|but)\s+(?={_QUESTION_WORD}\b)",
+    re.IGNORECASE,
+)
+# The last clause that asks something, in a long ramble: "..., but first of all, where can we
+# get some cash?"
+_FOCUS_RE = re.compile(rf"(?:^|[,;:.!?]\s*)({_QUESTION_WORD}\b[^,;:.!?]*[?]?)\s*$", re.IGNORECASE)
+LONG_WORDS = 16
+
+
+def question_parts(question: str) -> tuple[str, ...]:
+    """The separate questions of an utterance that asks several, or the asking clause of a
+    long ramble; () for a plain question."""
+    cleaned = strip_fillers(question)
+    pieces = [strip_fillers(p).strip(" ,") for p in _SPLIT_RE.split(cleaned)]
+    pieces = [p for p in pieces if _content_terms(p)]
+    if len(pieces) >= 2:
+        return tuple(pieces[:3])
+    if len(_words(cleaned)) >= LONG_WORDS:
+        m = _FOCUS_RE.search(cleaned)
+        if m is not None and _content_terms(m.group(1)) and m.group(1).strip() != cleaned:
+            return (m.group(1).strip(),)
+    return ()
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What to rank for one question; ground each and pass the results to `decide`."""
+
+    primary: str  # always: `decide(grounding=ground(kb, primary))`
+    contextual: str | None = None  # a follow-up read with the previous answer's topic
+    parts: tuple[str, ...] = ()  # separate questions, or a ramble's asking clause
+
+
+def lookups(question: str, context: PolicyContext | None) -> Lookups:
+    """The queries `decide` wants ranked for `question` (see the module docstring)."""
+    return Lookups(
+        primary=lookup_query(question, context),
+        contextual=contextual_query(question, context),
+        parts=question_parts(question),
+    )
+
+
+# --------------------------------------------------------------------------- the decision
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    hit: Hit
+    semantic: float
+    coverage: float
+    support: float
+    anchored: bool
+
+
+def _ranked(g: Grounding) -> tuple[Hit, ...]:
+    """The entries to weigh; a Grounding built the old way has only `hits`."""
+    return g.ranked or tuple(g.hits)
+
+
+def _idf(df: int, n: int) -> float:
+    return log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
+    """The ranked entries with their support, best support first."""
+    n = max(g.entries, 1)
+    specific = max(2.0, settings.specific_share * n)
+    in_heading = max(specific, settings.heading_share * n)
+    terms_df = [(t, df) for t, df in g.term_df if t not in _GENERIC]
+    rarest = _idf(1, n)
+    weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
+    total = sum(weights.values())
+    out: list[_Candidate] = []
+    for i, hit in enumerate(_ranked(g)):
+        entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
+        heading_terms = _heading_terms(hit.entry)
+        matched = [(t, df) for t, df in terms_df if _term_in(t, entry_terms)]
+        coverage = sum(weights[t] for t, _ in matched) / total if total > 0 else 0.0
+        semantic = hit.semantic if hit.semantic is not None else 0.0
+        if i < len(g.facts):
+            semantic = (1.0 - settings.fact_weight) * semantic + settings.fact_weight * g.facts[i]
+        support = semantic + settings.coverage_weight * coverage
+        anchored = any(
+            df <= specific or (df <= in_heading and _term_in(t, heading_terms)) for t, df in matched
+        )
+        out.append(_Candidate(hit, semantic, coverage, support, anchored))
+    out.sort(key=lambda c: c.support, reverse=True)
+    return out
+
+
+def _plausible(c: _Candidate, settings: PolicySettings) -> bool:
+    if c.semantic < settings.faq_min_semantic or c.support < settings.clarify_support:
+        return False
+    if c.anchored and c.coverage < settings.weak_coverage:
+        return c.semantic >= settings.weak_semantic
+    return c.anchored or c.semantic >= settings.unanchored_semantic
+
+
+def _answerable(c: _Candidate, settings: PolicySettings) -> bool:
+    return _plausible(c, settings) and c.support >= settings.faq_support
+
+
+def _decline(category: str, settings: PolicySettings, reason: str | None = None) -> Decision:
+    lead = settings.decline_leads.get(category, DEFAULT_DECLINE_LEADS.get(category, ""))
+    template = settings.decline_template if settings.topics else settings.decline_template_no_topics
+    text = f"{lead} {_fill(template, settings)}".strip()
+    return Decision("decline", text, reason or f"off_topic:{category}")
+
+
+def _answer(hit: Hit, reason: str, hits: Sequence[Hit], settings: PolicySettings) -> Decision:
+    if settings.answer_mode == "llm":
+        facts = (hit, *(h for h in hits if h.entry != hit.entry))
+        return Decision("llm", "", reason, hit=hit, hits=tuple(facts))
+    return Decision("faq", hit.entry.answer, reason, hit=hit)
+
+
+def _clarify(cands: Sequence[_Candidate], settings: PolicySettings, reason: str) -> Decision:
+    choices = tuple(
+        Choice(id=str(i + 1), label=c.hit.entry.question, entry=c.hit.entry)
+        for i, c in enumerate(cands[: settings.max_choices])
+    )
+    if settings.answer_mode == "llm":
+        # A capable model can weigh two close entries itself; it gets both.
+        return Decision("llm", "", reason, hit=cands[0].hit, hits=tuple(c.hit for c in cands))
+    return Decision("clarify", _clarify_text(choices, settings), reason, choices=choices)
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """One grounding weighed: its decision (None: nothing relevant) and best candidate."""
+
+    decision: Decision | None
+    best: _Candidate | None
+
+
+def _weigh(g: Grounding, settings: PolicySettings, repeat: FaqEntry | None = None) -> _Ranked:
+    """faq / clarify from one ranking. `repeat`: the entry the previous turn answered; a
+    follow-up's combined query contains its heading, so answering it again needs a clear lead."""
+    cands = _candidates(g, settings)
+    ranked = _ranked(g)
+    if ranked and all(h.semantic is None for h in ranked):
+        return _weigh_lexical(cands, settings)
+    plausible = [c for c in cands if _plausible(c, settings)]
+    if not plausible:
+        return _Ranked(None, cands[0] if cands else None)
+    best = plausible[0]
+    others = [c.support for c in cands if c is not best]
+    lead = best.support - max(others, default=0.0)
+    margin = settings.faq_margin
+    if not best.anchored:
+        margin = max(margin, settings.unanchored_margin)
+    if repeat is not None and best.hit.entry == repeat:
+        margin = max(margin, settings.repeat_margin)
+    if _answerable(best, settings) and lead >= margin:
+        return _Ranked(_answer(best.hit, "confident", [c.hit for c in plausible], settings), best)
+    # Offered back: the plausible best and the entries about as supported (these need no
+    # anchor: the visitor picks, nothing is asserted).
+    offer = [c for c in cands if c is best or _offerable(c, settings)]
+    close = [c for c in offer if abs(best.support - c.support) <= settings.clarify_window]
+    if len(close) >= 2:
+        return _Ranked(_clarify(close, settings, "ambiguous"), best)
+    if _answerable(best, settings):
+        # Good but not clearly ahead: ask, with a runner-up when there is one.
+        near = [c for c in offer if abs(best.support - c.support) <= 2 * settings.clarify_window]
+        return _Ranked(_clarify(near, settings, "confirm"), best)
+    return _Ranked(None, best)
+
+
+def _offerable(c: _Candidate, settings: PolicySettings) -> bool:
+    return c.semantic >= settings.faq_min_semantic and c.support >= settings.clarify_support
+
+
+def _weigh_lexical(cands: list[_Candidate], settings: PolicySettings) -> _Ranked:
+    """Without an embedder (knowledge.semantic = false) shared words say which entries are
+    about the question's topic, not that one answers it: offer them, never answer outright."""
+    offered = [c for c in cands if c.anchored and c.coverage >= settings.lexical_coverage][
+        : settings.max_choices
+    ]
+    if not offered:
+        return _Ranked(None, cands[0] if cands else None)
+    return _Ranked(_clarify(offered, settings, "lexical_only"), offered[0])
+
+
+def _support(r: _Ranked) -> float:
+    return r.best.support if r.best is not None else 0.0
+
+
+def _is_answer(r: _Ranked) -> bool:
+    return r.decision is not None and r.decision.kind in ("faq", "llm")
+
+
+def _pick(own: _Ranked, other: _Ranked) -> _Ranked:
+    """The better of two readings of one question (standalone, with the previous topic): the
+    more supported one, but when both lead to the same entry, the one that answers."""
+    same = (
+        own.best is not None
+        and other.best is not None
+        and own.best.hit.entry == other.best.hit.entry
+    )
+    if same and _is_answer(own) != _is_answer(other):
+        return own if _is_answer(own) else other
+    return other if _support(other) > _support(own) else own
+
+
+def _two_answers(parts: Sequence[_Ranked], settings: PolicySettings) -> Decision | None:
+    """Several questions in one breath, each confidently one entry: answer them all."""
+    answered: list[Hit] = []
+    for r in parts:
+        d = r.decision
+        if d is not None and d.kind in ("faq", "llm") and d.hit is not None:
+            if all(h.entry != d.hit.entry for h in answered):
+                answered.append(d.hit)
+    if len(answered) < 2:
+        return None
+    if settings.answer_mode == "llm":
+        return Decision("llm", "", "several_questions", hit=answered[0], hits=tuple(answered))
+    text = " ".join(h.entry.answer for h in answered)
+    return Decision("faq", text, "several_questions", hit=answered[0], hits=tuple(answered))
+
+
+def decide(
+    question: str,
+    grounding: Grounding,
+    *,
+    context: PolicyContext | None = None,
+    settings: PolicySettings,
+    contextual: Grounding | None = None,
+    parts: Sequence[Grounding] = (),
+) -> Decision:
+    """What to do with `question` (the raw transcript or typed text), given the groundings of
+    `lookups(question, context)`: `grounding` of `.primary`, `contextual` of `.contextual` and
+    `parts` of `.parts` (each when there is one). Never an empty reply except for kind "llm"."""
+    cleaned = strip_fillers(question)
+    if context is not None and context.choices:
+        choice = resolve_choice(question, context.choices)
+        if choice is not None:
+            hit = next(
+                (h for h in _ranked(grounding) if h.entry == choice.entry),
+                Hit(entry=choice.entry, score=0.0),
+            )
+            return _answer(hit, "clarified", [hit], settings)
+        if _NO_RE.fullmatch(cleaned.strip(" .!?").casefold() + " ") is not None:
+            # "No" / "neither": none of the offered questions was meant.
+            return _decline("rejected", settings, "clarify_rejected")
+    why = _say_again_reason(question, cleaned)
+    if why is not None:
+        # "hello" alone strips to nothing too: greetings are small talk, not a failed hearing.
+        intent = _chat_intent(question)
+        if intent is not None:
+            return _chat(intent, settings)
+        return Decision("say_again", settings.say_again, why)
+    intent = _chat_intent(question)
+    if intent is not None:
+        return _chat(intent, settings)
+    if _looks_foreign(_words(cleaned)):
+        return _decline("language", settings, "language")
+
+    weighed = _weigh(grounding, settings)
+    if contextual is not None and _ranked(contextual):
+        repeat = context.topic if context is not None else None
+        weighed = _pick(weighed, _weigh(contextual, settings, repeat))
+    split = [_weigh(p, settings) for p in parts if _ranked(p)]
+    if len(split) >= 2:
+        several = _two_answers(split, settings)
+        if several is not None:
+            return several
+    if split and not _is_answer(weighed):
+        # A long ramble or two questions: one part may be clearly answerable on its own.
+        answers = [r for r in split if _is_answer(r)]
+        if answers:
+            weighed = max(answers, key=_support)
+
+    best = weighed.best.hit if weighed.best is not None else None
+    category = _off_topic(cleaned, best)
+    if category is not None:
+        return _decline(category, settings)
+    decision = weighed.decision
+    if decision is not None and (decision.kind in ("faq", "llm") or not _cut_off(cleaned)):
+        return decision
+    if _cut_off(cleaned):
+        return Decision("say_again", settings.say_again, "incomplete")
+    if decision is not None:
+        return decision
+    return _decline("unknown", settings, "no_match")
+
+
+def _chat(intent: str, settings: PolicySettings) -> Decision:
+    template = settings.chat_replies.get(intent) or DEFAULT_CHAT_REPLIES[intent]
+    return Decision("chat", _fill(template, settings), f"chat:{intent}")
