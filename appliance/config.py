@@ -124,10 +124,21 @@ class DialogConfig:
 class KnowledgeConfig:
     faq: str = field(default_factory=default_faq_path)
     top_k: int = 3
-    # faq: a confidently matched question is answered with the staff's own FAQ text, verbatim
-    #      (the embedded 135M model invents facts); everything else goes to the LLM.
-    # llm: the LLM always answers, grounded in the best entries (for a capable endpoint).
-    answer_mode: Literal["faq", "llm"] = "faq"
+    # How questions are answered (knowledge/policy.py):
+    # faq:  the staff's own FAQ text for a confident match, a question back between two or
+    #       three plausible entries, an honest decline otherwise; the LLM never states a fact
+    #       (the embedded 135M model invents them). The default.
+    # llm:  the same policy, but a relevant question is phrased by the LLM from the retrieved
+    #       entries (for a capable endpoint); every clause passes the fact guard first.
+    # open: every question goes to the LLM, grounded and fact-guarded (benchmarks of the
+    #       streaming path; a trusted general assistant).
+    answer_mode: Literal["faq", "llm", "open"] = "faq"
+    # Every generated reply is checked clause by clause before it is shown or spoken: numbers,
+    # times, prices, dates, contacts and names must come from the retrieved facts, the persona
+    # or the question. false: trust the LLM (a benchmark of the streaming path).
+    fact_guard: bool = True
+    # Who a decline points visitors to ("For anything else, <staff_hint>.").
+    staff_hint: str = "please ask a member of staff"
     # Hybrid ranking with a small sentence-embedding model (all-MiniLM-L6-v2, ONNX on CPU);
     # false = lexical BM25 only (no direct answers then).
     semantic: bool = True

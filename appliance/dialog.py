@@ -92,6 +92,9 @@ class Conversation:
     state: DialogState = DialogState.IDLE
     turns: int = 0
     history: deque[Exchange] = field(default_factory=deque)
+    # The answer policy's memory of the previous turn (a pending clarification, the entry last
+    # answered); opaque here: the dialog stays pure. Forgotten with the history.
+    answer_context: object | None = None
 
     def apply(self, event: DialogEvent) -> DialogState:
         self.state = next_state(self.state, event)
@@ -103,6 +106,7 @@ class Conversation:
     def touch(self, now: float) -> None:
         if self.expired(now):
             self.history.clear()
+            self.answer_context = None
         self.last_active = now
 
     def begin_turn(self, now: float) -> int:

@@ -21,17 +21,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
 from .budgets import Timings
-from .config import Config
+from .config import Config, KnowledgeConfig
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
-from .events import Emit, ReplyDelta, ReplyDone, StateEvent
+from .events import Choice, Emit, ReplyDelta, ReplyDone, StateEvent
 from .images import ImageLimits, PreparedImage, prepare_image_async
-from .knowledge import Grounding, KnowledgeBase, build_system_prompt, ground
+from .knowledge import FaqEntry, Grounding, Hit, KnowledgeBase, build_system_prompt, ground
+from .knowledge.grounding import prepare
+from .knowledge.guard import ClauseGate, FactGuard, Violation, is_echo, is_empty, split_clauses
+from .knowledge.policy import (
+    Decision,
+    PolicyContext,
+    PolicySettings,
+    clarify_between,
+    decide,
+    decline,
+    faq_topics,
+    lookups,
+)
 from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord
@@ -54,6 +66,7 @@ class TurnResult:
     outcome: str  # ok | fallback | truncated | blocked | no_vision | cancelled | interrupted
     timings: dict[str, float]  # as stored with the turn (a voice turn's includes playback_end)
     endpoint: str | None = None
+    kind: str = ""  # how the answer was made: faq | clarify | decline | chat | llm | say_again
 
 
 @dataclass
@@ -105,6 +118,8 @@ class TurnRunner:
         self.metrics = metrics
         self.store = store
         self._slots: dict[str, _Slot] = {}
+        self._policy_key: tuple[int, KnowledgeConfig] | None = None
+        self._policy = PolicySettings()
 
     # -- one turn at a time per session -------------------------------------------------------
 
@@ -140,32 +155,67 @@ class TurnRunner:
     async def prepare_reply(self, conv: Conversation, question: str) -> str | None:
         """Get ahead of a voice turn while the pipeline still waits out the visitor's silence.
 
-        Returns the text the turn would speak verbatim from the FAQ, so its speech can be
-        synthesized now. Otherwise (the LLM will answer) has the first endpoint evaluate the
-        exact prompt the turn will send (`LLMPool.prime`: a local llama.cpp then starts
-        that turn at once) and returns None. Nothing is shown, said or recorded here."""
+        Returns the text the turn would speak from staff-written text (an FAQ answer, a
+        clarifying question, a decline), so its speech can be synthesized now. When the LLM will
+        answer, has the first endpoint evaluate the exact prompt the turn will send
+        (`LLMPool.prime`: a local llama.cpp then starts that turn at once) and returns None.
+        Nothing is shown, said or recorded here."""
         if self.cfilter.is_blocked(question):
             return None
-        g = await self._ground(question)
-        direct = self._faq_answer(g, None)
-        if direct is not None:
-            return self.cfilter.mask(direct)
+        d, g = await self._decide(conv, question)
+        if d.kind != "llm":
+            return self.cfilter.mask(d.text)
         await self.pool.prime(
-            self._messages(conv, question, None, g), timeout_s=self.cfg.budgets.stall_s
+            self._messages(conv, question, None, self._facts(d, g)),
+            timeout_s=self.cfg.budgets.stall_s,
         )
         return None
 
-    async def _ground(self, question: str) -> Grounding:
-        """The FAQ ranking and direct-answer decision, off the loop (it runs the embedder)."""
-        return await trio.to_thread.run_sync(
-            partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
-        )
+    def policy_settings(self) -> PolicySettings:
+        """The answer policy's settings for the current FAQ and config (cached per pair)."""
+        kb, k = self.knowledge, self.cfg.knowledge
+        key = (id(kb), k)
+        if self._policy_key != key:
+            mode: Literal["faq", "llm"] = "faq" if k.answer_mode == "faq" else "llm"
+            topics = faq_topics(tuple(e.question for e in kb.entries))
+            self._policy = PolicySettings(answer_mode=mode, topics=topics, staff=k.staff_hint)
+            self._policy_key = key
+        return self._policy
 
-    def _faq_answer(self, g: Grounding, image: PreparedImage | None) -> str | None:
-        """The staff's answer a turn speaks verbatim, or None when the LLM answers."""
-        if g.direct is None or image is not None or self.cfg.knowledge.answer_mode != "faq":
+    async def _decide(self, conv: Conversation, question: str) -> tuple[Decision, Grounding]:
+        """The answer policy's decision (and the main ranking), off the loop: ranking runs the
+        embedder. `answer_mode = "open"` skips the policy: the LLM answers every question."""
+        kb, top_k = self.knowledge, self.cfg.knowledge.top_k
+        settings = self.policy_settings()
+        ctx = conv.answer_context if isinstance(conv.answer_context, PolicyContext) else None
+        open_mode = self.cfg.knowledge.answer_mode == "open"
+
+        def blocking() -> tuple[Decision, Grounding]:
+            prepare(kb)
+            rank = partial(ground, kb, k=top_k, facts=kb.hybrid)
+            if open_mode:
+                g = rank(question)
+                return Decision("llm", "", "open", hits=tuple(g.hits)), g
+            plan = lookups(question, ctx)
+            g = rank(plan.primary)
+            gc = rank(plan.contextual) if plan.contextual else None
+            parts = tuple(rank(q) for q in plan.parts)
+            d = decide(question, g, context=ctx, settings=settings, contextual=gc, parts=parts)
+            return d, g
+
+        return await trio.to_thread.run_sync(blocking)
+
+    def choice_label(self, conv: Conversation, turn: int, choice: str) -> str | None:
+        """The label of option `choice` of the clarifying question turn `turn` asked, while it
+        is still the conversation's last turn (a tapped button becomes that question)."""
+        ctx = _context(conv)
+        if ctx is None or turn != conv.turns:
             return None
-        return g.direct.entry.answer
+        return next((c.label for c in ctx.choices if c.id == choice), None)
+
+    @staticmethod
+    def _facts(d: Decision, g: Grounding) -> list[Hit]:
+        return list(d.hits) if d.hits else list(g.hits)
 
     async def prepare_image(self, data_url: str) -> PreparedImage:
         """Validate and downscale off the event loop. Raises ImageError with a visitor message."""
@@ -177,9 +227,9 @@ class TurnRunner:
         return await prepare_image_async(data_url, limits)
 
     def _messages(
-        self, conv: Conversation, question: str, image: PreparedImage | None, g: Grounding
+        self, conv: Conversation, question: str, image: PreparedImage | None, hits: Sequence[Hit]
     ) -> list[dict[str, Any]]:
-        system = build_system_prompt(self.cfg.persona.system_prompt, g.hits)
+        system = build_system_prompt(self.cfg.persona.system_prompt, hits)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         for ex in fit_history(conv.context(trio.current_time()), self.cfg.llm.history_chars):
             messages.append({"role": "user", "content": ex.user})
@@ -213,6 +263,8 @@ class TurnRunner:
         wall_start = time.time()
         parts: list[str] = []
         outcome = "ok"
+        kind = ""
+        choices: tuple[Any, ...] = ()
         endpoint: str | None = None
         reply = ""
         conv.apply(DialogEvent.QUESTION)
@@ -226,29 +278,52 @@ class TurnRunner:
         completed = False
         try:
             if self.cfilter.is_blocked(question):
-                outcome = "blocked"
+                outcome, kind = "blocked", "decline"
                 await say_whole(self.cfg.filter.refusal)
             elif image is not None and not any(ep.vision for ep in self.cfg.llm.endpoints):
-                outcome = "no_vision"
+                outcome, kind = "no_vision", "decline"
                 await say_whole(self.cfg.images.no_vision_reply)
-            else:
-                g = await self._ground(question)
+            elif image is not None:
+                # A photo: only a vision model can answer; the guard still checks its words.
+                g = await trio.to_thread.run_sync(
+                    partial(ground, self.knowledge, question, k=self.cfg.knowledge.top_k)
+                )
                 timings.mark("grounding")
-                direct = self._faq_answer(g, image)
-                if direct is not None:
-                    endpoint = "faq"
-                    await self._say_faq(conv, direct, turn, timings, parts, emit)
-                else:
-                    outcome, endpoint = await self._stream_reply(
-                        conv, question, image, g, turn, timings, parts, emit
+                d = Decision("llm", "", "image", hits=tuple(g.hits))
+                outcome, endpoint, d = await self._stream_reply(
+                    conv, question, image, d, g, turn, timings, parts, emit
+                )
+                kind, choices = d.kind, d.choices
+            else:
+                d, g = await self._decide(conv, question)
+                timings.mark("grounding")
+                if d.kind == "llm":
+                    outcome, endpoint, d = await self._stream_reply(
+                        conv, question, None, d, g, turn, timings, parts, emit
                     )
+                else:
+                    endpoint = "faq" if d.kind == "faq" else "policy"
+                    await self._say_faq(conv, d.text, turn, timings, parts, emit)
+                kind, choices = d.kind, d.choices
+                conv.answer_context = PolicyContext.after(question, d, _context(conv))
+                log.debug("answer policy: %s (%s)", d.kind, d.reason)
             reply = "".join(parts).strip()
             if outcome == "truncated":
                 reply = reply.rstrip(" ,;:") + " …"
             timings.mark("total")
             if leg is not None and leg.first_audio is not None:
                 await leg.first_audio()
-            await emit(ReplyDone(turn, reply, _turn_timings(timings, leg), outcome))
+            wire_choices = tuple(Choice(c.id, c.label) for c in choices) or None
+            await emit(
+                ReplyDone(
+                    turn,
+                    reply,
+                    _turn_timings(timings, leg),
+                    outcome,
+                    kind=kind,
+                    choices=wire_choices,
+                )
+            )
             conv.apply(DialogEvent.REPLY_DONE)
             replied = True
             await emit(StateEvent(conv.state.value))
@@ -287,8 +362,9 @@ class TurnRunner:
                 wall_start,
                 image is not None,
                 source,
+                kind,
             )
-        return TurnResult(turn, reply, outcome, recorded, endpoint)
+        return TurnResult(turn, reply, outcome, recorded, endpoint, kind)
 
     async def _say_faq(
         self,
@@ -312,39 +388,80 @@ class TurnRunner:
         conv: Conversation,
         question: str,
         image: PreparedImage | None,
+        d: Decision,
         g: Grounding,
         turn: int,
         timings: Timings,
         parts: list[str],
         emit: Emit,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, Decision]:
+        """The LLM's reply, streamed clause by clause through the fact guard: a clause that
+        states a number, time, price, date, contact or name the facts, persona and question do
+        not is never shown or spoken; the stream stops and the reply is replaced (clarify
+        between the retrieved entries, or decline). Returns (outcome, endpoint, the decision
+        the reply ended as)."""
         t0 = trio.current_time()
-        messages = self._messages(conv, question, image, g)
+        hits = self._facts(d, g)
+        messages = self._messages(conv, question, image, hits)
         timings.mark("prompt")
         masker = self.cfilter.stream_masker()
+        gate = ClauseGate()
+        guard = (
+            FactGuard(self._guard_sources(conv, question, hits))
+            if self.cfg.knowledge.fact_guard
+            else None
+        )
         spoke = False
+        rejected: Violation | None = None
 
-        async def on_delta(text: str, reset: bool) -> None:
-            nonlocal masker, spoke
-            if reset:
-                # The winning endpoint died mid-reply and another took over: start the text again.
-                parts.clear()
-                masker = self.cfilter.stream_masker()
-            safe = masker.feed(text)
-            if not safe:
+        # Set when what was shown must be replaced: the next delta carries reset=True.
+        replace_shown = False
+
+        async def say(text: str) -> None:
+            nonlocal spoke, replace_shown
+            if not text:
                 return
-            timings.mark("llm_first_token")
             timings.mark("first_text")
             if not spoke:
                 spoke = True
                 conv.apply(DialogEvent.REPLY_STARTED)
                 await emit(StateEvent(conv.state.value))
-            parts.append(safe)
-            await emit(ReplyDelta(turn, safe, reset=reset))
+            reset, replace_shown = replace_shown, False
+            parts.append(text)
+            await emit(ReplyDelta(turn, text, reset=reset))
+
+        def start_over() -> None:
+            nonlocal replace_shown
+            if parts:
+                parts.clear()
+                replace_shown = True
+
+        async def checked(text: str) -> None:
+            nonlocal rejected
+            if guard is not None:
+                for clause in split_clauses(text):
+                    rejected = rejected or guard.check(clause)
+            if rejected is not None:
+                stream.cancel()
+                return
+            await say(text)
+
+        async def on_delta(text: str, reset: bool) -> None:
+            nonlocal masker, gate
+            if reset:
+                # The winning endpoint died mid-reply and another took over: start the text again.
+                masker, gate = self.cfilter.stream_masker(), ClauseGate()
+                start_over()
+            timings.mark("llm_first_token")
+            safe = masker.feed(text)
+            if guard is None:  # unchecked: straight through, delta by delta
+                await say(safe)
+            elif safe:
+                await checked(gate.feed(safe))
 
         deadline = timings.started + self.cfg.budgets.turn_s - _DONE_MARGIN_S
         outcome, endpoint = "ok", None
-        with trio.move_on_at(deadline) as scope:
+        with trio.move_on_at(deadline) as scope, trio.CancelScope() as stream:
             try:
                 completion = await self.pool.complete(
                     messages,
@@ -365,23 +482,62 @@ class TurnRunner:
         if scope.cancelled_caught:
             log.warning("turn %d hit the %.1f s budget", turn, self.cfg.budgets.turn_s)
             outcome = "truncated" if parts else "fallback"
-        tail = masker.flush()
-        if tail and outcome != "fallback":
-            parts.append(tail)
-            await emit(ReplyDelta(turn, tail))
-        if outcome == "fallback":
+        if rejected is None and outcome != "fallback":
+            await checked(gate.flush() + masker.flush())
+        whole = "".join(parts)
+        if (
+            guard is not None
+            and rejected is None
+            and outcome == "ok"
+            and (is_empty(whole) or is_echo(whole, question))
+        ):
+            rejected = Violation("empty" if is_empty(whole) else "echo", "", whole)
+        if rejected is not None:
+            # Replaced, not trimmed: what is left of a reply that invented something cannot be
+            # trusted either. The visitor gets the honest outcome instead.
+            self.metrics.guard_rejections.labels(reason=rejected.kind).inc()
+            log.warning(
+                "fact guard: turn %d's reply replaced (%s %r not in the facts)",
+                turn,
+                rejected.kind,
+                rejected.token,
+            )
+            d = self._guarded_fallback(d, hits)
+            outcome = "ok"
+            start_over()
+            await say(d.text)
+        elif outcome == "fallback":
             self.metrics.fallbacks.labels(reason="llm").inc()
-            parts.clear()
-            await emit(ReplyDelta(turn, self.cfg.llm.fallback_reply, reset=True))
-            parts.append(self.cfg.llm.fallback_reply)
+            start_over()
+            await say(self.cfg.llm.fallback_reply)
         elif not parts:
             # The model said nothing usable (e.g. everything masked): still answer something.
             outcome = "fallback"
             self.metrics.fallbacks.labels(reason="empty").inc()
-            await emit(ReplyDelta(turn, self.cfg.llm.fallback_reply))
-            parts.append(self.cfg.llm.fallback_reply)
+            await say(self.cfg.llm.fallback_reply)
         self.metrics.observe_stage("llm_total", trio.current_time() - t0)
-        return outcome, endpoint
+        return outcome, endpoint, d
+
+    def _guard_sources(self, conv: Conversation, question: str, hits: Sequence[Hit]) -> list[str]:
+        """What a generated reply may state: the retrieved entries, the persona, the question
+        and the replies already given in this conversation (they passed the guard)."""
+        sources = [self.cfg.persona.system_prompt, question]
+        for h in hits:
+            sources += [h.entry.question, h.entry.answer]
+        sources += [ex.assistant for ex in conv.context(trio.current_time())]
+        return sources
+
+    def _guarded_fallback(self, d: Decision, hits: Sequence[Hit]) -> Decision:
+        """What replaces a reply the guard refused: a question back between the retrieved
+        entries when there are two or more, else the staff's own answer of the single entry,
+        else a decline."""
+        entries = _distinct_entries(hits)
+        settings = self.policy_settings()
+        if len(entries) >= 2:
+            return clarify_between(entries, settings, "guard")
+        if len(entries) == 1:
+            return Decision("faq", entries[0].answer, "guard", hit=hits[0])
+        return decline(settings, "guard")
 
     def _account(
         self,
@@ -395,8 +551,11 @@ class TurnRunner:
         wall_start: float,
         had_image: bool,
         source: str,
+        kind: str,
     ) -> None:
         self.metrics.turns.labels(outcome=outcome, source=source).inc()
+        if kind:
+            self.metrics.answers.labels(kind=kind).inc()
         total = timings.get("total")
         if total is not None:
             self.metrics.observe_stage("turn_total", total / 1000.0)
@@ -406,6 +565,7 @@ class TurnRunner:
                 "session": conv.session_id,
                 "turn": turn,
                 "outcome": outcome,
+                "kind": kind,
                 "endpoint": endpoint,
                 "timings": timings,
             },
@@ -422,6 +582,7 @@ class TurnRunner:
                 timings=timings,
                 had_image=had_image,
                 source=source,
+                kind=kind,
             )
             if not self.store.log_turn(rec):
                 self.metrics.store_dropped.inc()
@@ -485,3 +646,16 @@ def _sentences(text: str) -> list[str]:
     """Split at sentence ends, keeping the whitespace so the pieces join back exactly."""
     pieces = _SENTENCE_END.split(text.strip())
     return [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces) if p]
+
+
+def _context(conv: Conversation) -> PolicyContext | None:
+    ctx = conv.answer_context
+    return ctx if isinstance(ctx, PolicyContext) else None
+
+
+def _distinct_entries(hits: Sequence[Hit]) -> list[FaqEntry]:
+    seen: list[FaqEntry] = []
+    for h in hits:
+        if h.entry not in seen:
+            seen.append(h.entry)
+    return seen

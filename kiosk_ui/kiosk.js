@@ -110,9 +110,31 @@ function onDone(msg, local) {
   renderMarkdown(r.text, r.el);
   r.el.removeAttribute("aria-busy");
   r.el.parentElement.dataset.outcome = msg.outcome || "ok";
+  if (msg.kind) r.el.parentElement.dataset.kind = msg.kind;
+  if (!local && msg.kind === "clarify" && Array.isArray(msg.choices)) addChoices(r, msg);
   // One announcement per reply, not one per word; the box says its own replies aloud already.
   if (!local) $("announce").textContent = r.text;
   scrollToEnd();
+}
+
+function addChoices(r, msg) {
+  // A clarifying question: one button per entry it offers, labelled with the entry's own
+  // question. A tap answers it (`choose`); typing or saying the answer works as well.
+  const box = document.createElement("div");
+  box.className = "choices";
+  for (const c of msg.choices) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "choice";
+    b.textContent = c.label;
+    b.addEventListener("click", () => {
+      for (const other of box.querySelectorAll("button")) other.disabled = true;
+      addVisitor(c.label, null);
+      conn.send({ type: "choose", turn: msg.turn, id: c.id });
+    });
+    box.append(b);
+  }
+  r.el.parentElement.append(box);
 }
 
 function onTranscript(msg, local) {

@@ -49,8 +49,9 @@ def make_config(
         "audio": {"enabled": False},
         "store": {"path": str(tmp_path / "log.db")},
         "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
-        # The scripted LLM answers everything; FAQ direct answers have their own tests.
-        "knowledge": {"semantic": False},
+        # The scripted LLM answers everything, unchecked: these are the transport's tests; the
+        # answer policy and the fact guard have their own (test_answers.py, test_policy.py).
+        "knowledge": {"semantic": False, "answer_mode": "open", "fact_guard": False},
         # Voice models load only where a test asks for them (they cost ~1 s per service start).
         "voice": {"enabled": False},
     }

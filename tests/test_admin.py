@@ -61,7 +61,12 @@ def start(nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM) -> Start:
             "voice": {"enabled": False},
             "store": {"path": "log.db"},
             "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
-            "knowledge": {"semantic": False, "faq": "faq.md"},
+            "knowledge": {
+                "semantic": False,
+                "faq": "faq.md",
+                "answer_mode": "open",
+                "fact_guard": False,
+            },
         }
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)

@@ -74,7 +74,9 @@ async def test_demo_json_one_voice_turn(tmp_path: Path, llm: ScriptedLLM) -> Non
     wav = tmp_path / "q.wav"
     write_stereo_44k(wav, np.concatenate([np.zeros(8000, np.float32), question]))
     cfg = tmp_path / "kiosk.toml"
-    cfg.write_text('[knowledge]\nsemantic = false\nanswer_mode = "llm"\n[audio]\nenabled = false\n')
+    cfg.write_text(
+        '[knowledge]\nsemantic = false\nanswer_mode = "open"\n[audio]\nenabled = false\n'
+    )
     out = tmp_path / "reply.wav"
     cmd = [sys.executable, "-m", "appliance", "demo", "--wav", str(wav), "--out", str(out)]
     cmd += ["--json", "--config", str(cfg), "--llm-url", llm.url]

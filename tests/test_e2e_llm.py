@@ -67,20 +67,24 @@ async def test_faq_fact_from_real_llm(nursery: trio.Nursery, tmp_path: Path, con
     assert "Quay Street" in parking["text"]
 
 
-async def test_default_mode_answers_faq_verbatim_and_chats_with_llm(
+async def test_default_mode_never_lets_the_small_model_state_facts(
     nursery: trio.Nursery, tmp_path: Path, connect: Any
 ) -> None:
     svc, _ = await _start(nursery, tmp_path, knowledge={"semantic": True, "answer_mode": "faq"})
     dog = await _ask(connect, svc, "can i bring my dog")
-    assert "Only assistance dogs are allowed" in dog["text"]
+    assert "Only assistance dogs are allowed" in dog["text"] and dog["kind"] == "faq"
     hello = await _ask(connect, svc, "Hello!")
-    assert hello["outcome"] == "ok" and hello["text"] and "llm_first_token" in hello["timings"]
+    assert hello["kind"] == "chat" and hello["text"] and "llm_first_token" not in hello["timings"]
+    weather = await _ask(connect, svc, "what's the weather tomorrow?")
+    assert weather["kind"] == "decline" and "llm_first_token" not in weather["timings"]
 
 
 async def test_local_llm_crash_is_restarted(
     nursery: trio.Nursery, tmp_path: Path, connect: Any
 ) -> None:
-    svc, port = await _start(nursery, tmp_path, knowledge={"semantic": False, "answer_mode": "llm"})
+    svc, port = await _start(
+        nursery, tmp_path, knowledge={"semantic": False, "answer_mode": "open"}
+    )
     pids = [p for p in os.listdir("/proc") if p.isdigit() and _is_llama(int(p), port)]
     assert len(pids) == 1
     os.kill(int(pids[0]), signal.SIGKILL)

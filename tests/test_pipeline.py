@@ -307,11 +307,18 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
         [{"name": "scripted", "url": llm.url, "model": "m"}],
         knowledge={"semantic": True, "answer_mode": "faq"},
     )
+    # The same service with every question sent to the LLM (answer_mode "open").
+    open_cfg = dataclasses.replace(
+        cfg, knowledge=dataclasses.replace(cfg.knowledge, answer_mode="open")
+    )
     async with turn_stack(cfg, Metrics()) as runner:
         conv = Harness(cfg).conv
         answer = await runner.prepare_reply(conv, "How much does a ticket cost?")
         assert answer is not None and "€12" in answer
+        chat = await runner.prepare_reply(conv, "Tell me a joke, please.")  # canned small talk
+        assert chat and "€" not in chat
         assert llm.requests[-1]["messages"][-1]["content"] == "Hello"  # only the warm-up yet
+        runner.cfg = open_cfg
         assert await runner.prepare_reply(conv, "Tell me a joke, please.") is None  # LLM's
         prime = llm.requests[-1]
         assert prime["max_tokens"] == 1 and not prime["stream"]
@@ -320,7 +327,9 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
         await runner.run_text(conv, "Tell me a joke, please.", Harness(cfg).emit, source="voice")
         streamed = llm.requests[-1]
         assert streamed["stream"] and streamed["messages"] == prime["messages"]
-        for question, hits in (("How much does a ticket cost?", 1), ("Tell me a joke.", 0)):
+        modes = (("How much does a ticket cost?", 1, cfg), ("Tell me a joke.", 0, open_cfg))
+        for question, hits, mode in modes:
+            runner.cfg = mode
             h = Harness(cfg)
             sink = ListSink()
             audio = np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])

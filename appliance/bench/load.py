@@ -134,7 +134,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     out["errors"] = out["ws_errors"] + out["sse_errors"] + out["churn_errors"]
     out["setup"] = {
         "processes": "appliance, scripted LLM and load generator in separate processes",
-        "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
+        "knowledge": "semantic=false, answer_mode=open (every turn takes the LLM path)",
         "voice.enabled": args.voice,
         "pacing": f"connects spread over {args.ramp_s:g} s; think time uniform "
         f"[0.5, 1.5] x {args.think_s:g} s between turns; all connections held until the last "

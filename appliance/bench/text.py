@@ -24,7 +24,7 @@ from .stats import percentile, summarize_ms
 
 __all__ = ["QUESTIONS", "TEXT", "TurnTiming", "direct_ttft_ms", "run_text", "ws_turn"]
 
-# Questions a visitor might type (none is answered from the FAQ: answer_mode is "llm").
+# Questions a visitor might type (none is answered from the FAQ: answer_mode is "open").
 QUESTIONS = (
     "When do you open on Sunday?",
     "Is there a cafe in the museum?",
@@ -145,7 +145,7 @@ async def run_text(args: argparse.Namespace) -> dict[str, Any]:
         "overhead_vs_direct_p50_ms": round(percentile(first, 50) - percentile(direct, 50), 2),
         "setup": {
             "connection": "one /ws connection, sequential turns",
-            "knowledge": "semantic=false, answer_mode=llm (every turn takes the LLM path)",
+            "knowledge": "semantic=false, answer_mode=open (every turn takes the LLM path)",
             "llm": "scripted OpenAI-compatible server, own process",
             "appliance": "python -m appliance run, own process",
             "voice.enabled": args.voice,

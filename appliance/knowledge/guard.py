@@ -30,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 __all__ = [
+    "ClauseGate",
     "FactGuard",
     "Violation",
     "ViolationKind",
@@ -762,6 +763,33 @@ def split_clauses(text: str) -> list[str]:
     """Sentences and comma/semicolon clauses, without breaking "9:30", "€2.50", "1,000" or an
     address. For checking a whole text; a streaming caller does the same on its buffer."""
     return [c.strip() for c in _CLAUSE_END_RE.split(text) if c and c.strip()]
+
+
+class ClauseGate:
+    """Streamed text in, whole clauses out: a clause is held until its end is seen, so the
+    guard checks it before anyone sees or hears it. Text comes back exactly as it went in.
+    A clause that runs past `max_chars` without punctuation is let out at its last space (a
+    model that never punctuates must not hold the whole reply back)."""
+
+    def __init__(self, max_chars: int = 96) -> None:
+        self._buf = ""
+        self.max_chars = max_chars
+
+    def feed(self, text: str) -> str:
+        """The completed clauses so far (with their separators); "" while none is complete."""
+        self._buf += text
+        end = 0
+        for m in _CLAUSE_END_RE.finditer(self._buf):
+            end = m.end()
+        if end == 0 and len(self._buf) > self.max_chars:
+            end = self._buf.rfind(" ") + 1
+        done, self._buf = self._buf[:end], self._buf[end:]
+        return done
+
+    def flush(self) -> str:
+        """What is left at the end of the stream."""
+        rest, self._buf = self._buf, ""
+        return rest
 
 
 def is_empty(reply: str) -> bool:

@@ -430,7 +430,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _CHAT_FILLER = frozenset(
     """ok okay so well oh ah and then yes yeah yep no nope great nice cool alright right
     really very much a lot again you too again all sir madam friend young man lady there
-    just i we wanted to say""".split()
+    just i we wanted to say please""".split()
 )
 
 
@@ -988,3 +988,14 @@ def decide(
 def _chat(intent: str, settings: PolicySettings) -> Decision:
     template = settings.chat_replies.get(intent) or DEFAULT_CHAT_REPLIES[intent]
     return Decision("chat", _fill(template, settings), f"chat:{intent}")
+
+
+def clarify_between(entries: Sequence[FaqEntry], settings: PolicySettings, reason: str) -> Decision:
+    """A question back offering `entries` (two or three), labelled with their own headings."""
+    choices = tuple(Choice(str(i + 1), e.question, e) for i, e in enumerate(entries[:3]))
+    return Decision("clarify", _clarify_text(choices, settings), reason, choices=choices)
+
+
+def decline(settings: PolicySettings, reason: str, category: str = "unknown") -> Decision:
+    """The honest "I can't help with that" reply, naming what the kiosk can help with."""
+    return _decline(category, settings, reason)

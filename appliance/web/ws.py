@@ -300,6 +300,13 @@ class WsConnection:
                 conv = self.conv or self._session(None)
                 self._binary_notice = False
                 self._nursery.start_soon(self._turn, conv, msg)
+            case P.Choose(turn=turn, id=choice):
+                conv = self.conv or self._session(None)
+                label = self.ctx.runner.choice_label(conv, turn, choice)
+                if label is None:
+                    self.error("choice_expired", "That question has moved on; please ask again.")
+                    return
+                self._nursery.start_soon(self._turn, conv, P.TextQuestion(text=label, image=None))
             case P.AudioStart(rate=rate):
                 engine = engine_of(self.ctx)
                 if engine is None:
