@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Generic, TypeVar, TypeVarTuple, Unpack
 
+import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 import trio
 
@@ -115,9 +117,18 @@ class SessionError(RuntimeError):
 
 
 def create_session(
-    path: Path, settings: InferenceSettings, *, name: str
+    path: Path | bytes,
+    settings: InferenceSettings,
+    *,
+    name: str,
+    initializers: Mapping[str, npt.NDArray[Any]] | None = None,
 ) -> tuple[ort.InferenceSession, list[str]]:
-    """Load `path` with the configured providers; fall back to CPU if they fail.
+    """Load `path` (or a serialized model) with the configured providers; fall back to CPU if
+    they fail.
+
+    `initializers` supply the data of the model's initializers marked as external data, by
+    name: onnxruntime copies them at load, so a model built in memory need not serialise its
+    weights into the protobuf nor write them to a file.
 
     Returns the session and the providers it actually uses. Blocking (model load): call via
     trio.to_thread.run_sync from async code.
@@ -133,18 +144,27 @@ def create_session(
         log.warning("%s: %s; using %s", name, e, CPU)
         providers = [CPU]
     so = session_options(settings)
+    if initializers:
+        # The OrtValues borrow the arrays' memory, which must live until the session is built.
+        values = [
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in initializers.values()
+        ]
+        so.add_external_initializers(list(initializers), values)
+    model = str(path) if isinstance(path, Path) else path
+    what = str(path) if isinstance(path, Path) else "the in-memory model"
     try:
-        sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        sess = ort.InferenceSession(model, sess_options=so, providers=providers)
     except Exception as e:
         if providers == [CPU]:
-            raise SessionError(f"{name}: cannot load {path}: {e}") from e
+            raise SessionError(f"{name}: cannot load {what}: {e}") from e
         log.warning("%s: providers %s failed (%s); falling back to %s", name, providers, e, CPU)
         try:
-            sess = ort.InferenceSession(str(path), sess_options=so, providers=[CPU])
+            sess = ort.InferenceSession(model, sess_options=so, providers=[CPU])
         except Exception as e2:
-            raise SessionError(f"{name}: cannot load {path}: {e2}") from e2
+            raise SessionError(f"{name}: cannot load {what}: {e2}") from e2
     used = list(sess.get_providers())
-    log.info("%s: loaded %s with %s", name, path.name, ", ".join(used))
+    shown = path.name if isinstance(path, Path) else what
+    log.info("%s: loaded %s with %s", name, shown, ", ".join(used))
     return sess, used
 
 

@@ -7,11 +7,14 @@ import dataclasses
 import importlib.resources
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from appliance.inference import InferenceSettings
 from appliance.knowledge import (
     FaqEntry,
     Hit,
@@ -30,6 +33,7 @@ from appliance.knowledge.embeddings import (
     TensorInfo,
     WordPieceTokenizer,
     build_bert_onnx,
+    graph_path,
     load_safetensors,
     read_safetensors_header,
 )
@@ -456,7 +460,38 @@ def test_safetensors_header_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(EmbedderError, match="missing"):
         load_safetensors(tmp_path / "missing")
     with pytest.raises(EmbedderError, match="no word embeddings"):
-        build_bert_onnx({"w": np.zeros(2, dtype=np.float32)})
+        build_bert_onnx({"w": TensorInfo("F32", (2,))})
+
+
+def test_embedder_graph_is_cached_and_a_damaged_cache_rebuilt(tmp_path: Path) -> None:
+    """The graph (no weights, ~32 KB) is built once: a later start takes it from the cache and
+    never imports `onnx` (~0.5 s); a damaged cache file is rebuilt, not an error."""
+    settings = InferenceSettings(providers="cpu", cache_dir=str(tmp_path))
+    first = Embedder.load(settings, check_hash=False)
+    (cached,) = tmp_path.iterdir()  # no temporary files left behind
+    assert cached.name.startswith("minilm-graph-") and cached.stat().st_size < 100_000
+    code = (
+        "import sys\n"
+        "from appliance.inference import InferenceSettings\n"
+        "from appliance.knowledge.embeddings import Embedder\n"
+        "settings = InferenceSettings(providers='cpu', cache_dir=sys.argv[1])\n"
+        "Embedder.load(settings, check_hash=False)\n"
+        "print('onnx' in sys.modules)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "False", run.stderr
+    cached.write_bytes(b"not a model")
+    again = Embedder.load(settings, check_hash=False)
+    text = ["where are the toilets"]
+    assert np.array_equal(again.embed(text), first.embed(text))
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]
+    assert cached.read_bytes() != b"not a model"
+    # Other tensor shapes (another model file) get another cache file.
+    word = {"embeddings.word_embeddings.weight": TensorInfo("F32", (30522, 384))}
+    wider = {"embeddings.word_embeddings.weight": TensorInfo("F32", (30523, 384))}
+    assert graph_path(word, tmp_path) != graph_path(wider, tmp_path)
 
 
 # --------------------------------------------------------------------------- hybrid ranking
