@@ -175,6 +175,10 @@ IDS = {
     "llm_gguf",
     "embedder_weights",
     "embedder_vocab",
+    "wake_hey_mycroft",
+    "wake_okay_nabu",
+    "wake_hey_jarvis",
+    "wake_alexa",
 }
 
 
