@@ -14,7 +14,6 @@ import subprocess
 
 import numpy as np
 import numpy.typing as npt
-
 from appliance.voice.resample import resample
 
 F32 = npt.NDArray[np.float32]

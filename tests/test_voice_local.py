@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -21,6 +24,7 @@ from voicefixtures import asr, speech_16k  # noqa: F401  (fixture)
 from appliance.audio.resample import resample
 from appliance.fakes.scripted_llm import ScriptedLLM
 from appliance.supervisor import Service
+from appliance.voice.local import audio_settings
 from appliance.voice.moonshine import MoonshineAsr
 
 SECTIONS = {
@@ -200,3 +204,25 @@ async def test_visitor_talking_over_the_reply_stops_it_and_is_answered(
     cut = by_turn[0].timings
     # Stopped well before the end: the stored playback span is shorter than the answer.
     assert cut["playback_end"] - cut["tts_first_audio"] < 8000, cut
+
+
+def test_the_front_end_cleans_mic_blocks_on_the_device_clock(tmp_path: Path) -> None:
+    """With echo cancellation on, each mic block passes the WebRTC front end against what the
+    speaker played (through the aligner), and its capture time moves back by the front end's
+    delay so the echo gate stays aligned."""
+    from appliance.audio.farend import MicBlock
+    from appliance.config import parse_config
+    from appliance.service import ServiceContext
+    from appliance.voice.local import LocalVoice
+
+    cfg = parse_config({"audio": {"echo_cancellation": True, "noise_suppression": True}})
+    ctx = cast(ServiceContext, SimpleNamespace(cfg=cfg))
+    voice = LocalVoice(ctx, cast(Any, None), audio_settings(cfg))
+    assert voice.frontend is not None and voice.aligner is not None
+    block = MicBlock(np.full(512, 0.1, np.float32), 100.0)
+    out = voice._clean(block)
+    assert out.t == pytest.approx(100.0 - voice.frontend.delay_s) and len(out.samples) == 512
+    assert voice.frontend.stats().frames > 0
+    plain = cast(ServiceContext, SimpleNamespace(cfg=parse_config({})))
+    off = LocalVoice(plain, cast(Any, None), audio_settings(plain.cfg))
+    assert off.frontend is None and off._clean(block) is block

@@ -23,7 +23,8 @@ import trio
 
 from ..audio.capture import Capture
 from ..audio.devices import AudioSettings
-from ..audio.farend import MicBlock
+from ..audio.farend import FarEndTap, MicBlock
+from ..audio.frontend import AudioFrontEnd, FarAligner, FrontEndSettings
 from ..audio.playback import Playback
 from ..config import Config
 from ..dialog import Conversation
@@ -85,6 +86,20 @@ class LocalVoice:
         self.engine = engine
         self.capture = Capture(settings, on_state=self._mic_state)
         self.playback = Playback(settings)
+        a = ctx.cfg.audio
+        self.frontend: AudioFrontEnd | None = None
+        self.aligner: FarAligner | None = None
+        # The pipeline's echo gate reads what the aligner forwards (draining a tap removes
+        # what it read, so the aligner is its only reader).
+        self.far_end = FarEndTap()
+        if a.echo_cancellation or a.noise_suppression:
+            fe = FrontEndSettings(
+                echo_cancellation=a.echo_cancellation,
+                noise_suppression=a.noise_suppression,
+                ns_level=a.ns_level,
+            )
+            self.frontend = AudioFrontEnd(fe)
+            self.aligner = FarAligner(fe.reference_lead_ms, forward=self.far_end)
         self.sink = PlaybackSink(self.playback)
         self.conv: Conversation | None = None
         self.pipeline: VoicePipeline | None = None
@@ -142,17 +157,28 @@ class LocalVoice:
                     self.sink,
                     settings,
                     ctx.metrics,
-                    far_end=self.playback.tap,
+                    far_end=self.far_end if self.frontend is not None else self.playback.tap,
                 ) as pipe,
             ):
                 self.pipeline = pipe
                 task_status.started()
                 try:
                     async for block in recv:
-                        await pipe.feed(block)
+                        await pipe.feed(self._clean(block))
                 finally:
                     self.pipeline = None
             nursery.cancel_scope.cancel()
+
+    def _clean(self, block: MicBlock) -> MicBlock:
+        """The mic block after echo cancellation and noise suppression (~0.2 ms per 32 ms
+        block, inline: a thread hop would cost more). The output runs `delay_s` behind the
+        input, so its capture time moves with it: the echo gate stays on the right clock."""
+        if self.frontend is None or self.aligner is None:
+            return block
+        far = self.aligner.far_for(block, self.playback.tap)
+        clean = self.frontend.process(block.samples, far)
+        t = None if block.t is None else block.t - self.frontend.delay_s
+        return MicBlock(clean, t)
 
     async def _export_counters(self, period_s: float = 1.0) -> None:
         """Copy the devices' plain int counters (kept by their callbacks' trio side) to /metrics."""
