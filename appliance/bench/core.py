@@ -75,6 +75,9 @@ class Bench:
     run: RunFn  # runs under trio.run; returns the result fields (must include "errors")
     headline: tuple[str, ...]
     targets: tuple[Target, ...] = ()
+    in_all: bool = True  # run by `bench all` (an evaluation that takes long is not)
+    # The Markdown page written beside `--out FILE.json` when the bench runs alone.
+    markdown: Callable[[dict[str, Any]], str] | None = None
 
 
 BENCHES: dict[str, Bench] = {}
