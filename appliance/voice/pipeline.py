@@ -365,7 +365,8 @@ class VoicePipeline:
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
         if not usable_transcript(text):
-            log.info("utterance without usable words (%r): no turn", text)
+            log.info("utterance without usable words: no turn")
+            log.debug("the unusable utterance: %r", text)  # visitor speech: debug only
             await self._set_state(DialogEvent.SPEECH_ABANDONED)
             self.turns.append(VoiceTurn(text, outcome="no_words", timings=timings))
             return
