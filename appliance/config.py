@@ -222,6 +222,15 @@ class VoiceConfig:
     # TTS: budget for the first audio of a reply; speaking speed (> 1 slower).
     tts_first_s: float = 2.0
     length_scale: float = 1.0
+    # How a visitor starts talking to the box's own microphone (a list): "wake" (the wake
+    # word, `wake_word`), "touch" (tapping the microphone on the kiosk screen), "always" (every
+    # utterance: quiet sites only). After each reply, `follow_up_s` needs no wake word; in
+    # "always" mode and the follow-up window, speech quieter than `attention_dbfs` (someone
+    # across the lobby) starts nothing. The browser's own microphone is push-to-talk anyway.
+    listen: tuple[str, ...] = ("wake", "touch")
+    wake_word: str = "hey_mycroft"
+    follow_up_s: float = 8.0
+    attention_dbfs: float = -50.0
     # Self-interruption guard while the box speaks (appliance/voice/echo.py).
     echo_gate: bool = True
     echo_leak: float = 0.1
@@ -448,7 +457,20 @@ def _validate_audio(cfg: Config, problems: list[str]) -> None:
         problems.append(f"audio.ns_level: must be 0..3, got {cfg.audio.ns_level}")
 
 
+_LISTEN_MODES = ("wake", "touch", "always")
+_WAKE_WORDS = ("hey_mycroft", "okay_nabu", "hey_jarvis", "alexa")
+
+
 def _validate_voice(cfg: Config, problems: list[str]) -> None:
+    v0 = cfg.voice
+    bad = [m for m in v0.listen if m not in _LISTEN_MODES]
+    if bad or not v0.listen:
+        problems.append(
+            f"voice.listen: a list of {', '.join(_LISTEN_MODES)}, got {list(v0.listen)}"
+        )
+    if v0.wake_word not in _WAKE_WORDS:
+        problems.append(f"voice.wake_word: one of {', '.join(_WAKE_WORDS)}, got {v0.wake_word!r}")
+    _positive(problems, "voice.follow_up_s", v0.follow_up_s, allow_zero=True)
     if not cfg.inference.providers.strip():
         problems.append("inference.providers: must not be empty (use 'auto' or 'cpu')")
     _positive(

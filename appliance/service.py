@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,9 @@ class ServiceContext:
     store: Store | None = None
     config_path: Path | None = None
     admin: AdminState | None = None
+    # Touch to talk: set by the local voice task while it runs; True when the box's own
+    # microphone now listens for one question.
+    local_listen: Callable[[], bool] | None = None
     # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
     local_mirror: LocalMirror = field(default_factory=LocalMirror)
 

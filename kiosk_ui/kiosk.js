@@ -199,6 +199,7 @@ function onMessage(msg) {
       if (!msg.resumed) replies.clear();
       // A (re)started mirror sends the local conversation's current state right after this.
       body.dataset.mirror = msg.local ? "on" : "off";
+      updateHint();
       if (!msg.local) { localState = "idle"; showState(); }
       break;
     case "state":
@@ -236,13 +237,28 @@ function onStatus(status) {
 
 function applyConfig(c) {
   config = { ...config, ...c };
-  const micBtn = $("mic");
-  const voice = !!config.voice && !!(navigator.mediaDevices && window.AudioWorkletNode);
-  micBtn.disabled = !voice;
-  micBtn.title = voice ? "Tap and speak" : "Voice is not available on this kiosk — please type your question";
-  $("attract-hint").textContent = voice ? "Tap the microphone and speak, or type below." : "Type your question below.";
+  updateHint();
   $("text").maxLength = config.max_text_chars || 1000;
   armIdle();
+}
+
+// The kiosk's own screen (the local mirror is on) talks through the box's microphone: the
+// wake word, or a tap on the microphone (`listen`). Any other page uses its own microphone.
+function boxListens() {
+  return body.dataset.mirror === "on" && !!config.local_voice && (config.listen || []).includes("touch");
+}
+
+function updateHint() {
+  const micBtn = $("mic");
+  const browserVoice = !!config.voice && !!(navigator.mediaDevices && window.AudioWorkletNode);
+  const local = body.dataset.mirror === "on";
+  const modes = config.listen || [];
+  const ways = [];
+  if (local && config.local_voice && modes.includes("wake") && config.wake_phrase) ways.push(`Say “${config.wake_phrase}”`);
+  if (boxListens() || (!local && browserVoice)) ways.push(ways.length ? "tap the microphone" : "Tap the microphone and speak");
+  micBtn.disabled = !(boxListens() || browserVoice);
+  micBtn.title = micBtn.disabled ? "Voice is not available on this kiosk — please type your question" : "Tap and speak";
+  $("attract-hint").textContent = ways.length ? `${ways.join(" or ")}, or type below.` : "Type your question below.";
 }
 
 // -- asking --------------------------------------------------------------------------------------
@@ -319,7 +335,10 @@ function stopMic(sendEnd = true) {
   $("mic").setAttribute("aria-label", "Speak");
 }
 
-$("mic").addEventListener("click", () => (mic.active ? stopMic() : startMic()));
+$("mic").addEventListener("click", () => {
+  if (boxListens()) { player.stop(); conn.send({ type: "listen" }); return; }
+  mic.active ? stopMic() : startMic();
+});
 
 // -- start over, idle reset, text size -----------------------------------------------------------
 

@@ -317,7 +317,7 @@ async def test_spoken_question_on_the_box_shows_on_the_kiosk_screen(
 ) -> None:
     svc = await start_service(
         audio={"enabled": True},
-        voice={"enabled": True},
+        voice={"enabled": True, "listen": ["always"]},
         knowledge={"semantic": True, "answer_mode": "faq"},
     )
     async with connect(svc) as screen, connect(svc) as tablet:

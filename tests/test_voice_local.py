@@ -29,7 +29,7 @@ from appliance.voice.moonshine import MoonshineAsr
 
 SECTIONS = {
     "audio": {"enabled": True},
-    "voice": {"enabled": True},
+    "voice": {"enabled": True, "listen": ["always"]},  # every utterance (wake: its own test)
     "knowledge": {"semantic": True, "answer_mode": "faq"},
 }
 
@@ -226,3 +226,45 @@ def test_the_front_end_cleans_mic_blocks_on_the_device_clock(tmp_path: Path) -> 
     plain = cast(ServiceContext, SimpleNamespace(cfg=parse_config({})))
     off = LocalVoice(plain, cast(Any, None), audio_settings(plain.cfg))
     assert off.frontend is None and off._clean(block) is block
+
+
+async def test_in_a_lobby_the_box_answers_only_who_addresses_it(
+    pulse: PulseDaemon,  # noqa: F811
+    start_service: StartService,
+    local_log: LocalLog,
+    connect: Any,
+) -> None:
+    """The default listening modes (wake word + touch + a follow-up window) on the real
+    devices: talk that is not addressed to the box starts nothing; "Hey Mycroft, ..." does; a
+    follow-up right after the reply needs no wake word; a tap on the kiosk screen (`listen`
+    over /ws from loopback) opens the microphone for one question."""
+    svc = await start_service(**{**SECTIONS, "voice": {"enabled": True, "follow_up_s": 2.0}})
+    assert svc.ctx.cfg.voice.listen == ("wake", "touch")  # the default for a new install
+    with trio.fail_after(15):
+        await local_log.listening.wait()
+    # Two people chatting near the box: heard by the microphone, answered by nobody. No sleep
+    # to prove a negative: the addressed question must be the very next thing answered.
+    await say(pulse, "Can I bring my dog?")
+    await say(pulse, "Hey Mycroft, can I take photos?", lead_s=0.5)
+    with trio.fail_after(30):
+        await local_log.idle_after_reply.wait()
+    assert len(local_log.heard) == 1 and "photo" in local_log.heard[0].lower(), local_log.heard
+    assert "mycroft" not in local_log.heard[0].lower()  # the wake phrase is not the question
+    # Within the follow-up window: no wake word needed.
+    local_log.next_reply()
+    await say(pulse, "Where are the toilets?", lead_s=0.3)
+    with trio.fail_after(30):
+        await local_log.idle_after_reply.wait()
+    assert len(local_log.heard) == 2 and "toilet" in local_log.heard[1].lower(), local_log.heard
+    assert voice_turns(svc) == 2
+    # The follow-up window has passed (2.5 s of silence first): not answered. Then a tap on
+    # the kiosk's own screen opens the microphone for one question.
+    await say(pulse, "Can I bring my dog?", lead_s=2.5)
+    async with connect(svc) as screen:
+        await screen.hello()
+        await screen.send({"type": "listen"})
+        local_log.next_reply()
+        await say(pulse, "Is there a cafe?", lead_s=0.3)
+        with trio.fail_after(30):
+            await local_log.idle_after_reply.wait()
+    assert len(local_log.heard) == 3 and "caf" in local_log.heard[2].lower(), local_log.heard

@@ -386,7 +386,8 @@ def _config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
         port=port, llm_url=llm_url or "http://127.0.0.1:9/v1", workdir=work, answer_mode="faq"
     )
     cfg["audio"] = {"enabled": True}
-    cfg["voice"] = {"enabled": True}
+    # Every utterance is a question here (no wake word): the pipeline's figures, as before.
+    cfg["voice"] = {"enabled": True, "listen": ["always"]}
     cfg["knowledge"] = {"semantic": True, "answer_mode": "faq"}
     if llm_url is None:
         cfg["llm"] = local_llm_section()

@@ -112,3 +112,101 @@ class InFlight:
     async def wait(self) -> None:
         while self._n:
             await self._none.wait()
+
+
+_STOP_RE = re.compile(
+    r"^\W*(?:(?:please|ok|okay|oh)\W+)*(?:stop|cancel|be quiet|quiet|shut up|that's enough|"
+    r"that is enough|enough|never mind|nevermind)(?:\W+(?:please|it|now|talking|thanks?))*\W*$",
+    re.IGNORECASE,
+)
+
+
+def is_stop_request(text: str) -> bool:
+    """ "Stop", "cancel", "please stop", "that's enough": the visitor wants silence, not an
+    answer. Pure."""
+    return bool(_STOP_RE.match(text))
+
+
+def strip_wake_phrase(text: str, phrase: str) -> str:
+    """The transcript without a leading wake phrase ("Hey Mycroft, what time ..."), matched
+    loosely: ASR spells a made-up name many ways ("hey my craft", "hey microsoft"). Pure."""
+    import difflib
+
+    target = re.sub(r"[^a-z]", "", phrase.lower())
+    words = text.split()
+    best, best_ratio = 0, 0.75  # the closest head of 1-4 words, if close enough
+    for n in range(1, min(4, len(words)) + 1):
+        head = re.sub(r"[^a-z]", "", "".join(words[:n]).lower())
+        ratio = difflib.SequenceMatcher(None, head, target).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = n, ratio
+    return " ".join(words[best:]).lstrip(" ,.!?") if best else text
+
+
+_ONSET_SLACK_S = 0.3
+
+
+class ListenGate:
+    """Who may start a turn on the box's own microphone. Pure (times are passed in).
+
+    Modes: `always` (every utterance, for quiet sites), `wake` (after the wake word), `touch`
+    (after a tap on the kiosk screen's microphone). An opening (`open`) lets the next utterance
+    through if it starts within `open_s`, and the utterance already under way when a wake word
+    ends inside it (the question usually follows the wake word in one breath). After each reply
+    a follow-up window of `follow_up_s` needs no wake word. In `always` mode and in the
+    follow-up window, an utterance quieter than `attention_dbfs` (someone talking across the
+    lobby, not to the box) starts nothing; an opened utterance is never level-gated.
+    """
+
+    def __init__(
+        self,
+        modes: tuple[str, ...] = ("always",),
+        *,
+        follow_up_s: float = 8.0,
+        open_s: float = 8.0,
+        attention_dbfs: float = -100.0,
+    ) -> None:
+        self.modes = modes
+        self.follow_up_s = follow_up_s
+        self.open_s = open_s
+        self.attention_dbfs = attention_dbfs
+        self._opened_at = -1.0
+        self._open_until = -1.0
+        self._follow_until = -1.0
+        self.opened = 0
+        self.ignored = 0  # utterances that started no turn
+
+    @property
+    def always(self) -> bool:
+        return "always" in self.modes
+
+    def open(self, now: float) -> None:
+        """The wake word was heard or the screen's microphone tapped."""
+        self._opened_at = now
+        self._open_until = now + self.open_s
+        self.opened += 1
+
+    def reply_done(self, now: float) -> None:
+        """A reply finished: the visitor may follow up without the wake word."""
+        if self.follow_up_s > 0:
+            self._follow_until = now + self.follow_up_s
+
+    def listening(self, now: float) -> bool:
+        """Whether an utterance starting now may become a turn (before its level is known)."""
+        return self.always or self._opened(now) or now <= self._follow_until
+
+    def _opened(self, t: float) -> bool:
+        # Speech that began before the tap or the wake word (talk already under way) is not
+        # the question it opened for; a little slack for the VAD's onset.
+        return self._opened_at - _ONSET_SLACK_S <= t <= self._open_until
+
+    def admit(self, started: float, level_dbfs: float, opened_during: bool) -> bool:
+        """The utterance that started at `started` (its speech level, whether the wake word
+        ended inside it) ends: does it become a turn? An admitted opening is used up."""
+        if opened_during or self._opened(started):
+            self._open_until = -1.0
+            return True
+        ok = (self.always or started <= self._follow_until) and level_dbfs >= self.attention_dbfs
+        if not ok:
+            self.ignored += 1
+        return ok

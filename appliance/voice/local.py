@@ -30,9 +30,12 @@ from ..config import Config
 from ..dialog import Conversation
 from ..events import ErrorEvent, ReplyDone, ServerEvent, StateEvent, Transcript, to_wire
 from ..mirror import MIRRORED_TYPES
+from ..models_manifest import load_manifest
 from ..service import ServiceContext
 from .engine import VoiceEngine
+from .listening import ListenGate
 from .pipeline import PipelineSettings, VoicePipeline, open_pipeline
+from .wake import WakeSettings, WakeWordDetector
 
 __all__ = ["LocalVoice", "PlaybackSink", "audio_settings", "run_local_voice"]
 
@@ -100,6 +103,13 @@ class LocalVoice:
             )
             self.frontend = AudioFrontEnd(fe)
             self.aligner = FarAligner(fe.reference_lead_ms, forward=self.far_end)
+        v = ctx.cfg.voice
+        self.gate = ListenGate(v.listen, follow_up_s=v.follow_up_s, attention_dbfs=v.attention_dbfs)
+        self.wake: WakeWordDetector | None = None
+        if "wake" in v.listen:
+            self.wake = WakeWordDetector.load(
+                WakeSettings(model=v.wake_word), load_manifest(), check_hash=v.check_hashes
+            )
         self.sink = PlaybackSink(self.playback)
         self.conv: Conversation | None = None
         self.pipeline: VoicePipeline | None = None
@@ -161,13 +171,29 @@ class LocalVoice:
                 ) as pipe,
             ):
                 self.pipeline = pipe
+                pipe.gate = self.gate
+                pipe.wake_phrase = self.wake.phrase if self.wake is not None else ""
+                ctx.local_listen = self.listen
                 task_status.started()
                 try:
                     async for block in recv:
-                        await pipe.feed(self._clean(block))
+                        block = self._clean(block)
+                        await pipe.feed(block)
+                        if self.wake is not None and self.wake.process(block.samples):
+                            log.info("local voice: wake word heard")
+                            await pipe.wake()
                 finally:
                     self.pipeline = None
+                    ctx.local_listen = None
             nursery.cancel_scope.cancel()
+
+    def listen(self) -> bool:
+        """Touch to talk: the box's own microphone listens for one question."""
+        if self.pipeline is None or "touch" not in self.gate.modes:
+            return False
+        self.pipeline.listen()
+        log.info("local voice: listening after a tap on the screen")
+        return True
 
     def _clean(self, block: MicBlock) -> MicBlock:
         """The mic block after echo cancellation and noise suppression (~0.2 ms per 32 ms

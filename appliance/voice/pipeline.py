@@ -40,7 +40,18 @@ from ..turns import TurnRunner, VoiceLeg
 from .asr import TranscriptionAborted
 from .echo import EchoGate
 from .engine import VoiceEngine
-from .listening import FRAME, FRAME_S, RATE, AsrPass, AudioRing, InFlight, usable_transcript
+from .listening import (
+    FRAME,
+    FRAME_S,
+    RATE,
+    AsrPass,
+    AudioRing,
+    InFlight,
+    ListenGate,
+    is_stop_request,
+    strip_wake_phrase,
+    usable_transcript,
+)
 from .segmenter import (
     Event,
     NoSpeechTimeout,
@@ -143,6 +154,13 @@ class VoicePipeline:
         self.echo_frames = 0
         self._prefetch = Prefetch()
         self._prefetches = InFlight()
+        # Who may start a turn (voice/listening.ListenGate): every utterance unless the owner
+        # (the box's own microphone) sets wake word / touch modes.
+        self.gate = ListenGate()
+        self.wake_phrase = ""
+        self._utt_opened = False  # the wake word ended inside the current utterance
+        self._utt_barge = False  # the current utterance interrupted the box
+        self._utt_shown = True  # the current utterance is shown (state, partials)
 
     @property
     def prefetch_hits(self) -> int:
@@ -236,9 +254,14 @@ class VoicePipeline:
             case SpeechStarted(t=t):
                 self._utt_start = t
                 self._last_partial = t
-                if self._speaking or playing or not self._turn_done.is_set():
+                self._utt_opened = False
+                self._utt_barge = self._speaking or playing or not self._turn_done.is_set()
+                # Talk the box is not listening to (no wake word, no tap, no follow-up) is
+                # neither shown nor answered.
+                self._utt_shown = self._utt_barge or self.gate.listening(t)
+                if self._utt_barge:
                     self._barge_in(t)
-                else:
+                elif self._utt_shown:
                     await self._set_state(DialogEvent.SPEECH_STARTED)
             case SilenceStarted(t=t):
                 if self._partial is not None:
@@ -254,10 +277,44 @@ class VoicePipeline:
                 spec, self._spec = self._spec, None
                 if self._partial is not None:
                     self._partial.stop = True
+                if not self._admitted(ev):
+                    if spec is not None:
+                        spec.stop = True
+                    if self._utt_shown:
+                        await self._set_state(DialogEvent.SPEECH_ABANDONED)
+                    self.turns.append(VoiceTurn("", outcome="not_addressed"))
+                    return
                 self._utterances.begin()
-                self._nursery.start_soon(self._finish_utterance, ev, spec)
+                self._nursery.start_soon(
+                    self._finish_utterance, ev, spec, self._utt_barge, self._utt_opened
+                )
             case NoSpeechTimeout():
                 pass
+
+    def _admitted(self, ev: SpeechEnded) -> bool:
+        """Does the utterance that just ended become a turn (ListenGate)? A barge-in always
+        does: the visitor is talking to the box."""
+        if self._utt_barge:
+            return True
+        audio = self._ring.slice(ev.start, ev.end, pre_roll_s=0.0, post_roll_s=0.0)
+        ok = self.gate.admit(ev.start, _speech_dbfs(audio), self._utt_opened)
+        if not ok:
+            log.debug("utterance not addressed to the box: no turn")
+        return ok
+
+    async def wake(self) -> None:
+        """The wake word was heard (it ends now): the utterance it ends, or the next one that
+        starts within the gate's window, may become a turn."""
+        self.gate.open(self.audio_time)
+        if self._seg.state != "waiting":
+            self._utt_opened = True
+            if not self._utt_shown:
+                self._utt_shown = True
+                await self._set_state(DialogEvent.SPEECH_STARTED)
+
+    def listen(self) -> None:
+        """Touch to talk: the next utterance (within the gate's window) may become a turn."""
+        self.gate.open(self.audio_time)
 
     async def _set_state(self, event: DialogEvent) -> None:
         try:
@@ -292,7 +349,8 @@ class VoicePipeline:
             self._partial = None
         if p.text and not p.stop and self._seg.state != "waiting":
             self._seg.set_complete_hint(looks_complete(p.text))
-            await self.emit(Transcript(p.text, final=False))
+            if self._utt_shown:
+                await self.emit(Transcript(p.text, final=False))
 
     async def _run_speculative(self, p: AsrPass) -> None:
         await self._run_asr(p)
@@ -327,13 +385,17 @@ class VoicePipeline:
         finally:
             self._prefetches.end()
 
-    async def _finish_utterance(self, ev: SpeechEnded, spec: AsrPass | None) -> None:
+    async def _finish_utterance(
+        self, ev: SpeechEnded, spec: AsrPass | None, barge: bool, woken: bool
+    ) -> None:
         try:
-            await self._finish(ev, spec)
+            await self._finish(ev, spec, barge, woken)
         finally:
             self._utterances.end()
 
-    async def _finish(self, ev: SpeechEnded, spec: AsrPass | None) -> None:
+    async def _finish(
+        self, ev: SpeechEnded, spec: AsrPass | None, barge: bool = False, woken: bool = False
+    ) -> None:
         s = self.settings
         wall_end = self._wall_at(ev.end)
         wall_decided = self._wall_at(ev.t)
@@ -364,6 +426,15 @@ class VoicePipeline:
         text = (spec.text or "").strip()
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
+        if woken and self.wake_phrase:
+            text = strip_wake_phrase(text, self.wake_phrase)
+            if not usable_transcript(text):  # the wake word alone: the question follows
+                self.gate.open(self.audio_time)
+        if barge and is_stop_request(text):
+            log.info("the visitor asked the box to stop: no turn")
+            await self._set_state(DialogEvent.SPEECH_ABANDONED)
+            self.turns.append(VoiceTurn(text, outcome="stopped", timings=timings))
+            return
         if not usable_transcript(text):
             log.info("utterance without usable words: no turn")
             log.debug("the unusable utterance: %r", text)  # visitor speech: debug only
@@ -425,6 +496,7 @@ class VoicePipeline:
             self._turn_scope = None
             self._leg = None
             self._turn_done.set()
+            self.gate.reply_done(self.audio_time)
             if not completed or scope.cancel_called:
                 completed = False
                 vt.interrupted = True
@@ -500,3 +572,14 @@ async def open_pipeline(
             yield pipe
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _speech_dbfs(audio: npt.NDArray[np.float32]) -> float:
+    """How loud an utterance is: the 90th percentile of its 32 ms frames' RMS, in dBFS (the
+    voiced frames, not the pauses between words)."""
+    n = len(audio) // FRAME
+    if n == 0:
+        return -120.0
+    frames = audio[: n * FRAME].astype(np.float64).reshape(n, FRAME)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    return float(20.0 * np.log10(max(float(np.percentile(rms, 90)), 1e-6)))

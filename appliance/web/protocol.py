@@ -19,6 +19,7 @@ __all__ = [
     "Choose",
     "ClientMessage",
     "Hello",
+    "Listen",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -77,6 +78,11 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Touch to talk: the box's own microphone listens for one question (kiosk screen only)."""
+
+
+@dataclass(frozen=True)
 class Ping:
     t: Any
 
@@ -86,7 +92,9 @@ class Pong:
     t: Any
 
 
-ClientMessage = Hello | TextQuestion | Choose | AudioStart | AudioEnd | Cancel | Ping | Pong
+ClientMessage = (
+    Hello | TextQuestion | Choose | AudioStart | AudioEnd | Cancel | Listen | Ping | Pong
+)
 
 
 def _opt_str(msg: dict[str, Any], key: str) -> str | None:
@@ -155,6 +163,8 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
         return Pong(t=msg.get("t"))
     if kind == "cancel":
         return Cancel()
+    if kind == "listen":
+        return Listen()
     if kind == "audio.start":
         rate = msg.get("rate")
         if rate is None:

@@ -46,6 +46,7 @@ from ..service import ServiceContext
 from ..voice.engine import VoiceEngine, engine_of
 from ..voice.listening import pcm16_to_float
 from ..voice.pipeline import PipelineSettings, open_pipeline
+from ..voice.wake import wake_phrase
 from . import protocol as P
 from .audio_sink import WsSink
 from .ratelimit import TokenBucket
@@ -269,6 +270,9 @@ class WsConnection:
                     "vision": any(ep.vision for ep in cfg.llm.endpoints),
                     "voice": engine_of(self.ctx) is not None,
                     "heartbeat_s": cfg.web.heartbeat_s,
+                    "listen": list(cfg.voice.listen),
+                    "local_voice": self.ctx.local_listen is not None,  # the box's own mic runs
+                    "wake_phrase": wake_phrase(cfg.voice.wake_word),
                 },
                 local=self._mirror is not None,
             )
@@ -296,6 +300,11 @@ class WsConnection:
             case P.Cancel():
                 if self.conv is not None:
                     self.ctx.runner.cancel(self.conv.session_id)
+            case P.Listen():
+                # The box's own microphone: only the kiosk's own screen (loopback) may open it.
+                hook = self.ctx.local_listen
+                if not is_loopback(self._remote_addr()) or hook is None or not hook():
+                    self.error("listen_unavailable", "The kiosk's microphone is not available.")
             case P.TextQuestion():
                 conv = self.conv or self._session(None)
                 self._binary_notice = False

@@ -47,7 +47,14 @@ def kiosk(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "audio": {"enabled": False},
         "store": {"path": "log.db"},
         "budgets": {"first_token_s": 2.0, "stall_s": 2.0, "turn_s": 10.0, "probe_s": 2.0},
-        "knowledge": {"semantic": False, "faq": "faq.md"},
+        # The pages' tests: the scripted LLM answers every question, unchecked (the answer
+        # policy has its own tests; its clarify buttons are tested in test_kiosk.py).
+        "knowledge": {
+            "semantic": False,
+            "faq": "faq.md",
+            "answer_mode": "open",
+            "fact_guard": False,
+        },
     }
     path = root / "appliance.toml"
     path.write_text(tomli_w.dumps(data))

@@ -1,0 +1,68 @@
+"""Who may start a turn on the box's own microphone (ListenGate), and the transcript helpers
+around it: the wake phrase stripped from a question, "stop" recognised. Pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.voice.listening import ListenGate, is_stop_request, strip_wake_phrase
+
+
+def test_wake_mode_admits_only_after_an_opening() -> None:
+    g = ListenGate(("wake", "touch"), follow_up_s=8.0, open_s=5.0, attention_dbfs=-50.0)
+    assert not g.listening(1.0)
+    assert not g.admit(1.0, -20.0, opened_during=False)  # loud, but nobody woke the box
+    g.open(10.0)  # wake word or tap
+    assert g.listening(12.0) and not g.listening(15.5)
+    assert g.admit(12.0, -70.0, opened_during=False)  # an opened utterance: never level-gated
+    assert not g.admit(13.0, -20.0, opened_during=False)  # the opening was used up
+    assert g.admit(30.0, -20.0, opened_during=True)  # the wake word ended inside it
+    g.open(40.0)
+    assert not g.admit(38.0, -20.0, opened_during=False)  # talk already under way at the tap
+    assert g.ignored == 3 and g.opened == 2
+
+
+def test_follow_up_window_needs_no_wake_word_and_expires() -> None:
+    g = ListenGate(("wake",), follow_up_s=8.0, attention_dbfs=-50.0)
+    g.reply_done(100.0)
+    assert g.listening(107.9) and g.admit(107.9, -30.0, opened_during=False)
+    assert not g.admit(106.0, -65.0, opened_during=False)  # too faint: someone across the lobby
+    assert not g.listening(108.1) and not g.admit(108.1, -30.0, opened_during=False)
+
+
+def test_always_mode_gates_on_level_only() -> None:
+    g = ListenGate(("always",), attention_dbfs=-45.0)
+    assert g.listening(0.0)
+    assert g.admit(0.0, -30.0, opened_during=False)
+    assert not g.admit(0.0, -60.0, opened_during=False)
+
+
+@pytest.mark.parametrize(
+    ("heard", "question"),
+    [
+        ("Hey Mycroft, what time do you open?", "what time do you open?"),
+        ("hey my craft what time do you open", "what time do you open"),
+        ("Hey, Microsoft. Can I bring my dog?", "Can I bring my dog?"),
+        ("What time do you open?", "What time do you open?"),  # no wake phrase: unchanged
+        ("Hey there, where is the cafe?", "Hey there, where is the cafe?"),  # not the phrase
+        ("Hey Mycroft.", ""),  # the wake word alone: the question follows
+    ],
+)
+def test_the_wake_phrase_is_stripped_loosely(heard: str, question: str) -> None:
+    assert strip_wake_phrase(heard, "Hey Mycroft") == question
+
+
+@pytest.mark.parametrize(
+    ("text", "stop"),
+    [
+        ("Stop.", True),
+        ("Please stop!", True),
+        ("cancel", True),
+        ("Okay, stop talking.", True),
+        ("That's enough, thanks.", True),
+        ("Where do I stop the car?", False),
+        ("Can I cancel my booking?", False),
+    ],
+)
+def test_stop_requests(text: str, stop: bool) -> None:
+    assert is_stop_request(text) is stop
