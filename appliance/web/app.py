@@ -18,6 +18,7 @@ from ..metrics import CONTENT_TYPE
 from ..service import ServiceContext
 from . import protocol as P
 from .admin import register_admin
+from .bodies import BadJson, close_if_unread, loads
 from .ratelimit import TokenBucket
 from .static import ui_dir
 from .ws import WsConnection
@@ -59,7 +60,7 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
         resp.headers.setdefault("Content-Security-Policy", _CSP)
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        return resp
+        return close_if_unread(resp)
 
     @app.get("/")
     async def index() -> Response:
@@ -102,9 +103,9 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
         if not client_bucket(request.remote_addr or "?").allow(trio.current_time()):
             return json_error("rate_limited", "Too many messages; please wait a moment.", 429)
         try:
-            body = json.loads(await request.get_data(as_text=True))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return json_error("bad_json", "Body is not valid JSON.", 400)
+            body = loads(await request.get_data())
+        except BadJson as exc:
+            return json_error("bad_json", exc.message, 400)
         if not isinstance(body, dict):
             return json_error("bad_message", "Body must be a JSON object.", 400)
         session = body.get("session")

@@ -6,6 +6,7 @@ in `common`. Served on the kiosk listener and, when `admin.host` is set, on its 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import hypercorn.trio
 import trio
@@ -14,9 +15,10 @@ from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
 
 from ...service import ServiceContext
+from ..bodies import BadJson, close_if_unread
 from ..static import ui_dir
 from . import conversations, faq, session, settings, status
-from .common import AdminHttp
+from .common import AdminHttp, err
 
 __all__ = ["create_admin_app", "register_admin", "serve_admin"]
 
@@ -31,6 +33,11 @@ def register_admin(app: QuartTrio, ctx: ServiceContext) -> None:
         if request.path.startswith("/admin"):
             resp.headers["Cache-Control"] = "no-store"
         return resp
+
+    @app.errorhandler(BadJson)
+    async def admin_bad_json(exc: BadJson) -> tuple[dict[str, Any], int]:
+        # From json_body(), on any admin route: a client error, said clearly, never a 500.
+        return err("bad_json", exc.message, 400)
 
     @app.get("/admin")
     async def admin_page() -> Response:
@@ -57,7 +64,7 @@ def create_admin_app(ctx: ServiceContext) -> QuartTrio:
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         if request.scheme == "https":
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return resp
+        return close_if_unread(resp)
 
     @app.get("/")
     async def admin_root() -> Response:
