@@ -207,6 +207,9 @@ class VoiceConfig:
     echo_leak: float = 0.1
     echo_margin: float = 2.0
     echo_max_lag_s: float = 0.3
+    # Browser voice (mic audio over /ws) streaming at once, all pages together; 0 = off. The
+    # box's own microphone always comes first (web/ws.py).
+    max_browser_sessions: int = 2
 
 
 @dataclass(frozen=True)
@@ -448,6 +451,7 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
     for name in ("asr_s", "tts_first_s", "echo_margin"):
         _positive(problems, f"voice.{name}", getattr(v, name))
     _positive(problems, "voice.echo_leak", v.echo_leak, allow_zero=True)
+    _positive(problems, "voice.max_browser_sessions", v.max_browser_sessions, allow_zero=True)
     if v.short_hangover_s > v.hangover_s:
         problems.append("voice.short_hangover_s: must not exceed voice.hangover_s")
     if not 0.25 <= v.length_scale <= 4.0:

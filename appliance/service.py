@@ -88,6 +88,9 @@ class ServiceContext:
     nursery: trio.Nursery | None = None
     sse_scopes: set[trio.CancelScope] = field(default_factory=set)
     ws_open: int = 0
+    # Browser voice streams (audio.start .. audio.end) now; web/ws.py caps them at
+    # voice.max_browser_sessions.
+    voice_streams: int = 0
     # Loaded voice models (None: text and touch only). `object` because voice/ depends on this
     # module, not the other way; appliance.voice.engine.engine_of() narrows it.
     voice_engine: object | None = None

@@ -202,6 +202,9 @@ function onMessage(msg) {
       break;
     case "error":
       if (msg.code === "voice_unavailable") { applyConfig({ ...config, voice: false }); stopMic(false); }
+      // The box's own microphone has a visitor, or other screens use every voice place: the
+      // server ended (or never started) this stream; the visitor may tap again later.
+      if (msg.code === "voice_busy" || msg.code === "voice_full") stopMic(false);
       addNotice(msg.message || "Something went wrong.");
       break;
   }
