@@ -122,6 +122,14 @@ def garbage_bodies(seed: int) -> list[tuple[bytes, str | None]]:
         (bytes(rng.getrandbits(8) for _ in range(4096)), "application/octet-stream"),
         (bytes(rng.getrandbits(8) for _ in range(4096)), "application/json"),
         (b"password=x&text=y", "application/x-www-form-urlencoded"),
+        (
+            b'{"text": "\\ud800", "password": "\\udfff\\ud800", "current": "\\ud800", '
+            b'"new": "\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800", "session": "\\ud800", '
+            b'"changes": {"persona.system_prompt": "\\ud800", "knowledge.faq": "\\ud800.md"}}',
+            None,
+        ),
+        (b'{"changes": {"knowledge.faq": "/proc/self/environ"}}', None),
+        (b'{"changes": {"knowledge": {"faq": "../../etc/passwd"}}}', None),
     ]
     return [(b, ct or "application/json") for b, ct in bodies]
 
@@ -181,4 +189,25 @@ async def test_garbage_to_every_route_never_gives_5xx(start: Start, client: Any)
     c.cookies.clear()
     bad += await fuzz(c, svc, {})
     assert not bad, "\n".join(bad)
+    assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_lone_surrogates_are_refused_not_crashing(
+    start: Start, client: Any, connect: Any
+) -> None:
+    """JSON may carry "\\ud800", which no later stage can encode (the LLM request, the store):
+    refused at the door, over SSE and /ws alike; the service lives on."""
+    svc = await start()
+    c = client(svc.urls[0])
+    r = await c.post(
+        "/api/chat", content=b'{"text": "hi \\ud800"}', headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["code"] == "bad_field", r.text
+    async with connect(svc) as ws:
+        await ws.hello()
+        await ws.send('{"type": "text", "text": "hi \\ud800"}')
+        err = await ws.until("error")
+        assert err["code"] == "bad_field" and "Unicode" in err["message"]
+        done = await ws.ask("Still there?")
+        assert done["outcome"] == "ok"
     assert (await c.get("/healthz")).status_code == 200
