@@ -76,7 +76,7 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
 
     @app.get("/readyz")
     async def readyz() -> tuple[dict[str, Any], int]:
-        snap = ctx.readiness.snapshot(ctx.pool)
+        snap = ctx.readiness.snapshot(ctx.pool, ctx.runner.knowledge)
         return snap, 200 if snap["ready"] else 503
 
     @app.get("/metrics")
@@ -116,6 +116,8 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
             )
             if session is not None and (not isinstance(session, str) or len(session) > 64):
                 raise P.ProtocolError("bad_field", "'session' must be a short string")
+            if session is not None and not session.isascii():
+                raise P.ProtocolError("bad_field", "'session' must be a session id")
         except P.ProtocolError as exc:
             return json_error(exc.code, exc.message, 400)
         assert isinstance(msg, P.TextQuestion)
