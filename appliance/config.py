@@ -216,13 +216,23 @@ class VoiceConfig:
 
 @dataclass(frozen=True)
 class AdminConfig:
-    """The admin page. It is always served on the kiosk listener (web.host, loopback by
-    default); `host` adds a second listener, e.g. on the LAN, that serves only /admin."""
+    """The admin page. On the kiosk listener (web.host, loopback by default) it is served to
+    the box itself; `host` adds a second listener, e.g. on the LAN, that serves only /admin,
+    over HTTPS (the configured certificate, else a self-signed one made on first run)."""
 
     host: str = ""  # empty = no extra listener
     port: int = 8443
     tls_cert: str = ""  # PEM files; both set = HTTPS on the admin listener
     tls_key: str = ""
+    # No tls_cert/tls_key: make a self-signed pair in the state directory on first run (its
+    # SHA-256 fingerprint goes to the journal and the admin status page).
+    tls_self_signed: bool = True
+    # Serve the admin listener over plain HTTP when it has no certificate (passwords and
+    # session cookies then cross the network in clear text). Off: it refuses to start.
+    allow_http: bool = False
+    # /admin on the kiosk listener for other machines too, when web.host is not loopback (a
+    # kiosk exposed to phones would expose its admin page with it). Off: the box itself only.
+    on_kiosk_listener: bool = False
     session_s: float = 8 * 3600.0
     max_failures: int = 5  # failed logins from one address before it is locked out
     lockout_s: float = 300.0

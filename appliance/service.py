@@ -111,6 +111,9 @@ class ServiceContext:
     voice_streams: int = 0
     # Settings and FAQ edits one at a time (each is planned on, and built from, the last).
     settings_lock: trio.Lock = field(default_factory=trio.Lock)
+    # The LAN admin listener's TLS as it runs: {"url", "fingerprint", "self_signed"} (None: no
+    # such listener, or it runs without TLS by admin.allow_http).
+    admin_tls: dict[str, Any] | None = None
     # Loaded voice models (None: text and touch only). `object` because voice/ depends on this
     # module, not the other way; appliance.voice.engine.engine_of() narrows it.
     voice_engine: object | None = None

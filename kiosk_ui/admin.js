@@ -247,6 +247,13 @@ async function loadStatus() {
       h("td", { class: "mono small", title: m.sha256 || "", text: (m.sha256 || "").slice(0, 12) }),
       h("td", {}, h("span", { class: `pill ${m.present ? "ok" : "error"}`, text: m.present ? "present" : (m.error || "missing") }))))))),
   ];
+  if (s.admin_tls) {
+    cards.push(card("Admin over the network", kv([
+      ["Address", s.admin_tls.url || "?"],
+      ["Certificate", s.admin_tls.self_signed ? "self-signed (made by the appliance)" : "configured"],
+      ["SHA-256 fingerprint", h("span", { class: "mono small", id: "tls-fingerprint", text: s.admin_tls.fingerprint })],
+    ])));
+  }
   if (s.knowledge.problem) {
     cards.unshift(h("div", { class: "card warn wide" }, h("strong", { text: "FAQ unavailable: " }), `${s.knowledge.problem}. Save a good FAQ on the Knowledge tab to fix it.`));
   }

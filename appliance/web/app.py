@@ -12,6 +12,7 @@ import trio
 from quart import Response, make_response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from ..admin.auth import is_loopback
 from ..events import HelloEvent, ServerEvent, to_wire
 from ..images import ImageError
 from ..metrics import CONTENT_TYPE
@@ -169,4 +170,17 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
 
     if ctx.store is not None:
         register_admin(app, ctx)
+        if not (_loopback_host(ctx.cfg.web.host) or ctx.cfg.admin.on_kiosk_listener):
+            # The kiosk listener is exposed (to phones, the LAN): its /admin is for the box
+            # itself only; staff elsewhere use the admin listener (admin.host, over TLS).
+            @app.before_request
+            async def admin_for_the_box_only() -> Any:
+                if request.path.startswith("/admin") and not is_loopback(request.remote_addr):
+                    return json_error("not_found", "Not found.", 404)
+                return None
+
     return app
+
+
+def _loopback_host(host: str) -> bool:
+    return host == "localhost" or is_loopback(host)

@@ -53,6 +53,8 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
             "turns_logged": count,
             "recent_turns": [turn_dict(r) for r in recent],
             "restart_pending": st.restart_pending,
+            # The LAN admin listener's certificate, to compare with what the browser shows.
+            "admin_tls": ctx.admin_tls,
         }
 
     @app.get("/admin/api/audit")
