@@ -24,6 +24,7 @@ from typing import Any, Literal
 import tomli_w
 
 __all__ = [
+    "ADMIN_PATH_KEYS",
     "AdminConfig",
     "AudioConfig",
     "BudgetsConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "VoiceConfig",
     "WebConfig",
     "config_to_dict",
+    "confined_path",
     "default_faq_path",
     "load_config",
     "parse_config",
@@ -236,17 +238,30 @@ class VoiceConfig:
     echo_leak: float = 0.1
     echo_margin: float = 2.0
     echo_max_lag_s: float = 0.3
+    # Browser voice (mic audio over /ws) streaming at once, all pages together; 0 = off. The
+    # box's own microphone always comes first (web/ws.py).
+    max_browser_sessions: int = 2
 
 
 @dataclass(frozen=True)
 class AdminConfig:
-    """The admin page. It is always served on the kiosk listener (web.host, loopback by
-    default); `host` adds a second listener, e.g. on the LAN, that serves only /admin."""
+    """The admin page. On the kiosk listener (web.host, loopback by default) it is served to
+    the box itself; `host` adds a second listener, e.g. on the LAN, that serves only /admin,
+    over HTTPS (the configured certificate, else a self-signed one made on first run)."""
 
     host: str = ""  # empty = no extra listener
     port: int = 8443
     tls_cert: str = ""  # PEM files; both set = HTTPS on the admin listener
     tls_key: str = ""
+    # No tls_cert/tls_key: make a self-signed pair in the state directory on first run (its
+    # SHA-256 fingerprint goes to the journal and the admin status page).
+    tls_self_signed: bool = True
+    # Serve the admin listener over plain HTTP when it has no certificate (passwords and
+    # session cookies then cross the network in clear text). Off: it refuses to start.
+    allow_http: bool = False
+    # /admin on the kiosk listener for other machines too, when web.host is not loopback (a
+    # kiosk exposed to phones would expose its admin page with it). Off: the box itself only.
+    on_kiosk_listener: bool = False
     session_s: float = 8 * 3600.0
     max_failures: int = 5  # failed logins from one address before it is locked out
     lockout_s: float = 300.0
@@ -336,6 +351,11 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             return None
     elif tp is str:
         if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate from JSON ("\ud800"): unsavable
+                problems.append(f"{key}: not valid Unicode text")
+                return None
             return value
     problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
     return None
@@ -420,8 +440,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     if b.first_token_s >= b.turn_s:
         problems.append("budgets.first_token_s: must be smaller than budgets.turn_s")
     _positive(problems, "dialog.idle_reset_s", cfg.dialog.idle_reset_s)
-    if not Path(cfg.knowledge.faq).is_file():
-        problems.append(f"knowledge.faq: file not found: {cfg.knowledge.faq}")
+    # knowledge.faq is not checked here: an FAQ that cannot be loaded must not keep the box
+    # (and the admin page that can fix it) down; the service starts on a fallback and says so
+    # (service.load_knowledge). The admin page loads an FAQ before it saves a path to it.
     _positive(problems, "knowledge.top_k", cfg.knowledge.top_k)
     if not cfg.persona.system_prompt.strip():
         problems.append("persona.system_prompt: must not be empty")
@@ -496,6 +517,7 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
     for name in ("asr_s", "tts_first_s", "echo_margin"):
         _positive(problems, f"voice.{name}", getattr(v, name))
     _positive(problems, "voice.echo_leak", v.echo_leak, allow_zero=True)
+    _positive(problems, "voice.max_browser_sessions", v.max_browser_sessions, allow_zero=True)
     if v.short_hangover_s > v.hangover_s:
         problems.append("voice.short_hangover_s: must not exceed voice.hangover_s")
     if not 0.25 <= v.length_scale <= 4.0:
@@ -538,6 +560,66 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             cfg.admin, tls_cert=rel(cfg.admin.tls_cert), tls_key=rel(cfg.admin.tls_key)
         ),
     )
+
+
+# Keys that name a file or directory, with the file name endings the admin page may give them.
+# The page may only point them into the state directory (see `confined_path`); the config file
+# itself, written on the box, may point anywhere.
+ADMIN_PATH_KEYS: dict[str, tuple[str, ...]] = {
+    "knowledge.faq": (".md", ".markdown", ".txt"),
+    "store.path": (".db", ".sqlite", ".sqlite3"),
+    "admin.tls_cert": (".pem", ".crt"),
+    "admin.tls_key": (".pem", ".key"),
+    "llm.local_model": (".gguf",),
+    "inference.cache_dir": (),  # a directory: any name
+}
+
+
+def _code_dirs() -> list[Path]:
+    """Where Python code is installed (a file written there could run at the next start): this
+    package, the interpreter's and the venv's prefixes, every site-packages on sys.path."""
+    import sys
+
+    roots = [Path(__file__).parent, Path(sys.prefix), Path(sys.base_prefix)]
+    roots += [Path(e) for e in sys.path if Path(e).name in ("site-packages", "dist-packages")]
+    out = []
+    for root in roots:
+        try:
+            out.append(root.resolve())
+        except (OSError, ValueError, RuntimeError):
+            continue
+    return out
+
+
+def confined_path(key: str, value: str, state_dir: Path) -> tuple[str, str | None]:
+    """`value` for `key` as the admin page may set it: (the absolute path, None) when it lies
+    inside `state_dir` once every symlink is resolved, with an allowed name ending and outside
+    any directory Python imports code from; else (value, the reason, prefixed by the key)."""
+    suffixes = ADMIN_PATH_KEYS[key]
+    if not value:
+        return value, None  # "" = the built-in default, never a file the page chose
+    if "\x00" in value:
+        return value, f"{key}: not a path"
+    try:
+        base = state_dir.resolve()
+        given = Path(value)
+        path = given if given.is_absolute() else base / given
+        real = path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, a bad name
+        return value, f"{key}: cannot resolve {value!r}: {exc}"
+    if real != base and base not in real.parents:
+        return value, (
+            f"{key}: {value!r} is outside the state directory {base} (symlinks resolved); "
+            "the admin page may only use files there"
+        )
+    for code in _code_dirs():
+        if code == base or code in base.parents:
+            continue  # (a state directory inside a prefix: the other checks still hold)
+        if real == code or code in real.parents:
+            return value, f"{key}: {value!r} is inside a Python code directory ({code})"
+    if suffixes and real.suffix.lower() not in suffixes:
+        return value, f"{key}: {value!r} must end in {' or '.join(suffixes)}"
+    return str(path), None
 
 
 def load_config(path: Path | None) -> Config:

@@ -3,6 +3,14 @@
 Built by the supervisor; `web/` and `voice/` both depend on this module and never on each other.
 Live reconfiguration (an admin settings edit) and store retention live here too: they change
 or maintain the service, they are not HTTP.
+
+A settings edit is built before it is saved: `prepare_live` makes what the new config needs (the
+FAQ index, the filter) off to the side and `check_bootable` loads the file-to-be as the next start
+would; only then is the file written and `swap_live` (assignments only, it cannot fail) makes it
+the running config. An FAQ that cannot be loaded at start-up never keeps the box down (the admin
+page, the only tool staff have to fix it, would be down with it): the service starts on a
+minimal built-in FAQ that states no venue facts, says so loudly in the log, and /readyz and the
+admin status page carry a note until a good FAQ is saved.
 """
 
 from __future__ import annotations
@@ -10,18 +18,21 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import ssl
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 import trio
 
 from .admin.state import AdminState
-from .config import Config
+from .config import Config, ConfigError, config_to_dict, parse_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
-from .knowledge import KnowledgeBase
+from .knowledge import KnowledgeBase, KnowledgeError, parse_faq
 from .knowledge.embeddings import Embedder, EmbedderError
 from .llm.client import Endpoint
 from .llm.pool import LLMPool
@@ -33,14 +44,20 @@ from .store import Store
 from .turns import TurnRunner
 
 __all__ = [
+    "FallbackKnowledge",
+    "LivePieces",
     "Readiness",
     "ServiceContext",
     "admin_state",
     "apply_live",
+    "check_bootable",
     "endpoints_from_config",
     "is_local_endpoint",
+    "knowledge_note",
     "load_knowledge",
+    "prepare_live",
     "retention_loop",
+    "swap_live",
     "warm_up_endpoints",
 ]
 
@@ -57,17 +74,18 @@ class Readiness:
     started_at: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    def snapshot(self, pool: LLMPool) -> dict[str, Any]:
+    def snapshot(self, pool: LLMPool, knowledge: KnowledgeBase | None = None) -> dict[str, Any]:
         endpoints = [
             {"name": h.name, "ok": h.ok, "last_error": h.last_error, "latency_s": h.last_latency_s}
             for h in pool.health
         ]
         any_ok = any(e["ok"] for e in endpoints)
+        note = knowledge_note(knowledge) if knowledge is not None else None
         return {
             "ready": self.models_warm and any_ok,
             "models_warm": self.models_warm,
             "endpoints": endpoints,
-            "notes": list(self.notes),
+            "notes": list(self.notes) + ([note] if note else []),
         }
 
 
@@ -89,6 +107,14 @@ class ServiceContext:
     nursery: trio.Nursery | None = None
     sse_scopes: set[trio.CancelScope] = field(default_factory=set)
     ws_open: int = 0
+    # Browser voice streams (audio.start .. audio.end) now; web/ws.py caps them at
+    # voice.max_browser_sessions.
+    voice_streams: int = 0
+    # Settings and FAQ edits one at a time (each is planned on, and built from, the last).
+    settings_lock: trio.Lock = field(default_factory=trio.Lock)
+    # The LAN admin listener's TLS as it runs: {"url", "fingerprint", "self_signed"} (None: no
+    # such listener, or it runs without TLS by admin.allow_http).
+    admin_tls: dict[str, Any] | None = None
     # Loaded voice models (None: text and touch only). `object` because voice/ depends on this
     # module, not the other way; appliance.voice.engine.engine_of() narrows it.
     voice_engine: object | None = None
@@ -134,15 +160,54 @@ async def warm_up_endpoints(cfg: Config, pool: LLMPool, stopping: trio.Event) ->
             await trio.sleep(0.2)
 
 
+# What the box knows when the staff's FAQ cannot be loaded: no venue facts at all (the shipped
+# sample describes a fictional museum; its opening hours must never reach a real visitor).
+_FALLBACK_FAQ = """\
+## Who can help me with my question?
+Please ask a member of staff at the front desk; they will be glad to help you.
+"""
+
+
+class FallbackKnowledge(KnowledgeBase):
+    """The minimal built-in FAQ the service runs on when the configured one cannot be loaded."""
+
+    problem: str = ""
+
+
+def knowledge_note(kb: KnowledgeBase) -> str | None:
+    """The /readyz and status note while the service runs on the fallback FAQ."""
+    if isinstance(kb, FallbackKnowledge):
+        return f"FAQ unavailable, answering without it: {kb.problem}"
+    return None
+
+
+def _fallback_knowledge(problem: str) -> FallbackKnowledge:
+    entries, warnings = parse_faq(_FALLBACK_FAQ)
+    kb = FallbackKnowledge(entries, warnings=warnings)
+    kb.problem = problem
+    return kb
+
+
 def load_knowledge(cfg: Config) -> KnowledgeBase:
-    """The FAQ index; hybrid when the embedding model loads, lexical (and said so) when not."""
+    """The FAQ index; hybrid when the embedding model loads, lexical (and said so) when not.
+    An FAQ that cannot be loaded gives the fallback (logged as an error), never a refusal."""
     embedder = None
     if cfg.knowledge.semantic:
         try:
             embedder = Embedder.load()
         except (EmbedderError, ModelError, OSError) as exc:
             log.error("embedding model unavailable, FAQ search is lexical only: %s", exc)
-    kb = KnowledgeBase.from_file(Path(cfg.knowledge.faq), embedder=embedder)
+    try:
+        kb = KnowledgeBase.from_file(Path(cfg.knowledge.faq), embedder=embedder)
+    except KnowledgeError as exc:
+        log.error(
+            "FAQ UNAVAILABLE: %s. The kiosk runs WITHOUT the site FAQ (a built-in minimal one "
+            "that only refers visitors to staff) until a good FAQ is saved on the admin page "
+            "or the file is fixed.",
+            exc,
+            extra={"faq": cfg.knowledge.faq},
+        )
+        return _fallback_knowledge(str(exc))
     log.info(
         "knowledge loaded",
         extra={"faq": cfg.knowledge.faq, "entries": len(kb), "hybrid": kb.hybrid},
@@ -157,23 +222,71 @@ def admin_state(ctx: ServiceContext) -> AdminState:
     return ctx.admin
 
 
-async def apply_live(ctx: ServiceContext, live: Config) -> None:
-    """Make `live` the running config: everything that reads ctx.cfg / runner.cfg per use
-    picks it up at once; the few objects built from it at start are updated here."""
+@dataclass(frozen=True)
+class LivePieces:
+    """What a new running config needs that is built from it (None: unchanged, keep it)."""
+
+    knowledge: KnowledgeBase | None = None
+    cfilter: ContentFilter | None = None
+
+
+async def prepare_live(ctx: ServiceContext, live: Config) -> LivePieces:
+    """Build, off to the side, everything `live` needs that can fail (the FAQ index, the
+    content filter). Raises KnowledgeError (or ValueError) with the reason; changes nothing."""
     old = ctx.cfg
+    cfilter = None
+    if live.filter.blocked_terms != old.filter.blocked_terms:
+        cfilter = ContentFilter(live.filter.blocked_terms)
+    knowledge = None
+    # A changed path, or the same path while running on the fallback: load it (again).
+    if live.knowledge.faq != old.knowledge.faq or knowledge_note(ctx.runner.knowledge):
+        embedder = ctx.runner.knowledge.embedder
+        knowledge = await trio.to_thread.run_sync(
+            functools.partial(KnowledgeBase.from_file, Path(live.knowledge.faq), embedder=embedder)
+        )
+    return LivePieces(knowledge=knowledge, cfilter=cfilter)
+
+
+def swap_live(ctx: ServiceContext, live: Config, pieces: LivePieces) -> None:
+    """Make `live` the running config: everything that reads ctx.cfg / runner.cfg per use picks
+    it up at once; the few objects built from it were built by `prepare_live`. Assignments
+    only: nothing here can fail half-way."""
     ctx.cfg = live
     ctx.runner.cfg = live
-    if live.filter.blocked_terms != old.filter.blocked_terms:
-        ctx.runner.cfilter = ContentFilter(live.filter.blocked_terms)
+    if pieces.cfilter is not None:
+        ctx.runner.cfilter = pieces.cfilter
     ctx.pool.first_token_s = live.budgets.first_token_s
     ctx.pool.stall_s = live.budgets.stall_s
     ctx.sessions.idle_reset_s = live.dialog.idle_reset_s
     ctx.sessions.history_turns = live.llm.history_turns
-    if live.knowledge.faq != old.knowledge.faq:
-        embedder = ctx.runner.knowledge.embedder
-        ctx.runner.knowledge = await trio.to_thread.run_sync(
-            functools.partial(KnowledgeBase.from_file, Path(live.knowledge.faq), embedder=embedder)
-        )
+    if pieces.knowledge is not None:
+        ctx.runner.knowledge = pieces.knowledge  # running turns keep the index they read
+
+
+async def apply_live(ctx: ServiceContext, live: Config) -> None:
+    """prepare_live, then swap_live (raises, changing nothing, when the pieces cannot be built)."""
+    swap_live(ctx, live, await prepare_live(ctx, live))
+
+
+def check_bootable(saved: Config, state_dir: Path) -> None:
+    """Load `saved` as the next start would (written as TOML, read back, validated, its FAQ
+    parsed, its admin TLS pair loaded). Blocking; raises ConfigError naming every problem."""
+    data = tomllib.loads(tomli_w.dumps(config_to_dict(saved)))
+    cfg = parse_config(data, source="settings", base_dir=state_dir)
+    problems = []
+    try:
+        KnowledgeBase.from_file(Path(cfg.knowledge.faq))
+    except KnowledgeError as exc:
+        problems.append(f"knowledge.faq: {exc}")
+    if cfg.admin.tls_cert and cfg.admin.tls_key:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                cfg.admin.tls_cert, cfg.admin.tls_key
+            )
+        except (ssl.SSLError, OSError) as exc:
+            problems.append(f"admin.tls_cert: the certificate and key do not load: {exc}")
+    if problems:
+        raise ConfigError(problems, "settings")
 
 
 async def retention_loop(ctx: ServiceContext, period_s: float = RETENTION_PERIOD_S) -> None:

@@ -249,6 +249,16 @@ async function loadStatus() {
       h("td", { class: "mono small", title: m.sha256 || "", text: (m.sha256 || "").slice(0, 12) }),
       h("td", {}, h("span", { class: `pill ${m.present ? "ok" : "error"}`, text: m.present ? "present" : (m.error || "missing") }))))))),
   ];
+  if (s.admin_tls) {
+    cards.push(card("Admin over the network", kv([
+      ["Address", s.admin_tls.url || "?"],
+      ["Certificate", s.admin_tls.self_signed ? "self-signed (made by the appliance)" : "configured"],
+      ["SHA-256 fingerprint", h("span", { class: "mono small", id: "tls-fingerprint", text: s.admin_tls.fingerprint })],
+    ])));
+  }
+  if (s.knowledge.problem) {
+    cards.unshift(h("div", { class: "card warn wide" }, h("strong", { text: "FAQ unavailable: " }), `${s.knowledge.problem}. Save a good FAQ on the Knowledge tab to fix it.`));
+  }
   if (s.restart_pending.length) {
     cards.unshift(h("div", { class: "card warn wide" }, h("strong", { text: "Restart needed: " }), `saved changes to ${s.restart_pending.join(", ")} take effect after a restart (systemctl restart appliance).`));
   }
@@ -284,7 +294,7 @@ function endpointRow(ep = { name: "", url: "", model: "default", api_key_env: ""
     h("label", {}, "Name", h("input", { "data-ep": "name", value: ep.name })),
     h("label", {}, "Base URL (…/v1)", h("input", { "data-ep": "url", value: ep.url, class: "wide" })),
     h("label", {}, "Model", h("input", { "data-ep": "model", value: ep.model })),
-    h("label", {}, "API key variable", h("input", { "data-ep": "api_key_env", value: ep.api_key_env, placeholder: "e.g. OPENAI_API_KEY" })),
+    h("label", {}, "API key variable", h("input", { "data-ep": "api_key_env", value: ep.api_key_env, placeholder: "e.g. APPLIANCE_OPENAI_KEY" })),
     h("label", { class: "check" }, h("input", { type: "checkbox", "data-ep": "vision", checked: ep.vision }), "Understands photos"));
   const rm = h("button", { type: "button", class: "quiet small", text: "Remove" });
   rm.addEventListener("click", () => row.remove());
@@ -345,7 +355,19 @@ $("settings-form").addEventListener("submit", async (ev) => {
   }
   for (const el of document.querySelectorAll(".field")) el.classList.remove("invalid");
   if (!Object.keys(changes).length) { flash("Nothing changed."); return; }
-  const r = await api("/admin/api/config", { body: { changes } });
+  const body = { changes };
+  const password = $("settings-password").value;
+  if (password) body.password = password;
+  const r = await api("/admin/api/config", { body });
+  if (r.status === 401 && r.data.error === "reauth_required") {
+    // Sending an API key to a new address: a deliberate act, confirmed with the password.
+    $("settings-reauth").hidden = false;
+    showError("settings-error", r.data.message);
+    $("settings-password").focus();
+    return;
+  }
+  $("settings-password").value = "";
+  $("settings-reauth").hidden = true;
   if (!r.ok) {
     showError("settings-error", r.data.problems ? `Not saved — ${r.data.problems.join("; ")}` : r.data.message);
     for (const key of r.data.fields || []) {

@@ -1,7 +1,6 @@
 // Photo questions: decode the picked or captured file, scale it down in a canvas so that a
 // 12-megapixel phone photo becomes a few hundred kilobytes before it leaves the device.
 
-const ACCEPTED = ["image/jpeg", "image/png", "image/webp"];
 
 export class ImageProblem extends Error {}
 
@@ -11,8 +10,9 @@ export class ImageProblem extends Error {}
  * @returns {Promise<{dataUrl: string, width: number, height: number}>}
  */
 export async function scaleImage(file, limits) {
-  if (!ACCEPTED.includes(file.type)) {
-    throw new ImageProblem("Please choose a photo (JPEG, PNG or WebP).");
+  // Any image the browser can decode (a phone camera may give HEIC); it leaves as a JPEG.
+  if (!file.type.startsWith("image/")) {
+    throw new ImageProblem("Please choose a photo.");
   }
   let bitmap;
   try {

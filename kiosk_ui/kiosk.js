@@ -225,6 +225,9 @@ function onMessage(msg) {
       break;
     case "error":
       if (msg.code === "voice_unavailable") { applyConfig({ ...config, voice: false }); stopMic(false); }
+      // The box's own microphone has a visitor, or other screens use every voice place: the
+      // server ended (or never started) this stream; the visitor may tap again later.
+      if (msg.code === "voice_busy" || msg.code === "voice_full") stopMic(false);
       addNotice(msg.message || "Something went wrong.");
       break;
   }
@@ -292,8 +295,7 @@ function clearImage() {
   $("file").value = "";
 }
 
-$("file").addEventListener("change", async () => {
-  const file = $("file").files[0];
+async function usePhoto(file) {
   const err = $("image-error");
   err.hidden = true;
   if (!file) return;
@@ -307,8 +309,59 @@ $("file").addEventListener("change", async () => {
     err.textContent = e instanceof ImageProblem ? e.message : "That photo could not be used.";
     err.hidden = false;
   }
-});
+}
+
+$("file").addEventListener("change", () => usePhoto($("file").files[0]));
 $("preview-remove").addEventListener("click", clearImage);
+
+// A file input opens a native file dialog, which on the kiosk's own screen would browse the kiosk
+// user's files. There the photo button opens the camera inside the page instead (getUserMedia)
+// and is hidden when the box has no camera; on a visitor's phone the input asks for the camera
+// (capture="environment"). (ops/install.sh also turns Chromium's file dialogs off by policy.)
+let camera = null; // the MediaStream while the camera is open
+
+async function openCamera() {
+  if (camera) return;
+  try {
+    camera = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: { ideal: 1920 } }, audio: false });
+  } catch {
+    camera = null;
+    $("image-error").textContent = "The camera could not be started; please ask your question in words.";
+    $("image-error").hidden = false;
+    return;
+  }
+  $("camera-video").srcObject = camera;
+  $("camera").hidden = false;
+  $("camera-shoot").focus();
+}
+
+function closeCamera() {
+  if (camera) camera.getTracks().forEach((t) => t.stop());
+  camera = null;
+  $("camera-video").srcObject = null;
+  $("camera").hidden = true;
+}
+
+$("camera-cancel").addEventListener("click", closeCamera);
+$("camera-shoot").addEventListener("click", async () => {
+  const video = $("camera-video");
+  if (!video.videoWidth) return; // no picture yet
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  closeCamera();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+  await usePhoto(blob);
+});
+
+if (conn.local) {
+  // The kiosk's own screen: never the file dialog.
+  $("file").addEventListener("click", (ev) => { ev.preventDefault(); openCamera(); });
+  $("photo-btn").hidden = true;
+  const devices = navigator.mediaDevices ? navigator.mediaDevices.enumerateDevices() : Promise.resolve([]);
+  devices.then((list) => { $("photo-btn").hidden = !list.some((d) => d.kind === "videoinput"); }, () => {});
+}
 
 // -- voice ---------------------------------------------------------------------------------------
 
@@ -344,6 +397,7 @@ $("mic").addEventListener("click", () => {
 
 function startOver() {
   stopMic();
+  closeCamera();
   player.stop();
   conn.send({ type: "cancel" });
   replies.clear();
@@ -383,7 +437,7 @@ $("font-down").addEventListener("click", () => setFont(fontStep - 1));
 $("font-up").addEventListener("click", () => setFont(fontStep + 1));
 for (const ev of ["pointerdown", "keydown", "input"]) document.addEventListener(ev, touch, { passive: true });
 document.addEventListener("keydown", (ev) => {
-  if (ev.key === "Escape") { conn.send({ type: "cancel" }); player.stop(); stopMic(); }
+  if (ev.key === "Escape") { conn.send({ type: "cancel" }); player.stop(); stopMic(); closeCamera(); }
 });
 
 setFont(1);

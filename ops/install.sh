@@ -228,6 +228,19 @@ run mkdir -p "$UNITDIR"
 for u in "${UNITS[@]}"; do
   run install -m 0644 "$SRC/systemd/$u" "$UNITDIR/$u"
 done
+# The kiosk browser opens no native file dialog (it would browse the kiosk user's files): the
+# page takes photos with the camera itself; a Chromium managed policy backs that up.
+POLICY=$R/etc/chromium/policies/managed/kiosk-appliance.json
+if ((KIOSK)); then
+  say "Chromium policy: no file selection dialogs ($POLICY)"
+  run mkdir -p "$(dirname "$POLICY")"
+  if ((DRY)); then
+    echo "  would write $POLICY"
+  else
+    printf '{\n  "AllowFileSelectionDialogs": false\n}\n' >"$POLICY"
+    chmod 0644 "$POLICY"
+  fi
+fi
 if ((KIOSK)) && ((REAL)); then
   for b in /usr/bin/cage /usr/bin/chromium; do
     [ -x "$b" ] || say "WARNING: $b missing (apt-get install cage chromium) for kiosk-browser.service"

@@ -9,6 +9,7 @@ import logging
 import re
 import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -440,10 +441,20 @@ async def test_lan_listener_needs_setup_code(
     start: Start, http: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="appliance.admin")
-    svc, _ = await start(admin={"host": LAN_ADDR, "port": 0})
+    svc, path = await start(admin={"host": LAN_ADDR, "port": 0})
     lan = [u for u in svc.urls if LAN_ADDR in u]
-    assert lan, svc.urls
-    c = http(lan[0])
+    assert lan and lan[0].startswith("https://"), svc.urls
+    # Over TLS (a self-signed certificate made on first run, trusted here as a browser would
+    # after checking its fingerprint).
+    trust = ssl.create_default_context(cafile=str(path.parent / "admin-tls.crt"))
+    c = httpx.AsyncClient(base_url=lan[0], timeout=10, verify=trust)
+    try:
+        await _lan_setup(c, caplog)
+    finally:
+        await c.aclose()
+
+
+async def _lan_setup(c: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
     assert (await c.get("/admin")).status_code == 200
     # Only the admin page is on the LAN: no kiosk, no chat API.
     assert (await c.post("/api/chat", json={"text": "hi"})).status_code == 404

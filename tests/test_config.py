@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import Config, ConfigError, load_config, parse_config, save_config
+from appliance.config import (
+    Config,
+    ConfigError,
+    confined_path,
+    default_faq_path,
+    load_config,
+    parse_config,
+    save_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +76,7 @@ def test_required_keys_by_name() -> None:
         ({"audio": {"enabled": "yes"}}, "audio.enabled: expected bool or 'auto'"),
         ({"budgets": {"turn_s": -1}}, "budgets.turn_s: must be > 0"),
         ({"budgets": {"first_token_s": 5, "turn_s": 4}}, "budgets.first_token_s: must be smaller"),
-        ({"knowledge": {"faq": "/nonexistent/faq.md"}}, "knowledge.faq: file not found"),
+        ({"persona": {"system_prompt": "hi \ud800"}}, "persona.system_prompt: not valid Unicode"),
         ({"persona": {"system_prompt": "  "}}, "persona.system_prompt: must not be empty"),
         ({"filter": {"blocked_terms": ["ok", 3]}}, "filter.blocked_terms[1]: expected str"),
         ({"dialog": 5}, "dialog: expected a table"),
@@ -166,3 +174,55 @@ def test_non_finite_from_toml_and_json(tmp_path: Path) -> None:
         "web.rate_per_s: must be a finite number, got inf",
     ]
     assert parse_config({"budgets": {"turn_s": 15}}).budgets.turn_s == 15.0  # ints still fine
+
+
+def test_a_missing_faq_is_not_a_config_error(tmp_path: Path) -> None:
+    """The service starts on a fallback FAQ instead (tests/test_admin_paths.py): a bad FAQ path
+    must not keep the box, and the admin page that can fix it, down."""
+    cfg = parse_config({"knowledge": {"faq": str(tmp_path / "gone.md")}})
+    assert cfg.knowledge.faq == str(tmp_path / "gone.md")
+
+
+def test_paths_the_admin_page_sets_stay_in_the_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "faq.md").write_text("## Q?\nA.\n")
+    (state / "link.md").symlink_to("/proc/self/environ")
+    (state / "sub").mkdir()
+    ok = [
+        ("knowledge.faq", "faq.md", str(state / "faq.md")),
+        ("knowledge.faq", str(state / "new.md"), str(state / "new.md")),
+        ("knowledge.faq", "sub/../faq.md", str(state / "sub/../faq.md")),
+        ("store.path", "log.db", str(state / "log.db")),
+        ("inference.cache_dir", "sub", str(state / "sub")),
+        ("knowledge.faq", "", ""),  # the built-in default
+    ]
+    for key, value, want in ok:
+        assert confined_path(key, value, state) == (want, None), (key, value)
+    site = next(p for p in __import__("sys").path if p.endswith("site-packages"))
+    refused = [
+        ("knowledge.faq", "/proc/self/environ", "outside the state directory"),
+        ("knowledge.faq", "../faq.md", "outside the state directory"),
+        ("knowledge.faq", "link.md", "outside the state directory"),  # the symlink's target
+        ("knowledge.faq", "/etc/passwd", "outside the state directory"),
+        ("knowledge.faq", f"{site}/evil.pth", "outside the state directory"),
+        ("knowledge.faq", default_faq_path(), "outside the state directory"),
+        ("knowledge.faq", "appliance.db", "must end in .md"),
+        ("knowledge.faq", "x.pth", "must end in .md"),
+        ("store.path", "faq.md", "must end in .db"),
+        ("admin.tls_key", "faq.md", "must end in .pem or .key"),
+        ("knowledge.faq", "a\x00.md", "not a path"),
+    ]
+    for key, value, needle in refused:
+        _path, problem = confined_path(key, value, state)
+        assert problem is not None and needle in problem and problem.startswith(key), (
+            value,
+            problem,
+        )
+
+
+def test_the_package_and_site_packages_are_refused_even_inside_the_state_directory() -> None:
+    # A development checkout may keep its config at the repository root, above the package.
+    pkg = Path(default_faq_path()).resolve().parent.parent  # .../appliance
+    _, problem = confined_path("knowledge.faq", str(pkg / "data" / "x.md"), pkg.parent)
+    assert problem is not None and "Python code directory" in problem

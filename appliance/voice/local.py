@@ -133,14 +133,18 @@ class LocalVoice:
         if isinstance(ev, MIRRORED_TYPES):
             self.ctx.local_mirror.publish(ev)
         match ev:
+            # What a visitor said and was told is theirs: debug level only (off in production),
+            # so the journal never keeps it past the store's retention. Outcome and timings stay.
             case Transcript(final=True):
-                log.info("local voice heard: %r", ev.text)
+                log.debug("local voice heard: %r", ev.text)
             case ReplyDone():
                 log.info(
-                    "local voice replied: %r",
-                    ev.text,
+                    "local voice replied (turn %d, %s)",
+                    ev.turn,
+                    ev.outcome,
                     extra={"turn": ev.turn, "outcome": ev.outcome, "timings": ev.timings},
                 )
+                log.debug("local voice reply text: %r", ev.text, extra={"turn": ev.turn})
             case StateEvent():
                 log.debug("local voice state: %s", ev.state, extra={"state": ev.state})
             case ErrorEvent():

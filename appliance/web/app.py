@@ -12,12 +12,14 @@ import trio
 from quart import Response, make_response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from ..admin.auth import is_loopback
 from ..events import HelloEvent, ServerEvent, to_wire
 from ..images import ImageError
 from ..metrics import CONTENT_TYPE
 from ..service import ServiceContext
 from . import protocol as P
 from .admin import register_admin
+from .bodies import BadJson, close_if_unread, loads
 from .ratelimit import TokenBucket
 from .static import ui_dir
 from .ws import WsConnection
@@ -59,7 +61,7 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
         resp.headers.setdefault("Content-Security-Policy", _CSP)
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        return resp
+        return close_if_unread(resp)
 
     @app.get("/")
     async def index() -> Response:
@@ -75,7 +77,7 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
 
     @app.get("/readyz")
     async def readyz() -> tuple[dict[str, Any], int]:
-        snap = ctx.readiness.snapshot(ctx.pool)
+        snap = ctx.readiness.snapshot(ctx.pool, ctx.runner.knowledge)
         return snap, 200 if snap["ready"] else 503
 
     @app.get("/metrics")
@@ -102,9 +104,9 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
         if not client_bucket(request.remote_addr or "?").allow(trio.current_time()):
             return json_error("rate_limited", "Too many messages; please wait a moment.", 429)
         try:
-            body = json.loads(await request.get_data(as_text=True))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return json_error("bad_json", "Body is not valid JSON.", 400)
+            body = loads(await request.get_data())
+        except BadJson as exc:
+            return json_error("bad_json", exc.message, 400)
         if not isinstance(body, dict):
             return json_error("bad_message", "Body must be a JSON object.", 400)
         session = body.get("session")
@@ -115,6 +117,8 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
             )
             if session is not None and (not isinstance(session, str) or len(session) > 64):
                 raise P.ProtocolError("bad_field", "'session' must be a short string")
+            if session is not None and not session.isascii():
+                raise P.ProtocolError("bad_field", "'session' must be a session id")
         except P.ProtocolError as exc:
             return json_error(exc.code, exc.message, 400)
         assert isinstance(msg, P.TextQuestion)
@@ -166,4 +170,17 @@ def create_app(ctx: ServiceContext) -> QuartTrio:
 
     if ctx.store is not None:
         register_admin(app, ctx)
+        if not (_loopback_host(ctx.cfg.web.host) or ctx.cfg.admin.on_kiosk_listener):
+            # The kiosk listener is exposed (to phones, the LAN): its /admin is for the box
+            # itself only; staff elsewhere use the admin listener (admin.host, over TLS).
+            @app.before_request
+            async def admin_for_the_box_only() -> Any:
+                if request.path.startswith("/admin") and not is_loopback(request.remote_addr):
+                    return json_error("not_found", "Not found.", 404)
+                return None
+
     return app
+
+
+def _loopback_host(host: str) -> bool:
+    return host == "localhost" or is_loopback(host)

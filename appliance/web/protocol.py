@@ -97,13 +97,23 @@ ClientMessage = (
 )
 
 
+def _unicode(value: str, key: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"); no later stage can encode them (the LLM
+    request, the store, the log), so they are refused here."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("bad_field", f"'{key}' is not valid Unicode text") from None
+    return value
+
+
 def _opt_str(msg: dict[str, Any], key: str) -> str | None:
     v = msg.get(key)
     if v is None:
         return None
     if not isinstance(v, str):
         raise ProtocolError("bad_field", f"'{key}' must be a string")
-    return v
+    return _unicode(v, key)
 
 
 def parse_client_frame(raw: str, *, max_text_chars: int, max_frame_bytes: int) -> ClientMessage:
@@ -132,6 +142,7 @@ def parse_client_message(msg: Any, *, max_text_chars: int) -> ClientMessage:
             raise ProtocolError("missing_field", "'text' message needs a 'text' field.")
         if not isinstance(text, str):
             raise ProtocolError("bad_field", "'text' must be a string")
+        text = _unicode(text, "text")
         image = _opt_str(msg, "image")
         text = text.strip()
         if not text and image is None:

@@ -17,11 +17,23 @@ subscribing the page first gets the local conversation's latest `state`. Mirrore
 most half of the connection's send queue: beyond that they wait in the mirror's bounded
 per-page buffer and are dropped (counted) there, so a slow page neither stalls the voice pipeline
 nor gets closed because of the mirror.
+
+Microphone audio has budgets of its own (binary frames skip the message bucket): per connection,
+a token bucket in seconds of audio refilled at 1.5 x real time with a 1 s burst (so a re-sent
+`audio.start` cannot refill it), checked before a frame is decoded or resampled; a queue to the
+voice pipeline bounded in bytes (4 s of 16 kHz float audio). What does not fit is dropped and
+counted (`appliance_bad_input_total{code="audio_flood"}`), and the client is told once per
+stream. Browser voice streams are capped in all (`voice.max_browser_sessions`), and the box's own
+microphone comes first: while its conversation is in a turn (the local mirror's state is not
+idle), `audio.start` is refused with `voice_busy`, and a stream already running is ended the
+same way. Refused rather than queued: live speech queued behind someone else's turn would be
+transcribed late, out of its moment, and the visitor can type meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -32,6 +44,7 @@ from ..admin.auth import is_loopback
 from ..audio.resample import StreamResampler
 from ..dialog import Conversation
 from ..events import (
+    DialogEvent,
     ErrorEvent,
     HelloEvent,
     PingEvent,
@@ -57,8 +70,12 @@ log = logging.getLogger("appliance.ws")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN = 1013
-# Mic frames queued for the voice pipeline (~20-100 ms each); beyond this they are dropped.
-_AUDIO_QUEUE = 128
+# Browser mic audio per connection: seconds of audio allowed per second (refill) and at once
+# (burst; also the longest frame); audio waiting for the voice pipeline, in seconds at 16 kHz.
+AUDIO_RATE_FACTOR = 1.5
+AUDIO_BURST_S = 1.0
+AUDIO_QUEUE_S = 4.0
+_AUDIO_QUEUE_BYTES = int(AUDIO_QUEUE_S * 16000 * 4)  # float32 samples after resampling
 
 AudioItem = npt.NDArray[np.float32] | None  # None: the client sent audio.end
 
@@ -84,6 +101,11 @@ class WsConnection:
         self._audio_rate: int | None = None
         self._resampler: StreamResampler | None = None  # client rate -> 16 kHz, one per stream
         self._voice_scope: trio.CancelScope | None = None
+        # Seconds of audio; one bucket for the connection's life (re-announcing does not refill).
+        self._audio_bucket = TokenBucket(AUDIO_RATE_FACTOR, AUDIO_BURST_S)
+        self._audio_queued = 0  # bytes in the pipeline's queue
+        self._flood_notice = False
+        self._voice_slot = False  # counted in ctx.voice_streams
         # The local voice mirror (kiosk screen only) and the writer's progress it waits on.
         self._mirror: MirrorSubscription | None = None
         self._mirror_room = max(1, cfg.send_queue // 2)
@@ -164,6 +186,7 @@ class WsConnection:
             finally:
                 if self._mirror is not None:
                     self._mirror.close()
+                self._release_voice()
                 ctx.ws_open -= 1
                 ctx.metrics.ws_closed.labels(reason=self.close_reason).inc()
                 if self.conv is not None:
@@ -236,21 +259,97 @@ class WsConnection:
             self.error("frame_too_large", "Audio frame too large.")
             return
         if self._audio_in is not None and self._audio_rate is not None:
-            audio = pcm16_to_float(frame)
-            if self._resampler is not None:
-                audio = self._resampler.process(audio)
-            try:
-                self._audio_in.send_nowait(audio)
-            except trio.WouldBlock:
-                self.ctx.metrics.bad_input.labels(code="audio_dropped").inc()
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
+            self._on_audio(frame, self._audio_rate, self._audio_in)
             return
         if not self._binary_notice:
             self._binary_notice = True
             self.error("audio_not_started", "Binary audio frames must follow 'audio.start'.")
         else:
             self.ctx.metrics.bad_input.labels(code="audio_not_started").inc()
+
+    def _on_audio(
+        self, frame: bytes, rate: int, audio_in: trio.MemorySendChannel[AudioItem]
+    ) -> None:
+        """One mic frame within the budgets (checked before any decoding), else dropped."""
+        if self._local_busy():
+            # The box's own microphone has a visitor: this stream ends (see the module doc).
+            self._end_stream()
+            self._binary_notice = True  # the frames still in flight are not worth a notice
+            self._voice_busy()
+            return
+        seconds = len(frame) / (2 * rate)
+        if seconds > AUDIO_BURST_S:
+            self.error("frame_too_large", f"Audio frames must be at most {AUDIO_BURST_S:g} s long.")
+            return
+        if not self._audio_bucket.allow(trio.current_time(), seconds):
+            self._flooded()
+            return
+        audio = pcm16_to_float(frame)
+        if self._resampler is not None:
+            audio = self._resampler.process(audio)
+        if self._audio_queued + audio.nbytes > _AUDIO_QUEUE_BYTES:
+            self._flooded()  # the pipeline is behind: drop rather than grow
+            return
+        try:
+            audio_in.send_nowait(audio)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        self._audio_queued += audio.nbytes
+
+    def _flooded(self) -> None:
+        if not self._flood_notice:
+            self._flood_notice = True
+            self.error(
+                "audio_flood",
+                "Audio is arriving faster than real time; some of it was dropped.",
+            )
+        else:
+            self.ctx.metrics.bad_input.labels(code="audio_flood").inc()
+
+    def _local_busy(self) -> bool:
+        """The box's own voice conversation is in a turn (listening, thinking or speaking)."""
+        last: DialogEvent | None = self.ctx.local_mirror.last_state
+        return isinstance(last, StateEvent) and last.state != "idle"
+
+    def _voice_busy(self) -> None:
+        self.error(
+            "voice_busy",
+            "Someone is talking with the kiosk in person; please type your question, "
+            "or try the microphone again in a moment.",
+        )
+
+    def _claim_voice(self) -> bool:
+        """A browser voice slot for this connection (held until audio.end or it leaves)."""
+        if self._local_busy():
+            self._voice_busy()
+            return False
+        if self._voice_slot:
+            return True
+        if self.ctx.voice_streams >= self.ctx.cfg.voice.max_browser_sessions:
+            self.error(
+                "voice_full",
+                "Voice input is busy on other screens right now; please type your question, "
+                "or try the microphone again in a moment.",
+            )
+            return False
+        self.ctx.voice_streams += 1
+        self._voice_slot = True
+        return True
+
+    def _release_voice(self) -> None:
+        if self._voice_slot:
+            self._voice_slot = False
+            self.ctx.voice_streams -= 1
+
+    def _end_stream(self) -> None:
+        """audio.end, from the client or from us: the utterance in progress ends now."""
+        self._release_voice()
+        if self._audio_in is not None and self._audio_rate is not None:
+            self._audio_rate = None  # binary frames are out of protocol again
+            try:
+                self._audio_in.send_nowait(None)
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -268,7 +367,7 @@ class WsConnection:
                     "max_image_bytes": cfg.images.max_bytes,
                     "image_max_side": cfg.images.max_side,
                     "vision": any(ep.vision for ep in cfg.llm.endpoints),
-                    "voice": engine_of(self.ctx) is not None,
+                    "voice": engine_of(self.ctx) is not None and cfg.voice.max_browser_sessions > 0,
                     "heartbeat_s": cfg.web.heartbeat_s,
                     "listen": list(cfg.voice.listen),
                     "local_voice": self.ctx.local_listen is not None,  # the box's own mic runs
@@ -318,27 +417,27 @@ class WsConnection:
                 self._nursery.start_soon(self._turn, conv, P.TextQuestion(text=label, image=None))
             case P.AudioStart(rate=rate):
                 engine = engine_of(self.ctx)
-                if engine is None:
+                if engine is None or self.ctx.cfg.voice.max_browser_sessions <= 0:
                     self.error(
                         "voice_unavailable",
                         "Voice input is not available on this kiosk; please type your question.",
                     )
                     return
+                if not self._claim_voice():
+                    return
                 conv = self.conv or self._session(None)
                 self._binary_notice = False
+                self._flood_notice = False
                 self._audio_rate = rate
                 self._resampler = StreamResampler(rate, 16000) if rate != 16000 else None
                 if self._audio_in is None:
-                    send, recv = trio.open_memory_channel[AudioItem](_AUDIO_QUEUE)
+                    # Unbounded in items, bounded in bytes by _on_audio (_AUDIO_QUEUE_BYTES).
+                    send, recv = trio.open_memory_channel[AudioItem](math.inf)
                     self._audio_in = send
+                    self._audio_queued = 0
                     self._nursery.start_soon(self._voice, conv, engine, recv)
             case P.AudioEnd():
-                if self._audio_in is not None and self._audio_rate is not None:
-                    self._audio_rate = None  # binary frames are out of protocol again
-                    try:
-                        self._audio_in.send_nowait(None)
-                    except trio.WouldBlock:
-                        self.ctx.metrics.bad_input.labels(code="audio_dropped").inc()
+                self._end_stream()
 
     # -- the local voice mirror (kiosk screen only) ------------------------------------------------
 
@@ -384,6 +483,7 @@ class WsConnection:
     def _stop_voice(self) -> None:
         if self._voice_scope is not None:
             self._voice_scope.cancel()
+        self._release_voice()
         self._audio_in = None
         self._audio_rate = None
 
@@ -409,6 +509,7 @@ class WsConnection:
                     if item is None:
                         await pipe.end_of_input()
                     else:
+                        self._audio_queued -= item.nbytes
                         await pipe.feed(item)
 
     async def _turn(self, conv: Conversation, q: P.TextQuestion) -> None:

@@ -214,6 +214,62 @@ def test_image_question_sends_a_scaled_down_photo(
     assert any(p["type"] == "image_url" for p in parts)
 
 
+def test_photo_on_the_kiosk_screen_uses_the_camera_never_a_file_dialog(
+    playwright: Playwright, kiosk: Kiosk, llm: ScriptedLLM
+) -> None:
+    """The kiosk's own screen (loopback) has no file dialog (it would browse the kiosk user's
+    files): the photo button opens the camera in the page. A phone's input asks for its camera."""
+    b = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+    )
+    try:
+        ctx = b.new_context(permissions=["camera"])
+        page = ctx.new_page()
+        choosers: list[Any] = []
+        page.on("filechooser", lambda fc: choosers.append(fc))
+        frames = sent_frames(page)
+        open_kiosk(page, kiosk)
+        assert page.get_attribute("#file", "accept") == "image/*"
+        assert page.get_attribute("#file", "capture") == "environment"
+        expect(page.locator("#photo-btn")).to_be_visible()  # the (fake) camera was found
+        page.click("#photo-btn")
+        expect(page.locator("#camera")).to_be_visible()
+        page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+        page.click("#camera-shoot")
+        expect(page.locator("#camera")).to_be_hidden()
+        expect(page.locator("#preview")).to_be_visible()
+        ask(page, "What is this?")
+        expect(last_reply(page)).not_to_have_attribute("aria-busy", "true")
+        sent = [f for f in frames if f["type"] == "text" and f.get("image")]
+        assert len(sent) == 1 and sent[0]["image"].startswith("data:image/jpeg;base64,")
+        # The keyboard path (focus the input, press Enter) opens the camera too.
+        page.focus("#file")
+        page.keyboard.press("Enter")
+        expect(page.locator("#camera")).to_be_visible()
+        page.click("#camera-cancel")
+        expect(page.locator("#camera")).to_be_hidden()
+        assert choosers == [], "a native file dialog was opened on the kiosk screen"
+    finally:
+        b.close()
+
+
+def test_no_camera_no_photo_button_on_the_kiosk_screen(page: Page, kiosk: Kiosk) -> None:
+    choosers: list[Any] = []
+    page.on("filechooser", lambda fc: choosers.append(fc))
+    open_kiosk(page, kiosk)
+    page.wait_for_function("navigator.mediaDevices !== undefined")
+    cameras = page.evaluate(
+        "navigator.mediaDevices.enumerateDevices()"
+        ".then(l => l.filter(d => d.kind === 'videoinput').length)"
+    )
+    if cameras:
+        pytest.skip("this browser has a camera")
+    expect(page.locator("#photo-btn")).to_be_hidden()
+    page.dispatch_event("#file", "click")  # even a scripted click opens no dialog
+    assert choosers == []
+
+
 def _notes(tmp_path: Path) -> str:
     p = tmp_path / "notes.txt"
     p.write_text("not a photo")

@@ -10,7 +10,6 @@ even reach the handler). Failed logins lock the address out. Every action is aud
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from ...admin.auth import AdminSession, new_setup_code
 from ...admin.state import AdminState
 from ...service import ServiceContext, admin_state
 from ...store import Store
+from ..bodies import loads
 
 __all__ = [
     "COOKIE",
@@ -53,12 +53,11 @@ def remote() -> str:
 
 
 async def json_body() -> dict[str, Any] | None:
+    """The JSON object in the body; None when it is not `application/json` or not an object.
+    Invalid JSON (deeply nested included) raises BadJson: a 400 (see `register_admin`)."""
     if request.mimetype != "application/json":
         return None
-    try:
-        body = json.loads(await request.get_data(as_text=True))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    body = loads(await request.get_data())
     return body if isinstance(body, dict) else None
 
 

@@ -10,7 +10,7 @@ import trio
 from quart_trio import QuartTrio
 
 from ...admin.auth import AdminSession
-from ...config import write_atomic
+from ...config import confined_path, write_atomic
 from ...knowledge import KnowledgeBase, parse_faq
 from .common import AdminHttp, err, json_body
 
@@ -45,8 +45,29 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         text = body.get("text") if body else None
         if not isinstance(text, str):
             return err("bad_request", "Send {'text': markdown}.", 400)
-        if len(text.encode()) > _MAX_FAQ_BYTES:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in the JSON
+            return err("bad_request", "The FAQ text is not valid Unicode.", 400)
+        if len(data) > _MAX_FAQ_BYTES:
             return err("too_large", "The FAQ is larger than 512 KB.", 400)
+        if ctx.config_path is None:
+            return err(
+                "no_config_file",
+                "The service runs on built-in defaults (the shipped sample FAQ); start it with "
+                "--config FILE and an FAQ file next to it to edit.",
+                409,
+            )
+        # Only a file inside the state directory is ever written (not the shipped sample, not
+        # whatever else the config file may name).
+        _, problem = confined_path("knowledge.faq", ctx.cfg.knowledge.faq, ctx.config_path.parent)
+        if problem is not None:
+            return err(
+                "faq_read_only",
+                f"This FAQ file cannot be edited here ({problem}). Copy it into "
+                f"{ctx.config_path.parent} and set knowledge.faq to the copy.",
+                409,
+            )
         entries, warnings = parse_faq(text)
         if not entries:
             return err(
@@ -57,11 +78,14 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
             functools.partial(KnowledgeBase, entries, warnings=warnings, embedder=embedder)
         )
         path = Path(ctx.cfg.knowledge.faq)
-        try:
-            await trio.to_thread.run_sync(write_atomic, path, text.encode())
-        except OSError as exc:
-            return err("save_failed", f"Could not write {path}: {exc}", 500)
-        ctx.runner.knowledge = kb  # running turns keep the index they read
+        async with ctx.settings_lock:
+            if Path(ctx.cfg.knowledge.faq) != path:
+                return err("conflict", "The FAQ file was changed meanwhile; reload.", 409)
+            try:
+                await trio.to_thread.run_sync(write_atomic, path, data)
+            except OSError as exc:
+                return err("save_failed", f"Could not write {path}: {exc}", 500)
+            ctx.runner.knowledge = kb  # running turns keep the index they read
         await h.audit(s.user, "faq_saved", f"{len(entries)} entries")
         return {
             "ok": True,

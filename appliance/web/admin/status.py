@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from ...admin import sysinfo
 from ...admin.auth import AdminSession
 from ...admin.conversations import turn_dict
+from ...service import knowledge_note
 from .common import AdminHttp
 
 __all__ = ["register"]
@@ -35,7 +36,7 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
         }
         return {
             "uptime_s": round(trio.current_time() - ctx.readiness.started_at, 1),
-            "readiness": ctx.readiness.snapshot(ctx.pool),
+            "readiness": ctx.readiness.snapshot(ctx.pool, ctx.runner.knowledge),
             "api_key_set": keys,
             "models": models,
             "providers": sysinfo.providers(cfg.inference.providers),
@@ -44,10 +45,16 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
             "loop_lag_s": round(ctx.lag.last, 4),
             "ws_open": ctx.ws_open,
             "sessions": len(ctx.sessions),
-            "knowledge": {"faq": cfg.knowledge.faq, "entries": len(ctx.runner.knowledge)},
+            "knowledge": {
+                "faq": cfg.knowledge.faq,
+                "entries": len(ctx.runner.knowledge),
+                "problem": knowledge_note(ctx.runner.knowledge),
+            },
             "turns_logged": count,
             "recent_turns": [turn_dict(r) for r in recent],
             "restart_pending": st.restart_pending,
+            # The LAN admin listener's certificate, to compare with what the browser shows.
+            "admin_tls": ctx.admin_tls,
         }
 
     @app.get("/admin/api/audit")
