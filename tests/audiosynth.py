@@ -14,7 +14,8 @@ import subprocess
 
 import numpy as np
 import numpy.typing as npt
-from appliance.voice.resample import resample
+
+from appliance.audio.resample import resample
 
 F32 = npt.NDArray[np.float32]
 RATE = 16000

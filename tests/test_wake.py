@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from appliance.voice.resample import resample
 from audiosynth import HAVE_ESPEAK, RATE, chords, espeak, pink_noise, set_level
 from voicefixtures import load_tts, manifest
 
+from appliance.audio.resample import resample
 from appliance.models_manifest import ModelError
 from appliance.voice.wake import (
     WakeSettings,

@@ -43,7 +43,7 @@ from audiosynth import (
 from voicefixtures import load_tts
 
 from appliance.audio.frontend import AudioFrontEnd
-from appliance.voice.resample import resample
+from appliance.audio.resample import resample
 from appliance.voice.wake import WakeSettings, WakeWordDetector
 
 PLAIN = ("en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-gb-x-gbclan")
