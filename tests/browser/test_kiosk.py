@@ -235,7 +235,7 @@ def test_photo_on_the_kiosk_screen_uses_the_camera_never_a_file_dialog(
         expect(page.locator("#photo-btn")).to_be_visible()  # the (fake) camera was found
         page.click("#photo-btn")
         expect(page.locator("#camera")).to_be_visible()
-        page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
         page.click("#camera-shoot")
         expect(page.locator("#camera")).to_be_hidden()
         expect(page.locator("#preview")).to_be_visible()
@@ -258,7 +258,7 @@ def test_no_camera_no_photo_button_on_the_kiosk_screen(page: Page, kiosk: Kiosk)
     choosers: list[Any] = []
     page.on("filechooser", lambda fc: choosers.append(fc))
     open_kiosk(page, kiosk)
-    page.wait_for_function("navigator.mediaDevices !== undefined")
+    page.wait_for_function("() => navigator.mediaDevices !== undefined")
     cameras = page.evaluate(
         "navigator.mediaDevices.enumerateDevices()"
         ".then(l => l.filter(d => d.kind === 'videoinput').length)"
