@@ -30,7 +30,7 @@ from ..config import Config
 from ..dialog import Conversation
 from ..events import ErrorEvent, ReplyDone, ServerEvent, StateEvent, Transcript, to_wire
 from ..mirror import MIRRORED_TYPES
-from ..models_manifest import load_manifest
+from ..models_manifest import ModelError, load_manifest
 from ..service import ServiceContext
 from .engine import VoiceEngine
 from .listening import ListenGate
@@ -107,9 +107,14 @@ class LocalVoice:
         self.gate = ListenGate(v.listen, follow_up_s=v.follow_up_s, attention_dbfs=v.attention_dbfs)
         self.wake: WakeWordDetector | None = None
         if "wake" in v.listen:
-            self.wake = WakeWordDetector.load(
-                WakeSettings(model=v.wake_word), load_manifest(), check_hash=v.check_hashes
-            )
+            try:
+                self.wake = WakeWordDetector.load(
+                    WakeSettings(model=v.wake_word), load_manifest(), check_hash=v.check_hashes
+                )
+            except (ModelError, OSError, ValueError, RuntimeError) as exc:
+                # A bad wake-word file costs the wake word, not the microphone: touch (and the
+                # kiosk's other modes) still work.
+                log.error("wake word unavailable, listening by touch only: %s", exc)
         self.sink = PlaybackSink(self.playback)
         self.conv: Conversation | None = None
         self.pipeline: VoicePipeline | None = None
