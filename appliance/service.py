@@ -32,8 +32,9 @@ from .admin.state import AdminState
 from .config import Config, ConfigError, config_to_dict, parse_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
-from .knowledge import KnowledgeBase, KnowledgeError, parse_faq
+from .knowledge import KnowledgeBase, KnowledgeError, TextEmbedder, parse_faq
 from .knowledge.embeddings import Embedder, EmbedderError
+from .knowledge.grounding import prepare
 from .llm.client import Endpoint
 from .llm.pool import LLMPool
 from .looplag import LagMonitor
@@ -212,6 +213,16 @@ def load_knowledge(cfg: Config) -> KnowledgeBase:
         "knowledge loaded",
         extra={"faq": cfg.knowledge.faq, "entries": len(kb), "hybrid": kb.hybrid},
     )
+    prepare(kb)  # the answer policy's caches now, not on the first visitor's question
+    return kb
+
+
+def load_prepared(path: Path, embedder: TextEmbedder | None) -> KnowledgeBase:
+    """The FAQ at `path`, indexed, with the answer policy's caches built (`grounding.prepare`):
+    a replaced knowledge base must not make the next visitor's question pay for them.
+    Blocking."""
+    kb = KnowledgeBase.from_file(path, embedder=embedder)
+    prepare(kb)
     return kb
 
 
@@ -242,7 +253,7 @@ async def prepare_live(ctx: ServiceContext, live: Config) -> LivePieces:
     if live.knowledge.faq != old.knowledge.faq or knowledge_note(ctx.runner.knowledge):
         embedder = ctx.runner.knowledge.embedder
         knowledge = await trio.to_thread.run_sync(
-            functools.partial(KnowledgeBase.from_file, Path(live.knowledge.faq), embedder=embedder)
+            functools.partial(load_prepared, Path(live.knowledge.faq), embedder)
         )
     return LivePieces(knowledge=knowledge, cfilter=cfilter)
 

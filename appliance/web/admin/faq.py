@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from quart_trio import QuartTrio
 from ...admin.auth import AdminSession
 from ...config import confined_path, write_atomic
 from ...knowledge import KnowledgeBase, parse_faq
+from ...knowledge.grounding import prepare
 from .common import AdminHttp, err, json_body
 
 __all__ = ["register"]
@@ -74,9 +74,13 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
                 "no_entries", "No questions found: each question is a line starting '## '.", 400
             )
         embedder = ctx.runner.knowledge.embedder
-        kb = await trio.to_thread.run_sync(
-            functools.partial(KnowledgeBase, entries, warnings=warnings, embedder=embedder)
-        )
+
+        def build() -> KnowledgeBase:
+            new = KnowledgeBase(entries, warnings=warnings, embedder=embedder)
+            prepare(new)  # the answer policy's caches now, not on the next question
+            return new
+
+        kb = await trio.to_thread.run_sync(build)
         path = Path(ctx.cfg.knowledge.faq)
         async with ctx.settings_lock:
             if Path(ctx.cfg.knowledge.faq) != path:
