@@ -1,17 +1,68 @@
-"""Serve the app with hypercorn inside the caller's nursery; stopping is graceful by design."""
+"""Serve the app with hypercorn inside the caller's nursery; stopping is graceful by design.
+
+Two guards on hypercorn (0.18) itself, installed on import, because a client can otherwise stop
+the whole service (found by `appliance bench faults`, tests/test_ws_protocol_abuse.py):
+
+- After a WebSocket message over `websocket_max_message_size` hypercorn sends close 1009 but keeps
+  the half-filled message buffer; a following frame of the other kind (binary after text, or the
+  reverse) then raises TypeError inside its protocol code. Such a frame is now refused like the
+  oversized message was (the connection is closing anyway).
+- Any other exception escaping hypercorn's per-connection task would end its serve loop, and with
+  it the service. It is logged and ends that one connection instead.
+"""
 
 from __future__ import annotations
 
 import logging
+from io import StringIO
+from typing import Any
 
 import hypercorn.trio
 import trio
 from hypercorn.config import Config as HyperConfig
+from hypercorn.protocol import ws_stream
+from hypercorn.trio import tcp_server
+from wsproto.events import TextMessage
 
 from ..service import ServiceContext
 from .app import create_app
 
-__all__ = ["serve_web"]
+__all__ = ["guard_hypercorn", "serve_web"]
+
+log = logging.getLogger("appliance.http")
+
+
+def guard_hypercorn() -> None:
+    """Install the two guards described in the module doc (idempotent)."""
+    buffer = ws_stream.WebsocketBuffer
+    if not getattr(buffer.extend, "_appliance_guard", False):
+        extend = buffer.extend
+
+        def guarded_extend(self: Any, event: Any) -> None:
+            if self.value is not None and isinstance(self.value, StringIO) != isinstance(
+                event, TextMessage
+            ):
+                raise ws_stream.FrameTooLargeError()
+            extend(self, event)
+
+        guarded_extend._appliance_guard = True  # type: ignore[attr-defined]
+        buffer.extend = guarded_extend  # type: ignore[method-assign]
+
+    server = tcp_server.TCPServer
+    if not getattr(server.run, "_appliance_guard", False):
+        run = server.run
+
+        async def guarded_run(self: Any) -> None:
+            try:
+                await run(self)
+            except Exception:  # never Cancelled: that is a BaseException
+                log.exception("a connection failed inside the HTTP server; it alone is closed")
+
+        guarded_run._appliance_guard = True  # type: ignore[attr-defined]
+        server.run = guarded_run  # type: ignore[method-assign]
+
+
+guard_hypercorn()
 
 
 async def serve_web(
