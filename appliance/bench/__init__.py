@@ -25,12 +25,13 @@ __all__ = ["BENCHES", "Bench", "Target", "add_bench_parser", "main", "register",
 def _builtin() -> None:
     if BENCHES:
         return
+    from .faults import FAULTS
     from .load import LOAD
     from .startup import STARTUP
     from .text import TEXT
     from .voice import VOICE
 
-    for bench in (TEXT, VOICE, LOAD, STARTUP):
+    for bench in (TEXT, VOICE, LOAD, STARTUP, FAULTS):
         register(bench)
 
 
@@ -79,21 +80,22 @@ def add_bench_parser(sub: Any) -> None:
         _add_common(p)
         b.add_arguments(p)
         p.set_defaults(func=lambda args, name=b.name: run_benches([name], args))
-    p_all = bsub.add_parser("all", help="every bench above; also writes a Markdown summary")
+    in_all = [n for n, b in BENCHES.items() if b.in_all]
+    p_all = bsub.add_parser("all", help=f"{', '.join(in_all)}; also writes a Markdown summary")
     _add_common(p_all)
-    for b in BENCHES.values():
-        b.add_arguments(p_all)
+    for n in in_all:
+        BENCHES[n].add_arguments(p_all)
     p_all.add_argument(
         "--skip",
         action="append",
         default=[],
-        choices=list(BENCHES),
+        choices=in_all,
         metavar="NAME",
         help="leave a bench out (repeatable), e.g. --skip voice on a box without PulseAudio",
     )
     p_all.set_defaults(
         func=lambda args: run_benches(
-            [n for n in BENCHES if n not in args.skip], args, combined=True
+            [n for n in in_all if n not in args.skip], args, combined=True
         )
     )
 
@@ -160,9 +162,13 @@ def run_benches(names: list[str], args: argparse.Namespace, *, combined: bool = 
     if args.out is not None:
         write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
-        if combined:
+        own_md = BENCHES[names[0]].markdown if not combined else None
+        if combined or own_md is not None:
             md = args.out.with_suffix(".md")
-            md.write_text(markdown_summary(report, {n: BENCHES[n].headline for n in names}))
+            if own_md is not None:
+                md.write_text(own_md(report))
+            else:
+                md.write_text(markdown_summary(report, {n: BENCHES[n].headline for n in names}))
             print(f"wrote {md}", file=sys.stderr)
     return 1 if errors > 0 else 0
 

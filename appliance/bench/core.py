@@ -75,6 +75,11 @@ class Bench:
     run: RunFn  # runs under trio.run; returns the result fields (must include "errors")
     headline: tuple[str, ...]
     targets: tuple[Target, ...] = ()
+    # False: only on its own (`appliance bench NAME`), never part of `all` (e.g. `faults`:
+    # long, and it attacks the box rather than measuring it).
+    in_all: bool = True
+    # The Markdown page written next to its JSON when run on its own (`all` writes one summary).
+    markdown: Callable[[dict[str, Any]], str] | None = None
 
 
 BENCHES: dict[str, Bench] = {}
