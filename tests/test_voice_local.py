@@ -54,8 +54,9 @@ class LocalLog(logging.Handler):
         elif msg.startswith("local voice heard"):
             self.heard.append(msg)
         elif msg.startswith("local voice replied"):
-            self.replies.append(msg)
             self.replied.set()
+        elif msg.startswith("local voice reply text"):  # what was said: debug level only
+            self.replies.append(msg)
         state = getattr(record, "state", None)
         if isinstance(state, str):
             self.states.append(state)
