@@ -773,20 +773,29 @@ async def fault_audio_flood(env: Env, res: FaultResult) -> None:
     assert env.app is not None
     seconds = env.args.flood_s
     before = await scrape_metrics(env.app.base_url)
-    sent = {"frames": 0, "errors": 0}
+    sent = {"frames": 0, "big_frames": 0, "errors": 0}
 
-    async def attack() -> None:
+    async def flood(frame: bytes, key: str, limit: int) -> None:
         assert env.app is not None
         async with visitor(env.app.ws_url) as (ws, _):
             await ws.send_message(json.dumps({"type": "audio.start", "rate": 8000}))
-            frame = bytes(16000)  # 1 s of 8 kHz silence per frame
-            with trio.move_on_after(seconds):
-                async with trio.open_nursery() as n:
-                    n.start_soon(_count_errors, ws, sent)
-                    while True:
+            async with trio.open_nursery() as n:
+                n.start_soon(_count_errors, ws, sent)  # reads on until the close completes
+                with trio.move_on_after(seconds):
+                    while sent[key] < limit:
                         await ws.send_message(frame)
-                        sent["frames"] += 1
-            await ws.send_message(json.dumps({"type": "audio.end"}))
+                        sent[key] += 1
+                with trio.move_on_after(10):
+                    await ws.send_message(json.dumps({"type": "audio.end"}))
+                    await ws.aclose()
+                n.cancel_scope.cancel()
+
+    async def attack() -> None:
+        # 1 s of 8 kHz silence per frame, as fast as the socket takes it; then the largest
+        # frames allowed: 1 MiB at 8 kHz is 64 s of audio, 4 MB of floats once resampled (the
+        # issue's ~512 MiB per connection with 128 of them queued).
+        await flood(bytes(16000), "frames", 10**9)
+        await flood(bytes(1024 * 1024), "big_frames", 200)
 
     t0 = time.perf_counter()
     await _with_probe(env, res, attack)
@@ -794,6 +803,7 @@ async def fault_audio_flood(env: Env, res: FaultResult) -> None:
     res.detail = {
         "flood_s": round(time.perf_counter() - t0, 1),
         "audio_s_sent": sent["frames"],
+        "mib_frames_sent": sent["big_frames"],
         "errors_to_client": sent["errors"],
         "frames_dropped": int(
             metric(after, "appliance_bad_input_total", code="audio_flood")
