@@ -391,7 +391,7 @@ async function loadFaq() {
   if (!r.ok) return;
   $("faq-text").value = r.data.text;
   $("faq-count").textContent = `${r.data.entries.length} questions indexed${r.data.warnings.length ? `; ${r.data.warnings.length} warnings` : ""}.`;
-  showError("faq-error", "");
+  showError("faq-error", r.data.problem ? `The FAQ could not be loaded (${r.data.problem}); the kiosk answers without it until you save one here.` : "");
 }
 
 $("faq-form").addEventListener("submit", async (ev) => {

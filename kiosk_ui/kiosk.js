@@ -330,10 +330,15 @@ async function openCamera() {
     $("image-error").hidden = false;
     return;
   }
+  $("camera-shoot").disabled = true; // until the first picture is there
   $("camera-video").srcObject = camera;
   $("camera").hidden = false;
-  $("camera-shoot").focus();
 }
+
+$("camera-video").addEventListener("loadeddata", () => {
+  $("camera-shoot").disabled = false;
+  $("camera-shoot").focus();
+});
 
 function closeCamera() {
   if (camera) camera.getTracks().forEach((t) => t.stop());

@@ -244,7 +244,10 @@ async def test_an_unloadable_faq_at_start_falls_back_and_says_so(
     # The fallback states no venue facts: no entry of the shipped (fictional) sample.
     sample = {"What are the opening hours?", "How much is a ticket?"}
     assert not sample & {e.question for e in svc.ctx.runner.knowledge.entries}
-    # Staff fix it from the FAQ editor, no restart: the file is written and loaded.
+    # The FAQ editor opens empty, saying why (not an error page) ...
+    faq = (await c.get("/admin/api/faq")).json()
+    assert faq["text"] == "" and "missing.md" in faq["problem"]
+    # ... and staff fix it from there, no restart: the file is written and loaded.
     r = await c.post("/admin/api/faq", json={"text": "## When do you open?\nAt nine.\n"}, headers=h)
     assert r.status_code == 200, r.text
     assert (path.parent / "missing.md").read_text().startswith("## When do you open?")

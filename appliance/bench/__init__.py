@@ -26,13 +26,14 @@ __all__ = ["BENCHES", "Bench", "Target", "add_bench_parser", "main", "register",
 def _builtin() -> None:
     if BENCHES:
         return
+    from .faults import FAULTS
     from .load import LOAD
     from .startup import STARTUP
     from .text import TEXT
     from .understand import UNDERSTAND
     from .voice import VOICE
 
-    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND):
+    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND, FAULTS):
         register(bench)
 
 

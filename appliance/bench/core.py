@@ -75,8 +75,10 @@ class Bench:
     run: RunFn  # runs under trio.run; returns the result fields (must include "errors")
     headline: tuple[str, ...]
     targets: tuple[Target, ...] = ()
-    in_all: bool = True  # run by `bench all` (an evaluation that takes long is not)
-    # The Markdown page written beside `--out FILE.json` when the bench runs alone.
+    # False: only on its own (`appliance bench NAME`), never part of `all`: an evaluation of
+    # tens of minutes (`understand`) or an attack on the box rather than a measure (`faults`).
+    in_all: bool = True
+    # The Markdown page written next to its JSON when run on its own (`all` writes one summary).
     markdown: Callable[[dict[str, Any]], str] | None = None
 
 

@@ -230,11 +230,14 @@ class Appliance:
             return ""
 
 
-def _prepare(workdir: Path, config: dict[str, Any]) -> tuple[Path, Path, Path]:
+def _prepare(
+    workdir: Path, config: dict[str, Any], *, write: bool = True
+) -> tuple[Path, Path, Path]:
     """Write the config (a few hundred bytes) and choose the log and notify socket paths."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.toml"
-    config_path.write_text(tomli_w.dumps(config))
+    if write:
+        config_path.write_text(tomli_w.dumps(config))
     sock_path = workdir / "notify.sock"
     sock_path.unlink(missing_ok=True)
     return config_path, workdir / "appliance.log", sock_path
@@ -256,6 +259,8 @@ async def run_appliance(
     *,
     ready_timeout_s: float = 120.0,
     log_level: str = "INFO",
+    keep_config: bool = False,
+    pythonpath: str | None = None,
 ) -> AsyncIterator[Appliance]:
     """Start `python -m appliance run` with `config` (written as TOML in workdir) and a real
     NOTIFY_SOCKET; yield once READY=1 arrived; SIGTERM it (graceful stop) on exit.
@@ -263,11 +268,16 @@ async def run_appliance(
     The config must set `web.host`/`web.port` to a concrete loopback port (see free_port), so
     the bench knows where to connect without parsing logs. `log_level` DEBUG adds what visitors
     said and were told (the voice bench reads them; production keeps them out of the journal).
+    `keep_config`: start from the config file already in workdir (as left by an earlier run),
+    `config` only says where it listens. `pythonpath`: run the appliance from another source
+    tree (e.g. an older commit, to measure a fix against what it fixed).
     """
-    config_path, log_path, sock_path = _prepare(workdir, config)
+    config_path, log_path, sock_path = _prepare(workdir, config, write=not keep_config)
     notify_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await notify_sock.bind(str(sock_path))
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "PYTHONUNBUFFERED": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     env.pop("WATCHDOG_USEC", None)
     env.pop("WATCHDOG_PID", None)
     base_url = f"http://{config['web']['host']}:{config['web']['port']}"

@@ -235,7 +235,7 @@ def test_photo_on_the_kiosk_screen_uses_the_camera_never_a_file_dialog(
         expect(page.locator("#photo-btn")).to_be_visible()  # the (fake) camera was found
         page.click("#photo-btn")
         expect(page.locator("#camera")).to_be_visible()
-        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
+        expect(page.locator("#camera-shoot")).to_be_enabled()  # the first picture is there
         page.click("#camera-shoot")
         expect(page.locator("#camera")).to_be_hidden()
         expect(page.locator("#preview")).to_be_visible()

@@ -12,6 +12,7 @@ from ...admin.auth import AdminSession
 from ...config import confined_path, write_atomic
 from ...knowledge import KnowledgeBase, parse_faq
 from ...knowledge.grounding import prepare
+from ...service import knowledge_note
 from .common import AdminHttp, err, json_body
 
 __all__ = ["register"]
@@ -26,16 +27,21 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
     @h.guarded(csrf=False)
     async def admin_faq(s: AdminSession) -> Any:
         path = Path(ctx.cfg.knowledge.faq)
+        problem = knowledge_note(ctx.runner.knowledge)
         try:
             text = await trio.to_thread.run_sync(path.read_text, "utf-8")
-        except OSError as exc:
-            return err("faq_unreadable", f"{path}: {exc}", 500)
+        except (OSError, UnicodeDecodeError) as exc:
+            # A missing or broken FAQ (the service runs on its fallback): an empty editor to
+            # write a new one in, and the reason, rather than an error page.
+            text = ""
+            problem = problem or f"{path}: {getattr(exc, 'strerror', None) or exc}"
         kb = ctx.runner.knowledge
         return {
             "path": str(path),
             "text": text,
             "entries": [{"question": e.question, "answer": e.answer} for e in kb.entries],
             "warnings": list(kb.warnings),
+            "problem": problem,
         }
 
     @app.post("/admin/api/faq")
