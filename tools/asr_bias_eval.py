@@ -27,6 +27,14 @@ and noisy clips:
 * decode ms per clip, p50 and p95; decoder calls per clip (steps).
 
 Tune on the tuning split only; heldout.toml is for an unbiased final report (--split heldout).
+
+Tuning split, 386 clips, 2-core dev box shared with other work (times are indicative):
+
+    config (lp 0.5)   WER clean/noisy   content WER   FAQ-word recall/false   BM25@1   ms p50/p95
+    greedy            21.5 (12.8/30.3)  32.1          78.3% / 36              55.5%    97 / 169
+    beam 4            19.8 (11.6/28.0)  27.7          80.4% / 31              58.0%   136 / 305
+    beam 4 + bias 1.5 19.0 (11.4/26.6)  26.5          84.3% / 56              60.9%   141 / 289
+    (BM25@1 on the reference text: 70.6%; best + n-best words: 61.8%)
 """
 
 from __future__ import annotations
