@@ -18,6 +18,9 @@ class Transcript:
     tokens: int  # tokens generated (excluding start/end)
     audio_s: float
     compute_s: float
+    # The other hypotheses of a beam search, best first, without `text` and without repeats
+    # that differ only in case or punctuation; () from a greedy search.
+    alternatives: tuple[str, ...] = ()
 
 
 class TranscriptionAborted(Exception):

@@ -20,11 +20,13 @@ import trio
 from ..config import Config
 from ..inference import InferenceSettings, ModelRunner, create_session
 from ..models_manifest import ModelFile, load_manifest, require
-from .moonshine import MoonshineAsr
+from .bias import BiasLexicon
+from .moonshine import DecodeOptions, MoonshineAsr
 from .tts import PiperTts
 from .vad import SileroVad
 
 if TYPE_CHECKING:
+    from ..knowledge import KnowledgeBase
     from ..service import ServiceContext
 
 __all__ = ["VoiceEngine", "attach_engine", "engine_of", "inference_settings", "load_engine"]
@@ -47,10 +49,33 @@ class VoiceEngine:
     tts: ModelRunner[PiperTts]
     load_s: float = 0.0
     warm_s: float = 0.0
+    # The KnowledgeBase the ASR's bias lexicon was built from (see sync_bias).
+    bias_source: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def new_vad(self) -> ModelRunner[SileroVad]:
         """A fresh VAD stream state over the shared session (one per pipeline)."""
         return ModelRunner(SileroVad(self.vad_session), name="vad")
+
+    async def sync_bias(self, knowledge: KnowledgeBase | None) -> bool:
+        """Bias the ASR toward the FAQ of `knowledge` (None: no biasing); True if it rebuilt.
+
+        Every FAQ load or save makes a new KnowledgeBase, so this rebuilds only when
+        `knowledge` is another object than last time and is free to call before every
+        transcription. A rebuild (~20 ms: lexicon, then its trie in ASR tokens) runs on a
+        worker thread; a transcription under way finishes with the lexicon it started with.
+        It takes effect with options that bias (`DecodeOptions()`, see `load_blocking`).
+        """
+        if knowledge is self.bias_source:
+            return False
+        entries = () if knowledge is None else knowledge.entries
+
+        def rebuild() -> None:
+            lexicon = BiasLexicon.from_entries(entries) if entries else None
+            self.asr.model.set_bias(lexicon)
+
+        await trio.to_thread.run_sync(rebuild)
+        self.bias_source = knowledge
+        return True
 
     @classmethod
     def load_blocking(
@@ -59,8 +84,12 @@ class VoiceEngine:
         manifest: dict[str, ModelFile] | None = None,
         *,
         check_hash: bool = True,
+        asr_options: DecodeOptions | None = None,
     ) -> VoiceEngine:
         """Load and warm up all three models. Blocking: call via trio.to_thread.run_sync.
+
+        `asr_options`: the ASR search, greedy when None; `DecodeOptions()` is the tuned beam
+        search that biases toward the FAQ once `sync_bias` has given it one.
 
         Raises ModelError (a file missing or with the wrong hash, naming it) or SessionError.
         """
@@ -71,7 +100,7 @@ class VoiceEngine:
         vad_session, _ = create_session(
             vad_path, dataclasses.replace(settings, intra_op_threads=1), name="vad"
         )
-        asr = MoonshineAsr.load(settings, m, check_hash=check_hash)
+        asr = MoonshineAsr.load(settings, m, check_hash=check_hash, options=asr_options)
         tts = PiperTts.load(settings, m, check_hash=check_hash)
         t1 = time.perf_counter()
         # READY only after every model ran once: the first visitor must not pay ORT's lazy
