@@ -80,6 +80,8 @@ def test_required_keys_by_name() -> None:
         ({"persona": {"system_prompt": "  "}}, "persona.system_prompt: must not be empty"),
         ({"filter": {"blocked_terms": ["ok", 3]}}, "filter.blocked_terms[1]: expected str"),
         ({"dialog": 5}, "dialog: expected a table"),
+        ({"voice": {"asr_beam": 0}}, "voice.asr_beam: must be 1..8"),
+        ({"voice": {"asr_bias": -1.0}}, "voice.asr_bias: must be >= 0"),
     ],
 )
 def test_bad_values_are_named(data: dict, needle: str) -> None:

@@ -124,8 +124,9 @@ async def load_engine(cfg: Config) -> VoiceEngine:
     """Load + warm up off the event loop."""
     settings = inference_settings(cfg)
     check = cfg.voice.check_hashes
+    options = DecodeOptions(beam=cfg.voice.asr_beam, bias_weight=cfg.voice.asr_bias)
     return await trio.to_thread.run_sync(
-        lambda: VoiceEngine.load_blocking(settings, check_hash=check)
+        lambda: VoiceEngine.load_blocking(settings, check_hash=check, asr_options=options)
     )
 
 

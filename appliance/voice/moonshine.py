@@ -520,8 +520,13 @@ class MoonshineAsr(AsrEngine):
         return sorted(finished, key=lambda h: -h.normalised)
 
     def transcribe(
-        self, audio: npt.NDArray[np.float32], should_stop: StopFlag | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        should_stop: StopFlag | None = None,
+        options: DecodeOptions | None = None,
     ) -> Transcript:
+        """Transcribe `audio` with the current search, or with `options` for this call
+        (`GREEDY` for a partial that is only shown)."""
         t0 = time.perf_counter()
         a = check_audio(audio)
         audio_s = len(a) / SAMPLE_RATE
@@ -529,7 +534,11 @@ class MoonshineAsr(AsrEngine):
             return Transcript("", 0, 0.0, time.perf_counter() - t0)
         if should_stop is not None and should_stop():
             raise TranscriptionAborted("stopped before encoding")
-        options, trie = self._current()
+        current, trie = self._current()
+        if options is None:
+            options = current
+        elif options.bias_weight != current.bias_weight:
+            trie = None  # the trie was compiled for the current weight
         hidden = self.encode(a)
         hyps = self.search(hidden, max_tokens_for(audio_s), should_stop, options=options, trie=trie)
         best = self.tokenizer.decode(hyps[0])

@@ -52,6 +52,7 @@ from .listening import (
     strip_wake_phrase,
     usable_transcript,
 )
+from .moonshine import GREEDY
 from .segmenter import (
     Event,
     NoSpeechTimeout,
@@ -333,7 +334,11 @@ class VoicePipeline:
         p.audio_s = len(audio) / RATE
         asr = self.engine.asr
         try:
-            tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop)
+            # The final passes search toward the FAQ now loaded (a no-op unless it changed).
+            options = None if p.final else GREEDY
+            if p.final:
+                await self.engine.sync_bias(self.runner.knowledge)
+            tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options)
             p.text, p.compute_s = tr.text, tr.compute_s
         except TranscriptionAborted:
             pass
