@@ -53,6 +53,7 @@ from functools import lru_cache
 from math import log
 from typing import Literal
 
+from .concepts import related
 from .faq import FaqEntry
 from .grounding import Grounding, strip_fillers
 from .ranking import Hit
@@ -324,6 +325,11 @@ def _term_in(term: str, terms: frozenset[str]) -> bool:
     if len(term) < 5:
         return False
     return any(len(t) >= 5 and (t.startswith(term) or term.startswith(t)) for t in terms)
+
+
+def _shares(term: str, terms: frozenset[str]) -> bool:
+    """`term` or a word visitors use for the same thing ("car" for parking) is in `terms`."""
+    return _term_in(term, terms) or any(_term_in(r, terms) for r in related(term))
 
 
 # --------------------------------------------------------------------------- input checks
@@ -775,7 +781,7 @@ def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
     for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
         heading_terms = _heading_terms(hit.entry)
-        matched = [(t, df) for t, df in terms_df if _term_in(t, entry_terms)]
+        matched = [(t, df) for t, df in terms_df if _shares(t, entry_terms)]
         coverage = sum(weights[t] for t, _ in matched) / total if total > 0 else 0.0
         semantic = hit.semantic if hit.semantic is not None else 0.0
         if i < len(g.facts):

@@ -1,0 +1,67 @@
+"""Words visitors use for what a venue's FAQ calls otherwise: "car" for parking, "loo" for
+toilets, "pensioner" for seniors. The answer policy counts a question word as shared with an
+entry when the entry has the word itself or one of its related words here, so "where can I
+leave my car" is anchored to "Is there parking?". Only the anchoring uses them: expanding the
+query for the embedder as well (tried) answered "lunch" with the café and "do you rent out
+bicycles" with parking, wrong answers where there had been declines.
+
+The groups are venue vocabulary in general (museums, hotels, shops, restaurants), not one
+site's FAQ: each is a small set of near-synonyms or a thing and the service that answers it.
+Words that mean different things at different venues ("leave", "room", "open", "ticket") stay
+out: a wrong anchor may turn a decline into a wrong answer, which costs more than a miss.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .text import tokenize
+
+__all__ = ["related"]
+
+_GROUPS = (
+    "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles",
+    "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc",
+    "child children kid kids baby babies toddler toddlers infant son daughter",
+    "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
+    " step-free lift lifts elevator elevators ramp mobility",
+    "senior seniors pensioner pensioners elderly retired retiree",
+    "group groups class classes school schools teacher teachers pupils",
+    "tour tours guide guides guided",
+    "smoke smoking smoker cigarette cigarettes cigar vape vaping",
+    "gym fitness workout exercise exercising",
+    "cash atm cashpoint money currency dollars euros pounds",
+    "lost lose dropped missing forgot forgotten",
+    "contact phone telephone email e-mail",
+    "luggage bag bags suitcase suitcases backpack backpacks cloakroom locker lockers",
+    "wifi wi-fi internet wireless",
+    "photo photos photograph photographs photography pictures camera cameras filming",
+    "dog dogs pet pets",
+    "quiet noise noisy loud",
+    "cafe café restaurant restaurants food eat eating lunch snack snacks hungry meal meals",
+    "bar bars drink drinks beer wine cocktail cocktails",
+    "pool swim swimming",
+    "laundry washing ironing",
+    "taxi taxis cab cabs",
+    "bus buses train trains tram trams metro subway station transport",
+    "souvenir souvenirs gift gifts shop",
+    "doctor pharmacy chemist medicine sick ill",
+)
+
+
+def _build() -> dict[str, frozenset[str]]:
+    related: dict[str, set[str]] = {}
+    for group in _GROUPS:
+        stems = {t for word in group.split() for t in tokenize(word)}
+        for s in stems:
+            related.setdefault(s, set()).update(stems - {s})
+    return {k: frozenset(v) for k, v in related.items()}
+
+
+_RELATED = _build()
+
+
+@cache
+def related(term: str) -> frozenset[str]:
+    """The stems related to `term` (a `tokenize` stem), without `term`; empty if none."""
+    return _RELATED.get(term, frozenset())
