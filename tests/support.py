@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,56 @@ def make_config(
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, base_dir=tmp_path)
+
+
+def write_service_config(
+    directory: Path, llm_url: str, *, faq: str = "faq.md", **sections: dict[str, Any]
+) -> Path:
+    """`directory`/appliance.toml for a service as the unit runs it, with a private copy of the
+    sample FAQ beside it (so the admin page can edit and save both). `sections` override the
+    defaults key by key."""
+    import tomli_w
+
+    from appliance.config import default_faq_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(default_faq_path(), directory / "faq.md")
+    scripted = {"name": "scripted", "url": llm_url, "model": "m"}
+    data: dict[str, Any] = {
+        "web": {"host": "127.0.0.1", "port": 0},
+        "llm": {"spawn_local": False, "endpoints": [scripted]},
+        "audio": {"enabled": False},
+        "voice": {"enabled": False},
+        "store": {"path": "log.db"},
+        "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
+        "knowledge": {"semantic": False, "faq": faq},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path = directory / "appliance.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+async def start_from_file(
+    nursery: trio.Nursery, directory: Path, llm_url: str, **kw: Any
+) -> tuple[Service, Path]:
+    """Run the service from the file `write_service_config(directory, llm_url, **kw)` writes."""
+    from appliance.config import load_config
+    from appliance.supervisor import run_service
+    from appliance.systemd import Notifier
+
+    path = write_service_config(directory, llm_url, **kw)
+    svc: Service = await nursery.start(
+        partial(
+            run_service,
+            load_config(path),
+            notifier=Notifier.from_env({}),
+            handle_signals=False,
+            config_path=path,
+        )
+    )
+    return svc, path
 
 
 def base_url(svc: Service) -> str:

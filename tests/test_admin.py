@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,14 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 import trio
-from support import Client
+from support import Client, start_from_file
 
 from appliance.admin.auth import LoginThrottle, is_loopback
 from appliance.admin.conversations import to_csv
 from appliance.admin.settings import plan_edit
-from appliance.config import ConfigError, default_faq_path, load_config, parse_config
+from appliance.config import ConfigError, load_config, parse_config
 from appliance.fakes.scripted_llm import ScriptedLLM
 from appliance.store import TurnRecord
 from appliance.supervisor import Service, run_service
@@ -50,40 +48,8 @@ def start(nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM) -> Start:
     """Write a config file (with a private FAQ copy) and run the service from it."""
 
     async def _start(**sections: dict[str, Any]) -> tuple[Service, Path]:
-        faq = tmp_path / "faq.md"
-        shutil.copy(default_faq_path(), faq)
-        data: dict[str, Any] = {
-            "web": {"host": "127.0.0.1", "port": 0},
-            "llm": {
-                "spawn_local": False,
-                "endpoints": [{"name": "scripted", "url": llm.url, "model": "m"}],
-            },
-            "audio": {"enabled": False},
-            "voice": {"enabled": False},
-            "store": {"path": "log.db"},
-            "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
-            "knowledge": {
-                "semantic": False,
-                "faq": "faq.md",
-                "answer_mode": "open",
-                "fact_guard": False,
-            },
-        }
-        for name, values in sections.items():
-            data.setdefault(name, {}).update(values)
-        path = tmp_path / "appliance.toml"
-        path.write_text(tomli_w.dumps(data))
-        cfg = load_config(path)
-        svc: Service = await nursery.start(
-            partial(
-                run_service,
-                cfg,
-                notifier=Notifier.from_env({}),
-                handle_signals=False,
-                config_path=path,
-            )
-        )
-        return svc, path
+        knowledge = {"answer_mode": "open", "fact_guard": False, **sections.pop("knowledge", {})}
+        return await start_from_file(nursery, tmp_path, llm.url, knowledge=knowledge, **sections)
 
     return _start
 

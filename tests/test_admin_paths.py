@@ -16,19 +16,17 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 import trio
+from support import start_from_file
 
 from appliance.config import default_faq_path, load_config
 from appliance.fakes.scripted_llm import ScriptedLLM
-from appliance.supervisor import Service, run_service
-from appliance.systemd import Notifier
+from appliance.supervisor import Service
 
 PASSWORD = "correct horse battery"
 
@@ -41,35 +39,7 @@ def start(nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM) -> Start:
     copy there unless `faq` says otherwise."""
 
     async def _start(faq: str = "faq.md", **sections: dict[str, Any]) -> tuple[Service, Path]:
-        state = tmp_path / "state"
-        state.mkdir(exist_ok=True)
-        shutil.copy(default_faq_path(), state / "faq.md")
-        data: dict[str, Any] = {
-            "web": {"host": "127.0.0.1", "port": 0},
-            "llm": {
-                "spawn_local": False,
-                "endpoints": [{"name": "scripted", "url": llm.url, "model": "m"}],
-            },
-            "audio": {"enabled": False},
-            "voice": {"enabled": False},
-            "store": {"path": "log.db"},
-            "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
-            "knowledge": {"semantic": False, "faq": faq},
-        }
-        for name, values in sections.items():
-            data.setdefault(name, {}).update(values)
-        path = state / "appliance.toml"
-        path.write_text(tomli_w.dumps(data))
-        svc: Service = await nursery.start(
-            partial(
-                run_service,
-                load_config(path),
-                notifier=Notifier.from_env({}),
-                handle_signals=False,
-                config_path=path,
-            )
-        )
-        return svc, path
+        return await start_from_file(nursery, tmp_path / "state", llm.url, faq=faq, **sections)
 
     return _start
 

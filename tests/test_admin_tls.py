@@ -11,23 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 import trio
+from support import start_from_file
 
-from appliance.config import default_faq_path, load_config
 from appliance.fakes.scripted_llm import ScriptedLLM
-from appliance.supervisor import Service, run_service
-from appliance.systemd import Notifier
+from appliance.supervisor import Service
 
 PASSWORD = "correct horse battery"
 LAN_ADDR = "192.0.2.2"
@@ -47,34 +43,7 @@ def _has_addr(addr: str) -> bool:
 @pytest.fixture
 def start(nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM) -> Start:
     async def _start(**sections: dict[str, Any]) -> tuple[Service, Path]:
-        state = tmp_path / "state"
-        state.mkdir(exist_ok=True)
-        shutil.copy(default_faq_path(), state / "faq.md")
-        data: dict[str, Any] = {
-            "web": {"host": "127.0.0.1", "port": 0},
-            "llm": {
-                "spawn_local": False,
-                "endpoints": [{"name": "scripted", "url": llm.url, "model": "m"}],
-            },
-            "audio": {"enabled": False},
-            "voice": {"enabled": False},
-            "store": {"path": "log.db"},
-            "knowledge": {"semantic": False, "faq": "faq.md"},
-        }
-        for name, values in sections.items():
-            data.setdefault(name, {}).update(values)
-        path = state / "appliance.toml"
-        path.write_text(tomli_w.dumps(data))
-        svc: Service = await nursery.start(
-            partial(
-                run_service,
-                load_config(path),
-                notifier=Notifier.from_env({}),
-                handle_signals=False,
-                config_path=path,
-            )
-        )
-        return svc, path
+        return await start_from_file(nursery, tmp_path / "state", llm.url, **sections)
 
     return _start
 

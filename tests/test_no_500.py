@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 import trio
+from support import start_from_file
 
-from appliance.config import default_faq_path, load_config
 from appliance.fakes.scripted_llm import ScriptedLLM
-from appliance.supervisor import Service, run_service
-from appliance.systemd import Notifier
+from appliance.supervisor import Service
 from appliance.web.app import create_app
 
 PASSWORD = "correct horse battery"
@@ -36,30 +32,8 @@ Start = Callable[[], Awaitable[Service]]
 @pytest.fixture
 def start(nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM) -> Start:
     async def _start() -> Service:
-        shutil.copy(default_faq_path(), tmp_path / "faq.md")
-        data: dict[str, Any] = {
-            "web": {"host": "127.0.0.1", "port": 0, "rate_per_s": 10000.0, "rate_burst": 10000},
-            "llm": {
-                "spawn_local": False,
-                "endpoints": [{"name": "scripted", "url": llm.url, "model": "m"}],
-            },
-            "audio": {"enabled": False},
-            "voice": {"enabled": False},
-            "store": {"path": "log.db"},
-            "knowledge": {"semantic": False, "faq": "faq.md"},
-            "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
-        }
-        path = tmp_path / "appliance.toml"
-        path.write_text(tomli_w.dumps(data))
-        svc: Service = await nursery.start(
-            partial(
-                run_service,
-                load_config(path),
-                notifier=Notifier.from_env({}),
-                handle_signals=False,
-                config_path=path,
-            )
-        )
+        web = {"rate_per_s": 10000.0, "rate_burst": 10000}
+        svc, _ = await start_from_file(nursery, tmp_path, llm.url, web=web)
         return svc
 
     return _start

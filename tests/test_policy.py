@@ -158,6 +158,25 @@ def test_a_visitors_word_for_what_the_faq_calls_otherwise(
     assert d.entry.question == expect
 
 
+@pytest.mark.parametrize(
+    "question",
+    ["is the soup in the cafe vegetarian", "does the gym do any yoga classes"],
+)
+def test_a_detail_the_faq_never_mentions_is_offered_back_not_answered(
+    museum: KnowledgeBase, hotel: KnowledgeBase, question: str
+) -> None:
+    """The café entry is about the café, not about its soup: answering with it would sound
+    like an answer and is not one. Asked back, the visitor can still pick it."""
+    kb = hotel if "gym" in question else museum
+    d = turn(kb, question)
+    assert d.kind in ("clarify", "decline"), d
+
+
+def test_who_when_and_how_many_words_do_not_count_as_unanswered(hotel: KnowledgeBase) -> None:
+    d = turn(hotel, "when does the bar close on friday, my husband wants to know")
+    assert d.kind == "faq" and d.entry is not None and d.entry.question == "When is the bar open?"
+
+
 def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
     assert "park" in related("car") and "car" in related("park")
     assert "smok" in related("cigarett")
@@ -617,9 +636,19 @@ def test_bench_on_the_tuning_set(museum: KnowledgeBase, hotel: KnowledgeBase) ->
     cases, _ = bench.load_cases(TUNE)
     report = bench.summarize(bench.evaluate(cases, {"museum": museum, "hotel": hotel}))
     aims = report["aims"]
-    assert aims["wrong"] <= 2  # measured 2
+    assert aims["wrong"] <= 1  # measured 1 (2 before unmatched words were offered back)
     assert aims["offtopic_declined"] == 1.0
-    assert aims["answerable_correct"] >= 0.73  # measured 0.737 (0.699 before concepts.py)
-    assert aims["clarify_rate"] <= 0.10  # measured 0.078
+    assert aims["answerable_correct"] >= 0.63  # measured 0.639 (0.737 answering them all)
+    assert aims["clarify_rate"] <= 0.16  # measured 0.150
     assert report["per_kind"]["chat"]["correct_rate"] == 1.0
     assert report["per_kind"]["bad"]["correct_rate"] == 1.0
+
+
+def test_bench_on_the_second_tuning_set(museum: KnowledgeBase, hotel: KnowledgeBase) -> None:
+    """tests/data/understand/tune2.toml, written by another helper session from the FAQs alone
+    (more off-topic questions that share an entry's words): wrong 13 -> 4 when the words the
+    FAQ lacks are offered back instead of answered."""
+    cases, _ = bench.load_cases(TUNE.with_name("tune2.toml"))
+    aims = bench.summarize(bench.evaluate(cases, {"museum": museum, "hotel": hotel}))["aims"]
+    assert aims["wrong"] <= 4  # measured 4
+    assert aims["answerable_correct"] >= 0.52  # measured 0.522

@@ -46,6 +46,10 @@ _GROUPS = (
     "bus buses train trains tram trams metro subway station transport",
     "souvenir souvenirs gift gifts shop",
     "doctor pharmacy chemist medicine sick ill",
+    "nappy nappies diaper diapers changing",
+    "headphone headphones audioguide audio",
+    "charger chargers charging electric",
+    "website online web",
 )
 
 

@@ -152,6 +152,9 @@ class PolicySettings:
     # How much a word the FAQ never uses counts in coverage, relative to the rarest FAQ word:
     # it may be the real topic ("kettle") or just the visitor's wording ("nappy").
     unknown_weight: float = 1.0
+    # This many question words that neither the FAQ nor the best entry's related words have:
+    # offer the entry back ("Do you mean ...?") instead of answering with it.
+    unmatched_confirm: int = 1
     # An entry is *anchored* when it has one of the question's specific words: one at most
     # `specific_share` of the entries use (2 at least), a word of its own heading at most
     # `heading_share` of them use, or a word the FAQ lacks whose stem it has ("charger" /
@@ -299,6 +302,25 @@ _GENERIC_WORDS = """
     early last next ago since per time times keep put give find see say try bring buy sell
     visit wait stay show help work happen
 """
+# Words that say who asks, when, or how many, not what about: a question may carry them
+# without asking anything the FAQ lacks ("what do I pay for my boy, he's eight").
+_INCIDENTAL_WORDS = """
+    like today morning evening night afternoon need way people person still myself weve im id
+    isnt right even best easiest very few more much said somebody someone round set sort out
+    pop place thing things stuff home travelling travel ever actually while during together
+    less extra special number far nothing close closing shut start starts begin end finish
+    monday tuesday wednesday thursday friday saturday sunday weekend weekday weekdays week
+    christmas easter new year years holiday holidays bank midnight noon
+    one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+    sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety
+    hundred seventytwo half quarter
+    mum mom mummy mommy dad daddy father mother grandfather grandmother grandma grandpa granny
+    parent parents friend friends husband wife partner son daughter boy girl man woman men women
+    young old little guy guys lady baby's us we
+"""
+_INCIDENTAL = frozenset(t for w in _INCIDENTAL_WORDS.split() for t in tokenize(w))
+
+
 _GENERIC = frozenset(t for w in _GENERIC_WORDS.split() for t in tokenize(w)) | frozenset(
     _GENERIC_WORDS.split()
 )
@@ -757,6 +779,10 @@ class _Candidate:
     coverage: float
     support: float
     anchored: bool
+    # Question words the whole FAQ lacks and this entry does not cover through a related word
+    # ("vegetarian" in "is the soup in the cafe vegetarian"): the visitor asks about something
+    # the staff never wrote down, so the entry may be on the topic without answering it.
+    unmatched: int = 0
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
@@ -790,7 +816,11 @@ def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
         anchored = any(
             df <= specific or (df <= in_heading and _term_in(t, heading_terms)) for t, df in matched
         )
-        out.append(_Candidate(hit, semantic, coverage, support, anchored))
+        have = {t for t, _ in matched}
+        unmatched = sum(
+            1 for t, df in terms_df if df == 0 and t not in have and t not in _INCIDENTAL
+        )
+        out.append(_Candidate(hit, semantic, coverage, support, anchored, unmatched))
     out.sort(key=lambda c: c.support, reverse=True)
     return out
 
@@ -858,7 +888,8 @@ def _weigh(g: Grounding, settings: PolicySettings, repeat: FaqEntry | None = Non
         margin = max(margin, settings.unanchored_margin)
     if repeat is not None and best.hit.entry == repeat:
         margin = max(margin, settings.repeat_margin)
-    if _answerable(best, settings) and lead >= margin:
+    asks_beyond = best.unmatched >= settings.unmatched_confirm  # see _Candidate.unmatched
+    if _answerable(best, settings) and lead >= margin and not asks_beyond:
         return _Ranked(_answer(best.hit, "confident", [c.hit for c in plausible], settings), best)
     # Offered back: the plausible best and the entries about as supported (these need no
     # anchor: the visitor picks, nothing is asserted).
