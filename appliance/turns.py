@@ -31,17 +31,16 @@ from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
 from .events import Choice, Emit, ReplyDelta, ReplyDone, StateEvent
 from .images import ImageLimits, PreparedImage, prepare_image_async
-from .knowledge import FaqEntry, Grounding, Hit, KnowledgeBase, build_system_prompt, ground
+from .knowledge import Grounding, Hit, KnowledgeBase, build_system_prompt, ground
 from .knowledge.grounding import prepare
 from .knowledge.guard import ClauseGate, FactGuard, Violation, is_echo, is_empty, split_clauses
 from .knowledge.policy import (
     Decision,
     PolicyContext,
     PolicySettings,
-    clarify_between,
     decide,
-    decline,
     faq_topics,
+    instead_of_generated,
     lookups,
 )
 from .llm.pool import AllEndpointsFailed, LLMPool
@@ -502,7 +501,7 @@ class TurnRunner:
                 rejected.kind,
                 rejected.token,
             )
-            d = self._guarded_fallback(d, hits)
+            d = instead_of_generated(hits, self.policy_settings())
             outcome = "ok"
             start_over()
             await say(d.text)
@@ -526,18 +525,6 @@ class TurnRunner:
             sources += [h.entry.question, h.entry.answer]
         sources += [ex.assistant for ex in conv.context(trio.current_time())]
         return sources
-
-    def _guarded_fallback(self, d: Decision, hits: Sequence[Hit]) -> Decision:
-        """What replaces a reply the guard refused: a question back between the retrieved
-        entries when there are two or more, else the staff's own answer of the single entry,
-        else a decline."""
-        entries = _distinct_entries(hits)
-        settings = self.policy_settings()
-        if len(entries) >= 2:
-            return clarify_between(entries, settings, "guard")
-        if len(entries) == 1:
-            return Decision("faq", entries[0].answer, "guard", hit=hits[0])
-        return decline(settings, "guard")
 
     def _account(
         self,
@@ -651,11 +638,3 @@ def _sentences(text: str) -> list[str]:
 def _context(conv: Conversation) -> PolicyContext | None:
     ctx = conv.answer_context
     return ctx if isinstance(ctx, PolicyContext) else None
-
-
-def _distinct_entries(hits: Sequence[Hit]) -> list[FaqEntry]:
-    seen: list[FaqEntry] = []
-    for h in hits:
-        if h.entry not in seen:
-            seen.append(h.entry)
-    return seen

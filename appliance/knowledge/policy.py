@@ -71,6 +71,7 @@ __all__ = [
     "contextual_query",
     "decide",
     "faq_topics",
+    "instead_of_generated",
     "lookup_query",
     "lookups",
     "question_parts",
@@ -1031,6 +1032,18 @@ def clarify_between(entries: Sequence[FaqEntry], settings: PolicySettings, reaso
     """A question back offering `entries` (two or three), labelled with their own headings."""
     choices = tuple(Choice(str(i + 1), e.question, e) for i, e in enumerate(entries[:3]))
     return Decision("clarify", _clarify_text(choices, settings), reason, choices=choices)
+
+
+def instead_of_generated(hits: Sequence[Hit], settings: PolicySettings) -> Decision:
+    """What replaces a generated reply the fact guard refused: a question back between the
+    retrieved entries when there are two or more, else the staff's own answer of the single
+    entry, else a decline."""
+    entries = list(dict.fromkeys(h.entry for h in hits))
+    if len(entries) >= 2:
+        return clarify_between(entries, settings, "guard")
+    if len(entries) == 1:
+        return Decision("faq", entries[0].answer, "guard", hit=hits[0])
+    return decline(settings, "guard")
 
 
 def decline(settings: PolicySettings, reason: str, category: str = "unknown") -> Decision:
