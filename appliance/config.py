@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import string
 import tempfile
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,6 +164,20 @@ class PersonaConfig:
 
 
 @dataclass(frozen=True)
+class ChatConfig:
+    """The box's replies to small talk (answer policy kind `chat`), for staff to word in the
+    venue's voice; empty = the built-in reply. `{topics}` names three FAQ topics, `{staff}` is
+    `knowledge.staff_hint`."""
+
+    greeting: str = ""
+    thanks: str = ""
+    goodbye: str = ""
+    how_are_you: str = ""
+    identity: str = ""  # "who are you", "are you a robot"
+    joke: str = ""
+
+
+@dataclass(frozen=True)
 class FilterConfig:
     blocked_terms: tuple[str, ...] = ()
     refusal: str = "Sorry, I can't help with that. Is there anything else about your visit?"
@@ -282,6 +297,7 @@ class Config:
     dialog: DialogConfig = field(default_factory=DialogConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     persona: PersonaConfig = field(default_factory=PersonaConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -402,6 +418,19 @@ def _positive(problems: list[str], key: str, value: float, *, allow_zero: bool =
         problems.append(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+def _template_problem(template: str, names: tuple[str, ...]) -> str | None:
+    """Why `template` cannot be filled with `names` (a staff typo must not fail a turn)."""
+    try:
+        used = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        return f"not a valid template ({e}); write {{{{ and }}}} for literal braces"
+    unknown = sorted({n for n in used if n not in names})
+    if unknown:
+        allowed = ", ".join(f"{{{n}}}" for n in names)
+        return f"unknown placeholder {{{unknown[0]}}} (allowed: {allowed})"
+    return None
+
+
 def _validate(cfg: Config, problems: list[str]) -> None:
     if not 0 <= cfg.web.port <= 65535:
         problems.append(f"web.port: must be 0..65535, got {cfg.web.port}")
@@ -452,6 +481,10 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _positive(problems, "knowledge.top_k", cfg.knowledge.top_k)
     if not cfg.persona.system_prompt.strip():
         problems.append("persona.system_prompt: must not be empty")
+    for f in fields(ChatConfig):
+        problem = _template_problem(getattr(cfg.chat, f.name), ("topics", "staff"))
+        if problem is not None:
+            problems.append(f"chat.{f.name}: {problem}")
     for i, term in enumerate(cfg.filter.blocked_terms):
         if not term.strip():
             problems.append(f"filter.blocked_terms[{i}]: must not be empty")

@@ -19,14 +19,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Literal
 
 import trio
 
 from .budgets import Timings
-from .config import Config, KnowledgeConfig
+from .config import ChatConfig, Config, KnowledgeConfig
 from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
 from .events import Choice, Emit, ReplyDelta, ReplyDone, StateEvent
@@ -117,7 +117,7 @@ class TurnRunner:
         self.metrics = metrics
         self.store = store
         self._slots: dict[str, _Slot] = {}
-        self._policy_key: tuple[int, KnowledgeConfig] | None = None
+        self._policy_key: tuple[int, KnowledgeConfig, ChatConfig] | None = None
         self._policy = PolicySettings()
 
     # -- one turn at a time per session -------------------------------------------------------
@@ -173,11 +173,14 @@ class TurnRunner:
     def policy_settings(self) -> PolicySettings:
         """The answer policy's settings for the current FAQ and config (cached per pair)."""
         kb, k = self.knowledge, self.cfg.knowledge
-        key = (id(kb), k)
+        key = (id(kb), k, self.cfg.chat)
         if self._policy_key != key:
             mode: Literal["faq", "llm"] = "faq" if k.answer_mode == "faq" else "llm"
             topics = faq_topics(tuple(e.question for e in kb.entries))
-            self._policy = PolicySettings(answer_mode=mode, topics=topics, staff=k.staff_hint)
+            chat = {f.name: t for f in fields(ChatConfig) if (t := getattr(self.cfg.chat, f.name))}
+            self._policy = PolicySettings(
+                answer_mode=mode, topics=topics, staff=k.staff_hint, chat_replies=chat
+            )
             self._policy_key = key
         return self._policy
 

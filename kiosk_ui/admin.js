@@ -280,6 +280,12 @@ const FIELDS = [
   { key: "llm.fallback_reply", label: "Fallback reply (when no model answers in time)", type: "text" },
   { key: "filter.blocked_terms", label: "Blocked terms (one per line)", type: "lines" },
   { key: "filter.refusal", label: "Reply to a blocked question", type: "text" },
+  { key: "chat.greeting", label: "Reply to a greeting (empty = built-in; {topics} names three FAQ topics)", type: "text" },
+  { key: "chat.thanks", label: "Reply to thanks", type: "text" },
+  { key: "chat.goodbye", label: "Reply to goodbye", type: "text" },
+  { key: "chat.how_are_you", label: "Reply to \u201chow are you\u201d", type: "text" },
+  { key: "chat.identity", label: "Reply to \u201cwho are you\u201d ({staff}: who declines point to)", type: "text" },
+  { key: "chat.joke", label: "Reply to \u201ctell me a joke\u201d", type: "text" },
   { key: "store.retention_days", label: "Keep conversations for (days)", type: "number", step: "1" },
   { key: "llm.endpoints", label: "LLM endpoints (OpenAI-compatible, tried in order)", type: "endpoints" },
 ];

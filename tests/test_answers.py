@@ -53,6 +53,19 @@ async def test_each_kind_reaches_the_page_and_the_log(
     assert 'kind="decline"' in await metric(svc, "appliance_answers_total")
 
 
+async def test_staff_word_the_small_talk_replies(start_service: StartService, connect: Any) -> None:
+    svc = await start_service(
+        knowledge=FAQ_MODE, chat={"greeting": "Ahoy! Ask me about {topics}.", "thanks": ""}
+    )
+    async with connect(svc) as c:
+        await c.hello()
+        hello = await c.ask("hello there")
+        thanks = await c.ask("thank you")
+    assert hello["kind"] == "chat" and hello["text"].startswith("Ahoy! Ask me about ")
+    assert "{topics}" not in hello["text"]
+    assert thanks["text"] == "You're welcome! Is there anything else I can help you with?"
+
+
 async def test_a_clarification_is_answered_by_a_button_or_in_words(
     start_service: StartService, connect: Any
 ) -> None:
