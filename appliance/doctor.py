@@ -126,6 +126,35 @@ async def _llm(cfg: Config) -> list[Check]:
     return out
 
 
+def _voice(cfg: Config) -> Check:
+    """How the box listens, as configured (the running figures are on the admin status page)."""
+    v, a = cfg.voice, cfg.audio
+    if v.enabled is False:
+        return Check("voice", "OK", "disabled in config (text only)")
+    front = [
+        n
+        for n, on in (
+            ("echo cancellation", a.echo_cancellation),
+            ("noise suppression", a.noise_suppression),
+        )
+        if on
+    ]
+    level, problem = "OK", ""
+    if front:
+        try:
+            import pywebrtc_audio  # noqa: F401
+        except ImportError as exc:
+            level, problem = "FAIL", f"; audio front end unavailable: {exc}"
+    wake = f" ('{v.wake_word}')" if "wake" in v.listen else ""
+    return Check(
+        "voice",
+        level,
+        f"listen {' + '.join(v.listen)}{wake}, follow-up {v.follow_up_s:g} s; "
+        f"front end {', '.join(front) or 'off'}; echo gate {'on' if v.echo_gate else 'off'}; "
+        f"final ASR beam {v.asr_beam}, FAQ bias {v.asr_bias:g}{problem}",
+    )
+
+
 async def run_checks(cfg: Config) -> list[Check]:
     checks = [Check("config", "OK", "valid")]
     checks += await trio.to_thread.run_sync(_knowledge, cfg)
@@ -133,5 +162,6 @@ async def run_checks(cfg: Config) -> list[Check]:
     checks += await trio.to_thread.run_sync(_models)
     checks.append(_providers())
     checks.append(await trio.to_thread.run_sync(_audio, cfg))
+    checks.append(_voice(cfg))
     checks += await _llm(cfg)
     return checks

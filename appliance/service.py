@@ -127,6 +127,8 @@ class ServiceContext:
     # Touch to talk: set by the local voice task while it runs; True when the box's own
     # microphone now listens for one question.
     local_listen: Callable[[], bool] | None = None
+    # The box's own microphone and speaker as they run (LocalVoice.status), for the admin page.
+    local_voice_status: Callable[[], dict[str, Any]] | None = None
     # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
     local_mirror: LocalMirror = field(default_factory=LocalMirror)
 

@@ -249,6 +249,23 @@ async function loadStatus() {
       h("td", { class: "mono small", title: m.sha256 || "", text: (m.sha256 || "").slice(0, 12) }),
       h("td", {}, h("span", { class: `pill ${m.present ? "ok" : "error"}`, text: m.present ? "present" : (m.error || "missing") }))))))),
   ];
+  const lv = s.local_voice;
+  if (lv) {
+    const fe = lv.front_end;
+    const ms = (v) => (v == null ? "n/a" : `${v} ms`);
+    cards.push(card("Microphone and speaker", kv([
+      ["Microphone", lv.microphone || "none"],
+      ["Speaker", lv.speaker || "none"],
+      ["Latency in / out", `${ms(lv.input_latency_ms)} / ${ms(lv.output_latency_ms)}`],
+      ["Listening", `${lv.listen.join(" + ")}${lv.wake_word ? ` (\u201c${lv.wake_word}\u201d)` : ""}`],
+      ["Wake words heard / voice turns", `${lv.wakes_heard} / ${lv.turns}`],
+      ["Talk not addressed to the box", String(lv.utterances_ignored)],
+      ["Echo cancellation", fe ? `${fe.echo_cancellation ? "on" : "off"}, noise suppression ${fe.noise_suppression ? "on" : "off"}` : "off (echo gate only)"],
+      ["Echo reduction (ERLE)", fe && fe.erle_db != null ? `${fe.erle_db} dB` : "n/a"],
+      ["Front end CPU / delay", fe ? `${fe.cpu_us_per_10ms} \u00b5s per 10 ms / ${ms(fe.delay_ms)}` : "n/a"],
+      ["Dropped blocks / underruns", `${lv.dropped_blocks} / ${lv.underruns}`],
+    ])));
+  }
   if (s.admin_tls) {
     cards.push(card("Admin over the network", kv([
       ["Address", s.admin_tls.url || "?"],

@@ -119,6 +119,8 @@ def test_doctor_reports_and_fails_on_dead_endpoint(tmp_path: Path) -> None:
     assert "OK   knowledge: 25 FAQ entries" in run.stdout
     assert "FAIL endpoint scripted: http://127.0.0.1:9/v1: refused" in run.stdout
     assert "onnxruntime" in run.stdout
+    voice = next(line for line in run.stdout.splitlines() if " voice:" in line)
+    assert voice.startswith(("OK   voice: disabled", "OK   voice: listen")), voice
 
 
 async def test_ask_streams_reply_from_running_service(start_service: Any, llm: ScriptedLLM) -> None:

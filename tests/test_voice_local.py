@@ -269,3 +269,10 @@ async def test_in_a_lobby_the_box_answers_only_who_addresses_it(
         with trio.fail_after(30):
             await local_log.idle_after_reply.wait()
     assert len(local_log.heard) == 3 and "caf" in local_log.heard[2].lower(), local_log.heard
+    # What the admin status page shows of it.
+    assert svc.ctx.local_voice_status is not None
+    status = svc.ctx.local_voice_status()
+    assert status["listen"] == ["wake", "touch"] and status["wake_word"]
+    assert status["wakes_heard"] >= 1 and status["turns"] == 3, status
+    assert status["utterances_ignored"] >= 2, status  # the two remarks about the dog
+    assert status["front_end"] is None and status["microphone"], status  # front end off by default

@@ -119,6 +119,7 @@ class LocalVoice:
         self.conv: Conversation | None = None
         self.pipeline: VoicePipeline | None = None
         self.messages: deque[dict[str, Any]] = deque(maxlen=64)  # the latest, for status/tests
+        self.wakes = 0  # wake words heard since start
 
     def _mic_state(self, state: str) -> None:
         if state == "ok":
@@ -183,18 +184,59 @@ class LocalVoice:
                 pipe.gate = self.gate
                 pipe.wake_phrase = self.wake.phrase if self.wake is not None else ""
                 ctx.local_listen = self.listen
+                ctx.local_voice_status = self.status
                 task_status.started()
                 try:
                     async for block in recv:
                         block = self._clean(block)
                         await pipe.feed(block)
                         if self.wake is not None and self.wake.process(block.samples):
+                            self.wakes += 1
                             log.info("local voice: wake word heard")
                             await pipe.wake()
                 finally:
                     self.pipeline = None
                     ctx.local_listen = None
+                    ctx.local_voice_status = None
             nursery.cancel_scope.cancel()
+
+    def status(self) -> dict[str, Any]:
+        """What the admin status page shows of the box's own microphone and speaker.
+
+        `turns_after_wake` vs `wakes_heard`: a wake with no question after it is a false wake
+        or a visitor who walked away; the two are not told apart here."""
+        gate = self.gate
+        turns = self.pipeline.turns if self.pipeline is not None else []
+
+        return {
+            "microphone": self.capture.device_name,
+            "speaker": self.playback.device_name,
+            "input_latency_ms": _ms(self.capture.latency_s),
+            "output_latency_ms": _ms(self.playback.latency_s),
+            "dropped_blocks": self.capture.dropped,
+            "underruns": self.playback.underruns,
+            "listen": list(gate.modes),
+            "wake_word": self.wake.phrase if self.wake is not None else None,
+            "wakes_heard": self.wakes,
+            "listening_opened": gate.opened,
+            "utterances_ignored": gate.ignored,
+            "turns": sum(1 for t in turns if t.outcome == "ok"),
+            "echo_gate": self.ctx.cfg.voice.echo_gate,
+            "front_end": self._front_end_status(),
+        }
+
+    def _front_end_status(self) -> dict[str, Any] | None:
+        if self.frontend is None:
+            return None
+        st, fe = self.frontend.stats(), self.frontend.settings
+        return {
+            "echo_cancellation": fe.echo_cancellation,
+            "noise_suppression": fe.noise_suppression,
+            "erle_db": None if st.erle_db is None else round(st.erle_db, 1),
+            "cpu_us_per_10ms": round(st.cpu_us_per_10ms, 1),
+            "echo_active": st.echo_active,
+            "delay_ms": _ms(self.frontend.delay_s),
+        }
 
     def listen(self) -> bool:
         """Touch to talk: the box's own microphone listens for one question."""
@@ -226,6 +268,10 @@ class LocalVoice:
             m.playback_underruns.inc(max(0, u - underruns))
             dropped, underruns = d, u
             await trio.sleep(period_s)
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else round(s * 1000.0, 1)
 
 
 async def run_local_voice(ctx: ServiceContext, engine: VoiceEngine) -> None:

@@ -41,6 +41,8 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
             "models": models,
             "providers": sysinfo.providers(cfg.inference.providers),
             "audio": {**audio, "enabled": cfg.audio.enabled},
+            # The box's own microphone and speaker while they run (None: not running).
+            "local_voice": ctx.local_voice_status() if ctx.local_voice_status else None,
             "machine": machine,
             "loop_lag_s": round(ctx.lag.last, 4),
             "ws_open": ctx.ws_open,
