@@ -74,6 +74,7 @@ log = logging.getLogger("appliance.voice.pipeline")
 F32 = npt.NDArray[np.float32]
 _MIN_PARTIAL_S = 0.4  # shorter audio gives Moonshine nothing to work with
 _WALL_KEEP = 1024  # frames of (audio time -> wall time) history, ~33 s
+_BEAM_MAX_AUDIO_S = 10.0  # longer utterances: greedy final pass (see _run_asr)
 
 
 @dataclass(frozen=True)
@@ -335,8 +336,11 @@ class VoicePipeline:
         asr = self.engine.asr
         try:
             # The final passes search toward the FAQ now loaded (a no-op unless it changed).
-            options = None if p.final else GREEDY
-            if p.final:
+            # A long ramble gets the greedy search: a beam's cost grows with the tokens, and
+            # over the ASR budget the visitor would be asked to say it all again.
+            beam = p.final and p.audio_s <= _BEAM_MAX_AUDIO_S
+            options = None if beam else GREEDY
+            if beam:
                 await self.engine.sync_bias(self.runner.knowledge)
             tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options)
             p.text, p.compute_s = tr.text, tr.compute_s
