@@ -34,6 +34,11 @@ SECTIONS = {
 }
 
 
+def with_front_end(on: bool) -> dict[str, Any]:
+    audio = {**SECTIONS["audio"], "echo_cancellation": on, "noise_suppression": on}
+    return {**SECTIONS, "audio": audio}
+
+
 class LocalLog(logging.Handler):
     """Events from the local voice task's log lines (emitted on the trio thread)."""
 
@@ -135,14 +140,18 @@ async def test_spoken_faq_question_is_answered_aloud_on_the_speaker(
     assert "appliance_playback_underruns_total " in metrics
 
 
+@pytest.mark.parametrize("front_end", [False, True], ids=["echo_gate", "webrtc_front_end"])
 async def test_own_reply_echoed_into_the_mic_starts_no_turn(
     pulse: PulseDaemon,  # noqa: F811
     start_service: StartService,
     local_log: LocalLog,
+    front_end: bool,
 ) -> None:
     """Self-interruption: the speaker is looped back into the microphone (a kiosk's speaker
-    next to its mic); the box hears its whole reply and must not take it for a visitor."""
-    svc = await start_service(**SECTIONS)
+    next to its mic); the box hears its whole reply and must not take it for a visitor. With
+    the echo gate alone, and with the WebRTC front end (echo cancellation and noise
+    suppression) in front of ASR."""
+    svc = await start_service(**with_front_end(front_end))
     with trio.fail_after(15):
         await local_log.listening.wait()
     q = speech_16k("Can I bring my dog?")
@@ -174,14 +183,18 @@ async def test_own_reply_echoed_into_the_mic_starts_no_turn(
     assert voice_turns(svc) == 2
 
 
+@pytest.mark.parametrize("front_end", [False, True], ids=["echo_gate", "webrtc_front_end"])
 async def test_visitor_talking_over_the_reply_stops_it_and_is_answered(
     pulse: PulseDaemon,  # noqa: F811
     start_service: StartService,
     local_log: LocalLog,
+    front_end: bool,
 ) -> None:
     """Barge-in on the real devices: a second question spoken while the box reads out a long
-    answer stops that answer (stored as interrupted) and becomes the next turn."""
-    svc = await start_service(**SECTIONS)
+    answer stops that answer (stored as interrupted) and becomes the next turn. With the
+    front end on, VAD and the echo gate judge the raw microphone (an echo canceller that has
+    not converged pulls the visitor down too) and ASR the cleaned audio."""
+    svc = await start_service(**with_front_end(front_end))
     with trio.fail_after(15):
         await local_log.listening.wait()
     # The opening hours: ~10 s of speech.

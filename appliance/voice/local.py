@@ -24,7 +24,7 @@ import trio
 from ..audio.capture import Capture
 from ..audio.devices import AudioSettings
 from ..audio.farend import FarEndTap, MicBlock
-from ..audio.frontend import AudioFrontEnd, FarAligner, FrontEndSettings
+from ..audio.frontend import DELAY_SAMPLES, AudioFrontEnd, FarAligner, FrontEndSettings
 from ..audio.playback import Playback
 from ..config import Config
 from ..dialog import Conversation
@@ -91,6 +91,8 @@ class LocalVoice:
         self.playback = Playback(settings)
         a = ctx.cfg.audio
         self.frontend: AudioFrontEnd | None = None
+        # The raw microphone, DELAY_SAMPLES behind (see _detect).
+        self._raw_line = np.zeros(DELAY_SAMPLES, dtype=np.float32)
         self.aligner: FarAligner | None = None
         # The pipeline's echo gate reads what the aligner forwards (draining a tap removes
         # what it read, so the aligner is its only reader).
@@ -187,9 +189,9 @@ class LocalVoice:
                 ctx.local_voice_status = self.status
                 task_status.started()
                 try:
-                    async for block in recv:
-                        block = self._clean(block)
-                        await pipe.feed(block)
+                    async for raw in recv:
+                        block = self._clean(raw)
+                        await pipe.feed(block, self._detect(raw) if block is not raw else None)
                         if self.wake is not None and self.wake.process(block.samples):
                             self.wakes += 1
                             log.info("local voice: wake word heard")
@@ -245,6 +247,15 @@ class LocalVoice:
         self.pipeline.listen()
         log.info("local voice: listening after a tap on the screen")
         return True
+
+    def _detect(self, raw: MicBlock) -> F32:
+        """The raw microphone delayed onto the cleaned audio's timeline (the front end's own
+        re-framing delay; WebRTC's few ms more are inside one VAD frame), for VAD and the echo
+        gate: see VoicePipeline.feed."""
+        self._raw_line = np.concatenate([self._raw_line, raw.samples])
+        out = self._raw_line[: len(raw.samples)]
+        self._raw_line = self._raw_line[len(raw.samples) :]
+        return out
 
     def _clean(self, block: MicBlock) -> MicBlock:
         """The mic block after echo cancellation and noise suppression (~0.2 ms per 32 ms

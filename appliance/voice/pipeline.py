@@ -75,6 +75,7 @@ F32 = npt.NDArray[np.float32]
 _MIN_PARTIAL_S = 0.4  # shorter audio gives Moonshine nothing to work with
 _WALL_KEEP = 1024  # frames of (audio time -> wall time) history, ~33 s
 _BEAM_MAX_AUDIO_S = 10.0  # longer utterances: greedy final pass (see _run_asr)
+_EMPTY: F32 = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ class VoicePipeline:
         self._gate = EchoGate(
             leak=settings.echo_leak, margin=settings.echo_margin, max_lag_s=settings.echo_max_lag_s
         )
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending = _EMPTY
+        self._pending_detect = _EMPTY  # `detect` samples not yet a whole frame
         self._samples = 0  # samples fed = audio time * RATE
         self._wall: deque[tuple[float, float]] = deque(maxlen=_WALL_KEEP)
         self._utt_start = 0.0
@@ -175,11 +177,16 @@ class VoicePipeline:
     def audio_time(self) -> float:
         return self._samples / RATE
 
-    async def feed(self, audio: npt.ArrayLike | MicBlock) -> None:
+    async def feed(
+        self, audio: npt.ArrayLike | MicBlock, detect: npt.ArrayLike | None = None
+    ) -> None:
         """Any number of 16 kHz float32 mono samples; full 32 ms frames are processed now.
 
         A `MicBlock` with a capture time also anchors the microphone's clock, on which the
-        far-end tap (the box's own speaker) places the echo reference."""
+        far-end tap (the box's own speaker) places the echo reference. `detect`: the same
+        samples before the audio front end, on the same timeline, for VAD and the echo gate
+        (ASR gets `audio`): an echo canceller that has not converged yet also pulls a visitor
+        who talks over the reply down by 5-10 dB, enough to miss the barge-in."""
         if isinstance(audio, MicBlock):
             if audio.t is not None:
                 start = self._samples + len(self._pending)
@@ -187,10 +194,20 @@ class VoicePipeline:
             audio = audio.samples
         a = np.asarray(audio, dtype=np.float32).reshape(-1)
         buf = np.concatenate([self._pending, a]) if len(self._pending) else a
+        d = buf
+        if detect is not None:
+            da = np.asarray(detect, dtype=np.float32).reshape(-1)
+            if len(da) != len(a):
+                raise ValueError(f"detect has {len(da)} samples for {len(a)} of audio")
+            d = np.concatenate([self._pending_detect, da]) if len(self._pending_detect) else da
         n = len(buf) // FRAME
         for i in range(n):
-            await self._frame(buf[i * FRAME : (i + 1) * FRAME])
+            frame = buf[i * FRAME : (i + 1) * FRAME]
+            await self._frame(
+                frame, detect=None if detect is None else d[i * FRAME : (i + 1) * FRAME]
+            )
         self._pending = buf[n * FRAME :].copy()
+        self._pending_detect = d[n * FRAME :].copy() if detect is not None else _EMPTY
 
     async def settle(self) -> None:
         """Wait for the ASR passes (partial, speculative final) and the reply prefetch in
@@ -204,7 +221,7 @@ class VoicePipeline:
 
     async def end_of_input(self) -> None:
         """The source stopped (file end, `audio.end`): end an utterance in progress now."""
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending = self._pending_detect = _EMPTY
         silence = np.zeros(FRAME, dtype=np.float32)
         limit = int(self.settings.segmenter.hangover_s / FRAME_S) + 2
         for _ in range(limit):
@@ -223,18 +240,21 @@ class VoicePipeline:
                 return wall
         return trio.current_time()
 
-    async def _frame(self, frame: F32, prob: float | None = None) -> None:
+    async def _frame(
+        self, frame: F32, prob: float | None = None, detect: F32 | None = None
+    ) -> None:
         self._ring.append(frame)
+        heard = frame if detect is None else detect  # what VAD and the echo gate judge
         self._samples += FRAME
         t = self.audio_time
         self._wall.append((t, trio.current_time()))
         if prob is None:
-            prob = await self._vad.run(self._vad.model.prob, frame)
+            prob = await self._vad.run(self._vad.model.prob, heard)
         if self._far_end is not None:
             self._gate.reference.sync(self._far_end)
         playing = self._gate.active(self._samples)
         self._seg.set_speaking(self._speaking or playing)
-        if playing and self.settings.echo_gate and self._gate.is_echo(frame, self._samples):
+        if playing and self.settings.echo_gate and self._gate.is_echo(heard, self._samples):
             self.echo_frames += 1
             prob = 0.0
         for ev in self._seg.process(prob, t, FRAME_S):
