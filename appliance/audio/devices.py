@@ -179,14 +179,20 @@ async def pulse_devices(kind: Kind) -> tuple[list[PulseDevice], str] | None:
 
 @asynccontextmanager
 async def _pactl_subscribe() -> AsyncIterator[trio.abc.ReceiveStream | None]:
-    """`pactl subscribe`'s output while the block runs; None when there is no pactl."""
+    """`pactl subscribe`'s output while the block runs; None when there is no pactl (or it
+    cannot be started: the callers fall back to what they do without PulseAudio)."""
     exe = shutil.which("pactl")
-    if exe is None:
+    proc = None
+    if exe is not None:
+        try:
+            proc = await trio.lowlevel.open_process(
+                [exe, "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            log.debug("pactl subscribe not started: %s", exc)
+    if proc is None:
         yield None
         return
-    proc = await trio.lowlevel.open_process(
-        [exe, "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
     try:
         assert proc.stdout is not None
         yield proc.stdout
