@@ -84,6 +84,11 @@ class Metrics:
         self.store_dropped = Counter(
             "appliance_store_dropped", "Conversation log records dropped", registry=r
         )
+        self.store_retrying = Gauge(
+            "appliance_store_retrying",
+            "Conversation log records kept in memory after a failed write (disk full), to retry",
+            registry=r,
+        )
         self.ready = Gauge("appliance_ready", "1 when the service is ready", registry=r)
         self.audio_dropped = Counter(
             "appliance_audio_dropped_blocks", "Microphone blocks dropped (queue full)", registry=r

@@ -2,7 +2,10 @@
 
 `Store` is plain blocking code (one connection, one thread at a time). `AsyncStore` owns a
 bounded queue and a single writer task that hands batches to a worker thread, so a slow or full
-disk costs dropped log rows (counted), never a late reply.
+disk never costs a late reply. A write that fails for a reason that can pass (disk full, I/O
+error, a lock held too long) is kept in memory, bounded, and retried with the next write and
+every `retry_s`, so the turns of a disk-full episode land once there is room again; beyond the
+bound they are dropped (counted, logged).
 
 Deleted visitor text does not linger: `secure_delete` zeroes deleted rows in their pages (and
 in pages put on the free list), and every purge or deletion ends with a TRUNCATE checkpoint,
@@ -20,12 +23,16 @@ import math
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 __all__ = [
     "OUTCOMES",
@@ -35,6 +42,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TurnRecord",
+    "transient",
 ]
 
 log = logging.getLogger(__name__)
@@ -163,6 +171,18 @@ def _record(row: Sequence[Any]) -> TurnRecord:
     )
 
 
+# SQLite result codes (and their extended forms, e.g. SQLITE_IOERR_WRITE) that say nothing about
+# the rows: they can pass by themselves, so the write is worth trying again.
+_TRANSIENT = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def transient(exc: BaseException) -> bool:
+    """True for a write error worth retrying (disk full, I/O error, locked); False for one that
+    would fail the same way again (a broken schema, a closed store). Pure."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return isinstance(exc, sqlite3.OperationalError) and name.startswith(_TRANSIENT)
+
+
 def _like_pattern(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -270,7 +290,10 @@ class Store:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (it can on SQLITE_FULL/IOERR/BUSY); a
+                # second ROLLBACK would raise and hide the error that says why.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             return len(recs)
 
@@ -430,7 +453,12 @@ class Store:
 
 class AsyncStore:
     """Thin trio adapter: one worker thread at a time (CapacityLimiter(1)), a bounded queue so a
-    slow disk never blocks a turn. Call `log_turn` and `flush` from the trio thread."""
+    slow disk never blocks a turn. Call `log_turn` and `flush` from the trio thread.
+
+    A batch whose write fails transiently (`transient`) is kept, up to `max_retry` turns in
+    arrival order, and written before the next batch, or after `retry_s` when nothing new
+    comes; turns beyond the bound are dropped (the oldest are kept: the log of an outage has
+    no hole at its start). `metrics`, when given, gets the kept count and the drops."""
 
     def __init__(
         self,
@@ -438,24 +466,39 @@ class AsyncStore:
         max_pending: int = 1000,
         drain_timeout: float = 5.0,
         max_batch: int = 100,
+        *,
+        max_retry: int = 1000,
+        retry_s: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self._send, self._recv = trio.open_memory_channel[TurnRecord](max_pending)
         self._limiter = trio.CapacityLimiter(1)
         self._drain_timeout = drain_timeout
         self._max_batch = max_batch
+        self._max_retry = max_retry
+        self._retry_s = retry_s
+        self._metrics = metrics
         self._enqueued = 0
-        self._processed = 0  # written or failed
+        self._processed = 0  # written, failed, or kept for a retry
         self._progress = trio.Event()
         self._running = False
         self._batch: list[TurnRecord] = []  # taken from the queue, not yet written
-        self.dropped = 0  # refused because the queue was full or the writer had stopped
-        self.failed = 0  # accepted but the write raised (disk full, corrupt file)
+        self._kept: deque[TurnRecord] = deque()  # failed transiently: written before the next
+        self._kept_since = 0.0  # trio time of the failure that started the current episode
+        self._episode_dropped = 0
+        self.dropped = 0  # refused (queue full, writer stopped) or beyond max_retry
+        self.failed = 0  # accepted but never written (a lasting error, or unwritten at shutdown)
         self.written = 0
 
     @property
     def pending(self) -> int:
         return self._enqueued - self._processed
+
+    @property
+    def retrying(self) -> int:
+        """Turns whose write failed transiently, kept in memory for the next try."""
+        return len(self._kept)
 
     def log_turn(self, rec: TurnRecord) -> bool:
         """Queue a turn without blocking; False (and a counted drop) when the queue is full."""
@@ -473,7 +516,8 @@ class AsyncStore:
         return True
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written (or has failed). Needs run()."""
+        """Wait until everything queued so far is written, has failed, or is kept for a retry.
+        Needs run()."""
         target = self._enqueued
         while self._processed < target:
             if not self._running:
@@ -482,19 +526,17 @@ class AsyncStore:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer task (use nursery.start). Opens the store if needed; on cancellation it
-        writes what is queued (shielded, at most drain_timeout) and checkpoints."""
+        writes what is queued or kept (shielded, at most drain_timeout) and checkpoints."""
         if not self.store.is_open:
             await trio.to_thread.run_sync(self.store.open, limiter=self._limiter)
         self._running = True
         task_status.started()
         try:
-            async for first in self._recv:
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+            while True:
+                try:
+                    batch = await self._next_batch()
+                except trio.EndOfChannel:
+                    break
                 # If cancellation arrives before the worker thread starts, the batch is still in
                 # self._batch and the drain writes it; a write already running in the thread
                 # finishes (threads are not abandoned) and clears it.
@@ -506,6 +548,22 @@ class AsyncStore:
             with trio.CancelScope(shield=True):
                 await self._drain()
 
+    async def _next_batch(self) -> list[TurnRecord]:
+        """Up to max_batch queued turns; none (a retry of the kept ones) once retry_s passed
+        without a new turn while some are kept."""
+        batch: list[TurnRecord] = []
+        if self._kept:
+            with trio.move_on_after(self._retry_s):
+                batch.append(await self._recv.receive())
+        else:
+            batch.append(await self._recv.receive())
+        while batch and len(batch) < self._max_batch:
+            try:
+                batch.append(self._recv.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
     async def _drain(self) -> None:
         left, self._batch = self._batch, []
         while True:
@@ -516,9 +574,10 @@ class AsyncStore:
         # No checkpoint since the loop above: nothing can slip in between. Later log_turn()
         # calls count as drops instead of vanishing into a queue nobody reads.
         self._recv.close()
+        chunks = [left[i : i + self._max_batch] for i in range(0, len(left), self._max_batch)]
         with trio.move_on_after(self._drain_timeout) as scope:
-            for i in range(0, len(left), self._max_batch):
-                await self._write(left[i : i + self._max_batch])
+            for chunk in chunks or [[]]:  # [[]]: the kept turns get one last try
+                await self._write(chunk)
             await trio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
         if scope.cancelled_caught:
             lost = self._enqueued - self._processed
@@ -529,6 +588,14 @@ class AsyncStore:
                 self._drain_timeout,
                 lost,
             )
+        if self._kept:
+            self.failed += len(self._kept)
+            log.error(
+                "conversation log: %d turns kept after a failed write are lost at shutdown",
+                len(self._kept),
+            )
+            self._kept.clear()
+            self._report()
         self._wake()
 
     def _checkpoint(self) -> None:
@@ -538,16 +605,66 @@ class AsyncStore:
             log.warning("conversation log: checkpoint failed: %s", exc)
 
     async def _write(self, batch: list[TurnRecord]) -> None:
+        """Write the kept turns, then `batch`, in one transaction (order preserved)."""
+        rows = [*self._kept, *batch]
+        if not rows:
+            return
         try:
-            await trio.to_thread.run_sync(self.store.add_turns, batch, limiter=self._limiter)
+            await trio.to_thread.run_sync(self.store.add_turns, rows, limiter=self._limiter)
         except Exception as exc:
-            # The log is not worth taking the kiosk down for: count, say so, carry on.
-            self.failed += len(batch)
-            log.error("conversation log: %d turns not written: %s", len(batch), exc)
+            if transient(exc):
+                self._keep(batch, exc)
+            else:
+                # The log is not worth taking the kiosk down for: count, say so, carry on.
+                self.failed += len(rows)
+                log.error("conversation log: %d turns not written: %s", len(rows), exc)
+                self._kept.clear()
         else:
-            self.written += len(batch)
+            self.written += len(rows)
+            if self._kept:
+                log.info(
+                    "conversation log: writing again; %d turns kept since the failed write "
+                    "%.1f s ago are written (%d dropped meanwhile)",
+                    len(self._kept),
+                    trio.current_time() - self._kept_since,
+                    self._episode_dropped,
+                )
+                self._kept.clear()
         self._processed += len(batch)
+        self._report()
         self._wake()
+
+    def _keep(self, batch: list[TurnRecord], exc: Exception) -> None:
+        if not self._kept:  # a new episode: said once, not once per batch
+            self._kept_since = trio.current_time()
+            self._episode_dropped = 0
+            log.warning(
+                "conversation log: write failed (%s); keeping up to %d turns in memory and "
+                "retrying every %g s",
+                exc,
+                self._max_retry,
+                self._retry_s,
+            )
+        room = max(0, self._max_retry - len(self._kept))
+        self._kept.extend(batch[:room])
+        lost = len(batch) - min(room, len(batch))
+        if lost:
+            first = self._episode_dropped == 0
+            self._episode_dropped += lost
+            self.dropped += lost
+            if self._metrics is not None:
+                self._metrics.store_dropped.inc(lost)
+            if first or self._episode_dropped // 100 > (self._episode_dropped - lost) // 100:
+                log.warning(
+                    "conversation log: %d turns kept, the most it holds; %d newer turns "
+                    "dropped since the write failed",
+                    len(self._kept),
+                    self._episode_dropped,
+                )
+
+    def _report(self) -> None:
+        if self._metrics is not None:
+            self._metrics.store_retrying.set(len(self._kept))
 
     def _wake(self) -> None:
         self._progress.set()

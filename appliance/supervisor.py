@@ -206,7 +206,7 @@ async def _serve(
     knowledge = await trio.to_thread.run_sync(load_knowledge, cfg)
     store = Store(Path(cfg.store.path))
     await trio.to_thread.run_sync(store.open)
-    astore = AsyncStore(store)
+    astore = AsyncStore(store, metrics=metrics)
 
     timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)

@@ -12,15 +12,23 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 import trio
 from pulse import PulseDaemon, Recording, pulse  # noqa: F401  (fixture)
+from trio.testing import MockClock
 
-from appliance.audio import AudioSettings, Capture, Playback, StreamResampler, backoff_delay
-from appliance.audio.devices import match_name, parse_pulse_devices
+from appliance.audio import AudioSettings, Capture, Playback, StreamResampler, devices
+from appliance.audio.devices import (
+    Device,
+    keep_device_open,
+    match_name,
+    parse_pulse_devices,
+    pulse_arrival,
+)
 from appliance.audio.farend import MicBlock
 from appliance.audio.resample import resample
 
@@ -50,10 +58,65 @@ def rms(x: F32) -> float:
 # --- pure logic --------------------------------------------------------------------------
 
 
-def test_backoff_doubles_from_initial_and_caps() -> None:
-    assert [backoff_delay(a, 1.0, 10.0) for a in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert backoff_delay(0, 0.25, 10.0) == 0.25
-    assert backoff_delay(10_000, 1.0, 10.0) == 10.0  # no overflow on a long outage
+def test_pulse_arrival_is_a_new_device_of_our_kind_or_new_defaults() -> None:
+    assert pulse_arrival("input", b"Event 'new' on source #12\n")
+    assert pulse_arrival("input", b"Event 'change' on server")
+    assert not pulse_arrival("input", b"Event 'new' on source-output #3")  # a stream, no device
+    assert not pulse_arrival("input", b"Event 'remove' on source #12")
+    assert not pulse_arrival("input", b"Event 'new' on sink #4")
+    assert pulse_arrival("output", b"Event 'new' on sink #4")
+    assert not pulse_arrival("output", b"Event 'new' on sink-input #9")
+
+
+async def test_a_device_that_comes_back_is_reopened_at_once_not_at_the_next_retry(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unplugged for 5 s (retries 1 s, doubling: at +1 s, +3 s, then +7 s): PulseAudio's event
+    for the returning source must reopen it then, not 2 s later at the next retry."""
+    present = [True]
+    listeners: set[Callable[[], None]] = set()  # the arrival watchers running now
+    opened: list[float] = []
+    lost: list[trio.Event] = []
+
+    async def find(kind: str, wanted: str) -> Device | str:
+        if present[0]:
+            return Device("input", 0, "vmic (PulseAudio)", 48000, pulse="vmic")
+        return "no input device matching 'vmic'"
+
+    async def watch(kind: str, arrived: Callable[[], None]) -> None:
+        listeners.add(arrived)
+        try:
+            await trio.sleep_forever()
+        finally:
+            listeners.discard(arrived)
+
+    async def serve(dev: Device, ready: Callable[[], None]) -> None:
+        opened.append(trio.current_time())
+        lost.append(trio.Event())
+        ready()
+        await lost[-1].wait()
+
+    monkeypatch.setattr(devices, "find_device", find)
+    monkeypatch.setattr(devices, "watch_pulse_arrivals", watch, raising=False)
+    states: list[str] = []
+    settings = AudioSettings(retry_initial_s=1.0, retry_max_s=10.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(keep_device_open, "input", "vmic", settings, serve, states.append)
+        )
+        present[0] = False
+        lost[0].set()  # unplugged
+        await trio.sleep(5.0)
+        present[0] = True  # plugged back; PulseAudio says so
+        plugged = trio.current_time()
+        for arrived in list(listeners):
+            arrived()
+        while len(opened) < 2:
+            await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert states == ["ok", "lost", "ok"]
+    assert opened[1] - plugged < 0.01
+    assert not listeners  # the watcher stops once the device is back
 
 
 def test_match_name_prefers_exact_then_first_substring_any_case() -> None:

@@ -191,6 +191,36 @@ async def test_failover_mid_stream_with_nothing_left_raises(
     assert rec.deltas == [("Hello ", False)]
 
 
+async def test_a_first_token_within_first_token_s_is_waited_for_past_stall_s(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    """A restarted local server evaluates the whole prompt before its first token (4 s here):
+    with first_token_s = 6 s that is on time, not a stall at stall_s (3 s), whether the server
+    sends its headers first (this one) or only with the first token (llama-cpp-python)."""
+    rec = Recorder()
+    pool = make_pool(client, rec, ("local", server.url, "script:slow_first:4.0"), first_token_s=6.0)
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert result.text == REPLY and 4.0 <= result.first_token_s < 4.1
+    assert rec.errors == []
+    slow = make_pool(client, rec, ("local", server.url, "script:slow_first:7.0"), first_token_s=6.0)
+    with pytest.raises(AllEndpointsFailed) as info:  # beyond first_token_s: still given up
+        await slow.complete(MESSAGES, rec.on_delta)
+    assert [e.kind for e in info.value.errors] == ["stall"]
+
+
+async def test_hung_headers_are_given_up_after_the_first_token_budget(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    pool = make_pool(client, rec, ("local", server.url, "script:hang_headers"), first_token_s=6.0)
+    t0 = trio.current_time()
+    with pytest.raises(AllEndpointsFailed) as info:
+        await pool.complete(MESSAGES, rec.on_delta)
+    assert [e.kind for e in info.value.errors] == ["stall"]
+    assert 6.0 <= trio.current_time() - t0 < 6.1
+    await settle(server)
+
+
 async def test_vision_filtering(
     mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
 ) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 import trio
+from trio.testing import MockClock
 
-from appliance.store import SCHEMA_VERSION, AsyncStore, Store, StoreError, TurnRecord
+from appliance.metrics import Metrics
+from appliance.store import SCHEMA_VERSION, AsyncStore, Store, StoreError, TurnRecord, transient
 
 
 def rec(i: int, *, started_at: float | None = None, user: str = "", reply: str = "") -> TurnRecord:
@@ -246,6 +253,139 @@ async def test_write_errors_are_counted_and_the_writer_survives(tmp_path: Path) 
         assert (astore.written, astore.failed) == (1, 1)
         nursery.cancel_scope.cancel()
     store.close()
+
+
+# -- a full disk: kept, retried, nothing lost once there is room --------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs, so the disk under the log fills for real (needs root to mount)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here: cannot make a small filesystem to fill")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount -t tmpfs not permitted here (root only): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros until the filesystem is full (ENOSPC)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def logged(path: Path) -> list[int]:
+    with closing(sqlite3.connect(path)) as db:
+        return sorted(r[0] for r in db.execute("SELECT turn FROM turns"))
+
+
+async def test_turns_that_meet_a_full_disk_are_written_once_there_is_room(
+    small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.store")
+    path = small_fs / "appliance.db"
+    store = Store(path)
+    metrics = Metrics()
+    astore = AsyncStore(store, metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(0))
+        await astore.flush()
+        fill(small_fs / "filler")
+        for i in range(1, 6):
+            astore.log_turn(rec(i))
+            await astore.flush()  # one write (and one failure) per turn
+        assert logged(path) == [0]  # the disk really is full
+        assert (astore.written, astore.retrying, astore.failed) == (1, 5, 0)
+        assert "appliance_store_retrying 5.0" in metrics.render().decode()
+        (small_fs / "filler").unlink()
+        astore.log_turn(rec(6))  # the next write takes the kept turns along, in order
+        await astore.flush()
+        assert logged(path) == list(range(7))
+        assert (astore.written, astore.retrying, astore.failed, astore.dropped) == (7, 0, 0, 0)
+        assert "appliance_store_retrying 0.0" in metrics.render().decode()
+        nursery.cancel_scope.cancel()
+    store.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "write failed" in warnings[0]  # once per episode
+    assert any("writing again; 5 turns kept" in r.getMessage() for r in caplog.records)
+
+
+async def test_kept_turns_are_retried_without_waiting_for_a_new_one(
+    small_fs: Path, mock_clock: MockClock
+) -> None:
+    path = small_fs / "appliance.db"
+    store = Store(path)
+    astore = AsyncStore(store, retry_s=1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(0))
+        await astore.flush()
+        fill(small_fs / "filler")
+        for i in range(1, 4):
+            astore.log_turn(rec(i))
+        await astore.flush()
+        await trio.sleep(5)  # virtual: retries keep failing while the disk is full
+        assert astore.retrying == 3 and logged(path) == [0]
+        (small_fs / "filler").unlink()
+        t0 = trio.current_time()
+        while astore.retrying:
+            await trio.sleep(0.05)  # virtual time: waiting for the periodic retry
+        assert trio.current_time() - t0 <= 1.1
+        assert logged(path) == [0, 1, 2, 3]
+        nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_beyond_the_bound_newer_turns_are_dropped_and_counted(
+    small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = small_fs / "appliance.db"
+    store = Store(path)
+    metrics = Metrics()
+    astore = AsyncStore(store, max_retry=3, metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(0))
+        await astore.flush()
+        fill(small_fs / "filler")
+        for i in range(1, 6):
+            astore.log_turn(rec(i))
+            await astore.flush()
+        assert (astore.retrying, astore.dropped) == (3, 2)
+        assert "appliance_store_dropped_total 2.0" in metrics.render().decode()
+        assert any("newer turns dropped" in r.getMessage() for r in caplog.records)
+        (small_fs / "filler").unlink()
+        astore.log_turn(rec(6))
+        await astore.flush()
+        nursery.cancel_scope.cancel()
+    store.close()
+    assert logged(path) == [0, 1, 2, 3, 6]  # the oldest kept, in order
+
+
+def test_only_errors_that_can_pass_are_retried(tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "t.db")) as db:
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            db.execute("INSERT INTO nowhere VALUES (1)")
+    assert not transient(missing.value)  # a broken schema fails the same way every time
+    assert not transient(StoreError("not open"))
 
 
 # -- deleted text leaves the files ------------------------------------------------------------

@@ -1,12 +1,16 @@
 import itertools
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from appliance.backoff import Backoff
 from appliance.config import LLMConfig
-from appliance.llm.local import local_server_args, local_threads
+from appliance.llm import local
+from appliance.llm.local import local_server_args, local_threads, run_local_llm
 from appliance.metrics import Metrics
 from appliance.supervisor import supervised
 
@@ -55,3 +59,73 @@ def test_backoff_doubles_caps_and_forgives_a_healthy_run() -> None:
     assert [b.delay(0.5) for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
     assert b.delay(30.0) == 1.0  # ran healthily: the crash loop is over
     assert b.delay(2.0) == 2.0
+
+
+def test_backoff_immediate_retries_the_first_failure_of_a_streak_at_once() -> None:
+    b = Backoff(initial_s=1.0, max_s=4.0, healthy_s=30.0, immediate=True)
+    assert [b.delay(0.5) for _ in range(5)] == [0.0, 1.0, 2.0, 4.0, 4.0]
+    assert [b.delay(30.0), b.delay(1.0)] == [0.0, 1.0]  # a healthy run starts a new streak
+    b.reset()
+    assert [b.delay(0.0), b.delay(0.0)] == [0.0, 1.0]
+    plain = Backoff(initial_s=1.0, max_s=4.0)
+    plain.delay(0.0)
+    plain.reset()
+    assert plain.delay(0.0) == 1.0  # without `immediate`: a new streak waits initial_s
+
+
+class FakeServer:
+    """Stands in for the llama.cpp child process: `die()` ends it the way a SIGKILL does."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._dead = trio.Event()
+
+    async def wait(self) -> int | None:
+        await self._dead.wait()
+        return self.returncode
+
+    def die(self) -> None:
+        self.returncode = -9
+        self._dead.set()
+
+
+async def test_local_llm_child_is_restarted_at_once_after_a_one_off_crash(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The visitor waits for the restart: a first crash (even of a child that has not yet run
+    for `healthy_s`) must not wait out a backoff; a crash loop still backs off."""
+    spawned: list[tuple[float, FakeServer]] = []
+
+    async def open_process(cmd: list[str], **kwargs: Any) -> FakeServer:
+        proc = FakeServer(10_000 + len(spawned))
+        spawned.append((trio.current_time(), proc))
+        return proc
+
+    async def listening(url: str, proc: FakeServer, timeout_s: float) -> bool:
+        return True
+
+    monkeypatch.setattr(local, "find_local_model", lambda cfg: Path("/m.gguf"))
+    monkeypatch.setattr(local, "local_server_args", lambda cfg, model: ["--model", str(model)])
+    monkeypatch.setattr(local, "_wait_listening", listening)
+    monkeypatch.setattr(trio.lowlevel, "open_process", open_process)
+
+    async def crash_after(ran_s: float) -> float:
+        """Let the current child run `ran_s`, kill it; seconds until the next one is spawned."""
+        await trio.sleep(ran_s)
+        n = len(spawned)
+        spawned[-1][1].die()
+        died = trio.current_time()
+        while len(spawned) == n:
+            await trio.sleep(0.001)
+        return spawned[-1][0] - died
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(run_local_llm, LLMConfig()))
+        first = await crash_after(10.0)  # listening 10 s (under healthy_s), then SIGKILL
+        loop = [await crash_after(1.0) for _ in range(3)]
+        after_health = await crash_after(60.0)
+        nursery.cancel_scope.cancel()
+    assert first == 0.0
+    assert loop == [1.0, 2.0, 4.0]  # crashing again and again: backed off
+    assert after_health == 0.0

@@ -5,8 +5,8 @@ it by themselves when the device comes back, and let the kiosk run text-only mea
 """
 
 from appliance.audio.capture import Capture
-from appliance.audio.devices import AudioSettings, backoff_delay
+from appliance.audio.devices import AudioSettings
 from appliance.audio.playback import Playback
 from appliance.audio.resample import StreamResampler
 
-__all__ = ["AudioSettings", "Capture", "Playback", "StreamResampler", "backoff_delay"]
+__all__ = ["AudioSettings", "Capture", "Playback", "StreamResampler"]

@@ -1,11 +1,12 @@
-"""Finding audio devices by name, noticing when they vanish, and reopening them with backoff.
+"""Finding audio devices by name, noticing when they vanish, and reopening them when they are back.
 
 Two layers, because on a PulseAudio (or PipeWire-pulse) box PortAudio only sees the virtual
 ALSA devices `pulse`/`default`:
 - PulseAudio (`pactl`): sources/sinks matched by name or description; the stream is opened on
   PortAudio's `pulse` device with PULSE_SOURCE/PULSE_SINK naming the target. PulseAudio moves a
   stream whose device is unloaded to a fallback (for a mic: a monitor, i.e. our own speaker),
-  so loss is noticed by watching `pactl subscribe`, not by a stream error.
+  so loss is noticed by watching `pactl subscribe`, not by a stream error; so is a return:
+  while a device is missing, a new source/sink cuts the retry's backoff short.
 - Plain PortAudio devices (bare ALSA, other OSes): matched by name; loss shows as a stream that
   stops calling back.
 `sounddevice` is imported lazily: PortAudio enumerates devices at import and the service must
@@ -22,13 +23,15 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
 import trio
+
+from ..backoff import Backoff
 
 log = logging.getLogger("appliance.audio")
 
@@ -40,16 +43,17 @@ __all__ = [
     "DeviceError",
     "Kind",
     "PulseDevice",
-    "backoff_delay",
     "find_device",
     "keep_device_open",
     "load_sounddevice",
     "match_name",
     "open_started",
     "parse_pulse_devices",
+    "pulse_arrival",
     "pulse_env",
     "serve_stream",
     "watch_pulse",
+    "watch_pulse_arrivals",
 ]
 
 
@@ -92,11 +96,6 @@ class PulseDevice:
     monitor: bool  # a sink's monitor: what we play, never a microphone
 
 
-def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Delay before retry number `attempt` (0-based): initial, doubled each time, capped."""
-    return float(min(maximum, initial * 2.0 ** min(attempt, 30)))
-
-
 def match_name(names: Sequence[str], wanted: str) -> int | None:
     """Index of the device `wanted` names: exact (any case) first, else the first substring."""
     w = wanted.strip().lower()
@@ -136,6 +135,14 @@ def parse_pulse_devices(text: str) -> list[PulseDevice]:
     return out
 
 
+def pulse_arrival(kind: Kind, line: bytes) -> bool:
+    """Whether a `pactl subscribe` line may announce the device we miss: a new source (input) or
+    sink (output), or a change of the server's defaults. Pure."""
+    text = line.decode("utf-8", "replace").strip()
+    noun = "source" if kind == "input" else "sink"
+    return text == "Event 'change' on server" or text.startswith(f"Event 'new' on {noun} #")
+
+
 # --- PulseAudio via pactl ------------------------------------------------------------------
 
 
@@ -170,42 +177,77 @@ async def pulse_devices(kind: Kind) -> tuple[list[PulseDevice], str] | None:
     return devices, (default or "").strip()
 
 
-async def watch_pulse(kind: Kind, name: str, gone: trio.Event) -> None:
-    """Set `gone` once PulseAudio no longer has source/sink `name` (event-driven)."""
+@asynccontextmanager
+async def _pactl_subscribe() -> AsyncIterator[trio.abc.ReceiveStream | None]:
+    """`pactl subscribe`'s output while the block runs; None when there is no pactl (or it
+    cannot be started: the callers fall back to what they do without PulseAudio)."""
     exe = shutil.which("pactl")
-    if exe is None:
+    proc = None
+    if exe is not None:
+        try:
+            proc = await trio.lowlevel.open_process(
+                [exe, "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            log.debug("pactl subscribe not started: %s", exc)
+    if proc is None:
+        yield None
         return
-    noun = "source" if kind == "input" else "sink"
-    proc = await trio.lowlevel.open_process(
-        [exe, "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
     try:
-
-        async def present() -> bool:
-            listed = await pulse_devices(kind)
-            return listed is None or any(d.name == name for d in listed[0])
-
-        # Subscribed first, then checked: a removal in between is not missed.
-        if not await present():
-            gone.set()
-            return
         assert proc.stdout is not None
-        pending = b""
-        while True:
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:  # pactl (or the server) went away
-                gone.set()
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if any(f"'remove' on {noun} #".encode() in ln for ln in lines):
-                if not await present():
-                    gone.set()
-                    return
+        yield proc.stdout
     finally:
         with trio.CancelScope(shield=True):
             proc.kill()
             await proc.wait()
+
+
+async def _event_lines(events: trio.abc.ReceiveStream, pending: bytearray) -> list[bytes] | None:
+    """The next complete event lines (a partial one stays in `pending`); None once pactl (or
+    the server) went away."""
+    chunk = await events.receive_some(4096)
+    if not chunk:
+        return None
+    pending += chunk
+    *lines, rest = bytes(pending).split(b"\n")
+    pending[:] = rest
+    return lines
+
+
+async def watch_pulse(kind: Kind, name: str, gone: trio.Event) -> None:
+    """Set `gone` once PulseAudio no longer has source/sink `name` (event-driven)."""
+    noun = "source" if kind == "input" else "sink"
+
+    async def present() -> bool:
+        listed = await pulse_devices(kind)
+        return listed is None or any(d.name == name for d in listed[0])
+
+    async with _pactl_subscribe() as events:
+        if events is None:
+            return
+        # Subscribed first, then checked: a removal in between is not missed.
+        if not await present():
+            gone.set()
+            return
+        pending = bytearray()
+        while (lines := await _event_lines(events, pending)) is not None:
+            if any(f"'remove' on {noun} #".encode() in ln for ln in lines):
+                if not await present():
+                    gone.set()
+                    return
+        gone.set()  # pactl (or the server) went away
+
+
+async def watch_pulse_arrivals(kind: Kind, arrived: Callable[[], None]) -> None:
+    """Call `arrived()` for each PulseAudio event that may bring a missing device back
+    (`pulse_arrival`), until cancelled; returns at once without pactl, or when it ends."""
+    async with _pactl_subscribe() as events:
+        if events is None:
+            return
+        pending = bytearray()
+        while (lines := await _event_lines(events, pending)) is not None:
+            if any(pulse_arrival(kind, ln) for ln in lines):
+                arrived()
 
 
 # --- PortAudio -----------------------------------------------------------------------------
@@ -362,7 +404,7 @@ async def keep_device_open(
     """
     started = False
     state = ""
-    attempt = 0
+    backoff = Backoff(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
 
     def set_state(new: str) -> None:
         nonlocal state
@@ -371,25 +413,17 @@ async def keep_device_open(
             on_state(new)
 
     def ready() -> None:
-        nonlocal started, attempt
-        attempt = 0
+        nonlocal started
+        backoff.reset()
         set_state("ok")
         if not started:
             started = True
             task_status.started()
 
-    while True:
-        found = await find_device(kind, wanted)
-        if isinstance(found, Device):
-            try:
-                await serve(found, ready)
-                reason = f"audio {kind} lost: {found.label}"
-            except DeviceError as exc:
-                reason = f"audio {kind} {found.label}: {exc}"
-        else:
-            reason = f"audio {kind} unavailable: {found}"
-        delay = backoff_delay(attempt, settings.retry_initial_s, settings.retry_max_s)
-        attempt += 1
+    def failed(reason: str) -> float:
+        """Say so (a warning per outage, then debug lines); the wait before the next try."""
+        nonlocal started
+        delay = backoff.delay(0.0)
         if state == "ok":
             log.warning("%s; retrying (text and touch keep working)", reason)
             set_state("lost")
@@ -406,7 +440,44 @@ async def keep_device_open(
         if not started:
             started = True
             task_status.started()
-        await trio.sleep(delay)
+        return delay
+
+    found = await find_device(kind, wanted)
+    while True:
+        # Served outside any nursery: what serve raises reaches our caller as it is.
+        if isinstance(found, Device):
+            try:
+                await serve(found, ready)
+                reason = f"audio {kind} lost: {found.label}"
+            except DeviceError as exc:
+                reason = f"audio {kind} {found.label}: {exc}"
+        else:
+            reason = f"audio {kind} unavailable: {found}"
+        found = await _until_found(kind, wanted, failed(reason), failed)
+
+
+async def _until_found(
+    kind: Kind, wanted: str, delay: float, failed: Callable[[str], float]
+) -> Device:
+    """Wait `delay`, look again, and so on (`failed` gives the next wait) until the device is
+    found. PulseAudio is watched for the whole outage, so a device that comes back ends the wait
+    at once, even when it appeared during a lookup that missed it: the next wait is then none."""
+    woke = trio.Event()
+
+    def arrived() -> None:
+        woke.set()  # the current wait's event
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_pulse_arrivals, kind, arrived)
+        while True:
+            with trio.move_on_after(delay):
+                await woke.wait()
+            woke = trio.Event()
+            found = await find_device(kind, wanted)
+            if isinstance(found, Device):
+                nursery.cancel_scope.cancel()
+                return found
+            delay = failed(f"audio {kind} unavailable: {found}")
 
 
 FIRST_CALLBACK_S = 5.0  # PulseAudio's first stream in a process took up to ~2 s to call back

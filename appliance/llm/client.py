@@ -231,12 +231,17 @@ async def stream_chat(
     temperature: float,
     stall_s: float,
     stop: Sequence[str] = (),
+    first_s: float | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
-    Raises LLMError; no bytes for stall_s (headers included) is a "stall". Use it with
-    `contextlib.aclosing`: closing the generator closes the HTTP stream immediately.
+    Raises LLMError; no bytes for stall_s (headers included) is a "stall". Until the first
+    content delta the wait is `first_s` instead (default stall_s): a server evaluates the whole
+    prompt before its first token and may hold its headers until then (llama-cpp-python's
+    does), so that wait is the first-token budget's. Use it with `contextlib.aclosing`: closing
+    the generator closes the HTTP stream immediately.
     """
+    first_s = stall_s if first_s is None else first_s
     body = {
         "model": ep.model,
         "messages": messages,
@@ -249,13 +254,13 @@ async def stream_chat(
     request = _request(client, ep, body, "text/event-stream", None)
     response: httpx.Response | None = None
     try:
-        with trio.move_on_after(stall_s):
+        with trio.move_on_after(first_s):
             try:
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as e:
                 raise _transport_error(ep, e) from e
         if response is None:
-            raise LLMError(ep.name, "stall", f"no response headers within {stall_s:g} s")
+            raise LLMError(ep.name, "stall", f"no response headers within {first_s:g} s")
         if response.status_code != 200:
             detail = await _error_detail(response, stall_s)
             raise LLMError(
@@ -270,14 +275,15 @@ async def stream_chat(
         async with aclosing(byte_stream) as chunks:
             while True:
                 chunk: bytes | None = None
-                with trio.move_on_after(stall_s) as scope:
+                wait_s = stall_s if tokens else first_s
+                with trio.move_on_after(wait_s) as scope:
                     try:
                         chunk = await anext(chunks, None)
                     except httpx.HTTPError as e:
                         raise _transport_error(ep, e) from e
                 if scope.cancelled_caught:
                     raise LLMError(
-                        ep.name, "stall", f"no bytes for {stall_s:g} s after {tokens} tokens"
+                        ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
                     )
                 texts, done = _decode(ep, parser, chunk)
                 for text in texts:

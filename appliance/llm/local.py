@@ -119,7 +119,9 @@ async def run_local_llm(
         task_status.started()
         return
     url = f"http://127.0.0.1:{cfg.local_port}/v1"
-    backoff = Backoff(initial_s=1.0, max_s=30.0, healthy_s=_HEALTHY_S)
+    # Immediate: while the child is down every LLM turn gets the fallback reply, so a one-off
+    # crash is restarted at once; a second one within _HEALTHY_S waits 1 s, doubling.
+    backoff = Backoff(initial_s=1.0, max_s=30.0, healthy_s=_HEALTHY_S, immediate=True)
     started = False
     env = child_environment(os.environ)
     while True:
@@ -154,7 +156,7 @@ async def run_local_llm(
             lifeline.close()
         ran = 0.0 if healthy_since is None else trio.current_time() - healthy_since
         delay = backoff.delay(ran)
-        log.error("local LLM server exited with code %s; restarting in %.0f s", code, delay)
+        log.error("local LLM server exited with code %s; restarting in %g s", code, delay)
         status(f"local LLM restarting (exit {code})")
         if on_restart is not None:
             on_restart()

@@ -262,6 +262,11 @@ class LLMPool:
                     temperature=temperature,
                     stall_s=self.stall_s,
                     stop=stop,
+                    # A first token slower than stall_s but within first_token_s is on time: a
+                    # restarted local server's first prompt (cold cache) is one. Given up at
+                    # stall_s, its evaluation went on in the server, and the next turn queued
+                    # behind it and was given up too.
+                    first_s=max(self.stall_s, self.first_token_s),
                 )
                 async with aclosing(stream) as tokens:
                     async for text in tokens:
