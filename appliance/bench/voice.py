@@ -7,11 +7,11 @@ server. Each question (Piper's voice and espeak-ng voices with other accents) is
 virtual microphone while `vmic` and `spk.monitor` are recorded; both recordings are stamped with
 one clock, so end of speech (last loud sample heard on `vmic`) -> first reply sample (first loud
 sample on `spk.monitor`) is measured outside the appliance, and set against the appliance's own
-`voice_to_voice_ms` (its timing error). Barge-in: on some questions "Wait,
-stop." is played over the reply; onset on `vmic` -> last loud sample on the speaker.
-Transcripts, replies and the appliance's own timings come from its JSON log.
+`voice_to_voice_ms` (its timing error). Barge-in: on some questions "Wait, stop." is played
+over the reply; onset on `vmic` -> last loud sample on the speaker. Transcripts, replies and
+the appliance's own timings come from its JSON log.
 
-One module (~580 lines): a benchmark script reads best top to bottom (devices, run, report).
+One module (~640 lines): a benchmark script reads best top to bottom (devices, run, report).
 """
 
 from __future__ import annotations
