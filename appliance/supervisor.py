@@ -325,10 +325,17 @@ async def _load_voice(cfg: Config, ctx: ServiceContext) -> None:
     if cfg.voice.enabled is False:
         return
     try:
-        attach_engine(ctx, await load_engine(cfg))
+        engine = await load_engine(cfg)
+        attach_engine(ctx, engine)
     except (ModelError, SessionError, OSError, RuntimeError, ValueError) as exc:
         log.error("voice unavailable, the kiosk runs text-only: %s", exc)
         ctx.readiness.notes.append(f"voice unavailable: {exc}")
+        return
+    try:
+        # The ASR's FAQ bias now, not in the first visitor's final pass (a ~20 ms rebuild).
+        await engine.sync_bias(ctx.runner.knowledge)
+    except Exception:
+        log.exception("ASR bias toward the FAQ not built at start-up (tried again per question)")
 
 
 def _start_local_voice(ctx: ServiceContext, turns: trio.Nursery) -> None:

@@ -331,7 +331,7 @@ async def test_playback_plays_a_tone_and_stop_silences_it(
     assert first_at is not None
     start_latency = rec.arrival_time(first) - first_at
     print(f"playback: stop() -> last tone sample on spk.monitor {stop_latency * 1000:.0f} ms; "
-          f"first sample out of the queue -> on the monitor {start_latency * 1000:.0f} ms "
+          f"first sample's DAC time -> on the monitor {start_latency * 1000:.0f} ms "
           f"(both include parec's own latency); underruns {playback.underruns}")  # fmt: skip
     assert stop_latency < 0.5
     y = rec.samples[after_stop:]
@@ -391,9 +391,10 @@ async def test_loopback_speaker_to_microphone(
     i = next(i for i in range(start, len(sink.blocks)) if rms(sink.blocks[i]) > 0.1)
     onset = int(np.flatnonzero(np.abs(sink.blocks[i]) > 0.05)[0])
     assert playback.first_sample_at is not None
-    # The onset sample was captured (512 - onset) / 16000 s before its block was delivered.
+    # The onset sample was captured (512 - onset) / 16000 s before its block was delivered;
+    # first_sample_at is when it reached the speaker (its DAC time).
     latency = sink.times[i] - (512 - onset) / 16000 - playback.first_sample_at
-    print(f"loopback: playback queue -> capture channel {latency * 1000:.0f} ms")
+    print(f"loopback: speaker (DAC time) -> capture channel {latency * 1000:.0f} ms")
     assert 0 < latency < 1.0
     assert capture.dropped == 0
     # The device clocks: the tone's first sample reached the speaker (the far-end tap's DAC

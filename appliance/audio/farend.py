@@ -11,27 +11,40 @@ playback queue, on the pipeline's processing clock, our own voice came back 0.25
 later, the more so the busier the box (the pipeline runs behind the microphone), beyond the
 echo gate's search window, and the box took its own voice for a visitor.
 
+The same clocks time the latency figures: end of speech is the ADC time of its last voiced
+sample and first reply audio the DAC time of its first audible sample (`trio_time` moves them
+onto trio's clock), not when the pipeline got the frame or the callback took the sample.
+
 `MicBlock`: captured audio with its ADC time. `FarEndTap`: playback callback -> trio, what was
 played and when. `EchoReference`: the far end at 16 kHz on the microphone's sample axis.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import trio
 
 from appliance.audio.resample import StreamResampler
 
-__all__ = ["RATE", "EchoReference", "FarEndTap", "MicBlock"]
+__all__ = ["RATE", "EchoReference", "FarEndTap", "MicBlock", "trio_time"]
 
 F32 = npt.NDArray[np.float32]
 RATE = 16000  # the microphone side's rate (VAD, ASR, the echo gate)
 # Consecutive output blocks whose stamps agree with their length within this are one stream:
 # their samples are laid back to back (no jitter gaps), and the resampler keeps its history.
 _CONTIGUOUS_S = 0.003
+
+
+def trio_time(t_mono: float) -> float:
+    """A device stamp (`time.monotonic()`) on trio's clock. Both run at CLOCK_MONOTONIC's rate
+    from different origins (trio adds a random offset), so the difference now holds for any
+    stamp; call it on the trio thread."""
+    return t_mono + (trio.current_time() - time.monotonic())
 
 
 @dataclass(frozen=True)

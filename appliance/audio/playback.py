@@ -29,15 +29,20 @@ from appliance.audio.devices import (
     open_started,
     serve_stream,
 )
-from appliance.audio.farend import FarEndTap
+from appliance.audio.farend import FarEndTap, trio_time
 from appliance.audio.resample import StreamResampler
 
 log = logging.getLogger("appliance.audio")
 
 F32 = npt.NDArray[np.float32]
 
-LOUD = 1e-3  # first sample above this (about -60 dBFS) counts as "the reply is audible"
+# The first sample above this (-40 dBFS) is "the reply is audible": the level under which
+# voice/speech.py takes Piper's output for its near-silent run-in.
+LOUD = 1e-2
 THREAD_ABOVE_S = 0.1  # resample chunks longer than this in a worker thread
+# How long `first_out` waits for the callback to take an utterance's first audible sample:
+# a few callback periods; past it the caller carries on (the stamp then comes late or never).
+FIRST_OUT_WAIT_S = 0.5
 
 __all__ = ["Playback"]
 
@@ -74,19 +79,20 @@ class _Ring:
             self.queued = 0
             return n
 
-    def pull(self, out: F32) -> tuple[int, int | None, bool]:
-        """Fill `out` (silence after the queued audio). Returns (samples filled, the
-        utterance whose first audible sample just went out or None, queue just ran dry)."""
+    def pull(self, out: F32) -> tuple[int, tuple[int, int] | None, bool]:
+        """Fill `out` (silence after the queued audio). Returns (samples filled, (utterance,
+        index in `out`) of a chunk's first audible sample that just went out or None, queue
+        just ran dry)."""
         filled = 0
-        loud_gen: int | None = None
+        loud: tuple[int, int] | None = None
         with self._lock:
             had = self.queued > 0
             while filled < len(out) and self._chunks:
                 c = self._chunks[0]
                 take = min(len(out) - filled, len(c.data) - c.pos)
                 out[filled : filled + take] = c.data[c.pos : c.pos + take]
-                if loud_gen is None and c.pos <= c.loud < c.pos + take:
-                    loud_gen = c.gen
+                if loud is None and c.pos <= c.loud < c.pos + take:
+                    loud = c.gen, filled + c.loud - c.pos
                 c.pos += take
                 filled += take
                 if c.pos == len(c.data):
@@ -94,14 +100,16 @@ class _Ring:
             self.queued -= filled
             dry = had and self.queued == 0
         out[filled:] = 0.0
-        return filled, loud_gen, dry
+        return filled, loud, dry
 
 
 class Playback:
     """Float32 mono audio at any rate -> the output device via a ring buffer fed by the callback.
 
-    `first_sample_at`: trio time when the first audible sample of the current utterance left
-    the queue for the device (reset by `mark_utterance()`), for voice-to-voice timing.
+    `first_sample_at`: trio time when the first audible sample of the current utterance
+    reaches the speaker, its DAC time (reset by `mark_utterance()`), for voice-to-voice timing.
+    It is set when the callback takes that sample from the queue, while the time it names is
+    still ahead (the device's buffer, ~the output latency); `first_out()` waits for it.
     `underruns`: the queue ran dry mid-utterance (before `drained()`/`stop()`), or PortAudio
     reported an output underflow. Without a device, `play()` discards (counted in
     `discarded_s`) and the kiosk carries on with text.
@@ -116,6 +124,7 @@ class Playback:
         self.tap = FarEndTap()
         self._ring = _Ring()
         self.first_sample_at: float | None = None
+        self._first = trio.Event()  # first audible sample stamped, or nothing left to wait for
         self.underruns = 0
         self.discarded_s = 0.0
         self.attempts = 0
@@ -124,6 +133,7 @@ class Playback:
         self.rate: int | None = None  # the device's rate while open
         self.latency_s: float | None = None
         self._gen = 0
+        self._pushed = -1  # the last utterance that queued audio
         self._stops = 0
         self._resampler: StreamResampler | None = None
         self._lock = trio.Lock()  # keeps play()/drained() in call order
@@ -144,6 +154,15 @@ class Playback:
         """A new utterance starts: `first_sample_at` will time its first audible sample."""
         self._gen += 1
         self.first_sample_at = None
+        self._first = trio.Event()
+
+    async def first_out(self) -> None:
+        """Until the current utterance's first audible sample has gone to the device (so
+        `first_sample_at` holds its DAC time), its queue ran dry without one, or it was
+        stopped; at most FIRST_OUT_WAIT_S. Returns at once without a device."""
+        if self.available and self._pushed == self._gen:
+            with trio.move_on_after(FIRST_OUT_WAIT_S):
+                await self._first.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the output stream until cancelled; started() once it plays or no device found."""
@@ -192,6 +211,7 @@ class Playback:
         self._resampler = None
         self._ring.clear()
         self._idle.set()
+        self._first.set()
         if self._dirty and self.available:
             self._dirty = False
             if self._flushed.is_set():
@@ -212,21 +232,24 @@ class Playback:
             return
         self._closing = False
         self._dirty = True
+        self._pushed = self._gen
         if self._idle.is_set():
             self._idle = trio.Event()
         self._ring.push(np.clip(y, -1.0, 1.0), self._gen)
 
     # --- trio-thread handlers scheduled by the callback ---
 
-    def _first_out(self, gen: int) -> None:
+    def _first_out(self, gen: int, t_dac: float) -> None:
         if gen == self._gen and self.first_sample_at is None:
-            self.first_sample_at = trio.current_time()
+            self.first_sample_at = trio_time(t_dac)
+            self._first.set()
 
     def _ran_dry(self, starved: bool) -> None:
         if self._ring.queued == 0:
             if starved and not self._closing:
                 self.underruns += 1
             self._idle.set()
+            self._first.set()
 
     def _underflow(self) -> None:
         self.underruns += 1
@@ -248,6 +271,7 @@ class Playback:
         if dropped:
             log.info("audio output gone: %.2f s of queued audio dropped", dropped / rate)
         self._idle.set()
+        self._first.set()
         self._flushed.set()
 
     async def _serve(
@@ -266,17 +290,19 @@ class Playback:
         def callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
             nonlocal last_cb
             now = last_cb = time.monotonic()
-            filled, loud_gen, dry = ring.pull(outdata[:, 0])
+            filled, loud, dry = ring.pull(outdata[:, 0])
+            # The stream clock -> monotonic: when outdata[0] will reach the speaker.
+            dac = time_info.outputBufferDacTime - time_info.currentTime + now
             if filled:
-                dac = time_info.outputBufferDacTime - time_info.currentTime + now
                 tap.push(dac, outdata[:filled, 0].copy(), dev.rate)
             try:
                 if not first.is_set():
                     token.run_sync_soon(first.set)
                 if status.output_underflow:
                     token.run_sync_soon(self._underflow)
-                if loud_gen is not None:
-                    token.run_sync_soon(self._first_out, loud_gen)
+                if loud is not None:
+                    gen, i = loud
+                    token.run_sync_soon(self._first_out, gen, dac + i / dev.rate)
                 if dry:
                     token.run_sync_soon(self._ran_dry, not self._closing)
             except trio.RunFinishedError:

@@ -4,6 +4,7 @@ the filter that keeps filler sounds from starting a turn. Pure, apart from trio.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +19,10 @@ __all__ = [
     "RATE",
     "AsrPass",
     "AudioRing",
+    "FrameClock",
     "InFlight",
     "pcm16_to_float",
+    "speech_end",
     "usable_transcript",
 ]
 
@@ -75,6 +78,82 @@ class AudioRing:
             buffer_len=len(self._buf),
         )
         return self._buf[i0:i1].copy()
+
+
+# Where speech ends: the last sample this far under the utterance's peak (and clearly above the
+# room's floor). 35 dB keeps a word's soft last consonant; a 0.5 peak gives 0.009.
+END_BELOW_PEAK_DB = 35.0
+_END_SEARCH_S = 0.25  # how far before the VAD's end of speech the voice may have stopped
+_FLOOR_S = 0.1  # the end of the hangover: the room's floor (the speech's tail has died away)
+
+
+def speech_end(audio: F32, vad_end: int) -> int:
+    """The sample index where the voice stopped in `audio` (an utterance from its onset
+    through the hangover the VAD waited out), near the VAD's end of speech `vad_end`.
+
+    Silero keeps frames voiced while its probability decays: its end of speech came 60-110 ms
+    after the last loud sample on the bench's questions (tools: Piper, espeak-ng), which the
+    latency figures would otherwise leave out. Searched from `_END_SEARCH_S` before `vad_end`
+    to one frame after it; returns `vad_end` when nothing there is louder than the level
+    (noise as loud as the speech's tail) or no hangover follows (cut at max length). Pure."""
+    tail = audio[vad_end + FRAME :]
+    if vad_end <= 0 or len(tail) < FRAME:
+        return vad_end
+    peak = float(np.max(np.abs(audio[:vad_end])))
+    floor = float(np.max(np.abs(tail[-int(_FLOOR_S * RATE) :])))
+    level = max(peak * 10 ** (-END_BELOW_PEAK_DB / 20), 2.0 * floor)
+    lo = max(0, vad_end - int(_END_SEARCH_S * RATE))
+    loud = np.flatnonzero(np.abs(audio[lo : vad_end + FRAME]) > level)
+    return lo + int(loud[-1]) + 1 if loud.size else vad_end
+
+
+class FrameClock:
+    """When each frame's audio was spoken and when it reached the pipeline, by audio time, for
+    the latency figures. Pure: the caller passes the times (trio clock).
+
+    A live microphone's blocks carry the ADC time of their first sample (`anchor`): the audio
+    was spoken then, however long capture, the channel and a busy loop held it before the
+    pipeline saw it. A browser's or a file's carry none, and a frame's arrival is the best we
+    know. Each frame keeps the time of the anchor it was fed under, so a dropped capture block
+    (a jump on the sample axis, re-anchored by the next block) does not shift earlier frames."""
+
+    def __init__(self, keep: int = 1024) -> None:
+        # (audio time at the frame's end, its arrival, when its last sample was spoken or None)
+        self._frames: deque[tuple[float, float, float | None]] = deque(maxlen=keep)
+        self._anchor: tuple[int, float] | None = None
+
+    def anchor(self, sample: int, t: float | None) -> None:
+        """Sample index `sample` (of the samples fed) entered the microphone at `t`; None: the
+        audio from there on has no clock."""
+        self._anchor = None if t is None else (sample, t)
+
+    def frame(self, end_sample: int, arrived: float) -> None:
+        """A frame ending at sample index `end_sample` reached the pipeline at `arrived`."""
+        spoken = None
+        if self._anchor is not None:
+            sample, t = self._anchor
+            spoken = t + (end_sample - sample) / RATE
+        self._frames.append((end_sample / RATE, arrived, spoken))
+
+    def _holding(self, t: float) -> tuple[float, float, float | None] | None:
+        for f in self._frames:
+            if f[0] >= t - 1e-9:
+                return f
+        return None
+
+    def arrived_at(self, t: float, now: float) -> float:
+        """When the frame holding audio time `t` reached the pipeline (`now`: not fed yet)."""
+        f = self._holding(t)
+        return now if f is None else f[1]
+
+    def spoken_at(self, t: float, now: float) -> float:
+        """When audio time `t` entered the microphone: by the device clock of the frame holding
+        it, else that frame's arrival (`now`: not fed yet)."""
+        f = self._holding(t)
+        if f is None:
+            return now
+        end, arrived, spoken = f
+        return arrived if spoken is None else spoken - (end - t)
 
 
 @dataclass

@@ -50,7 +50,9 @@ def audio_settings(cfg: Config) -> AudioSettings:
 
 class PlaybackSink:
     """`AudioSink` over the sound card: an utterance opens at the first `play` after a
-    `drain`/`stop` (so `first_sample_at` times that utterance's first audible sample)."""
+    `drain`/`stop` (so `first_sample_at` times that utterance's first audible sample), and
+    that `play` returns once the device took the sample, so `first_sample_at` is its DAC
+    time (one callback period, ~20 ms, while the audio already plays)."""
 
     def __init__(self, playback: Playback) -> None:
         self.playback = playback
@@ -58,8 +60,8 @@ class PlaybackSink:
 
     @property
     def first_sample_at(self) -> float | None:
-        # Set by Playback when the sample leaves its queue for the device; it may still be None
-        # right after play() returns (ReplySpeech then uses the current time).
+        # None when the device never took an audible sample in time (ReplySpeech then uses
+        # the current time).
         return self.playback.first_sample_at if self._open else None
 
     @first_sample_at.setter
@@ -67,10 +69,13 @@ class PlaybackSink:
         self.playback.first_sample_at = value
 
     async def play(self, audio: F32, rate: int) -> None:
-        if not self._open:
+        first = not self._open
+        if first:
             self._open = True
             self.playback.mark_utterance()
         await self.playback.play(audio, rate)
+        if first:
+            await self.playback.first_out()
 
     async def drain(self) -> None:
         await self.playback.drained()

@@ -2,7 +2,9 @@
 
 Audio time (samples fed / 16 kHz) drives the segmenter, the partial-ASR cadence and the echo
 gate, so the same code runs on a live microphone, a browser stream and a file fed faster than
-real time (tests). Wall time (trio clock) is used only for the latency figures.
+real time (tests). Wall time (trio clock) is used only for the latency figures: end of speech
+is when its last voiced sample entered the microphone (the capture's ADC time, `FrameClock`),
+or when its frame arrived for a source without a clock (a browser, a file).
 
 Flow per utterance: SpeechStarted (barge-in if a turn is running or audio playing) ->
 partial ASR passes every `partial_interval_s` of audio (`transcript {final:false}`, and the
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
-from ..audio.farend import FarEndTap, MicBlock
+from ..audio.farend import FarEndTap, MicBlock, trio_time
 from ..config import VoiceConfig
 from ..dialog import Conversation, DialogError, DialogEvent
 from ..events import Emit, ErrorEvent, StateEvent, Transcript
@@ -46,9 +47,11 @@ from .listening import (
     RATE,
     AsrPass,
     AudioRing,
+    FrameClock,
     InFlight,
     ListenGate,
     is_stop_request,
+    speech_end,
     strip_wake_phrase,
     usable_transcript,
 )
@@ -73,7 +76,6 @@ log = logging.getLogger("appliance.voice.pipeline")
 
 F32 = npt.NDArray[np.float32]
 _MIN_PARTIAL_S = 0.4  # shorter audio gives Moonshine nothing to work with
-_WALL_KEEP = 1024  # frames of (audio time -> wall time) history, ~33 s
 _BEAM_MAX_AUDIO_S = 10.0  # longer utterances: greedy final pass (see _run_asr)
 _EMPTY: F32 = np.zeros(0, dtype=np.float32)
 
@@ -142,7 +144,7 @@ class VoicePipeline:
         self._pending = _EMPTY
         self._pending_detect = _EMPTY  # `detect` samples not yet a whole frame
         self._samples = 0  # samples fed = audio time * RATE
-        self._wall: deque[tuple[float, float]] = deque(maxlen=_WALL_KEEP)
+        self._clock = FrameClock()  # audio time -> wall time, ~33 s of frames
         self._utt_start = 0.0
         self._last_partial = 0.0
         self._partial: AsrPass | None = None
@@ -183,15 +185,19 @@ class VoicePipeline:
         """Any number of 16 kHz float32 mono samples; full 32 ms frames are processed now.
 
         A `MicBlock` with a capture time also anchors the microphone's clock, on which the
-        far-end tap (the box's own speaker) places the echo reference. `detect`: the same
-        samples before the audio front end, on the same timeline, for VAD and the echo gate
-        (ASR gets `audio`): an echo canceller that has not converged yet also pulls a visitor
-        who talks over the reply down by 5-10 dB, enough to miss the barge-in."""
+        far-end tap (the box's own speaker) places the echo reference and the latency figures
+        time the end of speech. `detect`: the same samples before the audio front end, on the
+        same timeline, for VAD and the echo gate (ASR gets `audio`): an echo canceller that has
+        not converged yet also pulls a visitor who talks over the reply down by 5-10 dB, enough
+        to miss the barge-in."""
+        start = self._samples + len(self._pending)
+        spoken = None
         if isinstance(audio, MicBlock):
             if audio.t is not None:
-                start = self._samples + len(self._pending)
                 self._gate.reference.anchor(start, audio.t)
+                spoken = trio_time(audio.t)
             audio = audio.samples
+        self._clock.anchor(start, spoken)
         a = np.asarray(audio, dtype=np.float32).reshape(-1)
         buf = np.concatenate([self._pending, a]) if len(self._pending) else a
         d = buf
@@ -222,6 +228,7 @@ class VoicePipeline:
     async def end_of_input(self) -> None:
         """The source stopped (file end, `audio.end`): end an utterance in progress now."""
         self._pending = self._pending_detect = _EMPTY
+        self._clock.anchor(self._samples, None)  # made-up silence: never spoken
         silence = np.zeros(FRAME, dtype=np.float32)
         limit = int(self.settings.segmenter.hangover_s / FRAME_S) + 2
         for _ in range(limit):
@@ -233,13 +240,6 @@ class VoicePipeline:
         """Until every utterance fed so far has been transcribed and its turn finished."""
         await self._utterances.wait()
 
-    def _wall_at(self, t: float) -> float:
-        """When the frame containing audio time `t` arrived (trio clock)."""
-        for t_end, wall in self._wall:
-            if t_end >= t - 1e-9:
-                return wall
-        return trio.current_time()
-
     async def _frame(
         self, frame: F32, prob: float | None = None, detect: F32 | None = None
     ) -> None:
@@ -247,7 +247,7 @@ class VoicePipeline:
         heard = frame if detect is None else detect  # what VAD and the echo gate judge
         self._samples += FRAME
         t = self.audio_time
-        self._wall.append((t, trio.current_time()))
+        self._clock.frame(self._samples, trio.current_time())
         if prob is None:
             prob = await self._vad.run(self._vad.model.prob, heard)
         if self._far_end is not None:
@@ -426,8 +426,12 @@ class VoicePipeline:
         self, ev: SpeechEnded, spec: AsrPass | None, barge: bool = False, woken: bool = False
     ) -> None:
         s = self.settings
-        wall_end = self._wall_at(ev.end)
-        wall_decided = self._wall_at(ev.t)
+        now = trio.current_time()
+        # Spoken (the microphone's clock, at the last loud sample) vs decided (when the
+        # pipeline had the frame): vad_end_ms is the hangover, the VAD's own lag behind the
+        # voice and the capture path's latency.
+        wall_end = self._clock.spoken_at(self._speech_end(ev), now)
+        wall_decided = self._clock.arrived_at(ev.t, now)
         if spec is None or spec.start != ev.start or abs(spec.end - ev.end) > 1e-6:
             if spec is not None:
                 spec.stop = True
@@ -476,6 +480,12 @@ class VoicePipeline:
         vt = VoiceTurn(text, timings=timings)
         self.turns.append(vt)
         await self._run_turn(vt, wall_end)
+
+    def _speech_end(self, ev: SpeechEnded) -> float:
+        """Audio time where the voice stopped (`speech_end`), for the latency figures only:
+        ASR keeps the VAD's segment. The ring holds the whole utterance and its hangover."""
+        audio = self._ring.slice(ev.start, ev.t, pre_roll_s=0.0, post_roll_s=0.0)
+        return ev.start + speech_end(audio, round((ev.end - ev.start) * RATE)) / RATE
 
     async def _speak_only(self, text: str) -> None:
         speech = self._new_speech()
@@ -556,7 +566,8 @@ class VoicePipeline:
                 "partial_reply": last.reply if last else "",
             },
         )
-        self._observe("barge_in", trio.current_time() - self._wall_at(t))
+        now = trio.current_time()
+        self._observe("barge_in", now - self._clock.spoken_at(t, now))
         self._utterances.begin()
         self._nursery.start_soon(self._listen_after_barge_in)
 

@@ -42,10 +42,12 @@ REF_RATE = 16000  # the echo gate compares at the microphone's rate
 class AudioSink(Protocol):
     """Where reply audio goes: a sound card, a /ws client, a WAV file, a test list.
 
-    `play` queues audio and returns once it is accepted (it may wait for room, never for
-    the audio to be heard); `drain` waits until everything queued has been heard; `stop`
-    drops whatever is queued at once (barge-in). `first_sample_at` is the trio time the
-    first sample since the last stop()/drain() went out (None before that).
+    `play` queues audio and returns once it is accepted (it may wait for room, or for the
+    device to take an utterance's first sample, never for the audio to be heard); `drain`
+    waits until everything queued has been heard; `stop` drops whatever is queued at once
+    (barge-in). `first_sample_at` is the trio time the first sample since the last
+    stop()/drain() reaches the listener: a sound card's DAC time, else when the sink took it
+    (None before that).
     """
 
     first_sample_at: float | None

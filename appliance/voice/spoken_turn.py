@@ -60,7 +60,10 @@ class SpokenTurn:
         self.speech = speech
         self.sink = sink
         self._emit = emit
-        self.wall_end = wall_end  # when the visitor stopped speaking (trio clock)
+        # When the visitor stopped speaking (trio clock; the microphone's ADC time when the
+        # source has a clock), so voice_to_voice_ms = first_audio_at - wall_end is what a
+        # recording of both would show.
+        self.wall_end = wall_end
         self.tts_first_s = tts_first_s
         self._observe = observe
         self.metrics = metrics
