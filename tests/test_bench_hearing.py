@@ -146,6 +146,7 @@ def test_cli_tiny_run_writes_json_and_markdown(tmp_path: Path) -> None:
         w["detected"] for w in r["wake_rows"] if w["voice"] in ("piper",) and w["noise"] is None
     )
     assert r["negatives_minutes"] >= 0.5 and _number(r["false_wakes_per_hour"])
+    assert len(r["false_wake_events"]) == r["false_wakes"]  # one event per false wake
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# Hearing bench: set `tune` (2 of ")
     assert "| off |" in md and "| hey_mycroft/off |" in md and "False wakes" in md

@@ -353,6 +353,20 @@ def markdown_hearing(report: Mapping[str, Any]) -> str:
             cells += [_c(s["by_category"].get(c)) for c in cats]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines.append("")
+    events: Sequence[Mapping[str, Any]] = report.get("false_wake_events") or []
+    if events:
+        lines += [
+            "False wakes (the utterance under way when it fired; none for noise alone):",
+            "",
+            "| word / front end | minute | category | voice | said |",
+            "|---|---:|---|---|---|",
+        ]
+        for e in events[:40]:
+            lines.append(
+                f"| {e['word']}/{e['frontend']} | {e['at_min']} | {e['category']} | "
+                f"{_c(e.get('voice'))} | {_c(e.get('text'))} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -547,12 +561,16 @@ def _wake_rows(
     return rows, {k: round(v, 1) for k, v in cpu.items()}
 
 
+Said = tuple[int, str, str]  # (first sample in its chunk, text, voice)
+
+
 def _negative_chunks(
     questions: Sequence[Question], minutes: float, seed: int, synth: Synth, cache: Path | None
-) -> Iterator[tuple[str, F32]]:
-    """(category, ~30 s of audio) without any wake word, `minutes` in all: per 4 chunks, clean
-    speech, speech under noise (kind and SNR cycling), clean speech, noise alone. The speech
-    is the set's questions, each pass giving every question another voice. Blocking."""
+) -> Iterator[tuple[str, F32, list[Said]]]:
+    """(category, ~30 s of audio, what is said where) without any wake word, `minutes` in all:
+    per 4 chunks, clean speech, speech under noise (kind and SNR cycling), clean speech, noise
+    alone. The speech is the set's questions, each pass giving every question another voice.
+    Blocking."""
     order = [(p, i) for p in range(len(VOICES)) for i in range(len(questions))]
     nxt = 0
     n_chunks = max(1, round(minutes * 60 / CHUNK_S)) if minutes > 0 else 0
@@ -560,9 +578,11 @@ def _negative_chunks(
         kind = NOISES[(j // 4) % len(NOISES)]
         rng = np.random.default_rng([seed, j])
         if j % 4 == 3:
-            yield kind, make_noise(kind, int(CHUNK_S * RATE), int(rng.integers(2**31)), synth.speak)
+            noise = make_noise(kind, int(CHUNK_S * RATE), int(rng.integers(2**31)), synth.speak)
+            yield kind, noise, []
             continue
         parts: list[F32] = []
+        said: list[Said] = []
         total = 0
         while total < CHUNK_S * RATE:
             p, i = order[nxt % len(order)]
@@ -575,16 +595,17 @@ def _negative_chunks(
                 trail_s=0.2,
             )
             a, _ = make_clip(synth, spec, cache)
+            said.append((total, spec.text, spec.voice))
             parts.append(a)
             total += len(a)
         speech = np.concatenate(parts)
         if j % 4 != 1:
-            yield "speech", speech
+            yield "speech", speech, said
             continue
         snr = SNRS_DB[(j // 12) % len(SNRS_DB)]
         noise = make_noise(kind, len(speech), int(rng.integers(2**31)), synth.speak)
         # SNR over the whole chunk, pauses included: a little noisier than the clips' SNR
-        yield f"speech+{kind}", mix_at_snr(speech, noise, snr, slice(0, len(speech))).audio
+        yield f"speech+{kind}", mix_at_snr(speech, noise, snr, slice(0, len(speech))).audio, said
 
 
 def _false_wakes(
@@ -596,8 +617,9 @@ def _false_wakes(
     synth: Synth,
     cache: Path | None,
     fes: _FrontEnds,
-) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
-    """False wakes per word/front end and category, and the seconds per category. Blocking."""
+) -> tuple[dict[str, dict[str, int]], dict[str, float], list[dict[str, Any]]]:
+    """False wakes per word/front end and category, the seconds per category, and each false
+    wake (where in the stream, what was being said). Blocking."""
     from ..audio.frontend import AudioFrontEnd
     from ..voice.wake import WakeSettings, WakeWordDetector
 
@@ -607,17 +629,35 @@ def _false_wakes(
     dets = {(w, fe): WakeWordDetector(WakeSettings(model=w)) for w in words for fe in frontends}
     counts: dict[str, dict[str, int]] = {f"{w}/{fe}": {} for w, fe in dets}
     seconds: dict[str, float] = {}
+    events: list[dict[str, Any]] = []
+    offset = 0  # samples streamed before this chunk (every detector has seen all of them)
     t0 = time.monotonic()
-    for n, (cat, chunk) in enumerate(_negative_chunks(questions, minutes, seed, synth, cache), 1):
+    chunks = _negative_chunks(questions, minutes, seed, synth, cache)
+    for n, (cat, chunk, said) in enumerate(chunks, 1):
         seconds[cat] = seconds.get(cat, 0.0) + len(chunk) / RATE
         for fe in frontends:
             heard = fes.run(fe, chunk, fronts[fe])
             for w in words:
                 det = dets[(w, fe)]
-                before = det.detections
-                det.process(heard)
                 c = counts[f"{w}/{fe}"]
-                c[cat] = c.get(cat, 0) + det.detections - before
+                c.setdefault(cat, 0)
+                for i in range(0, len(heard), RATE // 2):  # 0.5 s blocks: where each one fired
+                    if det.process(heard[i : i + RATE // 2]):
+                        c[cat] += 1
+                        at = (det.last_detection_sample or 0) - offset
+                        text = next((t for s0, t, _ in reversed(said) if s0 <= at), None)
+                        voice = next((v for s0, _, v in reversed(said) if s0 <= at), None)
+                        events.append(
+                            {
+                                "word": w,
+                                "frontend": fe,
+                                "category": cat,
+                                "at_min": round((offset + at) / RATE / 60, 2),
+                                "text": text,
+                                "voice": voice,
+                            }
+                        )
+        offset += len(chunk)
         if n % 10 == 0:
             fired = {k: sum(v.values()) for k, v in counts.items() if sum(v.values())}
             _say(
@@ -626,7 +666,7 @@ def _false_wakes(
             )
     for det in dets.values():
         det.close()
-    return counts, seconds
+    return counts, seconds, events
 
 
 async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
@@ -703,7 +743,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
         else ([], {})
     )
     wake = wake_summary(wake_rows)
-    counts, seconds = (
+    counts, seconds, events = (
         await trio.to_thread.run_sync(
             _false_wakes,
             words,
@@ -716,7 +756,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             fes,
         )
         if args.negatives_minutes > 0
-        else ({}, {})
+        else ({}, {}, [])
     )
     false = false_wake_summary(counts, seconds)
     cpu = fes.cpu()
@@ -730,6 +770,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             "wake": wake,
             "false_wakes_by_word": false,
             "negatives_seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "false_wake_events": events,
             "errors": 0,
             "wer_rows": rows,
             "wake_rows": wake_rows,
