@@ -4,7 +4,8 @@ Each bench runs the appliance as its own process (`python -m appliance run`, as 
 against a scripted OpenAI-compatible server in another process; the client or load generator is
 the bench process itself (text) or yet another process (load). Benches live in `BENCHES`
 (`core.register`); `all` runs every registered bench in order but those marked `in_all=False`
-(`understand`: an evaluation of the voice path, run in this process, tens of minutes). To add one
+(`understand`: an evaluation of the voice path, run in this process, tens of minutes;
+`hearing`: ASR WER under noise and the wake words, offline). To add one
 (e.g. `voice`), write a module exposing a `core.Bench` and register it in `_builtin()` below.
 """
 
@@ -27,13 +28,14 @@ def _builtin() -> None:
     if BENCHES:
         return
     from .faults import FAULTS
+    from .hearing import HEARING
     from .load import LOAD
     from .startup import STARTUP
     from .text import TEXT
     from .understand import UNDERSTAND
     from .voice import VOICE
 
-    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND, FAULTS):
+    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND, HEARING, FAULTS):
         register(bench)
 
 
