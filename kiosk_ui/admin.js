@@ -258,7 +258,7 @@ async function loadStatus() {
       ["Speaker", lv.speaker || "none"],
       ["Latency in / out", `${ms(lv.input_latency_ms)} / ${ms(lv.output_latency_ms)}`],
       ["Listening", `${lv.listen.join(" + ")}${lv.wake_word ? ` (\u201c${lv.wake_word}\u201d)` : ""}`],
-      ["Wake words heard / voice turns", `${lv.wakes_heard} / ${lv.turns}`],
+      ["Wake words heard / false wakes / voice turns", `${lv.wakes_heard} / ${lv.false_wakes} / ${lv.turns}`],
       ["Talk not addressed to the box", String(lv.utterances_ignored)],
       ["Echo cancellation", fe ? `${fe.echo_cancellation ? "on" : "off"}, noise suppression ${fe.noise_suppression ? "on" : "off"}` : "off (echo gate only)"],
       ["Echo reduction (ERLE)", fe && fe.erle_db != null ? `${fe.erle_db} dB` : "n/a"],

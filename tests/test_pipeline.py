@@ -367,3 +367,30 @@ def test_settings_from_config_take_every_voice_key_by_name() -> None:
     for f in dataclasses.fields(PipelineSettings):
         if f.name != "segmenter":
             assert getattr(s, f.name) == getattr(v, f.name), f.name
+
+
+@pytest.mark.parametrize(
+    ("said", "answered"),
+    [("Can my dog come in with me?", False), ("Hey Mycroft, can I take photos?", True)],
+)
+async def test_a_wake_without_the_wake_phrase_in_its_words_starts_no_turn(
+    runner: TurnRunner, said: str, answered: bool
+) -> None:
+    """The wake-word detector's near misses are "my <noun>" ("can my dog ..."): when only the
+    detector let an utterance in, its transcript must carry the phrase, or it is a false wake."""
+    from appliance.voice.listening import ListenGate
+
+    h = Harness(runner.cfg)
+    speech = speech_16k(said)
+    half = len(speech) // 2
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        pipe.gate = ListenGate(("wake",))
+        pipe.wake_phrase = "Hey Mycroft"
+        await feed(pipe, np.concatenate([silence(0.5), speech[:half]]), live=True)
+        await pipe.wake()  # the detector fires mid-utterance
+        await feed(pipe, np.concatenate([speech[half:], silence(1.0)]), live=True)
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    assert [t.outcome for t in pipe.turns] == (["ok"] if answered else ["false_wake"])
+    assert pipe.false_wakes == (0 if answered else 1)
+    assert bool(h.of("reply.done")) == answered

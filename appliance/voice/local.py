@@ -210,8 +210,8 @@ class LocalVoice:
     def status(self) -> dict[str, Any]:
         """What the admin status page shows of the box's own microphone and speaker.
 
-        `turns_after_wake` vs `wakes_heard`: a wake with no question after it is a false wake
-        or a visitor who walked away; the two are not told apart here."""
+        `false_wakes`: the detector fired but the transcript had no wake phrase (the turn was
+        not started); a wake with nothing said after it is not counted as one."""
         gate = self.gate
         turns = self.pipeline.turns if self.pipeline is not None else []
 
@@ -225,6 +225,8 @@ class LocalVoice:
             "listen": list(gate.modes),
             "wake_word": self.wake.phrase if self.wake is not None else None,
             "wakes_heard": self.wakes,
+            # Wakes whose utterance did not carry the wake phrase (no turn was started).
+            "false_wakes": self.pipeline.false_wakes if self.pipeline is not None else 0,
             "listening_opened": gate.opened,
             "utterances_ignored": gate.ignored,
             "turns": sum(1 for t in turns if t.outcome == "ok"),

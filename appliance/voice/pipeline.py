@@ -167,6 +167,8 @@ class VoicePipeline:
         self._utt_opened = False  # the wake word ended inside the current utterance
         self._utt_barge = False  # the current utterance interrupted the box
         self._utt_shown = True  # the current utterance is shown (state, partials)
+        self._utt_vouched = True  # ... and was let in before any wake word in it
+        self.false_wakes = 0  # wakes whose utterance did not carry the wake phrase
 
     @property
     def prefetch_hits(self) -> int:
@@ -281,6 +283,7 @@ class VoicePipeline:
                 # Talk the box is not listening to (no wake word, no tap, no follow-up) is
                 # neither shown nor answered.
                 self._utt_shown = self._utt_barge or self.gate.listening(t)
+                self._utt_vouched = self._utt_shown  # admitted without a wake word
                 if self._utt_barge:
                     self._barge_in(t)
                 elif self._utt_shown:
@@ -308,7 +311,12 @@ class VoicePipeline:
                     return
                 self._utterances.begin()
                 self._nursery.start_soon(
-                    self._finish_utterance, ev, spec, self._utt_barge, self._utt_opened
+                    self._finish_utterance,
+                    ev,
+                    spec,
+                    self._utt_barge,
+                    self._utt_opened,
+                    self._utt_vouched,
                 )
             case NoSpeechTimeout():
                 pass
@@ -415,16 +423,23 @@ class VoicePipeline:
             self._prefetches.end()
 
     async def _finish_utterance(
-        self, ev: SpeechEnded, spec: AsrPass | None, barge: bool, woken: bool
+        self, ev: SpeechEnded, spec: AsrPass | None, barge: bool, woken: bool, vouched: bool
     ) -> None:
         try:
-            await self._finish(ev, spec, barge, woken)
+            await self._finish(ev, spec, barge, woken, vouched)
         finally:
             self._utterances.end()
 
     async def _finish(
-        self, ev: SpeechEnded, spec: AsrPass | None, barge: bool = False, woken: bool = False
+        self,
+        ev: SpeechEnded,
+        spec: AsrPass | None,
+        barge: bool = False,
+        woken: bool = False,
+        vouched: bool = True,
     ) -> None:
+        """`woken`: a wake word ended inside the utterance; `vouched`: it was let in before
+        that (a follow-up, a tap, a barge-in), so it needs no wake phrase in its words."""
         s = self.settings
         now = trio.current_time()
         # Spoken (the microphone's clock, at the last loud sample) vs decided (when the
@@ -460,7 +475,16 @@ class VoicePipeline:
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
         if woken and self.wake_phrase:
-            text = strip_wake_phrase(text, self.wake_phrase)
+            stripped = strip_wake_phrase(text, self.wake_phrase)
+            if stripped == text and not vouched and usable_transcript(text):
+                # The detector fired on "...my dog..." (its near misses: "my <noun>"), and
+                # nobody said the phrase: a false wake, not a visitor talking to the box.
+                log.info("wake word not in the transcript: a false wake, no turn")
+                await self._set_state(DialogEvent.SPEECH_ABANDONED)
+                self.false_wakes += 1
+                self.turns.append(VoiceTurn("", outcome="false_wake", timings=timings))
+                return
+            text = stripped
             if not usable_transcript(text):  # the wake word alone: the question follows
                 self.gate.open(self.audio_time)
         if barge and is_stop_request(text):
