@@ -317,6 +317,26 @@ async def test_heartbeat_closes_silent_client(start_service: StartService, conne
         assert closed.value.reason.code == 1001
 
 
+async def test_heartbeat_keeps_a_client_that_answers(
+    start_service: StartService, connect: Any
+) -> None:
+    # A timeout longer than the interval: the pong must count even when the close check
+    # comes later than a whole interval after it.
+    svc = await start_service(web={"heartbeat_s": 0.2, "heartbeat_timeout_s": 0.5})
+    async with connect(svc) as c:
+        await c.hello()
+        pings = 0
+        with trio.move_on_after(2.0):
+            while True:
+                msg = await c.recv()
+                if msg["type"] == "ping":
+                    pings += 1
+                    await c.send({"type": "pong", "t": msg["t"]})
+        assert pings >= 3  # pinged again after each answer, never closed
+        await c.send({"type": "ping", "t": 1})
+        assert (await c.until("pong", within=5))["t"] == 1
+
+
 # -- content filter and images ---------------------------------------------------------------------
 
 
