@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 from typing import Any
@@ -286,17 +287,20 @@ async def test_burst_is_rate_limited(
 async def test_client_that_never_reads_is_closed(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:
-    # Big deltas so the socket buffers fill quickly; the client then stops reading entirely.
+    # Big deltas so the socket buffers fill quickly; the client then stops reading entirely
+    # and keeps asking (replies arrive coalesced, a few big deltas each: the queue of 16
+    # messages may outlast one reply, never a stream of them).
     llm.script = Script(reply=("x" * 4000 + " ") * 2000)
     svc = await start_service(web={"send_queue": 16}, budgets={"turn_s": 30.0})
     async with connect(svc, message_queue_size=1) as lazy:
-        await lazy.send({"type": "text", "text": "long please"})
         async with httpx.AsyncClient(base_url=base_url(svc)) as http:
             with trio.fail_after(20):
                 while (
                     'appliance_ws_closed_total{reason="slow_consumer"} 1.0'
                     not in (await http.get("/metrics")).text
                 ):
+                    with contextlib.suppress(ConnectionClosed):
+                        await lazy.send({"type": "text", "text": "long please"})
                     await trio.sleep(0.05)
         # The service is still fine for everyone else.
         llm.script = Script(reply="Fine.")
