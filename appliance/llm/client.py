@@ -9,6 +9,7 @@ with httpx's read timeout switched off: httpx's own timeouts would otherwise fir
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ __all__ = [
     "Endpoint",
     "LLMError",
     "SSEParser",
+    "StallWatch",
     "parse_chunk",
     "probe",
     "stream_chat",
@@ -68,6 +70,29 @@ class LLMError(Exception):
     def __str__(self) -> str:
         tail = f" ({self.detail})" if self.detail else ""
         return f"{self.endpoint}: {self.kind}{tail}"
+
+
+class StallWatch:
+    """Stall timing for `stream_chat` from outside the generator (a generator must not yield
+    inside a cancel scope): one cancel scope per stream, its deadline moved on at each network
+    read, instead of a scope entered and left per read (trio's scopes cost more than parsing a
+    token). The caller enters `scope`, then raises `error()` if the scope fired."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.scope = trio.CancelScope(deadline=trio.current_time() + stall_s)
+        self.headers = False
+        self.tokens = 0
+
+    def bump(self) -> None:
+        self.scope.deadline = trio.current_time() + self.stall_s
+
+    def error(self, endpoint: str) -> LLMError:
+        if not self.headers:
+            return LLMError(endpoint, "stall", f"no response headers within {self.stall_s:g} s")
+        return LLMError(
+            endpoint, "stall", f"no bytes for {self.stall_s:g} s after {self.tokens} tokens"
+        )
 
 
 class SSEParser:
@@ -231,10 +256,12 @@ async def stream_chat(
     temperature: float,
     stall_s: float,
     stop: Sequence[str] = (),
+    watch: StallWatch | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
-    Raises LLMError; no bytes for stall_s (headers included) is a "stall". Use it with
+    Raises LLMError; no bytes for stall_s (headers included) is a "stall". With `watch`, the
+    caller times the stream instead (see StallWatch) and raises its error. Use it with
     `contextlib.aclosing`: closing the generator closes the HTTP stream immediately.
     """
     body = {
@@ -249,11 +276,14 @@ async def stream_chat(
     request = _request(client, ep, body, "text/event-stream", None)
     response: httpx.Response | None = None
     try:
-        with trio.move_on_after(stall_s):
+        with trio.move_on_after(math.inf if watch is not None else stall_s):
             try:
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as e:
                 raise _transport_error(ep, e) from e
+        if watch is not None:
+            watch.headers = True
+            watch.bump()
         if response is None:
             raise LLMError(ep.name, "stall", f"no response headers within {stall_s:g} s")
         if response.status_code != 200:
@@ -270,18 +300,27 @@ async def stream_chat(
         async with aclosing(byte_stream) as chunks:
             while True:
                 chunk: bytes | None = None
-                with trio.move_on_after(stall_s) as scope:
+                if watch is not None:
                     try:
                         chunk = await anext(chunks, None)
                     except httpx.HTTPError as e:
                         raise _transport_error(ep, e) from e
-                if scope.cancelled_caught:
-                    raise LLMError(
-                        ep.name, "stall", f"no bytes for {stall_s:g} s after {tokens} tokens"
-                    )
+                    watch.bump()
+                else:
+                    with trio.move_on_after(stall_s) as scope:
+                        try:
+                            chunk = await anext(chunks, None)
+                        except httpx.HTTPError as e:
+                            raise _transport_error(ep, e) from e
+                    if scope.cancelled_caught:
+                        raise LLMError(
+                            ep.name, "stall", f"no bytes for {stall_s:g} s after {tokens} tokens"
+                        )
                 texts, done = _decode(ep, parser, chunk)
                 for text in texts:
                     tokens += 1
+                    if watch is not None:
+                        watch.tokens = tokens
                     yield text
                 if done or chunk is None:
                     break

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from appliance.llm.client import Endpoint, LLMError, probe, stream_chat
+from appliance.llm.client import Endpoint, LLMError, StallWatch, probe, stream_chat
 
 __all__ = [
     "DELTA_COALESCE_S",
@@ -276,24 +276,29 @@ class LLMPool:
         with scope:
             started = trio.current_time()
             first = True
+            watch = StallWatch(self.stall_s)
             try:
-                stream = stream_chat(
-                    self._client,
-                    ep,
-                    messages,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stall_s=self.stall_s,
-                    stop=stop,
-                )
-                async with aclosing(stream) as tokens:
-                    async for text in tokens:
-                        if first:
-                            first = False
-                            self._record_ok(ep.name, trio.current_time() - started)
-                        send.send_nowait(_Token(i, text))
-                        if _ends_clause(text):
-                            poke()
+                with watch.scope:
+                    stream = stream_chat(
+                        self._client,
+                        ep,
+                        messages,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        stall_s=self.stall_s,
+                        stop=stop,
+                        watch=watch,
+                    )
+                    async with aclosing(stream) as tokens:
+                        async for text in tokens:
+                            if first:
+                                first = False
+                                self._record_ok(ep.name, trio.current_time() - started)
+                            send.send_nowait(_Token(i, text))
+                            if _ends_clause(text):
+                                poke()
+                if watch.scope.cancelled_caught:
+                    raise watch.error(ep.name)
             except LLMError as e:
                 errors.append(e)
                 self._record_failure(e)
