@@ -32,7 +32,7 @@ from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
 from .events import ServerEvent, Transcript
 from .llm.local import run_local_llm
-from .llm.pool import LLMPool
+from .llm.pool import DELTA_COALESCE_S, LLMPool
 from .metrics import Metrics
 from .service import endpoints_from_config, load_knowledge, warm_up_endpoints
 from .turns import TurnRunner
@@ -112,6 +112,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
             http,
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
+            coalesce_s=DELTA_COALESCE_S,
         )
         await warm_up_endpoints(cfg, pool, trio.Event())
         runner = TurnRunner(cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics)

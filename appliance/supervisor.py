@@ -36,7 +36,7 @@ from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
 from .inference import SessionError
 from .llm.local import run_local_llm
-from .llm.pool import LLMPool
+from .llm.pool import DELTA_COALESCE_S, LLMPool
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .models_manifest import ModelError
@@ -217,6 +217,7 @@ async def _serve(
             http,
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
+            coalesce_s=DELTA_COALESCE_S,
             on_error=lambda ep, kind: metrics.llm_errors.labels(endpoint=ep, kind=kind).inc(),
         )
         sessions = SessionRegistry(

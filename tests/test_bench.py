@@ -17,9 +17,9 @@ import trio
 from support import run_cli
 
 from appliance.bench.core import Target
-from appliance.bench.load import lag_p99_ms
+from appliance.bench.load import cpu_ms_per_turn, lag_p99_ms
 from appliance.bench.machine import busy_percent, cpu_model, cpu_times, short_name
-from appliance.bench.procs import ApplianceStartError, proc_sample, run_appliance
+from appliance.bench.procs import ApplianceStartError, ProcSample, proc_sample, run_appliance
 from appliance.bench.report import format_table, markdown_summary
 from appliance.bench.stats import (
     histogram_buckets,
@@ -95,6 +95,7 @@ def test_bench_all_tiny_writes_every_field(tmp_path: Path) -> None:
     assert _number(load["loop_lag_p99_ms"]) and load["loop_lag_p99_ms"] >= 0
     assert load["loop_lag_samples"] > 0
     assert load["rss_mb"] > 10 and _number(load["cpu_percent"])
+    assert _number(load["cpu_ms_per_turn"]) and load["cpu_ms_per_turn"] > 0
     assert _number(load["leak_rss_mb"]) and isinstance(load["leak_fds"], int)
     assert load["llm_first_token_ms"] == 20 and load["llm_token_ms"] == 2
     assert load["exit_code"] == 0 and load["stopping_seen"] is True
@@ -161,6 +162,14 @@ def test_histogram_quantile_from_real_metrics_text() -> None:
     p99, bound, samples = lag_p99_ms(before, after)
     assert bound == 5.0 and samples == 100 and 2.0 < p99 <= 5.0
     assert histogram_quantile(0.99, {}) == (0.0, 0.0)
+
+
+def test_cpu_ms_per_turn() -> None:
+    a = ProcSample(wall=10.0, cpu_s=3.0, rss_mb=50.0, fds=10)
+    b = ProcSample(wall=40.0, cpu_s=9.0, rss_mb=60.0, fds=12)
+    assert cpu_ms_per_turn(a, b, 1500) == 4.0  # 6 s of CPU over 1500 turns
+    assert cpu_ms_per_turn(a, b, 0) is None
+    assert cpu_ms_per_turn(b, a, 10) == 0.0  # never negative
 
 
 def test_histogram_quantile_in_the_inf_bucket() -> None:

@@ -387,3 +387,51 @@ async def test_on_delta_error_propagates_unwrapped_and_closes_streams(
         await pool.complete(MESSAGES, refuse)
     await settle(server)
     assert outcomes(server) == {"a": "aborted"}
+
+
+class TimedRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    async def on_delta(self, text: str, reset: bool) -> None:
+        self.at.append(trio.current_time())
+        await super().on_delta(text, reset)
+
+
+async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    reply = "one two three four five six seven eight, nine ten eleven twelve thirteen."
+    server.script = Script(reply=reply, token_interval_s=0.015)
+    rec = TimedRecorder()
+    pool = LLMPool(
+        [Endpoint("a", server.url, "a")], client, first_token_s=1.0, stall_s=3.0, coalesce_s=0.04
+    )
+    t0 = trio.current_time()
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    texts = [t for t, _ in rec.deltas]
+    assert "".join(texts) == result.text == reply + " "
+    assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
+    assert 4 <= len(texts) <= 7  # 13 tokens, 15 ms apart: about one delta per 40 ms
+    assert any(t.endswith("eight, ") for t in texts)  # a clause end goes out when it arrives
+    gaps = [b - a for a, b in zip(rec.at, rec.at[1:], strict=False)]
+    timed = [g for g, t in zip(gaps, texts[1:], strict=False) if not {",", "."} & set(t)]
+    assert timed and all(g >= 0.039 for g in timed)
+    assert not any(reset for _, reset in rec.deltas)
+
+
+async def test_coalesced_failover_still_resets(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+) -> None:
+    rec = Recorder()
+    eps = [Endpoint("a", server.url, "script:stall:2"), Endpoint("b", server.url, "b")]
+    pool = LLMPool(eps, client, first_token_s=1.0, stall_s=2.0, coalesce_s=0.04)
+    result = await pool.complete(MESSAGES, rec.on_delta)
+    assert rec.deltas == [
+        ("Hello ", False),
+        ("from ", False),  # held, then sent at the flush time
+        ("Hello ", True),  # the new winner's first token, with the reset, at once
+        ("from the scripted model. ", False),
+    ]
+    assert (result.endpoint, result.text) == ("b", REPLY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 from typing import Any
@@ -286,17 +287,20 @@ async def test_burst_is_rate_limited(
 async def test_client_that_never_reads_is_closed(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:
-    # Big deltas so the socket buffers fill quickly; the client then stops reading entirely.
+    # Big deltas so the socket buffers fill quickly; the client then stops reading entirely
+    # and keeps asking (replies arrive coalesced, a few big deltas each: the queue of 16
+    # messages may outlast one reply, never a stream of them).
     llm.script = Script(reply=("x" * 4000 + " ") * 2000)
     svc = await start_service(web={"send_queue": 16}, budgets={"turn_s": 30.0})
     async with connect(svc, message_queue_size=1) as lazy:
-        await lazy.send({"type": "text", "text": "long please"})
         async with httpx.AsyncClient(base_url=base_url(svc)) as http:
             with trio.fail_after(20):
                 while (
                     'appliance_ws_closed_total{reason="slow_consumer"} 1.0'
                     not in (await http.get("/metrics")).text
                 ):
+                    with contextlib.suppress(ConnectionClosed):
+                        await lazy.send({"type": "text", "text": "long please"})
                     await trio.sleep(0.05)
         # The service is still fine for everyone else.
         llm.script = Script(reply="Fine.")
@@ -315,6 +319,26 @@ async def test_heartbeat_closes_silent_client(start_service: StartService, conne
             while True:
                 await c.recv()
         assert closed.value.reason.code == 1001
+
+
+async def test_heartbeat_keeps_a_client_that_answers(
+    start_service: StartService, connect: Any
+) -> None:
+    # A timeout longer than the interval: the pong must count even when the close check
+    # comes later than a whole interval after it.
+    svc = await start_service(web={"heartbeat_s": 0.2, "heartbeat_timeout_s": 0.5})
+    async with connect(svc) as c:
+        await c.hello()
+        pings = 0
+        with trio.move_on_after(2.0):
+            while True:
+                msg = await c.recv()
+                if msg["type"] == "ping":
+                    pings += 1
+                    await c.send({"type": "pong", "t": msg["t"]})
+        assert pings >= 3  # pinged again after each answer, never closed
+        await c.send({"type": "ping", "t": 1})
+        assert (await c.until("pong", within=5))["t"] == 1
 
 
 # -- content filter and images ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .procs import (
 )
 from .stats import histogram_buckets, histogram_delta, histogram_quantile, summarize_ms
 
-__all__ = ["LOAD", "lag_p99_ms", "run_load"]
+__all__ = ["LOAD", "cpu_ms_per_turn", "lag_p99_ms", "run_load"]
 
 _LAG = "appliance_event_loop_lag_seconds"
 
@@ -54,6 +54,15 @@ def lag_p99_ms(before: str, after: str) -> tuple[float, float | None, int]:
     est, upper = histogram_quantile(0.99, delta)
     count = int(max(delta.values())) if delta else 0
     return round(est * 1000, 3), (None if math.isinf(upper) else round(upper * 1000, 3)), count
+
+
+def cpu_ms_per_turn(before: ProcSample, after: ProcSample, turns: int) -> float | None:
+    """CPU milliseconds (user + sys, all its threads) one process used per completed turn
+    between two samples; None without a completed turn. Pure. Sampled from the appliance's own
+    /proc entry, so the load generator and the scripted LLM (other processes) are not in it."""
+    if turns <= 0:
+        return None
+    return round(1000.0 * max(0.0, after.cpu_s - before.cpu_s) / turns, 3)
 
 
 async def _loadgen(args: list[str], timeout_s: float) -> dict[str, Any]:
@@ -142,6 +151,9 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "added": "first reply.delta latency minus the scripted server's time to first token",
         "loop_lag": "p99 of appliance_event_loop_lag_seconds over the ws phase, "
         "interpolated within its bucket (Prometheus histogram_quantile)",
+        "cpu_ms_per_turn": "user+sys CPU of the appliance process (all its threads, not the "
+        "scripted LLM or the load generator) over the ws phase, connects included, divided by "
+        "the turns completed",
     }
     return out
 
@@ -196,6 +208,7 @@ async def _ws_phase(
         "loop_lag_p99_bucket_ms": lag_upper,
         "loop_lag_samples": lag_samples,
         "cpu_percent": cpu_percent(a0, a1),
+        "cpu_ms_per_turn": cpu_ms_per_turn(a0, a1, turns_done),
         "llm_cpu_percent": cpu_percent(l0, l1),
         "loadgen_cpu_percent": round(100 * loadgen_cpu_s / (a1.wall - a0.wall), 1),
         "rss_mb": sampler.peak_rss_mb,
@@ -258,6 +271,7 @@ LOAD = Bench(
         "connect_p99_ms",
         "loop_lag_p99_ms",
         "cpu_percent",
+        "cpu_ms_per_turn",
         "rss_mb",
         "sse_added_p50_ms",
         "sse_added_p99_ms",

@@ -9,6 +9,7 @@ with httpx's read timeout switched off: httpx's own timeouts would otherwise fir
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ __all__ = [
     "Endpoint",
     "LLMError",
     "SSEParser",
+    "StallWatch",
     "parse_chunk",
     "probe",
     "stream_chat",
@@ -68,6 +70,35 @@ class LLMError(Exception):
     def __str__(self) -> str:
         tail = f" ({self.detail})" if self.detail else ""
         return f"{self.endpoint}: {self.kind}{tail}"
+
+
+class StallWatch:
+    """Stall timing for `stream_chat` from outside the generator (a generator must not yield
+    inside a cancel scope): one cancel scope per stream, its deadline moved on at each network
+    read, instead of a scope entered and left per read (trio's scopes cost more than parsing a
+    token). The caller enters `scope`, then raises `error()` if the scope fired."""
+
+    def __init__(self, stall_s: float, first_s: float | None = None) -> None:
+        self.stall_s = stall_s
+        # Until the first token: the first-token budget (see stream_chat's `first_s`).
+        self.first_s = stall_s if first_s is None else first_s
+        self.scope = trio.CancelScope(deadline=trio.current_time() + self.first_s)
+        self.headers = False
+        self.tokens = 0
+
+    @property
+    def wait_s(self) -> float:
+        return self.stall_s if self.tokens else self.first_s
+
+    def bump(self) -> None:
+        self.scope.deadline = trio.current_time() + self.wait_s
+
+    def error(self, endpoint: str) -> LLMError:
+        if not self.headers:
+            return LLMError(endpoint, "stall", f"no response headers within {self.first_s:g} s")
+        return LLMError(
+            endpoint, "stall", f"no bytes for {self.wait_s:g} s after {self.tokens} tokens"
+        )
 
 
 class SSEParser:
@@ -232,14 +263,16 @@ async def stream_chat(
     stall_s: float,
     stop: Sequence[str] = (),
     first_s: float | None = None,
+    watch: StallWatch | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
     Raises LLMError; no bytes for stall_s (headers included) is a "stall". Until the first
     content delta the wait is `first_s` instead (default stall_s): a server evaluates the whole
     prompt before its first token and may hold its headers until then (llama-cpp-python's
-    does), so that wait is the first-token budget's. Use it with `contextlib.aclosing`: closing
-    the generator closes the HTTP stream immediately.
+    does), so that wait is the first-token budget's. With `watch`, the caller times the stream
+    instead (see StallWatch, which has its own first_s) and raises its error. Use it with
+    `contextlib.aclosing`: closing the generator closes the HTTP stream immediately.
     """
     first_s = stall_s if first_s is None else first_s
     body = {
@@ -254,11 +287,14 @@ async def stream_chat(
     request = _request(client, ep, body, "text/event-stream", None)
     response: httpx.Response | None = None
     try:
-        with trio.move_on_after(first_s):
+        with trio.move_on_after(math.inf if watch is not None else first_s):
             try:
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as e:
                 raise _transport_error(ep, e) from e
+        if watch is not None:
+            watch.headers = True
+            watch.bump()
         if response is None:
             raise LLMError(ep.name, "stall", f"no response headers within {first_s:g} s")
         if response.status_code != 200:
@@ -275,19 +311,28 @@ async def stream_chat(
         async with aclosing(byte_stream) as chunks:
             while True:
                 chunk: bytes | None = None
-                wait_s = stall_s if tokens else first_s
-                with trio.move_on_after(wait_s) as scope:
+                if watch is not None:
                     try:
                         chunk = await anext(chunks, None)
                     except httpx.HTTPError as e:
                         raise _transport_error(ep, e) from e
-                if scope.cancelled_caught:
-                    raise LLMError(
-                        ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
-                    )
+                    watch.bump()
+                else:
+                    wait_s = stall_s if tokens else first_s
+                    with trio.move_on_after(wait_s) as scope:
+                        try:
+                            chunk = await anext(chunks, None)
+                        except httpx.HTTPError as e:
+                            raise _transport_error(ep, e) from e
+                    if scope.cancelled_caught:
+                        raise LLMError(
+                            ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
+                        )
                 texts, done = _decode(ep, parser, chunk)
                 for text in texts:
                     tokens += 1
+                    if watch is not None:
+                        watch.tokens = tokens
                     yield text
                 if done or chunk is None:
                     break

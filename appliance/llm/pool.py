@@ -19,9 +19,20 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from appliance.llm.client import Endpoint, LLMError, probe, stream_chat
+from appliance.llm.client import Endpoint, LLMError, StallWatch, probe, stream_chat
 
-__all__ = ["AllEndpointsFailed", "Completion", "EndpointHealth", "HedgePlan", "LLMPool"]
+__all__ = [
+    "DELTA_COALESCE_S",
+    "AllEndpointsFailed",
+    "Completion",
+    "EndpointHealth",
+    "HedgePlan",
+    "LLMPool",
+]
+
+# The service's `coalesce_s`: ~25 text updates a second at most, a few tokens each, instead of
+# one per token (a local model streams ~70/s); the first token and clause ends are not held.
+DELTA_COALESCE_S = 0.04
 
 
 def _on_loopback(url: str) -> bool:
@@ -145,6 +156,13 @@ class _Done:
 
 _Event = _Token | _Failed | _Done
 
+_CLAUSE_ENDS = frozenset(".,;:!?\n")
+
+
+def _ends_clause(text: str) -> bool:
+    """Whether a token carries punctuation that may end a clause (held text goes out then)."""
+    return not _CLAUSE_ENDS.isdisjoint(text)
+
 
 class LLMPool:
     """Endpoints in config order; `complete` hedges and fails over between them."""
@@ -159,11 +177,15 @@ class LLMPool:
         on_error: Callable[[str, str], None] | None = None,
         penalty_failures: int = 3,
         penalty_window_s: float = 30.0,
+        coalesce_s: float = 0.0,
     ) -> None:
         self._endpoints = list(endpoints)
         self._client = client
         self.first_token_s = first_token_s
         self.stall_s = stall_s
+        # > 0: after a delta, the winner's next tokens are gathered for up to this long and
+        # handed to on_delta as one (see `complete`); 0 forwards every token on its own.
+        self.coalesce_s = coalesce_s
         self._on_error = on_error
         self._penalty_failures = penalty_failures
         self._penalty_window_s = penalty_window_s
@@ -249,37 +271,46 @@ class LLMPool:
         temperature: float,
         stop: Sequence[str],
         errors: list[LLMError],
+        poke: Callable[[], None],
     ) -> None:
         with scope:
             started = trio.current_time()
             first = True
+            # A first token slower than stall_s but within first_token_s is on time: a restarted
+            # local server's first prompt (cold cache) is one. Given up at stall_s, its
+            # evaluation went on in the server, and the next turn queued behind it and was
+            # given up too.
+            watch = StallWatch(self.stall_s, first_s=max(self.stall_s, self.first_token_s))
             try:
-                stream = stream_chat(
-                    self._client,
-                    ep,
-                    messages,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stall_s=self.stall_s,
-                    stop=stop,
-                    # A first token slower than stall_s but within first_token_s is on time: a
-                    # restarted local server's first prompt (cold cache) is one. Given up at
-                    # stall_s, its evaluation went on in the server, and the next turn queued
-                    # behind it and was given up too.
-                    first_s=max(self.stall_s, self.first_token_s),
-                )
-                async with aclosing(stream) as tokens:
-                    async for text in tokens:
-                        if first:
-                            first = False
-                            self._record_ok(ep.name, trio.current_time() - started)
-                        send.send_nowait(_Token(i, text))
+                with watch.scope:
+                    stream = stream_chat(
+                        self._client,
+                        ep,
+                        messages,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        stall_s=self.stall_s,
+                        stop=stop,
+                        watch=watch,
+                    )
+                    async with aclosing(stream) as tokens:
+                        async for text in tokens:
+                            if first:
+                                first = False
+                                self._record_ok(ep.name, trio.current_time() - started)
+                            send.send_nowait(_Token(i, text))
+                            if _ends_clause(text):
+                                poke()
+                if watch.scope.cancelled_caught:
+                    raise watch.error(ep.name)
             except LLMError as e:
                 errors.append(e)
                 self._record_failure(e)
                 send.send_nowait(_Failed(i, e))
+                poke()
             else:
                 send.send_nowait(_Done(i))
+                poke()
 
     async def complete(
         self,
@@ -296,6 +327,12 @@ class LLMPool:
         reset=True marks the first delta after a mid-stream failover: the caller replaces the
         partial text it has shown. Raises AllEndpointsFailed when no candidate is left. Prompt to
         cancel: the caller's deadline scope closes every HTTP stream on its way out.
+
+        With `coalesce_s` > 0, on_delta runs at most once per `coalesce_s` with all tokens that
+        arrived since, except that the first token, a token after a quiet spell, a token that
+        ends a clause (the voice pipeline speaks clause by clause) and the end or failure of
+        the stream deliver at once: each delta costs the whole way out (masking, one event,
+        one frame per screen), a token costs little, and ~40 ms batches of text look the same.
         """
         cands = self.candidates(need_vision)
         if not cands:
@@ -310,6 +347,57 @@ class LLMPool:
         first_token_s: float | None = None
         result: Completion | None = None
         callback_error: Exception | None = None
+        held: list[str] = []  # the winner's tokens not yet handed to on_delta
+        delivered_at: float | None = None  # when on_delta last ran
+        hold: trio.CancelScope | None = None  # the wait for the next flush, while coalescing
+
+        def poke() -> None:
+            """An attempt has something that should go out now (clause end, end, failure)."""
+            if hold is not None:
+                hold.cancel()
+
+        async def deliver(reset: bool = False) -> bool:
+            nonlocal callback_error, delivered_at
+            text = "".join(held)
+            held.clear()
+            delivered_at = trio.current_time()
+            try:
+                await on_delta(text, reset)
+            except Exception as e:  # re-raised below, not wrapped in a group
+                callback_error = e
+                return False
+            return True
+
+        async def handle(event: _Event, *, batched: bool) -> bool:
+            """Apply one attempt event; False once the call is over (result or callback error).
+            Batched tokens are only held: the caller delivers them together afterwards."""
+            nonlocal first_token_s, result
+            if held and not isinstance(event, _Token) and not await deliver():
+                return False  # what was held goes out before the end or a failover
+            if isinstance(event, _Failed):
+                launch(plan.on_failure(event.i, trio.current_time()))
+            elif isinstance(event, _Token):
+                forward, reset, cancel = plan.on_token(event.i)
+                for j in cancel:
+                    scopes[j].cancel()
+                if forward:
+                    if reset:
+                        parts.clear()
+                    if first_token_s is None:
+                        first_token_s = trio.current_time() - t0
+                    parts.append(event.text)
+                    held.append(event.text)
+                    if (reset or not batched) and not await deliver(reset):
+                        return False
+            elif event.i == plan.winner:  # _Done
+                result = Completion(
+                    text="".join(parts),
+                    endpoint=cands[event.i].name,
+                    first_token_s=first_token_s if first_token_s is not None else 0.0,
+                    errors=list(errors),
+                )
+                return False
+            return True
 
         async with trio.open_nursery() as nursery:
 
@@ -327,41 +415,41 @@ class LLMPool:
                         temperature,
                         stop,
                         errors,
+                        poke,
                     )
 
             launch(plan.start(trio.current_time()))
-            while not plan.exhausted:
-                deadline = plan.hedge_deadline()
-                event: _Event | None = None
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    event = await recv.receive()
-                if event is None:
-                    launch(plan.on_hedge_timer(trio.current_time()))
-                elif isinstance(event, _Failed):
-                    launch(plan.on_failure(event.i, trio.current_time()))
-                elif isinstance(event, _Token):
-                    forward, reset, cancel = plan.on_token(event.i)
-                    for j in cancel:
-                        scopes[j].cancel()
-                    if forward:
-                        if reset:
-                            parts.clear()
-                        if first_token_s is None:
-                            first_token_s = trio.current_time() - t0
-                        parts.append(event.text)
+            going = True
+            while going and not plan.exhausted:
+                if self.coalesce_s > 0 and delivered_at is not None and plan.winner is not None:
+                    # Coalescing: the winner's tokens gather in the channel without waking us,
+                    # until the flush time or a poke; then they go out as one delta.
+                    with trio.move_on_at(delivered_at + self.coalesce_s) as hold:
+                        await trio.sleep_forever()
+                    hold = None
+                    batch: list[_Event] = []
+                    while True:
                         try:
-                            await on_delta(event.text, reset)
-                        except Exception as e:  # re-raised below, not wrapped in a group
-                            callback_error = e
+                            batch.append(recv.receive_nowait())
+                        except trio.WouldBlock:
                             break
-                elif event.i == plan.winner:  # _Done
-                    result = Completion(
-                        text="".join(parts),
-                        endpoint=cands[event.i].name,
-                        first_token_s=first_token_s if first_token_s is not None else 0.0,
-                        errors=list(errors),
-                    )
-                    break
+                    if batch:
+                        for event in batch:
+                            going = await handle(event, batched=True)
+                            if not going:
+                                break
+                        if going and held:
+                            going = await deliver()
+                        continue
+                    # Nothing came in a whole window: the next token goes out when it arrives.
+                deadline = plan.hedge_deadline()
+                got: _Event | None = None
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    got = await recv.receive()
+                if got is None:
+                    launch(plan.on_hedge_timer(trio.current_time()))
+                else:
+                    going = await handle(got, batched=False)
             nursery.cancel_scope.cancel()
         if callback_error is not None:
             raise callback_error

@@ -211,18 +211,22 @@ class WsConnection:
     async def _heartbeat(self) -> None:
         """Ping quiet clients; close ones that stay silent (a vanished tablet, a dead NAT)."""
         cfg = self.ctx.cfg.web
-        pinged = False
+        pinged_rx: float | None = None  # last_rx when we pinged; None: no ping outstanding
         while True:
-            await trio.sleep(min(cfg.heartbeat_s, cfg.heartbeat_timeout_s) / 2)
+            # Sleep until a ping (or, once pinged, the close) could be due, not on a periodic
+            # tick: hundreds of open screens would each wake the loop every few seconds.
+            due = cfg.heartbeat_s + (cfg.heartbeat_timeout_s if pinged_rx is not None else 0.0)
+            await trio.sleep_until(self.last_rx + due + 0.001)
+            if pinged_rx is not None and self.last_rx > pinged_rx:
+                pinged_rx = None  # heard from since the ping
+                continue
             quiet = trio.current_time() - self.last_rx
             if quiet > cfg.heartbeat_s + cfg.heartbeat_timeout_s:
                 self.close(CLOSE_GOING_AWAY, "dead")
                 return
-            if quiet > cfg.heartbeat_s and not pinged:
-                pinged = True
+            if quiet > cfg.heartbeat_s and pinged_rx is None:
+                pinged_rx = self.last_rx
                 await self.emit(PingEvent(round(trio.current_time(), 3)))
-            elif quiet <= cfg.heartbeat_s:
-                pinged = False
 
     async def _reader(self) -> None:
         while True:
