@@ -121,7 +121,13 @@ def appliance_config(
         },
         "audio": {"enabled": False},
         "voice": {"enabled": "auto" if voice == "auto" else False},
-        "knowledge": {"semantic": False, "answer_mode": "llm", "faq": str(work / "faq.md")},
+        # Every question reaches the LLM (its faults are what this bench is about).
+        "knowledge": {
+            "semantic": False,
+            "answer_mode": "open",
+            "fact_guard": False,
+            "faq": str(work / "faq.md"),
+        },
         "store": {"path": str(work / "appliance.db")},
         "admin": {"lockout_s": 30.0},
     }
