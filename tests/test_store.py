@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from appliance.bench.faults import fill_disk
 from appliance.metrics import Metrics
 from appliance.store import SCHEMA_VERSION, AsyncStore, Store, StoreError, TurnRecord, transient
 
@@ -279,16 +279,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
-def fill(path: Path) -> None:
-    """Write zeros until the filesystem is full (ENOSPC)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+fill = fill_disk  # write zeros until the filesystem is full (ENOSPC)
 
 
 def logged(path: Path) -> list[int]:

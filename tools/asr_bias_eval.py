@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from appliance.audio.resample import resample
+from appliance.bench.understand_score import edit_distance
 from appliance.inference import InferenceSettings
 from appliance.knowledge import KnowledgeBase
 from appliance.knowledge.text import STOPWORDS
@@ -202,14 +203,7 @@ def norm_words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text)
 
 
-def edits(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
+edits = edit_distance
 
 
 def content(words: Sequence[str]) -> list[str]:

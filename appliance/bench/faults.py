@@ -54,7 +54,7 @@ from .core import DEFAULT_REPLY, Bench, Target, bench_dir
 from .procs import Appliance, children_of, free_port, proc_sample, run_appliance, scrape_metrics
 from .startup import local_llm_available, local_llm_section
 
-__all__ = ["FAULTS", "FAULT_NAMES", "FaultResult", "faults_markdown", "run_faults"]
+__all__ = ["FAULTS", "FAULT_NAMES", "FaultResult", "faults_markdown", "fill_disk", "run_faults"]
 
 PASSWORD = "bench faults password"
 _TURN_TIMEOUT_S = 30.0
@@ -1008,7 +1008,7 @@ async def fault_disk_full(env: Env, res: FaultResult) -> None:
                         return f"{r.status_code} {r.json().get('error', 'ok')}"
 
                     async def attack() -> None:
-                        await trio.to_thread.run_sync(_fill, filler)
+                        await trio.to_thread.run_sync(fill_disk, filler)
                         before = config.read_bytes()
                         await trio.sleep(env.args.hold_s)
                         # A settings save on the full disk: refused, the old file intact.
@@ -1034,7 +1034,7 @@ async def fault_disk_full(env: Env, res: FaultResult) -> None:
             await trio.run_process(["umount", "-l", str(mnt)], capture_stderr=True, check=False)
 
 
-def _fill(path: Path) -> None:
+def fill_disk(path: Path) -> None:
     """Write zeros until the filesystem is full."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -198,16 +198,21 @@ def normalize_words(text: str) -> list[str]:
     return t.split()
 
 
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(substitutions + deletions + insertions, reference words) after `normalize_words`."""
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Word substitutions + deletions + insertions turning `ref` into `hyp` (Levenshtein)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, 1):
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
-    return prev[-1], len(ref)
+    return prev[-1]
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words) after `normalize_words`."""
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    return edit_distance(ref, hyp), len(ref)
 
 
 def _canon(text: str) -> str:
