@@ -58,6 +58,7 @@ __all__ = ["FAULTS", "FAULT_NAMES", "FaultResult", "faults_markdown", "fill_disk
 
 PASSWORD = "bench faults password"
 _TURN_TIMEOUT_S = 30.0
+_FUZZ_CLIENT_LIMIT_S = 60.0  # one fuzzing client's whole attack
 _RSS_PERIOD_S = 0.05
 _RECOVERY_LIMIT_S = 60.0
 LLM_MODES = (
@@ -494,7 +495,14 @@ async def _fuzz_client(
 ) -> None:
     rng = random.Random(seed)
     sent = [0]
+    # Bounded: a server that keeps closing or refusing this client's connections must not
+    # keep the bench (and the suite's small matrix) reconnecting for ever; counted instead.
+    deadline = trio.current_time() + _FUZZ_CLIENT_LIMIT_S
     while sent[0] < frames:
+        if trio.current_time() > deadline:
+            stats["gave_up"] = stats.get("gave_up", 0) + 1
+            break
+        stats["connects"] = stats.get("connects", 0) + 1
         if not read:  # a client that never reads what the server answers
             try:
                 raw = await RawWs.connect(url)
