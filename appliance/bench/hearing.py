@@ -1,5 +1,8 @@
 """`appliance bench hearing`: how well the box hears, offline (no sound card, no PulseAudio).
 
+One module (~800 lines): a bench script reads best top to bottom (plan, clips, the three
+measures, summaries, the Markdown page); its pure summaries are tested on their own.
+
 Three measures on clips from `bench.voices` (Piper + espeak-ng voices, noise made in code):
 
 1. **WER by noise condition and front end.** Each question of the set (`--set tune|heldout`,

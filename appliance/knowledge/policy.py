@@ -1,5 +1,8 @@
 """The answer policy: what the kiosk does with a question, given the FAQ ranking.
 
+One module (~1,050 lines): the decision and the pattern tables it reads (small talk, requests,
+off-topic categories, choices, incidental words) change together; all of it is pure.
+
 The embedded LLM (SmolLM2-135M) invents facts, so with `answer_mode = "faq"` (the default) a
 factual question is never sent to it: the kiosk reads the staff's own answer (`faq`), asks back
 between two or three plausible entries, using their own headings (`clarify`), or says honestly

@@ -1,5 +1,8 @@
 """One kiosk WebSocket connection: reader, bounded writer, heartbeat, turns.
 
+One module (~530 lines): the reader, writer, heartbeat and turn dispatch share one
+connection's state; the wire format itself is `protocol.py`.
+
 The writer owns the socket's send side behind a bounded queue: a client that stops reading fills
 the queue and is closed, instead of growing our memory or blocking a turn. Bad frames get an
 `error` and the connection stays up; only protocol abuse we cannot absorb (a full send queue, a
