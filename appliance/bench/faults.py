@@ -50,6 +50,7 @@ from trio_websocket import (
 )
 
 from ..config import AdminConfig
+from ..fakes.scripted_llm import MODES as LLM_MODES
 from .core import DEFAULT_REPLY, Bench, Target, bench_dir
 from .procs import Appliance, children_of, free_port, proc_sample, run_appliance, scrape_metrics
 from .startup import local_llm_available, local_llm_section
@@ -61,18 +62,6 @@ _TURN_TIMEOUT_S = 30.0
 _FUZZ_CLIENT_LIMIT_S = 60.0  # one fuzzing client's whole attack
 _RSS_PERIOD_S = 0.05
 _RECOVERY_LIMIT_S = 60.0
-LLM_MODES = (
-    "ok",
-    "slow_first",
-    "stall",
-    "http_429",
-    "http_500",
-    "http_400",
-    "garbage",
-    "not_sse",
-    "empty",
-    "hang_headers",
-)
 # Faults done to the shared appliance, then those that need one of their own.
 SHARED = (
     *(f"llm_{m}" for m in LLM_MODES),
@@ -1065,7 +1054,7 @@ def _loads(path: Path) -> bool:
 
 
 async def fault_audio_unplug(env: Env, res: FaultResult) -> None:
-    from .pulse import PulseDaemon, missing_tools
+    from .pulse import missing_tools, pulse_for_children
 
     missing = missing_tools()
     if missing:
@@ -1075,12 +1064,7 @@ async def fault_audio_unplug(env: Env, res: FaultResult) -> None:
         res.skipped = "--voice false: the local microphone needs the voice models"
         return
     work = env.work / "audio"
-    (work / "pulse").mkdir(parents=True)
-    pulse = PulseDaemon(work / "pulse")
-    await trio.to_thread.run_sync(pulse.start)
-    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR")}
-    try:
-        os.environ.update({k: pulse.env[k] for k in saved})  # the appliance inherits them
+    async with pulse_for_children(work / "pulse") as pulse:  # the appliance inherits it
         cfg = appliance_config(work, env.llm.url, voice="auto")
         cfg["audio"] = {"enabled": True}
         cfg["voice"] = {"enabled": True}
@@ -1113,13 +1097,6 @@ async def fault_audio_unplug(env: Env, res: FaultResult) -> None:
             res.recovery_s = round(back - plugged, 3) if back is not None else None
             res.rss_peak_mb = peaks.peaks.get(app.pid, 0.0)
             res.survived = await alive(app) and res.recovery_s is not None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        await trio.to_thread.run_sync(pulse.stop)
 
 
 MIC_OPEN = "local voice: listening"

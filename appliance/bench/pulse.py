@@ -33,6 +33,7 @@ __all__ = [
     "PulseStartError",
     "Recording",
     "missing_tools",
+    "pulse_for_children",
 ]
 
 RATE = 48000
@@ -257,3 +258,29 @@ class PulseDaemon:
             with trio.CancelScope(shield=True):
                 proc.kill()
                 await proc.wait()
+
+
+@asynccontextmanager
+async def pulse_for_children(root: Path) -> AsyncIterator[PulseDaemon]:
+    """A started PulseDaemon under `root` whose server this process's children (the appliance
+    under test) reach through PULSE_SERVER / XDG_RUNTIME_DIR; both are put back and the daemon
+    stopped on exit."""
+
+    def started() -> PulseDaemon:
+        root.mkdir(parents=True, exist_ok=True)
+        daemon = PulseDaemon(root)
+        daemon.start()
+        return daemon
+
+    pulse = await trio.to_thread.run_sync(started)
+    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR")}
+    try:
+        os.environ.update({k: pulse.env[k] for k in saved})
+        yield pulse
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        await trio.to_thread.run_sync(pulse.stop)

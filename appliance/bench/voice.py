@@ -17,7 +17,6 @@ One module (~640 lines): a benchmark script reads best top to bottom (devices, r
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import time
@@ -35,7 +34,7 @@ from .core import DEFAULT_REPLY, Bench, Target, bench_dir, service_config
 from .load import lag_p99_ms
 from .procs import Appliance, free_port, run_appliance, run_scripted_llm, scrape_metrics
 from .progress import Progress
-from .pulse import RATE, PulseDaemon, Recording, missing_tools
+from .pulse import RATE, PulseDaemon, Recording, missing_tools, pulse_for_children
 from .startup import local_llm_available, local_llm_section
 from .stats import percentile
 
@@ -462,13 +461,7 @@ async def run_voice(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         audios, tts = await trio.to_thread.run_sync(synthesize, [*questions, BARGE_IN], work)
         barge_audio = audios.pop()
-        (work / "pulse").mkdir()
-        pulse = PulseDaemon(work / "pulse")
-        await trio.to_thread.run_sync(pulse.start)
-        saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR")}
-        try:
-            for k in saved:
-                os.environ[k] = pulse.env[k]  # the appliance inherits them
+        async with pulse_for_children(work / "pulse") as pulse:  # the appliance inherits it
             if use_local:
                 result = await _run(
                     args, work, pulse, questions, audios, barge_audio, barge_at, None
@@ -480,13 +473,6 @@ async def run_voice(args: argparse.Namespace) -> dict[str, Any]:
                     result = await _run(
                         args, work, pulse, questions, audios, barge_audio, barge_at, llm.url
                     )
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            await trio.to_thread.run_sync(pulse.stop)
         results: list[QuestionResult] = result.pop("_results")
         result.update(await trio.to_thread.run_sync(_offline_checks, results, tts))
     result["llm"] = "local llama.cpp + SmolLM2 (spawn_local)" if use_local else "scripted server"

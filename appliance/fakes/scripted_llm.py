@@ -24,19 +24,18 @@ import trio
 
 __all__ = ["MODES", "Script", "ScriptedLLM", "Served", "main"]
 
-MODES = frozenset(
-    {
-        "ok",
-        "slow_first",
-        "stall",
-        "http_429",
-        "http_500",
-        "http_400",
-        "garbage",
-        "not_sse",
-        "empty",
-        "hang_headers",
-    }
+# Every way the scripted server can answer, in the order the fault bench runs them.
+MODES = (
+    "ok",
+    "slow_first",
+    "stall",
+    "http_429",
+    "http_500",
+    "http_400",
+    "garbage",
+    "not_sse",
+    "empty",
+    "hang_headers",
 )
 
 _SLOW_FIRST_DEFAULT_S = 10.0
