@@ -85,7 +85,31 @@ def test_wake_and_false_wake_summaries() -> None:
         "minutes": 120.0,
         "per_hour": 1.0,
         "by_category": {"speech": 1, "music": 1},
+        "admitted": None,  # not checked against a transcript
+        "admitted_per_hour": None,
     }
+    assert "admitted_percent" not in s
+    # With the transcript check: what would still start a turn.
+    checked = [{**r, "admitted": r["detected"] and r["voice"] == "piper"} for r in rows]
+    s = hearing.wake_summary(checked)["w/off"]
+    assert (s["admitted"], s["admitted_percent"], s["percent"]) == (1, 25.0, 75.0)
+    events = [
+        {"word": "w", "frontend": "off", "admitted": False},
+        {"word": "w", "frontend": "off", "admitted": True},
+    ]
+    f = hearing.false_wake_summary(
+        {"w/off": {"speech": 1, "music": 1}}, {"speech": 5400.0, "music": 1800.0}, events
+    )["w/off"]
+    assert (f["admitted"], f["admitted_per_hour"], f["per_hour"]) == (1, 0.5, 1.0)
+
+
+def test_a_false_wake_is_checked_on_the_utterance_it_fired_in() -> None:
+    said = [(0, "a", "v"), (16000, "b", "v"), (40000, "c", "v")]
+    assert hearing.utterance_span(said, 20000, 60000) == (16000, 40000)
+    assert hearing.utterance_span(said, 50000, 60000) == (40000, 60000)
+    # noise alone: the seconds around the detection
+    assert hearing.utterance_span([], 80000, 200000) == (80000 - 48000, 96000)
+    assert hearing.utterance_span([], 1000, 200000) == (0, 17000)
 
 
 def test_wake_plan_gives_every_voice_clean_and_noisy_clips() -> None:
@@ -147,6 +171,12 @@ def test_cli_tiny_run_writes_json_and_markdown(tmp_path: Path) -> None:
     )
     assert r["negatives_minutes"] >= 0.5 and _number(r["false_wakes_per_hour"])
     assert len(r["false_wake_events"]) == r["false_wakes"]  # one event per false wake
+    # The pipeline's transcript check ran on every detection and every false wake.
+    assert all(isinstance(w["admitted"], bool) for w in r["wake_rows"])
+    assert all(w["admitted"] <= w["detected"] for w in r["wake_rows"])
+    assert all(isinstance(e["admitted"], bool) for e in r["false_wake_events"])
+    assert _number(r["wake_admitted_percent"]) and _number(r["false_wakes_admitted_per_hour"])
+    assert r["wake_admitted_percent"] <= r["wake_detect_percent"]
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# Hearing bench: set `tune` (2 of ")
     assert "| off |" in md and "| hey_mycroft/off |" in md and "False wakes" in md

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.voice.listening import ListenGate, is_stop_request, strip_wake_phrase
+from appliance.voice.listening import (
+    ListenGate,
+    is_stop_request,
+    says_no_wake_phrase,
+    strip_wake_phrase,
+)
 
 
 def test_wake_mode_admits_only_after_an_opening() -> None:
@@ -50,6 +55,20 @@ def test_always_mode_gates_on_level_only() -> None:
 )
 def test_the_wake_phrase_is_stripped_loosely(heard: str, question: str) -> None:
     assert strip_wake_phrase(heard, "Hey Mycroft") == question
+
+
+@pytest.mark.parametrize(
+    ("heard", "false_wake"),
+    [
+        ("Can my dog come in with me?", True),  # the detector's near miss: no phrase said
+        ("Hey my craft, can my dog come in?", False),
+        ("Hey Mycroft.", False),  # the wake word alone: the question follows
+        ("Um.", False),  # nothing usable: not proof either way
+        ("", False),
+    ],
+)
+def test_a_wake_is_false_when_its_words_lack_the_phrase(heard: str, false_wake: bool) -> None:
+    assert says_no_wake_phrase(heard, "Hey Mycroft") is false_wake
 
 
 @pytest.mark.parametrize(

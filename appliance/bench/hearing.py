@@ -173,7 +173,16 @@ def wer_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 def _rate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     hit = sum(1 for r in rows if r["detected"])
-    return {"detected": hit, "n": n, "percent": round(100.0 * hit / n, 1) if n else None}
+    out: dict[str, Any] = {
+        "detected": hit,
+        "n": n,
+        "percent": round(100.0 * hit / n, 1) if n else None,
+    }
+    if n and all(r.get("admitted") is not None for r in rows):
+        # detected, and its words carry the phrase: a turn starts (the pipeline's check)
+        ok = sum(1 for r in rows if r["admitted"])
+        out.update(admitted=ok, admitted_percent=round(100.0 * ok / n, 1))
+    return out
 
 
 def wake_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -197,18 +206,29 @@ def wake_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def false_wake_summary(
-    counts: Mapping[str, Mapping[str, int]], seconds: Mapping[str, float]
+    counts: Mapping[str, Mapping[str, int]],
+    seconds: Mapping[str, float],
+    events: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, dict[str, Any]]:
-    """`counts[word/frontend][category]` false wakes over `seconds[category]` of audio."""
+    """`counts[word/frontend][category]` false wakes over `seconds[category]` of audio; with
+    checked `events`, also those the transcript check lets through (`admitted`)."""
     total_h = sum(seconds.values()) / 3600
     out: dict[str, dict[str, Any]] = {}
     for key, per in counts.items():
         n = sum(per.values())
+        mine = [e for e in events if f"{e['word']}/{e['frontend']}" == key]
+        checked = bool(mine) and all(e.get("admitted") is not None for e in mine)
+        admitted = sum(1 for e in mine if e.get("admitted")) if checked or not n else None
         out[key] = {
             "false_wakes": n,
             "minutes": round(total_h * 60, 1),
             "per_hour": round(n / total_h, 2) if total_h > 0 else None,
             "by_category": {c: int(per.get(c, 0)) for c in seconds},
+            # after the pipeline's check that the transcript carries the wake phrase
+            "admitted": admitted,
+            "admitted_per_hour": None
+            if admitted is None or total_h <= 0
+            else round(admitted / total_h, 2),
         }
     return out
 
@@ -249,8 +269,10 @@ def headline(
         "ns_cpu_percent_core": None if ns_cpu is None else round(ns_cpu / 100, 3),
         "wake_word": wake_word,
         "wake_detect_percent": wk.get("percent"),
+        "wake_admitted_percent": wk.get("admitted_percent"),
         "false_wakes": fw.get("false_wakes"),
         "false_wakes_per_hour": fw.get("per_hour"),
+        "false_wakes_admitted_per_hour": fw.get("admitted_per_hour"),
         "negatives_minutes": fw.get("minutes"),
     }
 
@@ -323,14 +345,16 @@ def markdown_hearing(report: Mapping[str, Any]) -> str:
             "Detector CPU per 10 ms of audio: "
             + _cpu(report.get("wake_cpu_us_per_10ms") or {})
             + ". Noisy clips: babble / hum / music at 20, 10 or 5 dB. Detected: fired at least "
-            "once in the clip.",
+            "once in the clip. Admitted: detected, and the transcript carries the phrase (the "
+            "pipeline's check on an utterance only the wake word let in), so a turn starts.",
             "",
-            "| word / front end | all | clean | noisy | " + " | ".join(VOICES) + " |",
-            "|---|" + "---:|" * (3 + len(VOICES)),
+            "| word / front end | all | admitted | clean | noisy | " + " | ".join(VOICES) + " |",
+            "|---|" + "---:|" * (4 + len(VOICES)),
         ]
         for key, s in wake.items():
             cells = [
                 f"{_c(s['percent'])} ({s['detected']}/{s['n']})",
+                f"{_c(s.get('admitted_percent'))} ({_c(s.get('admitted'))}/{s['n']})",
                 _c(s["clean"]["percent"]),
                 _c(s["noisy"]["percent"]),
             ]
@@ -346,13 +370,16 @@ def markdown_hearing(report: Mapping[str, Any]) -> str:
             "",
             "Minutes per category: "
             + ", ".join(f"{c} {secs[c] / 60:.1f}" for c in cats)
-            + ". Target: <= 1 per hour over >= 1 hour.",
+            + ". Target: <= 1 per hour over >= 1 hour. Admitted: the detector fired and the "
+            "transcript check let the utterance through (a turn would start).",
             "",
-            "| word / front end | minutes | false wakes | per hour | " + " | ".join(cats) + " |",
-            "|---|" + "---:|" * (3 + len(cats)),
+            "| word / front end | minutes | false wakes | per hour | admitted | admitted per hour"
+            " | " + " | ".join(cats) + " |",
+            "|---|" + "---:|" * (5 + len(cats)),
         ]
         for key, s in false.items():
             cells = [_c(s["minutes"]), _c(s["false_wakes"]), _c(s["per_hour"])]
+            cells += [_c(s.get("admitted")), _c(s.get("admitted_per_hour"))]
             cells += [_c(s["by_category"].get(c)) for c in cats]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -361,13 +388,14 @@ def markdown_hearing(report: Mapping[str, Any]) -> str:
         lines += [
             "False wakes (the utterance under way when it fired; none for noise alone):",
             "",
-            "| word / front end | minute | category | voice | said |",
-            "|---|---:|---|---|---|",
+            "| word / front end | minute | category | voice | said | heard | admitted |",
+            "|---|---:|---|---|---|---|---|",
         ]
         for e in events[:40]:
             lines.append(
                 f"| {e['word']}/{e['frontend']} | {e['at_min']} | {e['category']} | "
-                f"{_c(e.get('voice'))} | {_c(e.get('text'))} |"
+                f"{_c(e.get('voice'))} | {_c(e.get('text'))} | {_c(e.get('transcript'))} | "
+                f"{_c(e.get('admitted'))} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -406,6 +434,12 @@ def add_hearing_arguments(p: argparse.ArgumentParser) -> None:
         help="audio without the wake word for false wakes (default 60; 0: skip)",
     )
     p.add_argument("--skip-wer", action="store_true", help="leave the WER part out")
+    p.add_argument(
+        "--no-wake-check",
+        action="store_true",
+        help="count detector fires only, without the pipeline's check that the transcript "
+        "carries the wake phrase",
+    )
 
 
 # -- the bench ---------------------------------------------------------------------------------
@@ -522,8 +556,12 @@ def _wake_rows(
     synth: Synth,
     cache: Path | None,
     fes: _FrontEnds,
+    asr: Any | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Detection rows and the detector's CPU per 10 ms per word. Blocking."""
+    """Detection rows and the detector's CPU per 10 ms per word. With `asr`, a detected clip
+    is also transcribed and passes only if its words carry the phrase, as the pipeline checks
+    an utterance the wake word alone let in (`admitted`). Blocking."""
+    from ..voice.listening import says_no_wake_phrase
     from ..voice.wake import WakeSettings, WakeWordDetector, wake_phrase
 
     rows: list[dict[str, Any]] = []
@@ -536,9 +574,13 @@ def _wake_rows(
             clip, _ = make_clip(synth, spec, cache)
             for fe in frontends:
                 det = WakeWordDetector(WakeSettings(model=word))
-                det.process(fes.run(fe, clip))
+                heard = fes.run(fe, clip)
+                det.process(heard)
                 cpu[word] = det.cpu_us_per_10ms
                 first = det.last_detection_sample if det.detections == 1 else None
+                transcript = None
+                if asr is not None and det.detections:
+                    transcript = asr.transcribe(heard[int(WARM_S * RATE) :]).text
                 rows.append(
                     {
                         "word": word,
@@ -551,6 +593,12 @@ def _wake_rows(
                         "text": spec.text,
                         "detections": det.detections,
                         "detected": det.detections > 0,
+                        "transcript": transcript,
+                        "admitted": None
+                        if asr is None
+                        else bool(
+                            det.detections and not says_no_wake_phrase(transcript or "", phrase)
+                        ),
                         # after the phrase began (lead excluded); only when it fired once
                         "fired_at_s": None
                         if first is None
@@ -611,6 +659,18 @@ def _negative_chunks(
         yield f"speech+{kind}", mix_at_snr(speech, noise, snr, slice(0, len(speech))).audio, said
 
 
+def utterance_span(said: Sequence[Said], at: int, end: int) -> tuple[int, int]:
+    """The samples of the utterance a detection at `at` falls in, as the pipeline would
+    transcribe it: from the start of what was being said to the start of the next one; in
+    noise alone, the 3 s before the detection and 1 s after. Pure."""
+    starts = [s0 for s0, _, _ in said]
+    prior = [s0 for s0 in starts if s0 <= at]
+    if not prior:
+        return max(0, at - 3 * RATE), min(end, at + RATE)
+    nxt = [s0 for s0 in starts if s0 > at]
+    return prior[-1], nxt[0] if nxt else end
+
+
 def _false_wakes(
     words: Sequence[str],
     frontends: Sequence[str],
@@ -620,11 +680,14 @@ def _false_wakes(
     synth: Synth,
     cache: Path | None,
     fes: _FrontEnds,
+    asr: Any | None = None,
 ) -> tuple[dict[str, dict[str, int]], dict[str, float], list[dict[str, Any]]]:
     """False wakes per word/front end and category, the seconds per category, and each false
-    wake (where in the stream, what was being said). Blocking."""
+    wake (where in the stream, what was being said). With `asr`, each one's utterance is
+    transcribed and checked for the phrase as the pipeline does (`admitted`). Blocking."""
     from ..audio.frontend import AudioFrontEnd
-    from ..voice.wake import WakeSettings, WakeWordDetector
+    from ..voice.listening import says_no_wake_phrase
+    from ..voice.wake import WakeSettings, WakeWordDetector, wake_phrase
 
     fronts = {
         fe: (None if (s := frontend_settings(fe)) is None else AudioFrontEnd(s)) for fe in frontends
@@ -650,6 +713,10 @@ def _false_wakes(
                         at = (det.last_detection_sample or 0) - offset
                         text = next((t for s0, t, _ in reversed(said) if s0 <= at), None)
                         voice = next((v for s0, _, v in reversed(said) if s0 <= at), None)
+                        heard_text = None
+                        if asr is not None:
+                            a, b = utterance_span(said, at, len(heard))
+                            heard_text = asr.transcribe(heard[a:b]).text
                         events.append(
                             {
                                 "word": w,
@@ -658,6 +725,10 @@ def _false_wakes(
                                 "at_min": round((offset + at) / RATE / 60, 2),
                                 "text": text,
                                 "voice": voice,
+                                "transcript": heard_text,
+                                "admitted": None
+                                if heard_text is None
+                                else not says_no_wake_phrase(heard_text, wake_phrase(w)),
                             }
                         )
         offset += len(chunk)
@@ -709,9 +780,11 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
         "asr": f"Moonshine, beam {cfg.voice.asr_beam}, bias {cfg.voice.asr_bias:g} toward the "
         "site FAQ's lexicon (VoiceEngine.sync_bias), on the whole clip (no VAD)",
     }
-    if not args.skip_wer:
+    engine = None
+    if not args.skip_wer or not args.no_wake_check:
         _say("loading the voice models ...")
         engine = await load_engine(cfg)
+    if engine is not None and not args.skip_wer:
         kbs: dict[str, Any] = {}
         t0 = time.monotonic()
         # Grouped by site: the bias lexicon is rebuilt only when the site changes.
@@ -730,6 +803,11 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
                 f"errors over {len(CONDITIONS)} conditions {per} ({time.monotonic() - t0:.0f} s)"
             )
     wer = wer_summary(rows)
+    check_asr = None
+    if engine is not None and not args.no_wake_check:
+        # the box's own FAQ, as the pipeline biases its ASR when it checks a wake
+        await engine.sync_bias(KnowledgeBase.from_file(Path(default_faq_path())))
+        check_asr = engine.asr.model
     wake_rows, wake_cpu = (
         await trio.to_thread.run_sync(
             _wake_rows,
@@ -741,6 +819,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             synth,
             args.cache,
             fes,
+            check_asr,
         )
         if args.wake_per_voice > 0
         else ([], {})
@@ -757,11 +836,12 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             synth,
             args.cache,
             fes,
+            check_asr,
         )
         if args.negatives_minutes > 0
         else ({}, {}, [])
     )
-    false = false_wake_summary(counts, seconds)
+    false = false_wake_summary(counts, seconds, events)
     cpu = fes.cpu()
     head_word = cfg.voice.wake_word if cfg.voice.wake_word in words else words[0]
     result.update(headline(wer, wake, false, cpu, head_word, wake_fes[0]))

@@ -222,6 +222,14 @@ def strip_wake_phrase(text: str, phrase: str) -> str:
     return " ".join(words[best:]).lstrip(" ,.!?") if best else text
 
 
+def says_no_wake_phrase(text: str, phrase: str) -> bool:
+    """True when an utterance that only the wake word let in shows, in its words, that nobody
+    said the phrase: the detector's near misses ("can my dog come in") are real speech without
+    it. An empty or filler-only transcript is not proof either way (the question may follow),
+    so it is not a false wake. Pure."""
+    return usable_transcript(text) and strip_wake_phrase(text, phrase) == text
+
+
 _ONSET_SLACK_S = 0.3
 
 

@@ -51,6 +51,7 @@ from .listening import (
     InFlight,
     ListenGate,
     is_stop_request,
+    says_no_wake_phrase,
     speech_end,
     strip_wake_phrase,
     usable_transcript,
@@ -475,8 +476,7 @@ class VoicePipeline:
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
         if woken and self.wake_phrase:
-            stripped = strip_wake_phrase(text, self.wake_phrase)
-            if stripped == text and not vouched and usable_transcript(text):
+            if not vouched and says_no_wake_phrase(text, self.wake_phrase):
                 # The detector fired on "...my dog..." (its near misses: "my <noun>"), and
                 # nobody said the phrase: a false wake, not a visitor talking to the box.
                 log.info("wake word not in the transcript: a false wake, no turn")
@@ -484,7 +484,7 @@ class VoicePipeline:
                 self.false_wakes += 1
                 self.turns.append(VoiceTurn("", outcome="false_wake", timings=timings))
                 return
-            text = stripped
+            text = strip_wake_phrase(text, self.wake_phrase)
             if not usable_transcript(text):  # the wake word alone: the question follows
                 self.gate.open(self.audio_time)
         if barge and is_stop_request(text):
