@@ -51,7 +51,7 @@ from .service import (
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
-from .voice.engine import attach_engine, engine_of, load_engine
+from .voice.engine import attach_engine, bias_wake_phrase, engine_of, load_engine
 from .voice.local import run_local_voice
 from .web.admin import serve_admin
 from .web.server import serve_web
@@ -334,7 +334,7 @@ async def _load_voice(cfg: Config, ctx: ServiceContext) -> None:
         return
     try:
         # The ASR's FAQ bias now, not in the first visitor's final pass (a ~20 ms rebuild).
-        await engine.sync_bias(ctx.runner.knowledge)
+        await engine.sync_bias(ctx.runner.knowledge, bias_wake_phrase(cfg))
     except Exception:
         log.exception("ASR bias toward the FAQ not built at start-up (tried again per question)")
 

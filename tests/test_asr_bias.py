@@ -110,6 +110,19 @@ def test_lexicon_from_phrases() -> None:
     assert len(lex) == 2 and lex.weight("tugboat") == 2.0 and lex.weight("ship") is None
 
 
+def test_the_site_lexicon_adds_the_wake_phrase_as_a_name() -> None:
+    entries = KnowledgeBase.from_file(ROOT_DIR / "appliance/data/sample_faq.md").entries
+    lex = BiasLexicon.for_site(entries, " Hey  Mycroft ")
+    assert lex is not None
+    assert lex.weight("Hey Mycroft") == lex.weight("Mycroft") == PROPER_WEIGHT
+    assert lex.weight("Hey") is None  # a common word alone would pull ordinary speech
+    assert dict(lex.terms).items() >= dict(BiasLexicon.from_entries(entries).terms).items()
+    assert BiasLexicon.for_site(entries) == BiasLexicon.from_entries(entries)
+    only = BiasLexicon.for_site((), "Okay Nabu")
+    assert only is not None and set(dict(only.terms)) == {"Okay Nabu", "Nabu"}
+    assert BiasLexicon.for_site(()) is None
+
+
 def test_surface_forms() -> None:
     assert {"galleries", "Galleries", "gallery", "Gallery"} <= surface_forms("galleries")
     assert surface_forms("Lantern Café") == {"Lantern Café", "Lantern Cafe"}
@@ -355,5 +368,11 @@ async def test_engine_sync_bias_follows_the_knowledge_base(vad: SileroVad) -> No
     assert await engine.sync_bias(hotel)
     lexicon = engine.asr.model.lexicon
     assert lexicon is not None and lexicon.weight("Wilgenhof") == PROPER_WEIGHT
+    # The wake phrase joins the FAQ's words; a change of phrase alone rebuilds.
+    assert await engine.sync_bias(hotel, "Hey Mycroft")
+    assert not await engine.sync_bias(hotel, "Hey Mycroft")
+    lexicon = engine.asr.model.lexicon
+    assert lexicon is not None and lexicon.weight("Mycroft") == PROPER_WEIGHT
+    assert lexicon.weight("Wilgenhof") == PROPER_WEIGHT
     assert await engine.sync_bias(None)
     assert engine.asr.model.lexicon is None

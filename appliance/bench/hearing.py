@@ -557,10 +557,13 @@ def _wake_rows(
     cache: Path | None,
     fes: _FrontEnds,
     asr: Any | None = None,
+    entries: Sequence[Any] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Detection rows and the detector's CPU per 10 ms per word. With `asr`, a detected clip
     is also transcribed and passes only if its words carry the phrase, as the pipeline checks
-    an utterance the wake word alone let in (`admitted`). Blocking."""
+    an utterance the wake word alone let in (`admitted`); its ASR is biased as the box's is,
+    toward the FAQ `entries` and the word's phrase. Blocking."""
+    from ..voice.bias import BiasLexicon
     from ..voice.listening import says_no_wake_phrase
     from ..voice.wake import WakeSettings, WakeWordDetector, wake_phrase
 
@@ -569,6 +572,8 @@ def _wake_rows(
     for word in words:
         phrase = wake_phrase(word)
         specs = _wake_specs(questions, phrase, per_voice, seed)
+        if asr is not None:
+            asr.set_bias(BiasLexicon.for_site(entries, phrase))
         t0 = time.monotonic()
         for spec in specs:
             clip, _ = make_clip(synth, spec, cache)
@@ -681,11 +686,13 @@ def _false_wakes(
     cache: Path | None,
     fes: _FrontEnds,
     asr: Any | None = None,
+    entries: Sequence[Any] = (),
 ) -> tuple[dict[str, dict[str, int]], dict[str, float], list[dict[str, Any]]]:
     """False wakes per word/front end and category, the seconds per category, and each false
     wake (where in the stream, what was being said). With `asr`, each one's utterance is
     transcribed and checked for the phrase as the pipeline does (`admitted`). Blocking."""
     from ..audio.frontend import AudioFrontEnd
+    from ..voice.bias import BiasLexicon
     from ..voice.listening import says_no_wake_phrase
     from ..voice.wake import WakeSettings, WakeWordDetector, wake_phrase
 
@@ -715,6 +722,7 @@ def _false_wakes(
                         voice = next((v for s0, _, v in reversed(said) if s0 <= at), None)
                         heard_text = None
                         if asr is not None:
+                            asr.set_bias(BiasLexicon.for_site(entries, wake_phrase(w)))
                             a, b = utterance_span(said, at, len(heard))
                             heard_text = asr.transcribe(heard[a:b]).text
                         events.append(
@@ -803,10 +811,11 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
                 f"errors over {len(CONDITIONS)} conditions {per} ({time.monotonic() - t0:.0f} s)"
             )
     wer = wer_summary(rows)
-    check_asr = None
+    check_asr: Any = None
+    entries: tuple[Any, ...] = ()
     if engine is not None and not args.no_wake_check:
-        # the box's own FAQ, as the pipeline biases its ASR when it checks a wake
-        await engine.sync_bias(KnowledgeBase.from_file(Path(default_faq_path())))
+        # the box's own FAQ (and each word's phrase), as the pipeline biases its ASR
+        entries = KnowledgeBase.from_file(Path(default_faq_path())).entries
         check_asr = engine.asr.model
     wake_rows, wake_cpu = (
         await trio.to_thread.run_sync(
@@ -820,6 +829,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             args.cache,
             fes,
             check_asr,
+            entries,
         )
         if args.wake_per_voice > 0
         else ([], {})
@@ -837,6 +847,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             args.cache,
             fes,
             check_asr,
+            entries,
         )
         if args.negatives_minutes > 0
         else ({}, {}, [])

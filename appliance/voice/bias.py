@@ -76,6 +76,11 @@ _SENTENCE_END = re.compile(r"[.!?:;\"“”()\u2014]+(?:\s|$)|\s[-\u2013\u2014]\
 _WORD_OR_COMMA = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|,")
 
 
+def _common(word: str) -> bool:
+    w = word.casefold()
+    return w in _COMMON or w in STOPWORDS or w in {"hey", "hi", "hello"}
+
+
 class PieceTokenizer(Protocol):
     """What the trie needs of the ASR tokenizer (MoonshineTokenizer has it)."""
 
@@ -119,6 +124,21 @@ class BiasLexicon:
             if term:
                 out[term] = max(out.get(term, 0.0), weight)
         return cls(tuple(sorted(out.items())))
+
+    @classmethod
+    def for_site(cls, entries: Sequence[FaqEntry], wake_phrase: str = "") -> BiasLexicon | None:
+        """What the box's ASR favours: the FAQ's words and names, and the wake phrase as a name
+        (ASR spells a made-up name many ways, "Famicraft", "Hey Mikra", and the pipeline checks
+        that an utterance the wake word let in carries it). None when there is nothing."""
+        terms = dict(cls.from_entries(entries).terms) if entries else {}
+        phrase = " ".join(wake_phrase.split())
+        if phrase:
+            # the whole phrase and its name ("Hey Mycroft", "Mycroft"); a common word alone
+            # ("Hey", "Okay") would pull ordinary speech
+            names = [w for w in phrase.split() if len(w) >= 3 and not _common(w)]
+            for t in dict.fromkeys([phrase, *names]):
+                terms[t] = max(terms.get(t, 0.0), PROPER_WEIGHT)
+        return cls(tuple(sorted(terms.items()))) if terms else None
 
     @classmethod
     def from_faq_text(cls, markdown: str) -> BiasLexicon:

@@ -42,6 +42,15 @@ def inference_settings(cfg: Config) -> InferenceSettings:
     )
 
 
+def bias_wake_phrase(cfg: Config) -> str:
+    """The wake phrase the ASR favours: the configured word's, when the box listens for it."""
+    if "wake" not in cfg.voice.listen:
+        return ""
+    from .wake import wake_phrase
+
+    return wake_phrase(cfg.voice.wake_word)
+
+
 @dataclass
 class VoiceEngine:
     vad_session: ort.InferenceSession
@@ -49,32 +58,34 @@ class VoiceEngine:
     tts: ModelRunner[PiperTts]
     load_s: float = 0.0
     warm_s: float = 0.0
-    # The KnowledgeBase the ASR's bias lexicon was built from (see sync_bias).
+    # The KnowledgeBase and wake phrase the ASR's bias lexicon was built from (see sync_bias).
     bias_source: object = dataclasses.field(default=None, repr=False, compare=False)
+    bias_wake: str = dataclasses.field(default="", repr=False, compare=False)
 
     def new_vad(self) -> ModelRunner[SileroVad]:
         """A fresh VAD stream state over the shared session (one per pipeline)."""
         return ModelRunner(SileroVad(self.vad_session), name="vad")
 
-    async def sync_bias(self, knowledge: KnowledgeBase | None) -> bool:
-        """Bias the ASR toward the FAQ of `knowledge` (None: no biasing); True if it rebuilt.
+    async def sync_bias(self, knowledge: KnowledgeBase | None, wake_phrase: str = "") -> bool:
+        """Bias the ASR toward the FAQ of `knowledge` and the wake phrase (neither: no
+        biasing); True if it rebuilt.
 
         Every FAQ load or save makes a new KnowledgeBase, so this rebuilds only when
-        `knowledge` is another object than last time and is free to call before every
-        transcription. A rebuild (~20 ms: lexicon, then its trie in ASR tokens) runs on a
-        worker thread; a transcription under way finishes with the lexicon it started with.
-        It takes effect with options that bias (`DecodeOptions()`, see `load_blocking`).
+        `knowledge` is another object than last time (or the phrase changed) and is free to
+        call before every transcription. A rebuild (~20 ms: lexicon, then its trie in ASR
+        tokens) runs on a worker thread; a transcription under way finishes with the lexicon
+        it started with. It takes effect with options that bias (`DecodeOptions()`, see
+        `load_blocking`).
         """
-        if knowledge is self.bias_source:
+        if knowledge is self.bias_source and wake_phrase == self.bias_wake:
             return False
         entries = () if knowledge is None else knowledge.entries
 
         def rebuild() -> None:
-            lexicon = BiasLexicon.from_entries(entries) if entries else None
-            self.asr.model.set_bias(lexicon)
+            self.asr.model.set_bias(BiasLexicon.for_site(entries, wake_phrase))
 
         await trio.to_thread.run_sync(rebuild)
-        self.bias_source = knowledge
+        self.bias_source, self.bias_wake = knowledge, wake_phrase
         return True
 
     @classmethod

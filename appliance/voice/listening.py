@@ -206,19 +206,42 @@ def is_stop_request(text: str) -> bool:
     return bool(_STOP_RE.match(text))
 
 
+_SOUND_ALIKE = str.maketrans("cgqjvbdzx", "kkkkfptsk")
+_DIGRAPHS = (("ph", "f"), ("ck", "k"), ("ch", "k"), ("sh", "s"), ("th", "t"))
+
+
+def consonant_skeleton(text: str) -> str:
+    """The consonants of `text`, sound-alike ones merged (k/g/c, p/b, t/d, f/v, s/z) and
+    repeats collapsed: "Hey Mycroft", "Famicraft" and "K-Microft" share "mkrft". Pure."""
+    s = re.sub(r"[^a-z]", "", text.lower())
+    for a, b in _DIGRAPHS:
+        s = s.replace(a, b)
+    s = re.sub(r"[aeiouyhw]", "", s.translate(_SOUND_ALIKE))
+    return re.sub(r"(.)\1+", r"\1", s)
+
+
 def strip_wake_phrase(text: str, phrase: str) -> str:
     """The transcript without a leading wake phrase ("Hey Mycroft, what time ..."), matched
-    loosely: ASR spells a made-up name many ways ("hey my craft", "hey microsoft"). Pure."""
+    loosely: ASR spells a made-up name many ways ("hey my craft", "hey microsoft",
+    "Kameikroft", "came across"). A head of 1-4 words matches when its letters are close to
+    the phrase's, or, for a phrase with 4 or more consonants, when its consonants are: short
+    skeletons ("Alexa": lks) match too much ordinary speech. Thresholds set on the hearing
+    bench's tuning split (docs/bench/wake-tune.md). Pure."""
     import difflib
 
     target = re.sub(r"[^a-z]", "", phrase.lower())
+    bones = consonant_skeleton(phrase)
     words = text.split()
-    best, best_ratio = 0, 0.75  # the closest head of 1-4 words, if close enough
+    best, best_score = 0, 0.0
     for n in range(1, min(4, len(words)) + 1):
-        head = re.sub(r"[^a-z]", "", "".join(words[:n]).lower())
-        ratio = difflib.SequenceMatcher(None, head, target).ratio()
-        if ratio > best_ratio:
-            best, best_ratio = n, ratio
+        joined = "".join(words[:n])
+        head = re.sub(r"[^a-z]", "", joined.lower())
+        score = difflib.SequenceMatcher(None, head, target).ratio() - 0.75
+        if len(bones) >= 4:
+            ratio = difflib.SequenceMatcher(None, consonant_skeleton(joined), bones).ratio()
+            score = max(score, ratio - 0.8 + 1e-9)  # >= 0.8 counts, as > 0.75 does for letters
+        if score > best_score:
+            best, best_score = n, score
     return " ".join(words[best:]).lstrip(" ,.!?") if best else text
 
 

@@ -40,7 +40,7 @@ from ..metrics import Metrics
 from ..turns import TurnRunner, VoiceLeg
 from .asr import TranscriptionAborted
 from .echo import EchoGate
-from .engine import VoiceEngine
+from .engine import VoiceEngine, bias_wake_phrase
 from .listening import (
     FRAME,
     FRAME_S,
@@ -370,7 +370,9 @@ class VoicePipeline:
             beam = p.final and p.audio_s <= _BEAM_MAX_AUDIO_S
             options = None if beam else GREEDY
             if beam:
-                await self.engine.sync_bias(self.runner.knowledge)
+                await self.engine.sync_bias(
+                    self.runner.knowledge, bias_wake_phrase(self.runner.cfg)
+                )
             tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options)
             p.text, p.compute_s = tr.text, tr.compute_s
         except TranscriptionAborted:

@@ -22,6 +22,7 @@ parties' marks; the licence grants none.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def _config(model: str) -> dict[str, object]:
     return data
 
 
+@functools.cache
 def wake_phrase(model: str) -> str:
     """What to say, for the screen: "Hey Mycroft" for hey_mycroft."""
     return str(_config(model).get("wake_word") or model.replace("_", " ").title())
