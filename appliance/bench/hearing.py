@@ -302,6 +302,7 @@ def markdown_hearing(report: Mapping[str, Any]) -> str:
         f"machine {m.get('short_name')} ({m.get('cpu_model')}, {m.get('cores')} cores)",
         f"- Command: `{report.get('command')}`",
         f"- ASR: {report.get('asr')}",
+        f"- Wake-word probability cutoff: {report.get('wake_threshold') or 'per model (its own)'}",
         f"- Took {report.get('bench_wall_s')} s; load average "
         f"{report.get('loadavg_1m_before_after')}; errors {report.get('errors')}",
         "",
@@ -435,6 +436,11 @@ def add_hearing_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--skip-wer", action="store_true", help="leave the WER part out")
     p.add_argument(
+        "--wake-threshold",
+        type=float,
+        help="the detectors' probability cutoff (default: each model's own, as the box uses)",
+    )
+    p.add_argument(
         "--no-wake-check",
         action="store_true",
         help="count detector fires only, without the pipeline's check that the transcript "
@@ -558,6 +564,7 @@ def _wake_rows(
     fes: _FrontEnds,
     asr: Any | None = None,
     entries: Sequence[Any] = (),
+    threshold: float | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Detection rows and the detector's CPU per 10 ms per word. With `asr`, a detected clip
     is also transcribed and passes only if its words carry the phrase, as the pipeline checks
@@ -578,7 +585,7 @@ def _wake_rows(
         for spec in specs:
             clip, _ = make_clip(synth, spec, cache)
             for fe in frontends:
-                det = WakeWordDetector(WakeSettings(model=word))
+                det = WakeWordDetector(WakeSettings(model=word, threshold=threshold))
                 heard = fes.run(fe, clip)
                 det.process(heard)
                 cpu[word] = det.cpu_us_per_10ms
@@ -687,6 +694,7 @@ def _false_wakes(
     fes: _FrontEnds,
     asr: Any | None = None,
     entries: Sequence[Any] = (),
+    threshold: float | None = None,
 ) -> tuple[dict[str, dict[str, int]], dict[str, float], list[dict[str, Any]]]:
     """False wakes per word/front end and category, the seconds per category, and each false
     wake (where in the stream, what was being said). With `asr`, each one's utterance is
@@ -699,7 +707,11 @@ def _false_wakes(
     fronts = {
         fe: (None if (s := frontend_settings(fe)) is None else AudioFrontEnd(s)) for fe in frontends
     }
-    dets = {(w, fe): WakeWordDetector(WakeSettings(model=w)) for w in words for fe in frontends}
+    dets = {
+        (w, fe): WakeWordDetector(WakeSettings(model=w, threshold=threshold))
+        for w in words
+        for fe in frontends
+    }
     counts: dict[str, dict[str, int]] = {f"{w}/{fe}": {} for w, fe in dets}
     seconds: dict[str, float] = {}
     events: list[dict[str, Any]] = []
@@ -784,6 +796,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "frontends": frontends,
+        "wake_threshold": args.wake_threshold,
         "conditions": [condition_name(c) for c in CONDITIONS],
         "asr": f"Moonshine, beam {cfg.voice.asr_beam}, bias {cfg.voice.asr_bias:g} toward the "
         "site FAQ's lexicon (VoiceEngine.sync_bias), on the whole clip (no VAD)",
@@ -830,6 +843,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             fes,
             check_asr,
             entries,
+            args.wake_threshold,
         )
         if args.wake_per_voice > 0
         else ([], {})
@@ -848,6 +862,7 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
             fes,
             check_asr,
             entries,
+            args.wake_threshold,
         )
         if args.negatives_minutes > 0
         else ({}, {}, [])
