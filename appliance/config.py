@@ -252,6 +252,9 @@ class VoiceConfig:
     # across the lobby) starts nothing. The browser's own microphone is push-to-talk anyway.
     listen: tuple[str, ...] = ("wake", "touch")
     wake_word: str = "hey_mycroft"
+    # The detector's probability cutoff, 0 = the model's own. Lower hears more wakes; the
+    # check that the transcript carries the phrase keeps the extra near misses out.
+    wake_threshold: float = 0.7
     follow_up_s: float = 8.0
     attention_dbfs: float = -50.0
     # Self-interruption guard while the box speaks (appliance/voice/echo.py).
@@ -530,6 +533,10 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
         )
     if v0.wake_word not in _WAKE_WORDS:
         problems.append(f"voice.wake_word: one of {', '.join(_WAKE_WORDS)}, got {v0.wake_word!r}")
+    if not 0.0 <= v0.wake_threshold < 1.0:
+        problems.append(
+            f"voice.wake_threshold: 0 (the model's own) or in (0, 1), got {v0.wake_threshold}"
+        )
     _positive(problems, "voice.follow_up_s", v0.follow_up_s, allow_zero=True)
     if not cfg.inference.providers.strip():
         problems.append("inference.providers: must not be empty (use 'auto' or 'cpu')")

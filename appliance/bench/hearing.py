@@ -438,7 +438,7 @@ def add_hearing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--wake-threshold",
         type=float,
-        help="the detectors' probability cutoff (default: each model's own, as the box uses)",
+        help="the detectors' probability cutoff (default: [voice] wake_threshold of --config)",
     )
     p.add_argument(
         "--no-wake-check",
@@ -784,6 +784,8 @@ async def run_hearing(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown wake words {unknown}; shipped: {available_models()}")
     cfg = load_config(Path(args.config) if args.config else None)
+    if args.wake_threshold is None:  # as the box listens (0: each model's own cutoff)
+        args.wake_threshold = cfg.voice.wake_threshold or None
     synth = Synth()
     fes = _FrontEnds()
     rows: list[dict[str, Any]] = []

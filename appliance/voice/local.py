@@ -116,7 +116,9 @@ class LocalVoice:
         if "wake" in v.listen:
             try:
                 self.wake = WakeWordDetector.load(
-                    WakeSettings(model=v.wake_word), load_manifest(), check_hash=v.check_hashes
+                    WakeSettings(model=v.wake_word, threshold=v.wake_threshold or None),
+                    load_manifest(),
+                    check_hash=v.check_hashes,
                 )
             except (ModelError, OSError, ValueError, RuntimeError) as exc:
                 # A bad wake-word file costs the wake word, not the microphone: touch (and the
