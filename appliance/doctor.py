@@ -145,7 +145,8 @@ def _voice(cfg: Config) -> Check:
             import pywebrtc_audio  # noqa: F401
         except ImportError as exc:
             level, problem = "FAIL", f"; audio front end unavailable: {exc}"
-    wake = f" ('{v.wake_word}')" if "wake" in v.listen else ""
+    cutoff = f"cutoff {v.wake_threshold:g}" if v.wake_threshold else "the model's cutoff"
+    wake = f" ('{v.wake_word}', {cutoff})" if "wake" in v.listen else ""
     return Check(
         "voice",
         level,

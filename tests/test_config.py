@@ -84,6 +84,8 @@ def test_required_keys_by_name() -> None:
         ({"chat": {"greeting": "Hi {name}!"}}, "chat.greeting: unknown placeholder {name}"),
         ({"chat": {"joke": "A {brace"}}, "chat.joke: not a valid template"),
         ({"voice": {"asr_bias": -1.0}}, "voice.asr_bias: must be >= 0"),
+        ({"voice": {"wake_threshold": 1.0}}, "voice.wake_threshold: 0 (the model's own)"),
+        ({"voice": {"wake_threshold": -0.1}}, "voice.wake_threshold: 0 (the model's own)"),
     ],
 )
 def test_bad_values_are_named(data: dict, needle: str) -> None:
