@@ -1,9 +1,11 @@
-"""One OpenAI-compatible streaming chat call over httpx, with every fault mapped to an LLMError.
+"""One OpenAI-compatible streaming chat call, with every fault mapped to an LLMError.
 
-The pool (pool.py) decides what to do about a fault; this module only has to name it reliably.
-Stall detection is ours (a trio cancel scope around each network read), so the request is sent
-with httpx's read timeout switched off: httpx's own timeouts would otherwise fire first and blur
-"stall" into "timeout".
+An endpoint on this machine is reached over a kept-alive connection (conn.py, given a
+`KeepAlive`), any other over httpx; both look the same from here (`_Body`) and fail with the
+same kinds. The pool (pool.py) decides what to do about a fault; this module only has to name
+it reliably. Stall detection is ours (a trio cancel scope around each network read), so the
+request is sent with httpx's read timeout switched off: httpx's own timeouts would otherwise
+fire first and blur "stall" into "timeout".
 """
 
 from __future__ import annotations
