@@ -31,6 +31,7 @@ from .config import Config, LLMEndpointConfig, load_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
 from .events import ServerEvent, Transcript
+from .llm.conn import KeepAlive
 from .llm.local import run_local_llm
 from .llm.pool import DELTA_COALESCE_S, LLMPool
 from .metrics import Metrics
@@ -104,6 +105,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
     LLM child when configured), warmed up. No conversation log (a demo is not a visitor)."""
     knowledge = await trio.to_thread.run_sync(load_knowledge, cfg)
     timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
+    keepalive = KeepAlive()
     async with httpx.AsyncClient(timeout=timeout) as http, trio.open_nursery() as nursery:
         if cfg.llm.spawn_local:
             await nursery.start(lambda task_status: run_local_llm(cfg.llm, task_status=task_status))
@@ -113,6 +115,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
             coalesce_s=DELTA_COALESCE_S,
+            keepalive=keepalive,
         )
         await warm_up_endpoints(cfg, pool, trio.Event())
         runner = TurnRunner(cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics)
@@ -120,6 +123,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
             yield runner
         finally:
             nursery.cancel_scope.cancel()
+            keepalive.close()
 
 
 @dataclass

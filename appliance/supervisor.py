@@ -35,6 +35,7 @@ from .config import Config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
 from .inference import SessionError
+from .llm.conn import KeepAlive
 from .llm.local import run_local_llm
 from .llm.pool import DELTA_COALESCE_S, LLMPool
 from .looplag import LagMonitor
@@ -211,10 +212,12 @@ async def _serve(
     timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
     http = httpx.AsyncClient(timeout=timeout, limits=limits)
+    keepalive = KeepAlive(connect_s=timeout.connect or 3.0, write_s=timeout.write or 10.0)
     try:
         pool = LLMPool(
             endpoints_from_config(cfg),
             http,
+            keepalive=keepalive,
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
             coalesce_s=DELTA_COALESCE_S,
@@ -304,6 +307,7 @@ async def _serve(
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(store.close)
     finally:
+        keepalive.close()
         # Shielded: a hard cancel must still close pooled sockets rather than leak them.
         with trio.CancelScope(shield=True):
             await http.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import httpx
@@ -11,17 +12,31 @@ from trio.testing import MockClock
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 from appliance.llm.client import Endpoint, LLMError, SSEParser, parse_chunk, probe, stream_chat
+from appliance.llm.conn import KeepAlive
 
 MESSAGES = [{"role": "user", "content": "When do you open?"}]
 WORDS = ["Hello ", "from ", "the ", "scripted ", "model. "]
 
 
+@pytest.fixture(params=["httpx", "keepalive"])
+async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]:
+    """Every loopback test runs both ways: over httpx, and over kept-alive connections."""
+    if request.param == "httpx":
+        yield None
+        return
+    keepalive = KeepAlive()
+    yield keepalive
+    keepalive.close()
+
+
 async def collect(
-    client: httpx.AsyncClient, ep: Endpoint, stall_s: float = 5.0
+    client: httpx.AsyncClient, ep: Endpoint, stall_s: float = 5.0, via: KeepAlive | None = None
 ) -> tuple[list[str], LLMError | None]:
     got: list[str] = []
     try:
-        stream = stream_chat(client, ep, MESSAGES, max_tokens=32, temperature=0.0, stall_s=stall_s)
+        stream = stream_chat(
+            client, ep, MESSAGES, max_tokens=32, temperature=0.0, stall_s=stall_s, keepalive=via
+        )
         async with aclosing(stream) as tokens:
             async for text in tokens:
                 got.append(text)
@@ -31,9 +46,9 @@ async def collect(
 
 
 async def test_streams_words_and_sends_the_request(
-    server: ScriptedLLM, client: httpx.AsyncClient
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
-    got, err = await collect(client, Endpoint("local", server.url, "smollm2"))
+    got, err = await collect(client, Endpoint("local", server.url, "smollm2"), via=via)
     assert err is None
     assert got == WORDS
     body = server.requests[-1]
@@ -45,14 +60,14 @@ async def test_streams_words_and_sends_the_request(
 
 
 async def test_bearer_key_sent_only_when_set(
-    client: httpx.AsyncClient, nursery: trio.Nursery
+    client: httpx.AsyncClient, via: KeepAlive | None, nursery: trio.Nursery
 ) -> None:
     locked = ScriptedLLM(api_key="s3cret")
     await nursery.start(locked.serve)
-    got, err = await collect(client, Endpoint("cloud", locked.url, "m", api_key="s3cret"))
+    got, err = await collect(client, Endpoint("cloud", locked.url, "m", api_key="s3cret"), via=via)
     assert err is None and got == WORDS
     assert locked.served[-1].authorization == "Bearer s3cret"
-    _, err = await collect(client, Endpoint("cloud", locked.url, "m"))
+    _, err = await collect(client, Endpoint("cloud", locked.url, "m"), via=via)
     assert err is not None and err.kind == "http_4xx" and "401" in err.detail
     assert "s3cret" not in repr(Endpoint("cloud", locked.url, "m", api_key="s3cret"))
 
@@ -69,24 +84,26 @@ async def test_bearer_key_sent_only_when_set(
     ],
 )
 async def test_fault_kinds(
-    server: ScriptedLLM, client: httpx.AsyncClient, model: str, kind: str
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, model: str, kind: str
 ) -> None:
-    got, err = await collect(client, Endpoint("ep", server.url, model))
+    got, err = await collect(client, Endpoint("ep", server.url, model), via=via)
     assert got == []
     assert err is not None
     assert (err.endpoint, err.kind) == ("ep", kind)
 
 
-async def test_refused(client: httpx.AsyncClient, dead_url: str) -> None:
-    got, err = await collect(client, Endpoint("gone", dead_url, "m"))
+async def test_refused(client: httpx.AsyncClient, via: KeepAlive | None, dead_url: str) -> None:
+    got, err = await collect(client, Endpoint("gone", dead_url, "m"), via=via)
     assert got == [] and err is not None and err.kind == "refused"
 
 
 async def test_stall_before_headers(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
     t0 = trio.current_time()
-    got, err = await collect(client, Endpoint("ep", server.url, "script:hang_headers"), 2.0)
+    got, err = await collect(
+        client, Endpoint("ep", server.url, "script:hang_headers"), 2.0, via=via
+    )
     elapsed = trio.current_time() - t0
     assert got == [] and err is not None and err.kind == "stall"
     assert 2.0 <= elapsed < 2.1
@@ -96,11 +113,11 @@ async def test_stall_before_headers(
 
 
 async def test_stall_after_some_tokens(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
     server.script = Script(first_token_s=0.5, token_interval_s=0.25)
     t0 = trio.current_time()
-    got, err = await collect(client, Endpoint("ep", server.url, "script:stall:2"), 3.0)
+    got, err = await collect(client, Endpoint("ep", server.url, "script:stall:2"), 3.0, via=via)
     elapsed = trio.current_time() - t0
     assert got == WORDS[:2]
     assert err is not None and err.kind == "stall"
@@ -108,20 +125,28 @@ async def test_stall_after_some_tokens(
 
 
 async def test_slow_tokens_below_stall_limit_are_fine(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
     server.script = Script(first_token_s=1.5, token_interval_s=1.5)
-    got, err = await collect(client, Endpoint("ep", server.url, "m"), 2.0)
+    got, err = await collect(client, Endpoint("ep", server.url, "m"), 2.0, via=via)
     assert err is None and got == WORDS
 
 
-async def test_echo_reply(server: ScriptedLLM, client: httpx.AsyncClient) -> None:
+async def test_echo_reply(
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
+) -> None:
     messages = [
         {"role": "system", "content": "FAQ"},
         {"role": "user", "content": "ECHO the tower opens at 9:30"},
     ]
     stream = stream_chat(
-        client, Endpoint("ep", server.url, "m"), messages, max_tokens=8, temperature=0, stall_s=5
+        client,
+        Endpoint("ep", server.url, "m"),
+        messages,
+        max_tokens=8,
+        temperature=0,
+        stall_s=5,
+        keepalive=via,
     )
     async with aclosing(stream) as tokens:
         text = "".join([t async for t in tokens])
@@ -129,11 +154,17 @@ async def test_echo_reply(server: ScriptedLLM, client: httpx.AsyncClient) -> Non
 
 
 async def test_closing_early_closes_the_http_stream(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
     server.script = Script(token_interval_s=5.0)
     stream = stream_chat(
-        client, Endpoint("ep", server.url, "m"), MESSAGES, max_tokens=8, temperature=0, stall_s=30
+        client,
+        Endpoint("ep", server.url, "m"),
+        MESSAGES,
+        max_tokens=8,
+        temperature=0,
+        stall_s=30,
+        keepalive=via,
     )
     async with aclosing(stream) as tokens:
         async for first in tokens:
@@ -147,12 +178,12 @@ async def test_closing_early_closes_the_http_stream(
 
 
 async def test_cancelled_consumer_returns_on_time(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
     server.script = Script(first_token_s=100.0)
     t0 = trio.current_time()
     with trio.move_on_after(1.0) as scope:
-        await collect(client, Endpoint("ep", server.url, "m"), 30.0)
+        await collect(client, Endpoint("ep", server.url, "m"), 30.0, via=via)
     assert scope.cancelled_caught
     assert trio.current_time() - t0 < 1.1
     with trio.fail_after(1):
@@ -161,9 +192,11 @@ async def test_cancelled_consumer_returns_on_time(
 
 
 async def test_probe_measures_round_trip(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, mock_clock: MockClock
 ) -> None:
-    seconds = await probe(client, Endpoint("ep", server.url, "script:slow_first:0.4"), 2.0)
+    seconds = await probe(
+        client, Endpoint("ep", server.url, "script:slow_first:0.4"), 2.0, keepalive=via
+    )
     assert 0.4 <= seconds < 0.5
     body = server.requests[-1]
     assert body["max_tokens"] == 1 and body["stream"] is False
@@ -179,18 +212,25 @@ async def test_probe_measures_round_trip(
     ],
 )
 async def test_probe_faults(
-    server: ScriptedLLM, client: httpx.AsyncClient, mock_clock: MockClock, model: str, kind: str
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    mock_clock: MockClock,
+    model: str,
+    kind: str,
 ) -> None:
     t0 = trio.current_time()
     with pytest.raises(LLMError) as info:
-        await probe(client, Endpoint("ep", server.url, model), 1.0)
+        await probe(client, Endpoint("ep", server.url, model), 1.0, keepalive=via)
     assert info.value.kind == kind
     assert trio.current_time() - t0 < 1.1
 
 
-async def test_probe_refused(client: httpx.AsyncClient, dead_url: str) -> None:
+async def test_probe_refused(
+    client: httpx.AsyncClient, via: KeepAlive | None, dead_url: str
+) -> None:
     with pytest.raises(LLMError) as info:
-        await probe(client, Endpoint("gone", dead_url, "m"), 1.0)
+        await probe(client, Endpoint("gone", dead_url, "m"), 1.0, keepalive=via)
     assert info.value.kind == "refused"
     assert str(info.value).startswith("gone: refused")
 

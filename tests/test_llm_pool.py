@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 import trio
@@ -9,6 +11,7 @@ from trio.testing import MockClock
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
 from appliance.llm.client import Endpoint
+from appliance.llm.conn import KeepAlive
 from appliance.llm.pool import AllEndpointsFailed, Completion, HedgePlan, LLMPool
 
 MESSAGES = [{"role": "user", "content": "Can I bring my dog?"}]
@@ -29,13 +32,32 @@ class Recorder:
 
 def make_pool(
     client: httpx.AsyncClient,
+    via: KeepAlive | None,
     rec: Recorder,
     *models: tuple[str, str, str],
     first_token_s: float = 1.0,
     stall_s: float = 3.0,
 ) -> LLMPool:
     eps = [Endpoint(name, url, model) for name, url, model in models]
-    return LLMPool(eps, client, first_token_s=first_token_s, stall_s=stall_s, on_error=rec.on_error)
+    return LLMPool(
+        eps,
+        client,
+        first_token_s=first_token_s,
+        stall_s=stall_s,
+        on_error=rec.on_error,
+        keepalive=via,
+    )
+
+
+@pytest.fixture(params=["httpx", "keepalive"])
+async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]:
+    """Every pool test runs both ways: over httpx, and over kept-alive connections."""
+    if request.param == "httpx":
+        yield None
+        return
+    keepalive = KeepAlive()
+    yield keepalive
+    keepalive.close()
 
 
 def outcomes(server: ScriptedLLM) -> dict[str, str]:
@@ -48,10 +70,10 @@ async def settle(server: ScriptedLLM) -> None:
 
 
 async def test_first_endpoint_answers_alone(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
-    pool = make_pool(client, rec, ("a", server.url, "script:ok:0.5"), ("b", server.url, "b"))
+    pool = make_pool(client, via, rec, ("a", server.url, "script:ok:0.5"), ("b", server.url, "b"))
     result = await pool.complete(MESSAGES, rec.on_delta)
     assert result == Completion(
         text=REPLY, endpoint="a", first_token_s=result.first_token_s, errors=[]
@@ -66,12 +88,12 @@ async def test_first_endpoint_answers_alone(
 
 
 async def test_hedge_second_endpoint_wins_and_first_is_closed(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
     server.script = Script(token_interval_s=0.5)
     pool = make_pool(
-        client, rec, ("slow", server.url, "script:slow_first:10"), ("fast", server.url, "fast")
+        client, via, rec, ("slow", server.url, "script:slow_first:10"), ("fast", server.url, "fast")
     )
     loser_seen: list[str] = []
 
@@ -91,11 +113,12 @@ async def test_hedge_second_endpoint_wins_and_first_is_closed(
 
 
 async def test_hedge_first_endpoint_can_still_win(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
     pool = make_pool(
         client,
+        via,
         rec,
         ("a", server.url, "script:slow_first:1.5"),
         ("b", server.url, "script:slow_first:5"),
@@ -120,13 +143,14 @@ async def test_failover_before_first_token(
     mock_clock: MockClock,
     server: ScriptedLLM,
     client: httpx.AsyncClient,
+    via: KeepAlive | None,
     dead_url: str,
     model: str | None,
     kind: str,
 ) -> None:
     rec = Recorder()
     first = ("a", server.url, model) if model else ("a", dead_url, "m")
-    pool = make_pool(client, rec, first, ("b", server.url, "b"))
+    pool = make_pool(client, via, rec, first, ("b", server.url, "b"))
     result = await pool.complete(MESSAGES, rec.on_delta)
     assert result.endpoint == "b" and result.text == REPLY
     assert result.first_token_s < 0.1  # the next one started at once, no hedge wait
@@ -139,11 +163,11 @@ async def test_failover_before_first_token(
 
 
 async def test_stall_mid_stream_fails_over_with_reset(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
     pool = make_pool(
-        client, rec, ("a", server.url, "script:stall:2"), ("b", server.url, "b"), stall_s=2.0
+        client, via, rec, ("a", server.url, "script:stall:2"), ("b", server.url, "b"), stall_s=2.0
     )
     t0 = trio.current_time()
     result = await pool.complete(MESSAGES, rec.on_delta)
@@ -158,11 +182,16 @@ async def test_stall_mid_stream_fails_over_with_reset(
 
 
 async def test_all_fail(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+    mock_clock: MockClock,
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    dead_url: str,
 ) -> None:
     rec = Recorder()
     pool = make_pool(
         client,
+        via,
         rec,
         ("a", server.url, "script:http_429"),
         ("b", server.url, "script:http_500"),
@@ -181,10 +210,10 @@ async def test_all_fail(
 
 
 async def test_failover_mid_stream_with_nothing_left_raises(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
-    pool = make_pool(client, rec, ("a", server.url, "script:stall:1"), stall_s=1.0)
+    pool = make_pool(client, via, rec, ("a", server.url, "script:stall:1"), stall_s=1.0)
     with pytest.raises(AllEndpointsFailed) as info:
         await pool.complete(MESSAGES, rec.on_delta)
     assert [e.kind for e in info.value.errors] == ["stall"]
@@ -192,27 +221,33 @@ async def test_failover_mid_stream_with_nothing_left_raises(
 
 
 async def test_a_first_token_within_first_token_s_is_waited_for_past_stall_s(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     """A restarted local server evaluates the whole prompt before its first token (4 s here):
     with first_token_s = 6 s that is on time, not a stall at stall_s (3 s), whether the server
     sends its headers first (this one) or only with the first token (llama-cpp-python)."""
     rec = Recorder()
-    pool = make_pool(client, rec, ("local", server.url, "script:slow_first:4.0"), first_token_s=6.0)
+    pool = make_pool(
+        client, via, rec, ("local", server.url, "script:slow_first:4.0"), first_token_s=6.0
+    )
     result = await pool.complete(MESSAGES, rec.on_delta)
     assert result.text == REPLY and 4.0 <= result.first_token_s < 4.1
     assert rec.errors == []
-    slow = make_pool(client, rec, ("local", server.url, "script:slow_first:7.0"), first_token_s=6.0)
+    slow = make_pool(
+        client, via, rec, ("local", server.url, "script:slow_first:7.0"), first_token_s=6.0
+    )
     with pytest.raises(AllEndpointsFailed) as info:  # beyond first_token_s: still given up
         await slow.complete(MESSAGES, rec.on_delta)
     assert [e.kind for e in info.value.errors] == ["stall"]
 
 
 async def test_hung_headers_are_given_up_after_the_first_token_budget(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
-    pool = make_pool(client, rec, ("local", server.url, "script:hang_headers"), first_token_s=6.0)
+    pool = make_pool(
+        client, via, rec, ("local", server.url, "script:hang_headers"), first_token_s=6.0
+    )
     t0 = trio.current_time()
     with pytest.raises(AllEndpointsFailed) as info:
         await pool.complete(MESSAGES, rec.on_delta)
@@ -241,11 +276,12 @@ async def test_vision_filtering(
 
 
 async def test_cancelling_complete_closes_every_stream(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
     pool = make_pool(
         client,
+        via,
         rec,
         ("a", server.url, "script:slow_first:50"),
         ("b", server.url, "script:slow_first:60"),
@@ -265,11 +301,11 @@ async def test_cancelling_complete_closes_every_stream(
 
 
 async def test_cancel_mid_stream(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
     server.script = Script(token_interval_s=1.0)
-    pool = make_pool(client, rec, ("a", server.url, "a"))
+    pool = make_pool(client, via, rec, ("a", server.url, "a"))
     with trio.move_on_after(2.5):
         await pool.complete(MESSAGES, rec.on_delta)
     assert [t for t, _ in rec.deltas] == ["Hello ", "from ", "the "]
@@ -278,10 +314,10 @@ async def test_cancel_mid_stream(
 
 
 async def test_repeatedly_failing_endpoint_moves_to_the_back_for_a_while(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
-    pool = make_pool(client, rec, ("a", server.url, "script:http_500"), ("b", server.url, "b"))
+    pool = make_pool(client, via, rec, ("a", server.url, "script:http_500"), ("b", server.url, "b"))
     for _ in range(3):
         assert (await pool.complete(MESSAGES, rec.on_delta)).endpoint == "b"
     assert pool.health[0].consecutive_failures == 3
@@ -294,11 +330,16 @@ async def test_repeatedly_failing_endpoint_moves_to_the_back_for_a_while(
 
 
 async def test_probe_all_records_health_and_never_raises(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+    mock_clock: MockClock,
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    dead_url: str,
 ) -> None:
     rec = Recorder()
     pool = make_pool(
         client,
+        via,
         rec,
         ("ok", server.url, "script:ok:0.2"),
         ("broken", server.url, "script:http_500"),
@@ -317,19 +358,19 @@ async def test_probe_all_records_health_and_never_raises(
 
 
 async def test_prime_evaluates_the_prompt_on_a_loopback_endpoint_only(
-    server: ScriptedLLM, client: httpx.AsyncClient
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     rec = Recorder()
-    local = make_pool(client, rec, ("local", server.url, "m"))
+    local = make_pool(client, via, rec, ("local", server.url, "m"))
     assert await local.prime(MESSAGES, timeout_s=2.0)
     assert server.requests[-1]["messages"] == MESSAGES and server.requests[-1]["max_tokens"] == 1
     # A remote first endpoint is never sent a second, paid request: no connection is made.
     sent = len(server.requests)
-    remote = make_pool(client, rec, ("cloud", "https://api.example.com/v1", "m"))
+    remote = make_pool(client, via, rec, ("cloud", "https://api.example.com/v1", "m"))
     assert not await remote.prime(MESSAGES, timeout_s=2.0)
     assert len(server.requests) == sent and rec.errors == []
     # A failing local endpoint: False, and the turn that follows finds out for itself.
-    broken = make_pool(client, rec, ("local", server.url, "script:http_500"))
+    broken = make_pool(client, via, rec, ("local", server.url, "script:http_500"))
     assert not await broken.prime(MESSAGES, timeout_s=2.0)
 
 
@@ -375,10 +416,10 @@ def test_plan_failure_while_hedging_starts_the_next() -> None:
 
 
 async def test_on_delta_error_propagates_unwrapped_and_closes_streams(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
     server.script = Script(token_interval_s=1.0)
-    pool = make_pool(client, Recorder(), ("a", server.url, "a"))
+    pool = make_pool(client, via, Recorder(), ("a", server.url, "a"))
 
     async def refuse(text: str, reset: bool) -> None:
         raise KeyError(text)

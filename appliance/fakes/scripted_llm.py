@@ -132,6 +132,12 @@ class ScriptedLLM:
         self.served: list[Served] = []
         self.url = ""
         self.active = 0  # chat responses in progress
+        self.accepts = 0  # TCP connections accepted (fewer than requests: kept alive)
+        # How a kept-alive connection ends, as real servers do: "keep" (until the client
+        # closes), "close_idle" (closed right after each response, like a keep-alive timeout),
+        # "drop_next" (the next request on it is read, then the connection closed unanswered:
+        # the race of a server timing out just as a request arrives).
+        self.reuse = "keep"
         self._counter = 0
         self._changed = trio.Event()
 
@@ -163,13 +169,18 @@ class ScriptedLLM:
         await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        self.accepts += 1
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_BODY)
         try:
+            exchanges = 0
             while True:
                 request, body = await self._read_request(stream, conn)
-                if request is None:
+                if request is None or (exchanges and self.reuse == "drop_next"):
                     return
                 await self._dispatch(stream, conn, request, body)
+                exchanges += 1
+                if self.reuse == "close_idle":
+                    return
                 # Anything but a cleanly finished exchange (a hang-up, Connection: close) ends it.
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return

@@ -1,9 +1,11 @@
-"""One OpenAI-compatible streaming chat call over httpx, with every fault mapped to an LLMError.
+"""One OpenAI-compatible streaming chat call, with every fault mapped to an LLMError.
 
-The pool (pool.py) decides what to do about a fault; this module only has to name it reliably.
-Stall detection is ours (a trio cancel scope around each network read), so the request is sent
-with httpx's read timeout switched off: httpx's own timeouts would otherwise fire first and blur
-"stall" into "timeout".
+An endpoint on this machine is reached over a kept-alive connection (conn.py, given a
+`KeepAlive`), any other over httpx; both look the same from here (`_Body`) and fail with the
+same kinds. The pool (pool.py) decides what to do about a fault; this module only has to name
+it reliably. Stall detection is ours (a trio cancel scope around each network read), so the
+request is sent with httpx's read timeout switched off: httpx's own timeouts would otherwise
+fire first and blur "stall" into "timeout".
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncGenerator, Iterator, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 import trio
+
+from appliance.llm.conn import Exchange, KeepAlive, TransportError
 
 __all__ = [
     "LLM_ERROR_KINDS",
@@ -45,6 +48,9 @@ LLM_ERROR_KINDS = frozenset(
 
 # Error bodies can be large HTML pages; keep only what helps an admin.
 _DETAIL_MAX = 200
+# After [DONE], how long the end of the body may take: a server sends it at once, and a
+# connection is only reused after it (else closed).
+_DONE_GRACE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -205,19 +211,107 @@ def _transport_error(ep: Endpoint, exc: Exception) -> LLMError:
     return LLMError(ep.name, kind, f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX])
 
 
-async def _error_detail(response: httpx.Response, stall_s: float) -> str:
+class _Body(Protocol):
+    """A response being read, over httpx or a kept-alive connection (conn.py): its status, then
+    its body piece by piece (None at the end). Transport faults come out as LLMError."""
+
+    status: int
+
+    async def receive(self) -> bytes | None: ...
+
+    async def finish(self, grace_s: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _HttpxBody:
+    def __init__(self, ep: Endpoint, response: httpx.Response) -> None:
+        self._ep = ep
+        self._response = response
+        self.status = response.status_code
+        # httpx's iterator is an async generator; closed by aclose rather than left to GC.
+        self._chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+
+    async def receive(self) -> bytes | None:
+        try:
+            return await anext(self._chunks, None)
+        except httpx.HTTPError as e:
+            raise _transport_error(self._ep, e) from e
+
+    async def finish(self, grace_s: float) -> None:
+        pass  # remote endpoints: the connection is closed after a stream, as before
+
+    async def aclose(self) -> None:
+        try:
+            await self._chunks.aclose()
+        finally:
+            await self._response.aclose()
+
+
+class _KeptBody:
+    def __init__(self, ep: Endpoint, exchange: Exchange) -> None:
+        self._ep = ep
+        self._exchange = exchange
+        self.status = exchange.status
+
+    async def receive(self) -> bytes | None:
+        try:
+            return await self._exchange.receive()
+        except TransportError as e:
+            raise LLMError(self._ep.name, e.kind, e.detail[:_DETAIL_MAX]) from e
+
+    async def finish(self, grace_s: float) -> None:
+        await self._exchange.finish(grace_s)
+
+    async def aclose(self) -> None:
+        self._exchange.release()
+
+
+async def _open(
+    client: httpx.AsyncClient,
+    keepalive: KeepAlive | None,
+    ep: Endpoint,
+    body: dict[str, Any],
+    accept: str,
+    read_timeout: float | None,
+) -> _Body:
+    """POST body to the endpoint's chat completions and return once the response head is in:
+    over a kept-alive connection for a loopback endpoint when `keepalive` is given, else httpx."""
+    url = ep.url.rstrip("/") + "/chat/completions"
+    if keepalive is not None and keepalive.handles(url):
+        headers = [("Content-Type", "application/json"), *_headers(ep, accept).items()]
+        try:
+            exchange = await keepalive.request("POST", url, json.dumps(body).encode(), headers)
+        except TransportError as e:
+            raise LLMError(ep.name, e.kind, e.detail[:_DETAIL_MAX]) from e
+        return _KeptBody(ep, exchange)
+    request = _request(client, ep, body, accept, read_timeout)
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as e:
+        raise _transport_error(ep, e) from e
+    return _HttpxBody(ep, response)
+
+
+async def _read_all(body: _Body) -> bytes:
+    parts: list[bytes] = []
+    while (chunk := await body.receive()) is not None:
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _error_detail(body: _Body, stall_s: float) -> str:
     """The start of an error body, read with a deadline and a size cap (never the whole page)."""
-    body = b""
+    data = b""
     with trio.move_on_after(stall_s):
         try:
-            async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as it:
-                async for chunk in it:
-                    body += chunk
-                    if len(body) >= 4 * _DETAIL_MAX:
-                        break
-        except httpx.HTTPError:
+            while (chunk := await body.receive()) is not None:
+                data += chunk
+                if len(data) >= 4 * _DETAIL_MAX:
+                    break
+        except LLMError:
             pass
-    return body.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
+    return data.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
 
 
 def _decode(ep: Endpoint, parser: SSEParser, chunk: bytes | None) -> tuple[list[str], bool]:
@@ -264,6 +358,7 @@ async def stream_chat(
     stop: Sequence[str] = (),
     first_s: float | None = None,
     watch: StallWatch | None = None,
+    keepalive: KeepAlive | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
@@ -271,8 +366,10 @@ async def stream_chat(
     content delta the wait is `first_s` instead (default stall_s): a server evaluates the whole
     prompt before its first token and may hold its headers until then (llama-cpp-python's
     does), so that wait is the first-token budget's. With `watch`, the caller times the stream
-    instead (see StallWatch, which has its own first_s) and raises its error. Use it with
-    `contextlib.aclosing`: closing the generator closes the HTTP stream immediately.
+    instead (see StallWatch, which has its own first_s) and raises its error. With `keepalive`,
+    a loopback endpoint is reached over a kept-alive connection (conn.py), reused only after a
+    stream read to its end. Use it with `contextlib.aclosing`: closing the generator closes the
+    HTTP stream (and its connection) immediately.
     """
     first_s = stall_s if first_s is None else first_s
     body = {
@@ -284,58 +381,48 @@ async def stream_chat(
     }
     if stop:
         body["stop"] = list(stop)
-    request = _request(client, ep, body, "text/event-stream", None)
-    response: httpx.Response | None = None
+    response: _Body | None = None
     try:
         with trio.move_on_after(math.inf if watch is not None else first_s):
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.HTTPError as e:
-                raise _transport_error(ep, e) from e
+            response = await _open(client, keepalive, ep, body, "text/event-stream", None)
         if watch is not None:
             watch.headers = True
             watch.bump()
         if response is None:
             raise LLMError(ep.name, "stall", f"no response headers within {first_s:g} s")
-        if response.status_code != 200:
+        if response.status != 200:
             detail = await _error_detail(response, stall_s)
             raise LLMError(
                 ep.name,
-                _status_kind(response.status_code),
-                f"HTTP {response.status_code}: {detail}".rstrip(": "),
+                _status_kind(response.status),
+                f"HTTP {response.status}: {detail}".rstrip(": "),
             )
         parser = SSEParser()
         tokens = 0
-        # httpx's iterator is an async generator; close it ourselves rather than leave it to GC.
-        byte_stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-        async with aclosing(byte_stream) as chunks:
-            while True:
-                chunk: bytes | None = None
+        while True:
+            chunk: bytes | None = None
+            if watch is not None:
+                chunk = await response.receive()
+                watch.bump()
+            else:
+                wait_s = stall_s if tokens else first_s
+                with trio.move_on_after(wait_s) as scope:
+                    chunk = await response.receive()
+                if scope.cancelled_caught:
+                    raise LLMError(
+                        ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
+                    )
+            texts, done = _decode(ep, parser, chunk)
+            for text in texts:
+                tokens += 1
                 if watch is not None:
-                    try:
-                        chunk = await anext(chunks, None)
-                    except httpx.HTTPError as e:
-                        raise _transport_error(ep, e) from e
-                    watch.bump()
-                else:
-                    wait_s = stall_s if tokens else first_s
-                    with trio.move_on_after(wait_s) as scope:
-                        try:
-                            chunk = await anext(chunks, None)
-                        except httpx.HTTPError as e:
-                            raise _transport_error(ep, e) from e
-                    if scope.cancelled_caught:
-                        raise LLMError(
-                            ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
-                        )
-                texts, done = _decode(ep, parser, chunk)
-                for text in texts:
-                    tokens += 1
-                    if watch is not None:
-                        watch.tokens = tokens
-                    yield text
-                if done or chunk is None:
-                    break
+                    watch.tokens = tokens
+                yield text
+            if done:
+                await response.finish(_DONE_GRACE_S)
+                break
+            if chunk is None:
+                break
         if tokens == 0:
             raise LLMError(ep.name, "empty", "stream ended without content")
     finally:
@@ -348,6 +435,7 @@ async def probe(
     ep: Endpoint,
     timeout_s: float,
     messages: list[dict[str, Any]] | None = None,
+    keepalive: KeepAlive | None = None,
 ) -> float:
     """Warm an endpoint up with a one-token, non-streamed request; return the seconds taken.
     With `messages`, a server that keeps its last prompt's KV cache (llama.cpp) has that
@@ -363,21 +451,21 @@ async def probe(
         "temperature": 0.0,
     }
     start = trio.current_time()
-    request = _request(client, ep, body, "application/json", timeout_s)
     with trio.move_on_after(timeout_s):
+        response = await _open(client, keepalive, ep, body, "application/json", timeout_s)
         try:
-            response = await client.send(request)
-        except httpx.HTTPError as e:
-            raise _transport_error(ep, e) from e
-        if response.status_code != 200:
-            detail = response.text.strip()[:_DETAIL_MAX]
+            data = await _read_all(response)
+        finally:
+            await response.aclose()
+        if response.status != 200:
+            detail = data.decode("utf-8", "replace").strip()[:_DETAIL_MAX]
             raise LLMError(
                 ep.name,
-                _status_kind(response.status_code),
-                f"HTTP {response.status_code}: {detail}".rstrip(": "),
+                _status_kind(response.status),
+                f"HTTP {response.status}: {detail}".rstrip(": "),
             )
         try:
-            obj = response.json()
+            obj = json.loads(data)
             choices = obj["choices"]
             if not isinstance(choices, list) or not choices:
                 raise ValueError("no choices")

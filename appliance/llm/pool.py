@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from appliance.llm.client import Endpoint, LLMError, StallWatch, probe, stream_chat
+from appliance.llm.conn import KeepAlive, on_loopback
 
 __all__ = [
     "DELTA_COALESCE_S",
@@ -33,11 +33,6 @@ __all__ = [
 # The service's `coalesce_s`: ~25 text updates a second at most, a few tokens each, instead of
 # one per token (a local model streams ~70/s); the first token and clause ends are not held.
 DELTA_COALESCE_S = 0.04
-
-
-def _on_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 @dataclass
@@ -178,9 +173,12 @@ class LLMPool:
         penalty_failures: int = 3,
         penalty_window_s: float = 30.0,
         coalesce_s: float = 0.0,
+        keepalive: KeepAlive | None = None,
     ) -> None:
         self._endpoints = list(endpoints)
         self._client = client
+        # Loopback endpoints over kept-alive connections (conn.py); the rest over `client`.
+        self._keepalive = keepalive
         self.first_token_s = first_token_s
         self.stall_s = stall_s
         # > 0: after a delta, the winner's next tokens are gathered for up to this long and
@@ -236,10 +234,10 @@ class LLMPool:
         the whole prompt. Remote endpoints are never primed (a second paid request). Returns
         whether a priming request was answered; never raises."""
         candidates = self.candidates()
-        if not candidates or not _on_loopback(candidates[0].url):
+        if not candidates or not on_loopback(candidates[0].url):
             return False
         try:
-            await probe(self._client, candidates[0], timeout_s, messages)
+            await probe(self._client, candidates[0], timeout_s, messages, self._keepalive)
         except LLMError:
             return False
         return True
@@ -249,7 +247,7 @@ class LLMPool:
 
         async def one(ep: Endpoint) -> None:
             try:
-                latency = await probe(self._client, ep, timeout_s)
+                latency = await probe(self._client, ep, timeout_s, keepalive=self._keepalive)
             except LLMError as e:
                 self._record_failure(e)
             else:
@@ -292,6 +290,7 @@ class LLMPool:
                         stall_s=self.stall_s,
                         stop=stop,
                         watch=watch,
+                        keepalive=self._keepalive,
                     )
                     async with aclosing(stream) as tokens:
                         async for text in tokens:
