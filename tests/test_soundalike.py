@@ -139,12 +139,12 @@ def hotel(embedder: Embedder) -> KnowledgeBase:
     return KnowledgeBase.from_file(HOTEL, embedder=embedder)
 
 
-def turn(kb: KnowledgeBase, question: str, soundalike: bool, **kw: float) -> Decision:
+def turn(kb: KnowledgeBase, question: str, soundalike: bool, **kw: object) -> Decision:
     plan = lookups(question, None, sound_index(kb) if soundalike else None)
     return decide(
         question,
         ground(kb, plan.primary, facts=True),
-        settings=PolicySettings(topics=faq_topics(tuple(e.question for e in kb.entries)), **kw),
+        settings=PolicySettings(topics=faq_topics(tuple(e.question for e in kb.entries)), **kw),  # type: ignore[arg-type]
         parts=tuple(ground(kb, p, facts=True) for p in plan.parts),
         repaired=ground(kb, plan.repaired, facts=True) if plan.repaired else None,
         repairs=plan.repairs,
@@ -178,3 +178,9 @@ def test_what_was_heard_wins_when_it_answers(museum: KnowledgeBase) -> None:
 def test_an_off_topic_question_stays_declined(museum: KnowledgeBase) -> None:
     for q in ("who won the football last night", "is there a kettle in the room"):
         assert turn(museum, q, True).kind == turn(museum, q, False).kind
+
+
+def test_in_llm_mode_a_guess_is_asked_back_not_sent_to_the_model(museum: KnowledgeBase) -> None:
+    d = turn(museum, "can I borrow a we'll chair", True, answer_mode="llm")
+    assert d.kind == "clarify" and d.reason.startswith("soundalike_")
+    assert "Is the museum wheelchair accessible?" in [c.label for c in d.choices]

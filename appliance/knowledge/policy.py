@@ -183,6 +183,9 @@ class PolicySettings:
     # soundalike.py) that the best entry relies on: answered outright only from this score up,
     # else offered back ("Do you mean ...?"). Above 1: never answered on a sound-alike alone.
     soundalike_answer: float = 1.01
+    # ... and the repaired reading is taken only when its best entry's support is this much
+    # above the heard reading's best (a guess must fit the question clearly better).
+    soundalike_gain: float = 0.0
     max_choices: int = 3
 
 
@@ -985,15 +988,20 @@ def _pick(own: _Ranked, other: _Ranked) -> _Ranked:
     return other if _support(other) > _support(own) else own
 
 
-def _prefer_repaired(heard: _Ranked, fixed: _Ranked) -> _Ranked:
-    """The repaired reading when it leads to an entry with a repaired word and is better
-    supported than what was heard (or that led nowhere); else what was heard."""
+def _prefer_repaired(heard: _Ranked, fixed: _Ranked, settings: PolicySettings) -> _Ranked:
+    """The repaired reading when it leads to an entry with a repaired word and is clearly
+    better supported than what was heard; else what was heard."""
     if fixed.decision is None or fixed.best is None or fixed.best.guess is None:
         return heard
-    if heard.decision is not None and _support(fixed) <= _support(heard):
+    if _support(fixed) < _support(heard) + settings.soundalike_gain:
         return heard
-    reason = f"soundalike_{fixed.decision.reason}"  # for logs: "soundalike_confirm"
-    return _Ranked(replace(fixed.decision, reason=reason), fixed.best)
+    d = fixed.decision
+    reason = f"soundalike_{d.reason}"  # for logs: "soundalike_confirm"
+    if d.kind == "llm" and d.reason != "confident":
+        # llm mode hands close entries to the model; a guess at the words is asked back.
+        entries = list(dict.fromkeys(h.entry for h in d.hits))[: settings.max_choices]
+        return _Ranked(clarify_between(entries, settings, reason), fixed.best)
+    return _Ranked(replace(d, reason=reason), fixed.best)
 
 
 def _two_answers(parts: Sequence[_Ranked], settings: PolicySettings) -> Decision | None:
@@ -1068,7 +1076,7 @@ def decide(
             weighed = max(answers, key=_support)
     if repaired is not None and repairs and not _is_answer(weighed):
         # What was heard leads nowhere: the reading with misheard words put right may.
-        weighed = _prefer_repaired(weighed, _weigh(repaired, settings, repairs=repairs))
+        weighed = _prefer_repaired(weighed, _weigh(repaired, settings, repairs=repairs), settings)
 
     best = weighed.best.hit if weighed.best is not None else None
     category = _off_topic(cleaned, best)
