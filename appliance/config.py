@@ -156,9 +156,9 @@ class KnowledgeConfig:
     semantic: bool = True
     # Question words the FAQ lacks that sound like FAQ words ("calories" for "galleries",
     # "clock room" for "cloakroom": misrecognitions) get a second reading with the FAQ word
-    # (knowledge/soundalike.py); it is used only when what was heard leads nowhere, and leads
-    # to a question back ("Do you mean ...?"), not to an answer.
-    soundalike: bool = False
+    # (knowledge/soundalike.py); it is used only when what was heard leads nowhere, and mostly
+    # leads to a question back ("Do you mean ...?"). false: only what was heard is looked up.
+    soundalike: bool = True
 
 
 @dataclass(frozen=True)
