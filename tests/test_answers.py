@@ -92,9 +92,7 @@ async def test_a_clarification_is_answered_by_a_button_or_in_words(
     assert answered["text"] != chosen["text"] or second["label"] == first["label"]
 
 
-async def test_a_misheard_faq_word_is_asked_back(
-    start_service: StartService, connect: Any
-) -> None:
+async def test_a_misheard_faq_word_is_asked_back(start_service: StartService, connect: Any) -> None:
     """knowledge.soundalike (on by default): "we'll chair" (ASR for "wheelchair") leads to "Do
     you mean ...?" instead of a decline; a visitor's "yes" then gets the staff's answer."""
     svc = await start_service(knowledge={**FAQ_MODE, "soundalike": True})
