@@ -154,6 +154,11 @@ class KnowledgeConfig:
     # Hybrid ranking with a small sentence-embedding model (all-MiniLM-L6-v2, ONNX on CPU);
     # false = lexical BM25 only (no direct answers then).
     semantic: bool = True
+    # Question words the FAQ lacks that sound like FAQ words ("calories" for "galleries",
+    # "clock room" for "cloakroom": misrecognitions) get a second reading with the FAQ word
+    # (knowledge/soundalike.py); it is used only when what was heard leads nowhere, and mostly
+    # leads to a question back ("Do you mean ...?"). false: only what was heard is looked up.
+    soundalike: bool = True
 
 
 @dataclass(frozen=True)

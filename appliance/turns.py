@@ -43,6 +43,7 @@ from .knowledge.policy import (
     instead_of_generated,
     lookups,
 )
+from .knowledge.soundalike import sound_index
 from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord
@@ -191,6 +192,7 @@ class TurnRunner:
         settings = self.policy_settings()
         ctx = conv.answer_context if isinstance(conv.answer_context, PolicyContext) else None
         open_mode = self.cfg.knowledge.answer_mode == "open"
+        soundalike = self.cfg.knowledge.soundalike
 
         def blocking() -> tuple[Decision, Grounding]:
             prepare(kb)
@@ -198,11 +200,21 @@ class TurnRunner:
             if open_mode:
                 g = rank(question)
                 return Decision("llm", "", "open", hits=tuple(g.hits)), g
-            plan = lookups(question, ctx)
+            plan = lookups(question, ctx, sound_index(kb) if soundalike else None)
             g = rank(plan.primary)
             gc = rank(plan.contextual) if plan.contextual else None
             parts = tuple(rank(q) for q in plan.parts)
-            d = decide(question, g, context=ctx, settings=settings, contextual=gc, parts=parts)
+            gr = rank(plan.repaired) if plan.repaired else None
+            d = decide(
+                question,
+                g,
+                context=ctx,
+                settings=settings,
+                contextual=gc,
+                parts=parts,
+                repaired=gr,
+                repairs=plan.repairs,
+            )
             return d, g
 
         return await trio.to_thread.run_sync(blocking)

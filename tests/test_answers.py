@@ -92,6 +92,23 @@ async def test_a_clarification_is_answered_by_a_button_or_in_words(
     assert answered["text"] != chosen["text"] or second["label"] == first["label"]
 
 
+async def test_a_misheard_faq_word_is_asked_back(start_service: StartService, connect: Any) -> None:
+    """knowledge.soundalike (on by default): "we'll chair" (ASR for "wheelchair") leads to "Do
+    you mean ...?" instead of a decline; a visitor's "yes" then gets the staff's answer."""
+    svc = await start_service(knowledge={**FAQ_MODE, "soundalike": True})
+    async with connect(svc) as c:
+        await c.hello()
+        ask = await c.ask("can I borrow a we'll chair")
+        assert ask["kind"] == "clarify", ask
+        assert [ch["label"] for ch in ask["choices"]] == ["Is the museum wheelchair accessible?"]
+        yes = await c.ask("yes")
+    assert yes["kind"] == "faq" and "wheelchairs" in yes["text"]
+    off = await start_service(knowledge={**FAQ_MODE, "soundalike": False})
+    async with connect(off) as c:
+        await c.hello()
+        assert (await c.ask("can I borrow a we'll chair"))["kind"] == "decline"
+
+
 INVENTIONS = [
     ("price", "An adult ticket costs €15."),
     ("time", "We open at 8:15 every morning."),

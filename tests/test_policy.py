@@ -629,6 +629,25 @@ def test_bench_scoring() -> None:
     assert bench.score(two, answered) == "correct" and bench.score(two, other) == "wrong"
 
 
+def test_bench_scores_what_asr_heard() -> None:
+    """--transcripts: the questions a spoken bench asked, with its transcripts as their text."""
+    cases = [
+        bench.Case("a", "museum", "faq", "where are the galleries", expect=TOILETS),
+        bench.Case("b", "museum", "followup", "and on sunday?", before="when do you open"),
+        bench.Case("c", "museum", "faq", "not asked"),
+    ]
+    rows = [
+        {"id": "a", "transcript": "Where are the calories?"},
+        {"id": "b", "transcript": "", "before_transcript": "When do you open?"},
+    ]
+    heard = bench.heard(cases, {"rows": rows})
+    assert [(c.id, c.text, c.before) for c in heard] == [
+        ("a", "Where are the calories?", None),
+        ("b", "", "When do you open?"),
+    ]
+    assert heard[0].expect == TOILETS
+
+
 def test_bench_on_the_tuning_set(museum: KnowledgeBase, hotel: KnowledgeBase) -> None:
     """The calibration's figures on tests/data/understand/tune.toml (the set it was tuned on, so
     an upper bound for unseen questions): what `python -m appliance.bench.understand_text

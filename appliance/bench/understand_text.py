@@ -2,6 +2,8 @@
 answer policy (`policy.decide`), scored against what the set expects. No LLM, no audio.
 
     python -m appliance.bench.understand_text --set tests/data/understand/tune.toml
+    ... --transcripts docs/bench/understand-tune40-before.json   # what ASR heard, not the text
+    ... --soundalike                                          # repair misheard FAQ words
 
 The set is TOML, `[[q]]` entries with `id`, `site` (museum: appliance/data/sample_faq.md;
 hotel: hotel_faq.md next to the set; or a path under `[sites]`), `kind` (faq, followup, offtopic,
@@ -43,8 +45,9 @@ from ..knowledge.policy import (
     faq_topics,
     lookups,
 )
+from ..knowledge.soundalike import sound_index
 
-__all__ = ["Case", "Outcome", "evaluate", "load_cases", "main", "score"]
+__all__ = ["Case", "Outcome", "evaluate", "heard", "load_cases", "main", "score"]
 
 SAMPLE_FAQ = Path(__file__).resolve().parent.parent / "data" / "sample_faq.md"
 KINDS = ("faq", "followup", "offtopic", "chat", "bad")
@@ -69,6 +72,8 @@ class Outcome:
     decision: Decision
     result: str  # correct | clarify | miss | wrong
     decide_s: float  # decide()'s own time (both turns of a follow-up)
+    repairs: tuple[str, ...] = ()  # sound-alike repairs: "heard -> word (score)"
+    lookups_s: float = 0.0  # lookups()'s own time (with --soundalike: the repairs)
 
 
 def load_cases(path: Path) -> tuple[list[Case], dict[str, Path]]:
@@ -130,16 +135,48 @@ def score(case: Case, d: Decision) -> str:
     return "clarify" if d.kind == "clarify" else "miss"
 
 
+def heard(cases: Sequence[Case], bench: Mapping[str, Any]) -> list[Case]:
+    """The cases a spoken bench asked, with what ASR heard as their text (and `before`); a
+    question heard as nothing becomes "" (the policy asks to say it again)."""
+    rows = {str(r["id"]): r for r in bench.get("rows", ())}
+    out: list[Case] = []
+    for case in cases:
+        row = rows.get(case.id)
+        if row is None:
+            continue
+        before = case.before and (row.get("before_transcript") or "")
+        out.append(replace(case, text=row.get("transcript") or "", before=before or None))
+    return out
+
+
 def _run_turn(
-    kb: KnowledgeBase, text: str, ctx: PolicyContext | None, settings: PolicySettings
-) -> tuple[Decision, float]:
-    plan = lookups(text, ctx)
+    kb: KnowledgeBase,
+    text: str,
+    ctx: PolicyContext | None,
+    settings: PolicySettings,
+    soundalike: bool = False,
+) -> tuple[Decision, float, float, tuple[str, ...]]:
+    """(decision, decide()'s time, lookups()'s time, the repairs made)."""
+    t0 = time.perf_counter()
+    plan = lookups(text, ctx, sound_index(kb) if soundalike else None)
+    looked = time.perf_counter() - t0
     g: Grounding = ground(kb, plan.primary, facts=True)
     gc = ground(kb, plan.contextual, facts=True) if plan.contextual is not None else None
     parts = tuple(ground(kb, q, facts=True) for q in plan.parts)
+    gr = ground(kb, plan.repaired, facts=True) if plan.repaired is not None else None
     t0 = time.perf_counter()
-    d = decide(text, g, context=ctx, settings=settings, contextual=gc, parts=parts)
-    return d, time.perf_counter() - t0
+    d = decide(
+        text,
+        g,
+        context=ctx,
+        settings=settings,
+        contextual=gc,
+        parts=parts,
+        repaired=gr,
+        repairs=plan.repairs,
+    )
+    spent = time.perf_counter() - t0
+    return d, spent, looked, tuple(f"{r.heard} -> {r.word} ({r.score})" for r in plan.repairs)
 
 
 def evaluate(
@@ -148,8 +185,10 @@ def evaluate(
     *,
     answer_mode: str = "faq",
     tuning: Mapping[str, Any] | None = None,
+    soundalike: bool = False,
 ) -> list[Outcome]:
-    """Run every case; `tuning` overrides PolicySettings' calibration fields (for sweeps)."""
+    """Run every case; `tuning` overrides PolicySettings' calibration fields (for sweeps);
+    `soundalike`: repair misheard FAQ words (knowledge.soundalike)."""
     settings_by_site = {
         site: replace(
             PolicySettings(
@@ -165,12 +204,12 @@ def evaluate(
         kb = kbs[case.site]
         settings = settings_by_site[case.site]
         ctx: PolicyContext | None = None
-        spent = 0.0
+        spent = looked = 0.0
         if case.before:
-            first, spent = _run_turn(kb, case.before, None, settings)
+            first, spent, looked, _ = _run_turn(kb, case.before, None, settings, soundalike)
             ctx = PolicyContext.after(case.before, first, None)
-        d, took = _run_turn(kb, case.text, ctx, settings)
-        out.append(Outcome(case, d, score(case, d), spent + took))
+        d, took, look, repairs = _run_turn(kb, case.text, ctx, settings, soundalike)
+        out.append(Outcome(case, d, score(case, d), spent + took, repairs, looked + look))
     return out
 
 
@@ -192,6 +231,7 @@ def summarize(outcomes: Sequence[Outcome], *, details: bool = False) -> dict[str
     answerable = by_kind["faq"] + by_kind["followup"]
     offtopic = by_kind["offtopic"]
     times_us = sorted(o.decide_s * 1e6 for o in outcomes)
+    lookups_us = sorted(o.lookups_s * 1e6 for o in outcomes)
     clarify_with_expected = sum(
         o.result == "clarify" and any(c.label == o.case.expect for c in o.decision.choices)
         for o in answerable
@@ -222,6 +262,10 @@ def summarize(outcomes: Sequence[Outcome], *, details: bool = False) -> dict[str
             "mean": round(statistics.fmean(times_us), 1) if times_us else None,
             "max": round(times_us[-1], 1) if times_us else None,
         },
+        "lookups_us": {
+            "mean": round(statistics.fmean(lookups_us), 1) if lookups_us else None,
+            "max": round(lookups_us[-1], 1) if lookups_us else None,
+        },
     }
     if details:
         report["not_correct"] = [
@@ -235,9 +279,22 @@ def summarize(outcomes: Sequence[Outcome], *, details: bool = False) -> dict[str
                 "reason": o.decision.reason,
                 "entry": o.decision.entry.question if o.decision.entry else None,
                 "choices": [c.label for c in o.decision.choices],
+                "repairs": list(o.repairs),
             }
             for o in outcomes
             if o.result != "correct"
+        ]
+    repaired = [o for o in outcomes if o.repairs]
+    report["repaired"] = {
+        "questions": len(repaired),
+        "results": {
+            r: sum(o.result == r for o in repaired) for r in ("correct", "clarify", "miss", "wrong")
+        },
+    }
+    if details:
+        report["repairs"] = [
+            {"id": o.case.id, "text": o.case.text, "repairs": list(o.repairs), "result": o.result}
+            for o in repaired
         ]
     return report
 
@@ -252,9 +309,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lexical", action="store_true", help="BM25 only, no embedder")
     p.add_argument("--details", action="store_true", help="list every question not correct")
     p.add_argument("--out", type=Path, help="also write the JSON to this file")
+    p.add_argument(
+        "--transcripts",
+        type=Path,
+        help="a spoken bench's JSON (appliance bench understand): score what ASR heard "
+        "(rows[].transcript) for the set's questions it asked, instead of their text",
+    )
+    p.add_argument(
+        "--soundalike", action="store_true", help="repair misheard FAQ words (soundalike.py)"
+    )
     args = p.parse_args(argv)
 
     cases, sites = load_cases(args.set)
+    if args.transcripts is not None:
+        cases = heard(cases, json.loads(args.transcripts.read_text(encoding="utf-8")))
     embedder = None
     if not args.lexical:
         from ..knowledge.embeddings import Embedder
@@ -264,8 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     kbs = {site: KnowledgeBase.from_file(sites[site], embedder=embedder) for site in needed}
     for kb in kbs.values():
         prepare(kb)
-    outcomes = evaluate(cases, kbs, answer_mode=args.answer_mode)
-    report = {"set": str(args.set), "answer_mode": args.answer_mode}
+    outcomes = evaluate(cases, kbs, answer_mode=args.answer_mode, soundalike=args.soundalike)
+    report: dict[str, Any] = {
+        "set": str(args.set),
+        "answer_mode": args.answer_mode,
+        "transcripts": str(args.transcripts) if args.transcripts else None,
+        "soundalike": args.soundalike,
+    }
     report.update(summarize(outcomes, details=args.details))
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)

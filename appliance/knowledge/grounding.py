@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from .faq import FaqEntry
 from .ranking import DEFAULT_MIN_HYBRID_SCORE, Hit, KnowledgeBase
+from .soundalike import sound_index
 from .text import tokenize
 
 __all__ = [
@@ -169,10 +170,12 @@ def _sentence_vectors(kb: KnowledgeBase) -> dict[FaqEntry, npt.NDArray[np.float3
 
 
 def prepare(kb: KnowledgeBase) -> None:
-    """Build what `ground` caches per knowledge base (word index; with an embedder, the answer
-    sentences' embeddings) now rather than on the first question. Blocking: run it off the event
-    loop, right after loading or replacing the knowledge base."""
+    """Build what `ground` and `lookups` cache per knowledge base (word index, sound-alike
+    index; with an embedder, the answer sentences' embeddings) now rather than on the first
+    question. Blocking: run it off the event loop, right after loading or replacing the
+    knowledge base."""
     _term_index(kb)
+    sound_index(kb)
     if kb.embedder is not None and kb.entries:
         _sentence_vectors(kb)
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import log
 from typing import Literal
@@ -60,6 +60,7 @@ from .concepts import related
 from .faq import FaqEntry
 from .grounding import Grounding, strip_fillers
 from .ranking import Hit
+from .soundalike import Repair, SoundIndex
 from .text import STOPWORDS, tokenize
 
 __all__ = [
@@ -178,6 +179,16 @@ class PolicySettings:
     repeat_margin: float = 0.15
     # Without an embedder: entries offered when they hold this share of the question's words.
     lexical_coverage: float = 0.5
+    # A question word repaired to a FAQ word that sounds like it (`lookups(..., sounds=)`,
+    # soundalike.py) that the best entry relies on: answered outright only from this score up,
+    # else offered back ("Do you mean ...?"); above 1: never. 0.95 lets words run together that
+    # spell a FAQ word ("night jar", "tug boat": 1.0) answer. On the tuning splits (text, ASR
+    # transcripts, misheard-tune.toml) no threshold down to 0.80 answered wrongly, but only a
+    # handful of questions were repaired, so the bar stays high.
+    soundalike_answer: float = 0.95
+    # ... and the repaired reading is taken only when its best entry's support is at least the
+    # heard reading's best plus this (0.0 to 0.1 made no difference on the tuning splits).
+    soundalike_gain: float = 0.0
     max_choices: int = 3
 
 
@@ -762,14 +773,31 @@ class Lookups:
     primary: str  # always: `decide(grounding=ground(kb, primary))`
     contextual: str | None = None  # a follow-up read with the previous answer's topic
     parts: tuple[str, ...] = ()  # separate questions, or a ramble's asking clause
+    # The question with misheard words put right (`repairs`), a second reading to rank when
+    # there is one: `decide(repaired=ground(kb, repaired), repairs=repairs)`.
+    repaired: str | None = None
+    repairs: tuple[Repair, ...] = ()
 
 
-def lookups(question: str, context: PolicyContext | None) -> Lookups:
-    """The queries `decide` wants ranked for `question` (see the module docstring)."""
+def _not_repaired(term: str) -> bool:
+    """Words that say nothing about the topic are not worth a guess at what was meant."""
+    return term in _GENERIC or term in _INCIDENTAL
+
+
+def lookups(
+    question: str, context: PolicyContext | None, sounds: SoundIndex | None = None
+) -> Lookups:
+    """The queries `decide` wants ranked for `question` (see the module docstring). With
+    `sounds` (the FAQ's `soundalike.SoundIndex`), question words the FAQ lacks that sound like
+    FAQ words get a second reading, with them replaced ("calories" -> "galleries")."""
+    primary = lookup_query(question, context)
+    fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
     return Lookups(
-        primary=lookup_query(question, context),
+        primary=primary,
         contextual=contextual_query(question, context),
         parts=question_parts(question),
+        repaired=fixed.text if fixed is not None and fixed.repairs else None,
+        repairs=fixed.repairs if fixed is not None else (),
     )
 
 
@@ -787,6 +815,9 @@ class _Candidate:
     # ("vegetarian" in "is the soup in the cafe vegetarian"): the visitor asks about something
     # the staff never wrote down, so the entry may be on the topic without answering it.
     unmatched: int = 0
+    # The lowest score of the sound-alike repairs (`Lookups.repairs`) whose words the entry
+    # has: it matches what the visitor may have said, not what was heard. None: no such word.
+    guess: float | None = None
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
@@ -798,7 +829,9 @@ def _idf(df: int, n: int) -> float:
     return log(1.0 + (n - df + 0.5) / (df + 0.5))
 
 
-def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
+def _candidates(
+    g: Grounding, settings: PolicySettings, repairs: Sequence[Repair] = ()
+) -> list[_Candidate]:
     """The ranked entries with their support, best support first."""
     n = max(g.entries, 1)
     specific = max(2.0, settings.specific_share * n)
@@ -807,6 +840,8 @@ def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
     rarest = _idf(1, n)
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
     total = sum(weights.values())
+    query_terms = {t for t, _ in terms_df}
+    repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
@@ -824,7 +859,12 @@ def _candidates(g: Grounding, settings: PolicySettings) -> list[_Candidate]:
         unmatched = sum(
             1 for t, df in terms_df if df == 0 and t not in have and t not in _INCIDENTAL
         )
-        out.append(_Candidate(hit, semantic, coverage, support, anchored, unmatched))
+        # A repaired word counts as heard only for an entry that has it; for any other entry
+        # it is still a word the FAQ lacks (as before the repair).
+        guesses = [r.score for r in repairs if r.terms & have]
+        unmatched += sum(1 for r in repairs if not r.terms & have)
+        guess = min(guesses) if guesses else None
+        out.append(_Candidate(hit, semantic, coverage, support, anchored, unmatched, guess))
     out.sort(key=lambda c: c.support, reverse=True)
     return out
 
@@ -874,10 +914,16 @@ class _Ranked:
     best: _Candidate | None
 
 
-def _weigh(g: Grounding, settings: PolicySettings, repeat: FaqEntry | None = None) -> _Ranked:
+def _weigh(
+    g: Grounding,
+    settings: PolicySettings,
+    repeat: FaqEntry | None = None,
+    repairs: Sequence[Repair] = (),
+) -> _Ranked:
     """faq / clarify from one ranking. `repeat`: the entry the previous turn answered; a
-    follow-up's combined query contains its heading, so answering it again needs a clear lead."""
-    cands = _candidates(g, settings)
+    follow-up's combined query contains its heading, so answering it again needs a clear lead.
+    `repairs`: misheard words put right in the query (`Lookups.repairs`)."""
+    cands = _candidates(g, settings, repairs)
     ranked = _ranked(g)
     if ranked and all(h.semantic is None for h in ranked):
         return _weigh_lexical(cands, settings)
@@ -893,7 +939,8 @@ def _weigh(g: Grounding, settings: PolicySettings, repeat: FaqEntry | None = Non
     if repeat is not None and best.hit.entry == repeat:
         margin = max(margin, settings.repeat_margin)
     asks_beyond = best.unmatched >= settings.unmatched_confirm  # see _Candidate.unmatched
-    if _answerable(best, settings) and lead >= margin and not asks_beyond:
+    guessed = best.guess is not None and best.guess < settings.soundalike_answer
+    if _answerable(best, settings) and lead >= margin and not asks_beyond and not guessed:
         return _Ranked(_answer(best.hit, "confident", [c.hit for c in plausible], settings), best)
     # Offered back: the plausible best and the entries about as supported (these need no
     # anchor: the visitor picks, nothing is asserted).
@@ -944,6 +991,22 @@ def _pick(own: _Ranked, other: _Ranked) -> _Ranked:
     return other if _support(other) > _support(own) else own
 
 
+def _prefer_repaired(heard: _Ranked, fixed: _Ranked, settings: PolicySettings) -> _Ranked:
+    """The repaired reading when it leads to an entry with a repaired word and is at least as
+    well supported as what was heard (plus `soundalike_gain`); else what was heard."""
+    if fixed.decision is None or fixed.best is None or fixed.best.guess is None:
+        return heard
+    if _support(fixed) < _support(heard) + settings.soundalike_gain:
+        return heard
+    d = fixed.decision
+    reason = f"soundalike_{d.reason}"  # for logs: "soundalike_confirm"
+    if d.kind == "llm" and d.reason != "confident":
+        # llm mode hands close entries to the model; a guess at the words is asked back.
+        entries = list(dict.fromkeys(h.entry for h in d.hits))[: settings.max_choices]
+        return _Ranked(clarify_between(entries, settings, reason), fixed.best)
+    return _Ranked(replace(d, reason=reason), fixed.best)
+
+
 def _two_answers(parts: Sequence[_Ranked], settings: PolicySettings) -> Decision | None:
     """Several questions in one breath, each confidently one entry: answer them all."""
     answered: list[Hit] = []
@@ -968,10 +1031,13 @@ def decide(
     settings: PolicySettings,
     contextual: Grounding | None = None,
     parts: Sequence[Grounding] = (),
+    repaired: Grounding | None = None,
+    repairs: Sequence[Repair] = (),
 ) -> Decision:
     """What to do with `question` (the raw transcript or typed text), given the groundings of
-    `lookups(question, context)`: `grounding` of `.primary`, `contextual` of `.contextual` and
-    `parts` of `.parts` (each when there is one). Never an empty reply except for kind "llm"."""
+    `lookups(question, context)`: `grounding` of `.primary`, `contextual` of `.contextual`,
+    `parts` of `.parts` and `repaired` of `.repaired` (each when there is one), and its
+    `.repairs`. Never an empty reply except for kind "llm"."""
     cleaned = strip_fillers(question)
     if context is not None and context.choices:
         choice = resolve_choice(question, context.choices)
@@ -1011,6 +1077,9 @@ def decide(
         answers = [r for r in split if _is_answer(r)]
         if answers:
             weighed = max(answers, key=_support)
+    if repaired is not None and repairs and not _is_answer(weighed):
+        # What was heard leads nowhere: the reading with misheard words put right may.
+        weighed = _prefer_repaired(weighed, _weigh(repaired, settings, repairs=repairs), settings)
 
     best = weighed.best.hit if weighed.best is not None else None
     category = _off_topic(cleaned, best)
