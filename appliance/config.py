@@ -154,6 +154,11 @@ class KnowledgeConfig:
     # Hybrid ranking with a small sentence-embedding model (all-MiniLM-L6-v2, ONNX on CPU);
     # false = lexical BM25 only (no direct answers then).
     semantic: bool = True
+    # How much of the FAQ (characters, whole entries in file order) goes into the fixed prompt
+    # prefix every LLM turn starts with, after the persona: the same bytes every turn, so
+    # llama.cpp evaluates it once (warmed before READY) and only the turn's own part is new.
+    # "auto": what fits llm.local_ctx beside a reply and the turn's part; 0 = none.
+    prompt_faq_chars: int | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -479,6 +484,10 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     # (and the admin page that can fix it) down; the service starts on a fallback and says so
     # (service.load_knowledge). The admin page loads an FAQ before it saves a path to it.
     _positive(problems, "knowledge.top_k", cfg.knowledge.top_k)
+    if isinstance(cfg.knowledge.prompt_faq_chars, int):
+        _positive(
+            problems, "knowledge.prompt_faq_chars", cfg.knowledge.prompt_faq_chars, allow_zero=True
+        )
     if not cfg.persona.system_prompt.strip():
         problems.append("persona.system_prompt: must not be empty")
     for f in fields(ChatConfig):
