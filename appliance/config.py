@@ -155,10 +155,13 @@ class KnowledgeConfig:
     # false = lexical BM25 only (no direct answers then).
     semantic: bool = True
     # How much of the FAQ (characters, whole entries in file order) goes into the fixed prompt
-    # prefix every LLM turn starts with, after the persona: the same bytes every turn, so
-    # llama.cpp evaluates it once (warmed before READY) and only the turn's own part is new.
-    # "auto": what fits llm.local_ctx beside a reply and the turn's part; 0 = none.
-    prompt_faq_chars: int | Literal["auto"] = "auto"
+    # prefix every LLM turn starts with, after the persona and instruction: the same bytes every
+    # turn, so llama.cpp evaluates it once (warmed before READY). "auto": what fits
+    # llm.local_ctx beside a reply and the turn's part (the whole sample FAQ). 0 (default): none.
+    # The retrieved entries follow in every prompt anyway, so the FAQ there saves the local
+    # model no work per turn; it costs ~1,200 tokens of warm-up for the sample FAQ and a longer
+    # context for every token (docs/architecture.md, "The LLM prompt").
+    prompt_faq_chars: int | Literal["auto"] = 0
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,7 @@ async def warmed_with(llm: ScriptedLLM, text: str) -> dict[str, Any]:
 
 
 async def test_faq_edit_reindexes(start: Start, http: Any, llm: ScriptedLLM, connect: Any) -> None:
-    svc, _ = await start()
+    svc, _ = await start(knowledge={"prompt_faq_chars": "auto"})
     c = http(svc.urls[0])
     csrf = await setup_admin(c)
     h = {"X-CSRF-Token": csrf}

@@ -25,7 +25,7 @@ def _is_warm_up(req: dict[str, Any]) -> bool:
 async def test_prefix_is_warmed_before_ready_and_every_turn_starts_with_it(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:
-    svc = await start_service(knowledge={"semantic": False, "answer_mode": "open"})
+    svc = await start_service(knowledge={"prompt_faq_chars": "auto"})
     # start_service returns after READY=1: the warm-up has reached the endpoint by then.
     warm = [r for r in llm.requests if _is_warm_up(r)]
     assert len(warm) == 1 and not warm[0]["stream"]
@@ -59,10 +59,10 @@ async def test_prefix_is_warmed_before_ready_and_every_turn_starts_with_it(
     assert len([r for r in llm.requests if _is_warm_up(r)]) == 1  # warmed once, not per turn
 
 
-async def test_prefix_without_faq_when_the_budget_is_zero(
+async def test_prefix_without_the_faq_by_default(
     start_service: StartService, llm: ScriptedLLM, connect: Any
 ) -> None:
-    svc = await start_service(knowledge={"prompt_faq_chars": 0})
+    svc = await start_service()
     (warm,) = [r for r in llm.requests if _is_warm_up(r)]
     assert "Q:" not in warm["messages"][0]["content"]
     async with connect(svc) as c:
