@@ -122,6 +122,8 @@ def add_text_arguments(p: argparse.ArgumentParser) -> None:
         help="scripted: the appliance's overhead (default); local: LLM-answered turns on the "
         "embedded llama.cpp server",
     )
+    # --text-llm local: knowledge.prompt_faq_chars of the appliance under test (default: its own).
+    p.add_argument("--prompt-faq-chars", help=argparse.SUPPRESS)
 
 
 async def run_text(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +179,14 @@ async def _run_local(args: argparse.Namespace) -> dict[str, Any]:
         cfg = service_config(port=free_port(), llm_url="", workdir=work, voice=args.voice)
         cfg["llm"] = local_llm_section()
         cfg["knowledge"] = {"semantic": True, "answer_mode": "open", "fact_guard": True}
+        if args.prompt_faq_chars is not None:
+            cfg["knowledge"]["prompt_faq_chars"] = (
+                args.prompt_faq_chars
+                if args.prompt_faq_chars == "auto"
+                else int(args.prompt_faq_chars)
+            )
+        # Room for a busy box: a slow first token is measured, not replaced by the fallback.
+        cfg["budgets"] = {"first_token_s": 15.0, "stall_s": 15.0, "turn_s": 60.0, "probe_s": 120.0}
         async with run_appliance(
             cfg, work, ready_timeout_s=180.0, pythonpath=args.under_test
         ) as app:
@@ -202,7 +212,9 @@ async def _run_local(args: argparse.Namespace) -> dict[str, Any]:
         "appliance_ready_s": round(ready_s, 2),
         "setup": {
             "connection": "one /ws connection, sequential turns (history grows as a visitor's)",
-            "knowledge": "semantic=true, answer_mode=open, fact_guard=true",
+            "knowledge": "semantic=true, answer_mode=open, fact_guard=true, "
+            f"prompt_faq_chars={args.prompt_faq_chars or 'default'}",
+            "budgets": "first_token_s=15, stall_s=15, turn_s=60 (a slow token is measured)",
             "llm": "local llama.cpp + SmolLM2 (spawn_local)",
             "llm_first_token": "reply.done timings: ms from the turn's start (grounding "
             "included) to the LLM's first token",
