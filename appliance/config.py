@@ -159,6 +159,14 @@ class KnowledgeConfig:
     # (knowledge/soundalike.py); it is used only when what was heard leads nowhere, and mostly
     # leads to a question back ("Do you mean ...?"). false: only what was heard is looked up.
     soundalike: bool = True
+    # How much of the FAQ (characters, whole entries in file order) goes into the fixed prompt
+    # prefix every LLM turn starts with, after the persona and instruction: the same bytes every
+    # turn, so llama.cpp evaluates it once (warmed before READY). "auto": what fits
+    # llm.local_ctx beside a reply and the turn's part (the whole sample FAQ). 0 (default): none.
+    # The retrieved entries follow in every prompt anyway, so the FAQ there saves the local
+    # model no work per turn; it costs ~1,200 tokens of warm-up for the sample FAQ and a longer
+    # context for every token (docs/architecture.md, "The LLM prompt").
+    prompt_faq_chars: int | Literal["auto"] = 0
 
 
 @dataclass(frozen=True)
@@ -487,6 +495,10 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     # (and the admin page that can fix it) down; the service starts on a fallback and says so
     # (service.load_knowledge). The admin page loads an FAQ before it saves a path to it.
     _positive(problems, "knowledge.top_k", cfg.knowledge.top_k)
+    if isinstance(cfg.knowledge.prompt_faq_chars, int):
+        _positive(
+            problems, "knowledge.prompt_faq_chars", cfg.knowledge.prompt_faq_chars, allow_zero=True
+        )
     if not cfg.persona.system_prompt.strip():
         problems.append("persona.system_prompt: must not be empty")
     for f in fields(ChatConfig):

@@ -102,7 +102,8 @@ def with_llm_url(cfg: Config, url: str) -> Config:
 @asynccontextmanager
 async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]:
     """The service's turn machinery without the web server: knowledge, LLM pool (and the local
-    LLM child when configured), warmed up. No conversation log (a demo is not a visitor)."""
+    LLM child when configured), warmed up (the prompt prefix too). No conversation log (a demo
+    is not a visitor)."""
     knowledge = await trio.to_thread.run_sync(load_knowledge, cfg)
     timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
     keepalive = KeepAlive()
@@ -119,6 +120,8 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
         )
         await warm_up_endpoints(cfg, pool, trio.Event())
         runner = TurnRunner(cfg, pool, knowledge, ContentFilter(cfg.filter.blocked_terms), metrics)
+        # As the service does before READY: the local endpoint holds the prompt prefix.
+        await pool.warm(runner.prefix_messages(), timeout_s=cfg.budgets.probe_s)
         try:
             yield runner
         finally:

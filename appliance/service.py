@@ -59,6 +59,8 @@ __all__ = [
     "prepare_live",
     "retention_loop",
     "swap_live",
+    "warm_prefix",
+    "warm_prefix_soon",
     "warm_up_endpoints",
 ]
 
@@ -131,6 +133,8 @@ class ServiceContext:
     local_voice_status: Callable[[], dict[str, Any]] | None = None
     # The box's own voice conversation, mirrored to the kiosk's own screen (web/ws.py).
     local_mirror: LocalMirror = field(default_factory=LocalMirror)
+    # The prompt prefix the local endpoints last evaluated (warm_prefix); None: not yet.
+    warmed_prefix: str | None = None
 
 
 def endpoints_from_config(cfg: Config) -> list[Endpoint]:
@@ -161,6 +165,42 @@ async def warm_up_endpoints(cfg: Config, pool: LLMPool, stopping: trio.Event) ->
             if len(ok) == len(health) or not local or set(local) <= ok:
                 return
             await trio.sleep(0.2)
+
+
+# A prefix warm-up that takes longer is given up (the server finishes evaluating it anyway).
+_WARM_PREFIX_S = 30.0
+
+
+async def warm_prefix(ctx: ServiceContext) -> None:
+    """Have the local endpoints evaluate the prompt prefix every turn starts with (persona,
+    instruction, FAQ), so a turn's prompt costs them only its own part. Skipped when they
+    already hold this prefix. A failure is a log line: turns then pay for the prefix once."""
+    messages = ctx.runner.prefix_messages()
+    prefix = str(messages[0]["content"])
+    if prefix == ctx.warmed_prefix:
+        return
+    t0 = trio.current_time()
+    timeout = min(_WARM_PREFIX_S, ctx.cfg.budgets.probe_s)
+    results = await ctx.pool.warm(messages, timeout_s=timeout)
+    failed = {name: err for name, err in results.items() if err is not None}
+    if failed:
+        log.warning("prompt prefix not warmed (the next LLM turn evaluates it): %s", failed)
+    elif results:
+        # Only a full success counts: a failed endpoint is warmed by the next change or restart.
+        ctx.warmed_prefix = prefix
+        log.info(
+            "prompt prefix warmed in %.2f s (%d chars) on %s",
+            trio.current_time() - t0,
+            len(prefix),
+            ", ".join(results),
+        )
+
+
+def warm_prefix_soon(ctx: ServiceContext) -> None:
+    """After a live FAQ, persona or config change: re-warm in the background (the change is
+    in effect already; a turn meanwhile just evaluates the new prefix itself)."""
+    if ctx.nursery is not None:
+        ctx.nursery.start_soon(warm_prefix, ctx)
 
 
 # What the box knows when the staff's FAQ cannot be loaded: no venue facts at all (the shipped
@@ -274,6 +314,7 @@ def swap_live(ctx: ServiceContext, live: Config, pieces: LivePieces) -> None:
     ctx.sessions.history_turns = live.llm.history_turns
     if pieces.knowledge is not None:
         ctx.runner.knowledge = pieces.knowledge  # running turns keep the index they read
+    warm_prefix_soon(ctx)  # a no-op unless the prompt prefix changed
 
 
 async def apply_live(ctx: ServiceContext, live: Config) -> None:

@@ -13,8 +13,10 @@
     └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
 
 Start-up: load knowledge + store, start the children, bind the web server, warm up every LLM
-endpoint (a dead remote never blocks start-up), then READY=1. Stop: STOPPING=1, close
-WebSockets with 1001, end SSE streams, let hypercorn drain, flush the store, exit 0.
+endpoint (a dead remote never blocks start-up) and have the local ones evaluate the prompt
+prefix (service.warm_prefix; again after a restart of the local server), then READY=1.
+Stop: STOPPING=1, close WebSockets with 1001, end SSE streams, let hypercorn drain, flush the
+store, exit 0.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .service import (
     endpoints_from_config,
     load_knowledge,
     retention_loop,
+    warm_prefix,
     warm_up_endpoints,
 )
 from .store import AsyncStore, Store
@@ -177,15 +180,27 @@ async def run_service(
     readiness = Readiness(started_at=trio.current_time())
     stopping = trio.Event()
     _raise_fd_limit()
+    # "The local LLM server (re)started and listens": a restarted one is re-warmed (size 1: a
+    # pending notice covers any number of restarts).
+    llm_up, llm_up_rx = trio.open_memory_channel[None](1)
     async with trio.open_nursery() as root:
         if handle_signals:
             root.start_soon(_signals, stopping)
         root.start_soon(lag.run)
         if cfg.llm.spawn_local:
             # First of all: the LLM server loads its model in its own process while we load ours.
-            await root.start(_local_llm_task, cfg, metrics, notifier)
+            await root.start(_local_llm_task, cfg, metrics, notifier, llm_up)
         await _serve(
-            cfg, notifier, metrics, lag, readiness, stopping, config_path, tune_gc, task_status
+            cfg,
+            notifier,
+            metrics,
+            lag,
+            readiness,
+            stopping,
+            config_path,
+            tune_gc,
+            llm_up_rx,
+            task_status,
         )
         root.cancel_scope.cancel()
     log.info("stopped")
@@ -200,6 +215,7 @@ async def _serve(
     stopping: trio.Event,
     config_path: Path | None,
     tune_gc: bool,
+    llm_up: trio.MemoryReceiveChannel[None],
     task_status: trio.TaskStatus[Service],
 ) -> None:
     """Everything but the root's own children: state, web server, warm-up, READY, stop."""
@@ -260,8 +276,12 @@ async def _serve(
                     async with trio.open_nursery() as warm:
                         warm.start_soon(_load_voice, cfg, ctx)
                         await warm_up_endpoints(cfg, pool, ctx.stopping)
+                        # While the voice models load: the prompt prefix into llama.cpp's cache.
+                        await warm_prefix(ctx)
                     for h in pool.health:
                         metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
+                    _drain(llm_up)  # the first start's notice: warmed just now
+                    services.start_soon(_rewarm_after_restarts, ctx, llm_up)
                     readiness.models_warm = True
                     metrics.ready.set(1)
                     status = _endpoint_status(pool)
@@ -313,6 +333,23 @@ async def _serve(
             await http.aclose()
 
 
+def _drain(rx: trio.MemoryReceiveChannel[None]) -> None:
+    while True:
+        try:
+            rx.receive_nowait()
+        except trio.WouldBlock:
+            return
+
+
+async def _rewarm_after_restarts(
+    ctx: ServiceContext, llm_up: trio.MemoryReceiveChannel[None]
+) -> None:
+    """A restarted local LLM server has lost its prompt cache: warm the prefix again."""
+    async for _ in llm_up:
+        ctx.warmed_prefix = None
+        await warm_prefix(ctx)
+
+
 async def _web(
     ctx: ServiceContext,
     done: trio.Event,
@@ -360,11 +397,19 @@ async def _local_llm_task(
     cfg: Config,
     metrics: Metrics,
     notifier: Notifier,
+    listening: trio.MemorySendChannel[None],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    def notice() -> None:
+        try:
+            listening.send_nowait(None)
+        except trio.WouldBlock:
+            pass  # one notice already pending
+
     await run_local_llm(
         cfg.llm,
         on_restart=lambda: metrics.child_restarts.labels(task="local-llm").inc(),
         on_status=notifier.status,
+        on_listening=notice,
         task_status=task_status,
     )

@@ -31,7 +31,14 @@ from .contentfilter import ContentFilter
 from .dialog import Conversation, DialogEvent, Exchange
 from .events import Choice, Emit, ReplyDelta, ReplyDone, StateEvent
 from .images import ImageLimits, PreparedImage, prepare_image_async
-from .knowledge import Grounding, Hit, KnowledgeBase, build_system_prompt, ground
+from .knowledge import (
+    Grounding,
+    Hit,
+    KnowledgeBase,
+    build_facts_prompt,
+    build_system_prompt,
+    ground,
+)
 from .knowledge.grounding import prepare
 from .knowledge.guard import ClauseGate, FactGuard, Violation, is_echo, is_empty, split_clauses
 from .knowledge.policy import (
@@ -48,7 +55,7 @@ from .llm.pool import AllEndpointsFailed, LLMPool
 from .metrics import Metrics
 from .store import AsyncStore, TurnRecord
 
-__all__ = ["TurnResult", "TurnRunner", "VoiceLeg"]
+__all__ = ["TurnResult", "TurnRunner", "VoiceLeg", "prompt_faq_budget"]
 
 log = logging.getLogger("appliance.turns")
 
@@ -120,6 +127,8 @@ class TurnRunner:
         self._slots: dict[str, _Slot] = {}
         self._policy_key: tuple[int, KnowledgeConfig, ChatConfig] | None = None
         self._policy = PolicySettings()
+        self._prefix_key: tuple[int, str, int] | None = None
+        self._prefix = ""
 
     # -- one turn at a time per session -------------------------------------------------------
 
@@ -240,14 +249,30 @@ class TurnRunner:
         )
         return await prepare_image_async(data_url, limits)
 
+    def prefix_messages(self) -> list[dict[str, Any]]:
+        """What every LLM prompt starts with, byte for byte (`build_system_prompt`: persona,
+        instruction, the FAQ within `knowledge.prompt_faq_chars`): the service has the local
+        endpoint evaluate it before READY and again when it changes (`service.warm_prefix`).
+        Cached per knowledge base, persona and budget."""
+        kb, persona = self.knowledge, self.cfg.persona.system_prompt
+        budget = prompt_faq_budget(self.cfg)
+        key = (id(kb), persona, budget)
+        if self._prefix_key != key:
+            self._prefix = build_system_prompt(persona, kb.entries, budget_chars=budget)
+            self._prefix_key = key
+        return [{"role": "system", "content": self._prefix}]
+
     def _messages(
         self, conv: Conversation, question: str, image: PreparedImage | None, hits: Sequence[Hit]
     ) -> list[dict[str, Any]]:
-        system = build_system_prompt(self.cfg.persona.system_prompt, hits)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        """The fixed prefix, then what is new this turn: history, the retrieved entries (best
+        last, nearest the question) and the question. History before the facts keeps the
+        facts next to the question and the previous turn's prompt a prefix of this one."""
+        messages = self.prefix_messages()
         for ex in fit_history(conv.context(trio.current_time()), self.cfg.llm.history_chars):
             messages.append({"role": "user", "content": ex.user})
             messages.append({"role": "assistant", "content": ex.assistant})
+        messages.append({"role": "system", "content": build_facts_prompt(hits)})
         user: Any = question
         if image is not None:
             user = [
@@ -605,6 +630,23 @@ def _turn_timings(timings: Timings, leg: VoiceLeg | None) -> dict[str, float]:
     if first is not None:
         out["llm_first_token_ms"] = first
     return out
+
+
+# "auto" leaves room in llm.local_ctx for the reply (llm.max_tokens) and the turn's own part:
+# top_k entries, history_chars of history and the question, about 300 tokens; 512 reserved.
+# SmolLM2's tokenizer averages ~3.5 characters a token on FAQ text; 3 errs on the safe side
+# (the sample FAQ, 4,052 characters, is 1,151 tokens).
+_TURN_TOKENS = 512
+_CHARS_PER_TOKEN = 3
+
+
+def prompt_faq_budget(cfg: Config) -> int:
+    """`knowledge.prompt_faq_chars` in characters, "auto" resolved against llm.local_ctx. Pure."""
+    chars = cfg.knowledge.prompt_faq_chars
+    if chars != "auto":
+        return chars
+    tokens = cfg.llm.local_ctx - cfg.llm.max_tokens - _TURN_TOKENS
+    return max(0, tokens * _CHARS_PER_TOKEN)
 
 
 def fit_history(history: Sequence[Exchange], budget_chars: int) -> list[Exchange]:

@@ -291,6 +291,7 @@ async def test_valid_edit_saved_atomically_and_applied_live(
     }
     r = await c.post("/admin/api/config", json={"changes": changes}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200, r.text
+    await warmed_with(llm, "You are Zed")  # the persona opens the prompt prefix: re-warmed
     body = r.json()
     assert body["restart"] == ["web.port"]
     assert set(body["applied"]) == {
@@ -315,8 +316,20 @@ async def test_valid_edit_saved_atomically_and_applied_live(
         assert done["outcome"] == "blocked"
 
 
+async def warmed_with(llm: ScriptedLLM, text: str) -> dict[str, Any]:
+    """The prompt-prefix warm-up request (prefix alone, one token) that contains `text`, once
+    the service has sent it (it re-warms in the background after a live change)."""
+    with trio.fail_after(10):
+        while True:
+            for r in llm.requests:
+                msgs = r["messages"]
+                if len(msgs) == 1 and r["max_tokens"] == 1 and text in msgs[0]["content"]:
+                    return r
+            await trio.sleep(0.01)
+
+
 async def test_faq_edit_reindexes(start: Start, http: Any, llm: ScriptedLLM, connect: Any) -> None:
-    svc, _ = await start()
+    svc, _ = await start(knowledge={"prompt_faq_chars": "auto"})
     c = http(svc.urls[0])
     csrf = await setup_admin(c)
     h = {"X-CSRF-Token": csrf}
@@ -328,10 +341,15 @@ async def test_faq_edit_reindexes(start: Start, http: Any, llm: ScriptedLLM, con
     r = await c.post("/admin/api/faq", json={"text": new}, headers=h)
     assert r.status_code == 200 and len(r.json()["entries"]) == len(faq["entries"]) + 1
     assert "Kites are welcome" in await trio.Path(faq["path"]).read_text()
+    # The prompt prefix holds the FAQ: the new one is warmed at once, before any question.
+    warm = await warmed_with(llm, "Kites are welcome on the north pier")
     async with connect(svc) as ws:
         await ws.hello()
         await ws.ask("Can I fly my kite on the pier?")
-    assert "Kites are welcome on the north pier" in llm.requests[-1]["messages"][0]["content"]
+    # Retrieved for the question (the message before it) and in the prompt prefix.
+    messages = llm.requests[-1]["messages"]
+    assert "Kites are welcome on the north pier" in messages[-2]["content"]
+    assert messages[0] == warm["messages"][0]  # the turn starts with the re-warmed prefix
 
 
 async def test_settings_need_a_config_file(

@@ -159,3 +159,27 @@ async def test_a_reply_that_repeats_the_question_is_replaced(
         await c.hello()
         done = await c.ask("how much is an adult ticket")
     assert done["text"] != "How much is an adult ticket?" and done["kind"] != "llm"
+
+
+async def test_the_first_clause_goes_out_once_it_passes_the_guard_while_the_model_still_writes(
+    start_service: StartService, llm: ScriptedLLM, connect: Any
+) -> None:
+    """Checked clause by clause, not reply by reply: the first clause is shown (and, in a voice
+    turn, handed to TTS) while the model is still writing; here it stalls right after it."""
+    llm.script = Script(
+        mode="stall",
+        reply="The Lantern Café is on the ground floor. It serves soup until 17:00.",
+        stall_after_tokens=8,
+    )
+    svc = await start_service(
+        knowledge={"semantic": False, "answer_mode": "open", "fact_guard": True},
+        budgets={"first_token_s": 5.0, "stall_s": 30.0, "turn_s": 60.0},
+    )
+    async with connect(svc) as c:
+        await c.hello()
+        await c.send({"type": "text", "text": "Is there a café?"})
+        first = await c.until("reply.delta")
+        assert first["text"] == "The Lantern Café is on the ground floor. "
+        assert llm.active == 1  # the stream is still open: nothing waited for the reply's end
+        await c.send({"type": "cancel"})
+        assert (await c.until("state"))["state"] == "idle"

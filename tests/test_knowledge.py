@@ -20,6 +20,7 @@ from appliance.knowledge import (
     Hit,
     KnowledgeBase,
     KnowledgeError,
+    build_facts_prompt,
     build_system_prompt,
     parse_faq,
     stem,
@@ -37,6 +38,7 @@ from appliance.knowledge.embeddings import (
     load_safetensors,
     read_safetensors_header,
 )
+from appliance.knowledge.grounding import KNOWLEDGE_HEADER
 from appliance.models_manifest import ModelError, load_manifest, require
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
@@ -292,32 +294,46 @@ def test_from_file_on_a_directory(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- prompt
 
 
-def test_system_prompt_has_persona_instruction_and_best_fact_last(kb: KnowledgeBase) -> None:
-    hits = kb.search("how much is a ticket for kids", k=2)
-    prompt = build_system_prompt("You are Bea,\n  the museum guide.", hits)
-    lines = prompt.splitlines()
+def test_prompt_prefix_is_persona_instruction_and_the_faq_in_file_order(
+    kb: KnowledgeBase,
+) -> None:
+    persona = "You are Bea,\n  the museum guide."
+    prefix = build_system_prompt(persona, kb.entries, budget_chars=10**6)
+    lines = prefix.splitlines()
     assert lines[0] == "You are Bea, the museum guide."
-    assert "only from the facts below" in lines[1]
+    assert "Answer only from the venue's facts" in lines[1]
     assert "one to three short" in lines[1] and "do not know" in lines[1]
-    assert lines[3] == "Facts:"
+    assert lines[3] == KNOWLEDGE_HEADER
+    pairs = [f"Q: {e.question}\nA: {e.answer}" for e in kb.entries]
+    assert "\n".join(lines[4:]) == "\n".join(pairs)  # every entry, in the FAQ's order
+    # The same inputs give the same bytes: nothing turn-specific is in it.
+    assert build_system_prompt(persona, kb.entries, budget_chars=10**6) == prefix
+
+
+def test_prompt_prefix_keeps_whole_leading_entries_within_its_budget(kb: KnowledgeBase) -> None:
+    whole = build_system_prompt("P.", kb.entries, budget_chars=10**6)
+    none = build_system_prompt("P.", kb.entries, budget_chars=0)
+    assert KNOWLEDGE_HEADER not in none and none == "\n".join(whole.splitlines()[:2])
+    part = build_system_prompt("P.", kb.entries, budget_chars=600)
+    assert len(part) - len(none) <= 600 and whole.startswith(part)
+    kept = part.splitlines()[4:]
+    assert kept and len(kept) % 2 == 0 and kept[-1].startswith("A: ")  # whole entries only
+    assert kept[0] == f"Q: {kb.entries[0].question}"
+
+
+def test_facts_prompt_puts_the_best_hit_last(kb: KnowledgeBase) -> None:
+    hits = kb.search("how much is a ticket for kids", k=2)
+    lines = build_facts_prompt(hits).splitlines()
+    assert lines[0] == "Facts:"
     # best hit last: it sits right before the visitor's question
-    assert lines[-2] == f"Q: {hits[0].entry.question}"
-    assert lines[-1] == f"A: {hits[0].entry.answer}"
+    assert lines[-2:] == [f"Q: {hits[0].entry.question}", f"A: {hits[0].entry.answer}"]
     assert lines[-4] == f"Q: {hits[1].entry.question}"
-    assert len(prompt) < 900  # small enough for a 135M model's short context
 
 
-def test_system_prompt_without_hits_and_custom_header() -> None:
-    prompt = build_system_prompt("", [], venue_facts_header="Museum facts:")
-    lines = prompt.splitlines()
-    assert lines[0].startswith("Answer only from the facts below")
-    assert lines[-2:] == ["Museum facts:", "(none)"]
-
-
-def test_system_prompt_single_hit() -> None:
+def test_facts_prompt_without_hits_and_custom_header() -> None:
+    assert build_facts_prompt([], header="Museum facts:") == "Museum facts:\n(none)"
     hit = Hit(FaqEntry("Wifi?", "Free, no password."), 3.0)
-    prompt = build_system_prompt("Persona.", [hit])
-    assert prompt.endswith("Facts:\nQ: Wifi?\nA: Free, no password.")
+    assert build_facts_prompt([hit]) == "Facts:\nQ: Wifi?\nA: Free, no password."
 
 
 # --------------------------------------------------------------------------- embeddings

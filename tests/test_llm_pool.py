@@ -374,6 +374,28 @@ async def test_prime_evaluates_the_prompt_on_a_loopback_endpoint_only(
     assert not await broken.prime(MESSAGES, timeout_s=2.0)
 
 
+async def test_warm_sends_the_prefix_to_every_loopback_endpoint_and_reports_each(
+    server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+) -> None:
+    rec = Recorder()
+    pool = make_pool(
+        client,
+        rec,
+        ("cloud", "https://api.example.com/v1", "m"),  # remote: never sent a warm-up
+        ("local", server.url, "m"),
+        ("broken", server.url, "script:http_500"),
+        ("gone", dead_url, "m"),
+    )
+    out = await pool.warm(MESSAGES, timeout_s=2.0)
+    assert set(out) == {"local", "broken", "gone"}
+    assert out["local"] is None
+    assert out["broken"] and out["broken"].startswith("http_5xx")
+    assert out["gone"] and out["gone"].startswith("refused")
+    warmed = [r for r in server.requests if r["model"] == "m"]
+    assert len(warmed) == 1 and warmed[0]["messages"] == MESSAGES
+    assert warmed[0]["max_tokens"] == 1 and not warmed[0]["stream"]
+
+
 # --- the pure policy --------------------------------------------------------------------------
 
 

@@ -317,7 +317,7 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
         assert answer is not None and "€12" in answer
         chat = await runner.prepare_reply(conv, "Tell me a joke, please.")  # canned small talk
         assert chat and "€" not in chat
-        assert llm.requests[-1]["messages"][-1]["content"] == "Hello"  # only the warm-up yet
+        assert llm.requests[-1]["messages"] == runner.prefix_messages()  # only the warm-ups yet
         runner.cfg = open_cfg
         assert await runner.prepare_reply(conv, "Tell me a joke, please.") is None  # LLM's
         prime = llm.requests[-1]

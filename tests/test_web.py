@@ -24,8 +24,10 @@ def png_data_url(w: int = 64, h: int = 48) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def system_prompt(req: dict[str, Any]) -> str:
-    return str(req["messages"][0]["content"])
+def facts_prompt(req: dict[str, Any]) -> str:
+    """The turn's retrieved entries: the system message right before the question."""
+    assert req["messages"][-2]["role"] == "system"
+    return str(req["messages"][-2]["content"])
 
 
 # -- HTTP routes ---------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ async def test_text_turn_streams_and_is_grounded(
     )
     assert states[-3:] == ["thinking", "speaking", "idle"] or states[-2:] == ["speaking", "idle"]
     assert {"llm_first_token", "total"} <= set(done["timings"])
-    prompt = system_prompt(llm.requests[-1]).lower()
+    prompt = facts_prompt(llm.requests[-1]).lower()
     assert "open" in prompt and "9:30" in prompt  # the FAQ entry about opening hours
 
 
@@ -127,7 +129,7 @@ async def test_llm_mode_grounds_the_prompt_instead(
         done = await c.ask("can i bring my dog")
     assert done["text"] == llm.script.reply
     body = llm.requests[-1]
-    assert "assistance dogs" in system_prompt(body)
+    assert "assistance dogs" in facts_prompt(body)
     assert "Q:" in body["stop"]
 
 

@@ -70,6 +70,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="keep temp dirs (appliance logs, configs)")
     # For the harness's own tests: make the scripted LLM fail so that errors are counted.
     p.add_argument("--llm-mode", default="ok", help=argparse.SUPPRESS)
+    # Run the appliance under test from another source tree (to measure what a change changed,
+    # e.g. a worktree of the commit before it); the bench itself runs from this one.
+    p.add_argument("--under-test", help=argparse.SUPPRESS)
 
 
 def add_bench_parser(sub: Any) -> None:

@@ -1158,8 +1158,6 @@ def add_faults_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fault-timeout-s", type=float, default=600.0, help="give up on one fault after (600 s)"
     )
-    # Run the appliance under test from another source tree (to measure what a fix fixed).
-    p.add_argument("--under-test", help=argparse.SUPPRESS)
 
 
 def _selected(spec: str) -> list[str]:

@@ -39,6 +39,7 @@ _MARKS = {
     "local LLM server listening": "local_llm_listening",
     "web server listening": "web_listening",
     "voice models loaded": "voice_models_ready",
+    "prompt prefix warmed": "prompt_prefix_warmed",
     "ready in": "ready_logged",
 }
 
@@ -205,7 +206,8 @@ async def run_startup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _one_start(args: argparse.Namespace, work: Path, llm_url: str | None) -> dict[str, Any]:
-    async with run_appliance(_config(args, work, llm_url), work) as app:
+    config = _config(args, work, llm_url)
+    async with run_appliance(config, work, pythonpath=args.under_test) as app:
         rss = proc_sample(app.pid).rss_mb
         kids = 0.0
         for child in children_of(app.pid):

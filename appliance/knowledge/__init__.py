@@ -8,7 +8,7 @@ hands it, and a confident match is answered with the staff's own text.
 from __future__ import annotations
 
 from .faq import FaqEntry, KnowledgeError, parse_faq
-from .grounding import Grounding, build_system_prompt, ground, strip_fillers
+from .grounding import Grounding, build_facts_prompt, build_system_prompt, ground, strip_fillers
 from .ranking import CHIT_CHAT, Hit, KnowledgeBase, Ranking, TextEmbedder
 from .text import stem, tokenize
 
@@ -21,6 +21,7 @@ __all__ = [
     "KnowledgeError",
     "Ranking",
     "TextEmbedder",
+    "build_facts_prompt",
     "build_system_prompt",
     "ground",
     "parse_faq",

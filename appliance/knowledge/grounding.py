@@ -1,6 +1,7 @@
 """Ground a question in the FAQ: decide whether it is confidently one of the FAQ's (then the
 kiosk answers with the staff-written answer verbatim instead of trusting a 135M LLM with facts),
-and build the LLM's system prompt from the retrieved entries.
+and build the LLM's prompt: a fixed prefix (persona, instruction, the FAQ) and the retrieved
+entries.
 
 Pure decision logic on top of `KnowledgeBase.search`, which with an embedder runs the embedding
 model (a few ms): call `ground` via `trio.to_thread.run_sync` from the event loop.
@@ -52,8 +53,10 @@ __all__ = [
     "DIRECT_MIN_MARGIN",
     "DIRECT_MIN_SEMANTIC",
     "DIRECT_THRESHOLD",
+    "KNOWLEDGE_HEADER",
     "RANKED",
     "Grounding",
+    "build_facts_prompt",
     "build_system_prompt",
     "ground",
     "prepare",
@@ -260,29 +263,51 @@ def ground(
 
 
 DEFAULT_FACTS_HEADER = "Facts:"
+KNOWLEDGE_HEADER = "The venue's FAQ:"
 
 _INSTRUCTION = (
-    "Answer only from the facts below, in one to three short, plain sentences that can be "
+    "Answer only from the venue's facts, in one to three short, plain sentences that can be "
     "spoken aloud. If the facts do not answer the question, say that you do not know and "
     "suggest asking a member of staff."
 )
 
 
-def build_system_prompt(
-    persona: str, hits: Sequence[Hit], *, venue_facts_header: str = DEFAULT_FACTS_HEADER
-) -> str:
-    """Persona, the grounding instruction, then the retrieved entries as "Q: ... A: ...".
+def _pair(entry: FaqEntry) -> str:
+    return f"Q: {entry.question}\nA: {entry.answer}"
+
+
+def build_system_prompt(persona: str, entries: Sequence[FaqEntry], *, budget_chars: int) -> str:
+    """The prompt prefix every LLM turn starts with: persona, the grounding instruction, then the
+    FAQ's entries as "Q: ... A: ..." in file order while they fit in `budget_chars` (whole
+    entries; 0 = none). Depends on nothing turn-specific, so it is byte-identical across turns
+    and conversations: llama.cpp keeps its KV cache for the longest common prefix with the last
+    prompt, so this part is evaluated once (warmed at start-up) and only the turn's own part is
+    new. Pure."""
+    persona = " ".join(persona.split())
+    lines = [persona] if persona else []
+    lines.append(_INSTRUCTION)
+    chosen: list[str] = []
+    left = budget_chars - len(KNOWLEDGE_HEADER) - 2
+    for entry in entries:
+        pair = _pair(entry)
+        if len(pair) + 1 > left:
+            break  # a fixed subset: the first entries in FAQ order
+        chosen.append(pair)
+        left -= len(pair) + 1
+    if chosen:
+        lines += ["", KNOWLEDGE_HEADER, *chosen]
+    return "\n".join(lines)
+
+
+def build_facts_prompt(hits: Sequence[Hit], *, header: str = DEFAULT_FACTS_HEADER) -> str:
+    """The turn's retrieved entries, sent after the prefix and right before the question.
 
     `hits` come best first (as `search` returns them); they are written in reverse so the most
     relevant fact is last, right before the visitor's question: a 135M model leans heavily on
-    the nearest tokens, and an earlier, weaker fact then matters less when it answers.
+    the nearest tokens, and an earlier, weaker fact then matters less when it answers. Pure.
     """
-    persona = " ".join(persona.split())
-    lines = [persona] if persona else []
-    lines += [_INSTRUCTION, "", venue_facts_header]
+    lines = [header]
     if not hits:
         lines.append("(none)")
-    for hit in reversed(hits):
-        lines.append(f"Q: {hit.entry.question}")
-        lines.append(f"A: {hit.entry.answer}")
+    lines += [_pair(hit.entry) for hit in reversed(hits)]
     return "\n".join(lines)

@@ -106,10 +106,12 @@ async def run_local_llm(
     *,
     on_restart: Callable[[], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    on_listening: Callable[[], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep the local server running until cancelled. Starts (reports started) once the first
-    process is spawned; readiness is the endpoint pool's probe, not ours."""
+    process is spawned; readiness is the endpoint pool's probe, not ours. `on_listening` runs
+    each time a (re)started server answers: a new one has an empty prompt cache."""
     status = on_status or (lambda s: None)
     try:
         args = local_server_args(cfg, find_local_model(cfg))
@@ -149,6 +151,8 @@ async def run_local_llm(
             if await _wait_listening(url, proc, timeout_s=60.0):
                 healthy_since = trio.current_time()
                 log.info("local LLM server listening (pid %d)", proc.pid)
+                if on_listening is not None:
+                    on_listening()
             code = await proc.wait()
         finally:
             with trio.CancelScope(shield=True):

@@ -242,6 +242,27 @@ class LLMPool:
             return False
         return True
 
+    async def warm(self, messages: list[dict[str, Any]], timeout_s: float) -> dict[str, str | None]:
+        """Have every endpoint on this machine evaluate `messages` (the prompt prefix every turn
+        starts with), concurrently, one token each: llama.cpp then reuses that KV cache for
+        every turn's prompt. Remote endpoints are left alone (a paid request each). Returns
+        endpoint name -> None (warmed) or the error ("kind: detail"); never raises."""
+        out: dict[str, str | None] = {}
+
+        async def one(ep: Endpoint) -> None:
+            try:
+                await probe(self._client, ep, timeout_s, messages, self._keepalive)
+            except LLMError as e:
+                out[ep.name] = f"{e.kind}: {e.detail}" if e.detail else e.kind
+            else:
+                out[ep.name] = None
+
+        async with trio.open_nursery() as nursery:
+            for ep in self._endpoints:
+                if on_loopback(ep.url):
+                    nursery.start_soon(one, ep)
+        return out
+
     async def probe_all(self, timeout_s: float) -> list[EndpointHealth]:
         """Warm every endpoint up concurrently and record the outcome; never raises."""
 

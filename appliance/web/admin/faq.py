@@ -12,7 +12,7 @@ from ...admin.auth import AdminSession
 from ...config import confined_path, write_atomic
 from ...knowledge import KnowledgeBase, parse_faq
 from ...knowledge.grounding import prepare
-from ...service import knowledge_note
+from ...service import knowledge_note, warm_prefix_soon
 from .common import AdminHttp, err, json_body
 
 __all__ = ["register"]
@@ -96,6 +96,7 @@ def register(app: QuartTrio, h: AdminHttp) -> None:
             except OSError as exc:
                 return err("save_failed", f"Could not write {path}: {exc}", 500)
             ctx.runner.knowledge = kb  # running turns keep the index they read
+            warm_prefix_soon(ctx)  # the prompt prefix holds the FAQ
         await h.audit(s.user, "faq_saved", f"{len(entries)} entries")
         return {
             "ok": True,
