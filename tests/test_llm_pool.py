@@ -375,11 +375,12 @@ async def test_prime_evaluates_the_prompt_on_a_loopback_endpoint_only(
 
 
 async def test_warm_sends_the_prefix_to_every_loopback_endpoint_and_reports_each(
-    server: ScriptedLLM, client: httpx.AsyncClient, dead_url: str
+    server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None, dead_url: str
 ) -> None:
     rec = Recorder()
     pool = make_pool(
         client,
+        via,
         rec,
         ("cloud", "https://api.example.com/v1", "m"),  # remote: never sent a warm-up
         ("local", server.url, "m"),
