@@ -61,7 +61,6 @@ from .voice import (
     first_loud,
     last_loud,
     locate,
-    quoted,
     synthesize,
     voice_config,
 )
@@ -167,11 +166,10 @@ def scaled_to(clip: F32, rms: float, rate: int) -> F32:
     return out
 
 
-_QUESTION_TAIL_S = 0.4  # a barge-in this soon after the question's end is its own last words
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower()))
+# A barge-in logged this soon after the question's end is its own last words; a transcript
+# (after endpointing and ASR) this soon, a question heard in two parts.
+_QUESTION_TAIL_S = 0.4
+_QUESTION_HEARD_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -180,35 +178,46 @@ class LogCounts:
 
     A question split by a pause ("Is the museum..." answered, "...wheelchair accessible"
     talking over that answer) is the visitor's, not the box's: a barge-in logged before
-    `question_end` + `_QUESTION_TAIL_S` (wall time) and a transcript made of the question's
-    words are not counted as self-interruptions (`question_splits`)."""
+    `question_end` + `_QUESTION_TAIL_S` (wall time), or a transcript without a barge-in before
+    `question_end` + `_QUESTION_HEARD_S`, is counted in `question_splits`. A transcript that
+    follows a barge-in is part of that barge-in's event."""
 
     heard: int  # final transcripts (turns started)
     barge_ins: int
     self_barge_ins: int  # barge-ins after the question had been spoken
-    self_turns: int  # transcripts after the question's that are not its words
+    self_turns: int  # turns started after the question, with no barge-in before them
     question_splits: int
     no_words: int  # VAD utterances whose transcript had no usable words: no turn
     stops: int  # "stop" requests: no turn
     not_addressed: int  # utterances the listen gate let pass: no turn
 
     @classmethod
-    def of(
-        cls, log: LogTail, since: int, question: str = "", question_end: float = -math.inf
-    ) -> LogCounts:
-        heard = log.find("local voice heard", since)
-        barge = log.find("barge-in", since)
-        own = _words(question)
-        extra = [_words(quoted(str(r["msg"]))) for r in heard[1:]]
-        splits = sum(1 for w in extra if w and len(w & own) * 2 >= len(w))
-        late = question_end + _QUESTION_TAIL_S
-        self_barge = sum(1 for r in barge if float(r.get("ts", math.inf)) > late)
+    def of(cls, log: LogTail, since: int, question_end: float = -math.inf) -> LogCounts:
+        heard = barge = self_barge = self_turns = splits = 0
+        after_barge = False  # a barge-in since the last transcript
+        for r in log.records[since:]:
+            msg, ts = str(r.get("msg", "")), float(r.get("ts", math.inf))
+            if msg.startswith("barge-in"):
+                barge += 1
+                after_barge = True
+                if ts > question_end + _QUESTION_TAIL_S:
+                    self_barge += 1
+                else:
+                    splits += 1
+            elif msg.startswith("local voice heard"):
+                heard += 1
+                if heard > 1 and not after_barge:
+                    if ts > question_end + _QUESTION_HEARD_S:
+                        self_turns += 1
+                    else:
+                        splits += 1
+                after_barge = False
         return cls(
-            heard=len(heard),
-            barge_ins=len(barge),
+            heard=heard,
+            barge_ins=barge,
             self_barge_ins=self_barge,
-            self_turns=len(extra) - splits,
-            question_splits=splits + len(barge) - self_barge,
+            self_turns=self_turns,
+            question_splits=splits,
             no_words=log.count("utterance without usable words", since),
             stops=log.count("the visitor asked the box to stop", since),
             not_addressed=log.count("utterance not addressed", since),
@@ -216,7 +225,7 @@ class LogCounts:
 
     @property
     def self_interruptions(self) -> int:
-        """With only the question spoken: a barge-in after it, or a turn not from its words."""
+        """With only the question spoken: a barge-in after it, or a turn started after it."""
         return self.self_barge_ins + self.self_turns
 
     @property
@@ -359,7 +368,7 @@ async def _turn(
 
 def _counts(s: Session, log0: int, q: Question) -> LogCounts:
     # `synthesize` leaves 1 s of silence after each question: its speech ended 1 s earlier.
-    return LogCounts.of(s.log, log0, q.text, s.asked_at - _PAD_AFTER_S)
+    return LogCounts.of(s.log, log0, s.asked_at - _PAD_AFTER_S)
 
 
 def _measure_path(s: Session, t: Turn, at: int) -> None:
