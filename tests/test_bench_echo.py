@@ -22,6 +22,8 @@ from appliance.bench.echo import (
     GAIN_DB,
     REVERB,
     LogCounts,
+    Turn,
+    erle_stats,
     plan_paths,
     scaled_to,
     speech_rms,
@@ -93,6 +95,16 @@ def test_log_counts_tell_a_self_interruption_from_a_split_question(tmp_path: Pat
     assert LogCounts.of(tail, 0, question_end=10.0).self_turns == 1  # the reply's tail, heard
     clean = LogCounts.of(tail, 0, question_end=30.0)  # everything before the question ended
     assert clean.self_interruptions == 0 and clean.question_splits == 3
+
+
+def test_erle_leaves_out_replies_whose_echo_was_cut() -> None:
+    turns = [Turn("q", 40, -10.0, erle_db=e) for e in (30.0, 40.0, 50.0)]
+    turns.append(Turn("q", 40, -10.0, erle_db=5.0, echo_cut=True))
+    turns.append(Turn("q", 40, -10.0))  # no figure (front end off)
+    e = erle_stats(turns)
+    assert (e["erle_p50_db"], e["erle_min_db"], e["erle_measured"]) == (40.0, 30.0, 3)
+    assert e["erle_all_replies_p50_db"] == 35.0 and e["erle_all_replies_measured"] == 4
+    assert erle_stats([])["erle_p50_db"] is None
 
 
 async def test_recording_maps_a_moment_onto_its_samples() -> None:
