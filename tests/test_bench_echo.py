@@ -23,6 +23,7 @@ from appliance.bench.echo import (
     REVERB,
     LogCounts,
     Turn,
+    bargein_stats,
     erle_stats,
     plan_paths,
     scaled_to,
@@ -105,6 +106,18 @@ def test_erle_leaves_out_replies_whose_echo_was_cut() -> None:
     assert (e["erle_p50_db"], e["erle_min_db"], e["erle_measured"]) == (40.0, 30.0, 3)
     assert e["erle_all_replies_p50_db"] == 35.0 and e["erle_all_replies_measured"] == 4
     assert erle_stats([])["erle_p50_db"] is None
+
+
+def test_bargein_leaves_out_replies_that_had_stopped_themselves() -> None:
+    def turn(detected: bool | None, ms: float | None) -> Turn:
+        return Turn("q", 40, -10.0, barge_detected=detected, bargein_ms=ms)
+
+    b = bargein_stats(
+        [turn(True, 100.0), turn(True, 300.0), turn(False, None), turn(None, None),
+         turn(True, -320.0)]  # silent before the onset: its own echo stopped it
+    )  # fmt: skip
+    assert b["bargein_detected"] == "2 of 3" and b["bargein_spoiled"] == 2
+    assert b["bargein_detected_percent"] == 66.7 and b["bargein_p50_ms"] == 200.0
 
 
 async def test_recording_maps_a_moment_onto_its_samples() -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "EchoPath",
     "LogCounts",
     "Turn",
+    "bargein_stats",
     "erle_stats",
     "plan_paths",
     "run_echo",
@@ -532,12 +533,34 @@ def erle_stats(replies: Sequence[Turn]) -> dict[str, Any]:
     }
 
 
+def bargein_stats(barges: Sequence[Turn]) -> dict[str, Any]:
+    """Detection rate and onset -> silence latency of the barge-ins. Left out (`spoiled`):
+    replies that interrupted themselves before the stop phrase was played, or whose speaker
+    went silent before its onset (a self-interruption in the clip's lead-in). Pure."""
+    counted = [
+        t
+        for t in barges
+        if t.barge_detected is not None and not (t.bargein_ms is not None and t.bargein_ms < 0)
+    ]
+    detected = [t for t in counted if t.barge_detected]
+    lat = [t.bargein_ms for t in detected if t.bargein_ms is not None]
+    return {
+        "bargein_detected_percent": round(100 * len(detected) / len(counted), 1)
+        if counted
+        else None,
+        "bargein_detected": f"{len(detected)} of {len(counted)}",
+        "bargein_spoiled": len(barges) - len(counted),
+        "bargein_p50_ms": _p(lat, 50),
+        "bargein_p95_ms": _p(lat, 95),
+        "visitor_over_echo_db_p50": _p(
+            [t.visitor_db for t in barges if t.visitor_db is not None], 50
+        ),
+    }
+
+
 def _summary(
     replies: list[Turn], barges: list[Turn], before: str, after: str, cpu: float
 ) -> dict[str, Any]:
-    counted = [t for t in barges if t.barge_detected is not None]
-    detected = [t for t in counted if t.barge_detected]
-    lat = [t.bargein_ms for t in detected if t.bargein_ms is not None]
     lag, _, lag_n = lag_p99_ms(before, after)
 
     def delta(name: str) -> float:
@@ -550,16 +573,7 @@ def _summary(
         "echo_utterances": sum(t.echo_utterances for t in replies),
         "question_splits": sum(t.question_splits for t in [*replies, *barges]),
         "reply_s_p50": _p([t.reply_s for t in replies if t.reply_s is not None], 50),
-        "bargein_detected_percent": round(100 * len(detected) / len(counted), 1)
-        if counted
-        else None,
-        "bargein_detected": f"{len(detected)} of {len(counted)}",
-        "bargein_spoiled": len(barges) - len(counted),
-        "bargein_p50_ms": _p(lat, 50),
-        "bargein_p95_ms": _p(lat, 95),
-        "visitor_over_echo_db_p50": _p(
-            [t.visitor_db for t in barges if t.visitor_db is not None], 50
-        ),
+        **bargein_stats(barges),
         **erle_stats(replies),
         "echo_delay_error_ms_p50": _p(
             [abs(t.delay_ms - t.delay_ms_set) for t in measured if t.delay_ms is not None], 50
