@@ -610,8 +610,8 @@ def markdown_echo(report: Mapping[str, Any]) -> str:
         ("ERLE p50 / p10 / min (dB), replies played through", "erle", ">= 25"),
         ("  replies measured", "erle_measured", ""),
         ("ERLE p50 (dB), every reply (incl. cut ones)", "erle_all_replies_p50_db", ""),
-        ("echo delay |measured - set| p50 (ms)", "echo_delay_error_ms_p50", ""),
-        ("echo gain |measured - set| p50 (dB)", "echo_gain_error_db_p50", ""),
+        ("echo delay, measured minus set, abs p50 (ms)", "echo_delay_error_ms_p50", ""),
+        ("echo gain, measured minus set, abs p50 (dB)", "echo_gain_error_db_p50", ""),
         ("dropped capture blocks", "dropped_blocks", "0"),
         ("playback underruns", "underruns", ""),
         ("appliance CPU (% of one core)", "appliance_cpu_percent", ""),
@@ -631,7 +631,7 @@ def markdown_echo(report: Mapping[str, Any]) -> str:
         "# bench echo",
         "",
         f"`{report.get('command', 'appliance bench echo')}` at {report.get('date', '?')}, "
-        f"commit {report.get('machine', {}).get('commit', '?')}; "
+        f"commit {report.get('machine', {}).get('git_commit', '?')}; "
         f"{report.get('replies')} replies + {report.get('bargeins')} barge-ins per configuration; "
         f"load average (1 min) before/after {report.get('loadavg_1m_before_after')}, whole box "
         f"{report.get('box_cpu_busy_percent')} % busy, {report.get('bench_wall_s')} s.",
