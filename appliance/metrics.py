@@ -96,6 +96,12 @@ class Metrics:
         self.playback_underruns = Counter(
             "appliance_playback_underruns", "Speaker ran dry mid-utterance", registry=r
         )
+        # The WebRTC front end's own ERLE (last 2 s of our audio; NaN until measured or when
+        # echo cancellation is off): `appliance bench echo` reads it after each reply.
+        self.frontend_erle = Gauge(
+            "appliance_frontend_erle_db", "Front end echo return loss enhancement", registry=r
+        )
+        self.frontend_erle.set(float("nan"))
         self.barge_ins = Counter(
             "appliance_barge_ins", "Replies the visitor interrupted by speaking", registry=r
         )

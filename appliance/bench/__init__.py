@@ -5,7 +5,8 @@ against a scripted OpenAI-compatible server in another process; the client or lo
 the bench process itself (text) or yet another process (load). Benches live in `BENCHES`
 (`core.register`); `all` runs every registered bench in order but those marked `in_all=False`
 (`understand`: an evaluation of the voice path, run in this process, tens of minutes;
-`hearing`: ASR WER under noise and the wake words, offline). To add one
+`hearing`: ASR WER under noise and the wake words, offline; `echo`: the speaker looped
+into the microphone, tens of minutes). To add one
 (e.g. `voice`), write a module exposing a `core.Bench` and register it in `_builtin()` below.
 """
 
@@ -27,6 +28,7 @@ __all__ = ["BENCHES", "Bench", "Target", "add_bench_parser", "main", "register",
 def _builtin() -> None:
     if BENCHES:
         return
+    from .echo import ECHO
     from .faults import FAULTS
     from .hearing import HEARING
     from .load import LOAD
@@ -35,7 +37,7 @@ def _builtin() -> None:
     from .understand import UNDERSTAND
     from .voice import VOICE
 
-    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND, HEARING, FAULTS):
+    for bench in (TEXT, VOICE, LOAD, STARTUP, UNDERSTAND, HEARING, FAULTS, ECHO):
         register(bench)
 
 

@@ -85,6 +85,16 @@ class Recording:
                 return t - (end - 1 - index) / self.rate
         raise IndexError(index)
 
+    def index_at(self, t: float) -> int | None:
+        """The first sample whose `arrival_time` is at or after trio time `t` (None: not
+        recorded yet). Maps a moment onto another recording that shares the clock."""
+        start = 0
+        for end, ta in self.arrivals:
+            if ta >= t:
+                return max(start, end - 1 - int((ta - t) * self.rate + 1e-6))  # float noise
+            start = end
+        return None
+
 
 class PulseStartError(RuntimeError):
     """The private daemon did not come up (its log tail is in the message)."""

@@ -17,6 +17,7 @@ One module (~640 lines): a benchmark script reads best top to bottom (devices, r
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import time
@@ -44,13 +45,18 @@ __all__ = [
     "VOICE",
     "LogTail",
     "Question",
+    "Session",
     "bargein_stop_index",
     "dropped_blocks",
     "first_loud",
     "first_turn",
     "last_loud",
+    "locate",
+    "quoted",
     "run_voice",
+    "synthesize",
     "timing_error",
+    "voice_config",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -107,6 +113,26 @@ def bargein_stop_index(samples: F32, onset: int, rate: int, gap_s: float = 0.4) 
     after = loud[loud >= int(before[-1])]
     gaps = np.flatnonzero(np.diff(after) >= gap_s * rate)
     return int(after[gaps[0]]) if gaps.size else int(after[-1])
+
+
+def locate(ref: F32, mic: F32, pre: int) -> tuple[int, float] | None:
+    """Where and how loud `ref` comes back in `mic` (a played clip, or the speaker's echo), where
+    `mic[pre]` was recorded at the same moment as `ref[0]` and `mic` runs on past `ref`'s end:
+    (delay in samples: the strongest cross-correlation; gain in dB: the energy of `mic` from
+    there over `ref`'s, i.e. with whatever else is in `mic` then, e.g. reflections). None when
+    either is silent. Pure."""
+    n = len(ref)
+    e_ref = float(np.dot(ref, ref))
+    if n == 0 or e_ref <= 1e-9 or len(mic) < n:
+        return None
+    size = 1 << (len(mic) + n).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(mic, size) * np.conj(np.fft.rfft(ref, size)), size)
+    k = int(np.argmax(np.abs(corr[: len(mic) - n + 1])))
+    seg = mic[k : k + n].astype(np.float64)
+    e_mic = float(np.dot(seg, seg))
+    if e_mic <= 1e-12:
+        return None
+    return k - pre, 10 * math.log10(e_mic / e_ref)
 
 
 def dropped_blocks(metrics_text: str) -> tuple[float | None, str | None]:
@@ -281,6 +307,12 @@ class Session:
 
     def __init__(self, pulse: PulseDaemon, mic: Recording, spk: Recording, log: LogTail) -> None:
         self.pulse, self.mic, self.spk, self.log = pulse, mic, spk, log
+        self.asked_at = math.inf  # wall time the last question's audio had been played
+
+    def state_since(self, log0: int) -> str | None:
+        """The dialog state the appliance last logged since record `log0`."""
+        states = [r["state"] for r in self.log.records[log0:] if isinstance(r.get("state"), str)]
+        return states[-1] if states else None
 
     async def wait_for(self, cond: Callable[[], bool], timeout_s: float) -> bool:
         """Poll `cond` (log and recordings grow on their own) until true or the bound."""
@@ -299,20 +331,32 @@ class Session:
         last = last_loud(tail)
         return last is not None and len(tail) - last >= QUIET_AFTER_S * RATE
 
-    async def ask(self, q: Question, audio: F32, barge: F32 | None) -> QuestionResult:
+    async def ask(
+        self,
+        q: Question,
+        audio: F32,
+        barge: F32 | Callable[[], F32] | None,
+        barge_after_s: float = 0.8,
+    ) -> QuestionResult:
+        """Ask `q` and wait for the turn to settle. `barge` is played over the reply once
+        `barge_after_s` of it has been recorded (a callable makes it then, e.g. to match the
+        level the microphone hears at that moment)."""
         res = QuestionResult(q.text, q.voice, q.kind)
         mic0, spk0, log0 = len(self.mic), len(self.spk), len(self.log.poll())
+        self.asked_at = math.inf
         await self.pulse.feed_mic(audio, RATE)
+        self.asked_at = time.time()
         barge_mic0 = None
         if barge is not None:
-            # Barge in 0.8 s into the reply (condition: that much reply audio has been recorded).
+            # Condition: that much reply audio has been recorded.
             def playing() -> bool:
                 first = first_loud(self.spk.since(spk0))
-                return first is not None and len(self.spk) - spk0 - first >= 0.8 * RATE
+                return first is not None and len(self.spk) - spk0 - first >= barge_after_s * RATE
 
             if await self.wait_for(playing, TURN_TIMEOUT_S):
                 barge_mic0 = len(self.mic)
-                await self.pulse.feed_mic(barge, RATE)
+                clip = barge() if callable(barge) else barge
+                await self.pulse.feed_mic(clip, RATE)
             else:
                 res.bargein_note = "no reply audio to barge into"
 
@@ -322,7 +366,13 @@ class Session:
             done += self.log.count("utterance without usable words", log0)
             # A barged-in turn may end without reply.done (an LLM stream cancelled mid-way).
             slack = 1 if self.log.count("barge-in", log0) else 0
-            return heard > 0 and done + slack >= heard and self.spk_quiet_since(spk0)
+            # Idle: not between a barge-in and the turn it starts, where the speaker is quiet too.
+            return (
+                heard > 0
+                and done + slack >= heard
+                and self.spk_quiet_since(spk0)
+                and self.state_since(log0) == "idle"
+            )
 
         if not await self.wait_for(settled, TURN_TIMEOUT_S):
             res.errors.append("timeout")
@@ -330,9 +380,9 @@ class Session:
         replied = self.log.find("local voice replied", log0)
         reply_text = self.log.find("local voice reply text", log0)
         if heard:
-            res.transcript = _quoted(str(heard[0]["msg"]))
+            res.transcript = quoted(str(heard[0]["msg"]))
         if reply_text:
-            res.reply = _quoted(str(reply_text[0]["msg"]))
+            res.reply = quoted(str(reply_text[0]["msg"]))
         if replied:
             t = replied[0].get("timings")
             res.timings = t if isinstance(t, dict) else {}
@@ -344,17 +394,24 @@ class Session:
             res.errors.append("no_reply")
         self._voice_to_voice(res, mic0, spk0, barge_mic0)
         if barge_mic0 is not None:
-            self._bargein(res, barge_mic0, spk0, log0)
+            self._bargein(res, barge_mic0, spk0, log0, clip)
         return res
 
     def _voice_to_voice(
         self, res: QuestionResult, mic0: int, spk0: int, mic_end: int | None
     ) -> None:
         heard = self.mic.since(mic0)
-        if mic_end is not None:
-            heard = heard[: mic_end - mic0]
-        end = last_loud(heard)
         spk = self.spk.since(spk0)
+        first_spk = first_loud(spk)
+        if first_spk is not None:
+            # The question ended before the reply began: with the speaker looped into the
+            # microphone (`bench echo`), what the mic hears after that is the reply's echo.
+            reply_on_mic = self.mic.index_at(self.spk.arrival_time(spk0 + first_spk))
+            if reply_on_mic is not None:
+                mic_end = reply_on_mic if mic_end is None else min(mic_end, reply_on_mic)
+        if mic_end is not None:
+            heard = heard[: max(0, mic_end - mic0)]
+        end = last_loud(heard)
         if end is None:
             res.errors.append("question_not_on_mic")
             return
@@ -368,25 +425,24 @@ class Session:
         res.voice_to_voice_ms = round((self.spk.arrival_time(spk0 + first) - t_end) * 1000, 1)
         res.reply_audio = spk[first : first + 20 * RATE].copy()
 
-    def _bargein(self, res: QuestionResult, mic0: int, spk0: int, log0: int) -> None:
-        onset = first_loud(self.mic.since(mic0))
-        if onset is None:
+    def _bargein(self, res: QuestionResult, mic0: int, spk0: int, log0: int, clip: F32) -> None:
+        # The clip's onset where the clip is found on the mic: a level threshold would take
+        # the reply's echo for the visitor when the speaker is looped into the mic.
+        peak = float(np.abs(clip).max()) if len(clip) else 0.0
+        start = first_loud(clip * (0.5 / peak)) if peak > 0 else None  # at any level
+        found = locate(clip, self.mic.since(mic0)[: len(clip) + RATE], 0)
+        if start is None or found is None:
             res.bargein_note = "barge-in speech not on the mic"
             return
+        onset = found[0] + start
         t_onset = self.mic.arrival_time(mic0 + onset)
         spk = self.spk.since(spk0)
         # The speaker sample recorded at the onset's time (both recordings share trio's clock).
-        idx = next(
-            (
-                i
-                for i in range(0, len(spk), RATE // 100)
-                if self.spk.arrival_time(spk0 + i) >= t_onset
-            ),
-            None,
-        )
-        if idx is None:
+        at = self.spk.index_at(t_onset)
+        if at is None or at < spk0:
             res.bargein_note = "recording ended before the barge-in"
             return
+        idx = at - spk0
         stop = bargein_stop_index(spk, idx, RATE)
         if not self.log.find("barge-in", log0):
             res.bargein_note = "the appliance logged no barge-in"
@@ -396,7 +452,7 @@ class Session:
         res.bargein_ms = round((self.spk.arrival_time(spk0 + stop) - t_onset) * 1000, 1)
 
 
-def _quoted(msg: str) -> str:
+def quoted(msg: str) -> str:
     """The text inside `local voice heard: '...'` (a Python repr)."""
     import ast
 
@@ -426,7 +482,7 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
+def voice_config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
     cfg = service_config(
         port=port, llm_url=llm_url or "http://127.0.0.1:9/v1", workdir=work, answer_mode="faq"
     )
@@ -489,7 +545,7 @@ async def _run(
     barge_at: set[int],
     llm_url: str | None,
 ) -> dict[str, Any]:
-    cfg = _config(free_port(), work, llm_url)
+    cfg = voice_config(free_port(), work, llm_url)
     # DEBUG: the transcripts and reply texts are logged at debug level only (visitor text).
     async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
         log = LogTail(app.log_path)

@@ -278,7 +278,8 @@ class LocalVoice:
         return MicBlock(clean, t)
 
     async def _export_counters(self, period_s: float = 1.0) -> None:
-        """Copy the devices' plain int counters (kept by their callbacks' trio side) to /metrics."""
+        """Copy the devices' plain int counters (kept by their callbacks' trio side) and the front
+        end's ERLE to /metrics."""
         m = self.ctx.metrics
         dropped = underruns = 0
         while True:
@@ -287,6 +288,8 @@ class LocalVoice:
             m.audio_dropped.inc(max(0, d - dropped))
             m.playback_underruns.inc(max(0, u - underruns))
             dropped, underruns = d, u
+            if self.frontend is not None and (erle := self.frontend.erle_db) is not None:
+                m.frontend_erle.set(erle)
             await trio.sleep(period_s)
 
 
