@@ -18,6 +18,7 @@ from trio.testing import MockClock
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from appliance.fakes.scripted_llm import ScriptedLLM
+from appliance.llm.conn import KeepAlive
 from appliance.supervisor import Service, run_service
 from appliance.systemd import Notifier
 
@@ -92,3 +93,14 @@ async def connect() -> AsyncIterator[Callable[[Service], Any]]:
                 await ws._stream.aclose()
 
     yield _connect
+
+
+@pytest.fixture(params=["httpx", "keepalive"])
+async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]:
+    """LLM tests run both ways: over httpx, and over kept-alive connections (llm/conn.py)."""
+    if request.param == "httpx":
+        yield None
+        return
+    keepalive = KeepAlive()
+    yield keepalive
+    keepalive.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import httpx
@@ -16,17 +15,6 @@ from appliance.llm.conn import KeepAlive
 
 MESSAGES = [{"role": "user", "content": "When do you open?"}]
 WORDS = ["Hello ", "from ", "the ", "scripted ", "model. "]
-
-
-@pytest.fixture(params=["httpx", "keepalive"])
-async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]:
-    """Every loopback test runs both ways: over httpx, and over kept-alive connections."""
-    if request.param == "httpx":
-        yield None
-        return
-    keepalive = KeepAlive()
-    yield keepalive
-    keepalive.close()
 
 
 async def collect(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 import trio
@@ -47,17 +45,6 @@ def make_pool(
         on_error=rec.on_error,
         keepalive=via,
     )
-
-
-@pytest.fixture(params=["httpx", "keepalive"])
-async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]:
-    """Every pool test runs both ways: over httpx, and over kept-alive connections."""
-    if request.param == "httpx":
-        yield None
-        return
-    keepalive = KeepAlive()
-    yield keepalive
-    keepalive.close()
 
 
 def outcomes(server: ScriptedLLM) -> dict[str, str]:
