@@ -463,6 +463,19 @@ def test_follow_ups_are_read_with_the_previous_topic(museum: KnowledgeBase) -> N
     assert turn(museum, "until what time?").entry != entry(museum, CAFE)
 
 
+def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(
+    museum: KnowledgeBase,
+) -> None:
+    """"Is there a cafe?" after the toilets: short enough to read as a follow-up, and the
+    toilets' answer mentions the café, so that reading answered with the toilets again."""
+    toilets = TOILETS
+    first = turn(museum, toilets)
+    ctx = PolicyContext.after(toilets, first, None)
+    assert contextual_query("Is there a cafe?", ctx) is not None  # it is read both ways
+    d = turn(museum, "Is there a cafe?", ctx)
+    assert d.kind == "faq" and d.entry == entry(museum, CAFE), d
+
+
 def test_a_full_question_after_an_answer_stands_on_its_own(museum: KnowledgeBase) -> None:
     first = turn(museum, TICKET)
     ctx = PolicyContext.after(TICKET, first, None)

@@ -292,5 +292,7 @@ async def test_in_a_lobby_the_box_answers_only_who_addresses_it(
     status = svc.ctx.local_voice_status()
     assert status["listen"] == ["wake", "touch"] and status["wake_word"]
     assert status["wakes_heard"] >= 1 and status["turns"] == 3, status
-    assert status["utterances_ignored"] >= 2, status  # the two remarks about the dog
+    # The two remarks about the dog: ignored, or (the detector's near miss "...my dog") a wake
+    # that the transcript check refused.
+    assert status["utterances_ignored"] + status["false_wakes"] >= 2, status
     assert status["front_end"] is None and status["microphone"], status  # front end off by default

@@ -978,6 +978,20 @@ def _is_answer(r: _Ranked) -> bool:
     return r.decision is not None and r.decision.kind in ("faq", "llm")
 
 
+def _names_its_entry(question: str, own: _Ranked, topic: FaqEntry | None) -> bool:
+    """A short question that answers itself: its standalone reading answers another entry than
+    the previous one, and every content word of it is in that entry's own question ("Is there a
+    cafe?" after the toilets, whose answer mentions the café). Then the follow-up reading, which
+    would read it as being about the previous topic, is not considered."""
+    if not _is_answer(own) or own.best is None or topic is None:
+        return False
+    if _CONNECTOR_RE.match(question) is not None:  # "and for the kids?": about the topic
+        return False
+    entry = own.best.hit.entry
+    terms = _content_terms(question)
+    return entry != topic and bool(terms) and set(terms) <= set(tokenize(entry.question))
+
+
 def _pick(own: _Ranked, other: _Ranked) -> _Ranked:
     """The better of two readings of one question (standalone, with the previous topic): the
     more supported one, but when both lead to the same entry, the one that answers."""
@@ -1066,7 +1080,9 @@ def decide(
     weighed = _weigh(grounding, settings)
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
-        weighed = _pick(weighed, _weigh(contextual, settings, repeat))
+        other = _weigh(contextual, settings, repeat)
+        if not _names_its_entry(cleaned, weighed, repeat):
+            weighed = _pick(weighed, other)
     split = [_weigh(p, settings) for p in parts if _ranked(p)]
     if len(split) >= 2:
         several = _two_answers(split, settings)
