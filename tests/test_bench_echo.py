@@ -158,7 +158,13 @@ def test_bench_echo_small_run_starts_no_turn_from_its_own_voice(tmp_path: Path) 
         assert _number(c["appliance_cpu_percent"]), name
         for t in c["bargein_turns"]:
             assert t["visitor_db"] == pytest.approx(0, abs=1), t  # at the echo's level
-        assert c["bargein_detected"].endswith("of 2"), c["bargein_detected"]
+        # Every barge-in measured was heard. One whose reply had already stopped itself before
+        # the visitor spoke (its own echo, in the clip's lead-in) is left out as `spoiled`: in
+        # about 1 of 3 small runs on a quiet box one is, a known limit of the one-tap gate
+        # (docs/bench/README.md, "Echo"); replies with no visitor must never stop themselves.
+        heard, _, measured = c["bargein_detected"].partition(" of ")
+        assert heard == measured != "0", c["bargein_detected"]
+        assert int(measured) + c["bargein_spoiled"] == 2, c
     assert report["gate_erle_p50_db"] is None  # no front end, no ERLE
     assert _number(report["webrtc_erle_p50_db"]) and report["configs"]["webrtc"]["erle_measured"]
     assert {t["field"] for t in report["targets"]} >= {
