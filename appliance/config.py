@@ -275,6 +275,7 @@ class VoiceConfig:
     echo_leak: float = 0.1
     echo_margin: float = 2.0
     echo_max_lag_s: float = 0.3
+    echo_taps: int = 8  # the direct sound and up to 7 reflections (walls, the kiosk's case)
     # Browser voice (mic audio over /ws) streaming at once, all pages together; 0 = off. The
     # box's own microphone always comes first (web/ws.py).
     max_browser_sessions: int = 2
@@ -581,6 +582,8 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
         _positive(problems, f"voice.{name}", getattr(v, name))
     _positive(problems, "voice.echo_leak", v.echo_leak, allow_zero=True)
     _positive(problems, "voice.asr_bias", v.asr_bias, allow_zero=True)
+    if not 1 <= v.echo_taps <= 32:
+        problems.append(f"voice.echo_taps: must be 1..32, got {v.echo_taps}")
     if not 1 <= v.asr_beam <= 8:
         problems.append(f"voice.asr_beam: must be 1..8, got {v.asr_beam}")
     _positive(problems, "voice.max_browser_sessions", v.max_browser_sessions, allow_zero=True)

@@ -2,14 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
 from ..audio.farend import EchoReference
 
-__all__ = ["EchoGate"]
+__all__ = ["EchoFit", "EchoGate", "fit_echo"]
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class EchoFit:
+    """How much of a mic frame a few delayed, scaled copies of the reference explain."""
+
+    echo: float  # energy of the fitted echo
+    residual: float  # energy left over: the visitor, noise, what the model cannot explain
+    delays: tuple[int, ...]  # the taps found, in samples before the frame, strongest first
+
+
+def fit_echo(frame: F64, ref: F64, *, taps: int, good_enough: float = 0.0) -> EchoFit:
+    """Fit `frame` as a sum of up to `taps` delayed, scaled copies of `ref` (a sparse room).
+
+    `ref` is the reference from `len(ref) - len(frame)` samples before the frame to its end;
+    copy k is `ref[k : k + n]` (delay `len(ref) - n - k`). Greedy orthogonal matching pursuit:
+    the lag that best explains what is left joins, then all gains are refit together by least
+    squares. The direct sound comes first; a room's early reflections (walls, the kiosk's own
+    case: a few ms to ~100 ms later, 6-20 dB weaker) are the next taps. It stops as soon as the
+    residual energy is at most `good_enough`, so a plain echo costs one pass. Correlations go
+    through one FFT of the reference per frame.
+    """
+    n = len(frame)
+    e_mic = float(np.dot(frame, frame))
+    lags = len(ref) - n + 1
+    if e_mic <= 1e-12 or lags <= 0:
+        return EchoFit(0.0, e_mic, ())
+    size = 1 << int(np.ceil(np.log2(len(ref) + n)))
+    spectrum = np.fft.rfft(ref, size)
+    sq = np.concatenate([[0.0], np.cumsum(ref**2)])
+    e_ref = sq[n:] - sq[:-n]  # energy of each lagged reference window
+    usable = e_ref > 1e-9 * n
+    if not np.any(usable):
+        return EchoFit(0.0, e_mic, ())  # a pause in our own speech: nothing to explain
+    chosen: list[int] = []
+    residual_vec = frame
+    fitted = np.zeros(n)
+    while len(chosen) < taps:
+        corr = np.fft.irfft(spectrum * np.conj(np.fft.rfft(residual_vec, size)), size)[:lags]
+        explained = np.where(usable, corr**2 / np.where(usable, e_ref, 1.0), 0.0)
+        explained[chosen] = 0.0
+        k = int(np.argmax(explained))
+        if explained[k] <= 1e-12:
+            break
+        chosen.append(k)
+        cols = np.stack([ref[j : j + n] for j in chosen], axis=1)
+        gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
+        fitted = cols @ gains
+        residual_vec = frame - fitted
+        if float(np.dot(residual_vec, residual_vec)) <= good_enough:
+            break
+    echo = float(np.dot(fitted, fitted))
+    residual = float(np.dot(residual_vec, residual_vec))
+    return EchoFit(echo, residual, tuple(lags - 1 - k for k in chosen))
 
 
 class EchoGate:
@@ -18,19 +75,24 @@ class EchoGate:
     The reference (`EchoReference`) is what we play on the microphone's sample axis: placed by
     the devices' clocks for the box's own speaker, or when handed to the sink otherwise. For
     each mic frame while we play, the reference window of `max_lag_s` before the frame is
-    searched for the single delay and gain that best explain the frame (least squares: a
-    one-tap echo model). What that model cannot explain is the residual. The frame counts as
-    the visitor's only if the residual is louder than `margin * leak * |echo|`, where `leak` is
-    the part of our own voice a one-tap model leaves in a real room (reverb, speaker
-    distortion); otherwise its VAD probability is zeroed.
+    searched for the few delays and gains that best explain the frame (`fit_echo`: the direct
+    sound and up to `taps - 1` reflections). What that model cannot explain is the residual.
+    The frame counts as the visitor's only if the residual is louder than
+    `margin * leak * |echo|`, where `leak` is the part of our own voice the model leaves in a
+    real room (late reverberation, speaker distortion); otherwise its VAD probability is zeroed.
 
-    A heuristic, not echo cancellation: strong reverb or a distorting speaker can still leak
-    through (then the segmenter's raised thresholds while speaking are the second guard).
+    A heuristic, not echo cancellation: a long reverberant tail or a distorting speaker can
+    still leak through (then the segmenter's raised thresholds while speaking are the second
+    guard). One tap was not enough: with three reflections 13-21 dB under the direct sound,
+    91 of 100 replies interrupted themselves in `appliance bench echo --reverb on`.
     """
 
-    def __init__(self, *, leak: float = 0.1, margin: float = 2.0, max_lag_s: float = 0.3) -> None:
+    def __init__(
+        self, *, leak: float = 0.1, margin: float = 2.0, max_lag_s: float = 0.3, taps: int = 8
+    ) -> None:
         self.leak = leak
         self.margin = margin
+        self.taps = max(1, taps)
         self.reference = EchoReference(max_lag_s)
 
     @property
@@ -48,26 +110,26 @@ class EchoGate:
         """Reference audio may still be reaching the mic at this sample."""
         return self.reference.active(sample)
 
-    def is_echo(self, frame: F32, end_sample: int) -> bool:
+    def fit(self, frame: F32, end_sample: int) -> EchoFit:
+        """The echo model of the mic frame ending at `end_sample`, stopping once it is echo."""
         n = len(frame)
         ref = self.reference.window(end_sample - n - self.max_lag, end_sample)
-        e_mic = float(np.dot(frame, frame))
-        if e_mic <= 1e-9:
+        mic = frame.astype(np.float64)
+        e_mic = float(np.dot(mic, mic))
+        # A least-squares fit splits the frame's energy: echo + residual = e_mic. So the test in
+        # `is_echo` (residual <= c * echo) holds once residual <= c / (1 + c) * e_mic: stop there.
+        c = (self.margin * self.leak) ** 2
+        good_enough = max(c / (1 + c) * e_mic, len(frame) * _RESIDUAL_FLOOR_RMS**2)
+        return fit_echo(mic, ref.astype(np.float64), taps=self.taps, good_enough=good_enough)
+
+    def is_echo(self, frame: F32, end_sample: int) -> bool:
+        fit = self.fit(frame, end_sample)
+        if not fit.delays:
             return False
-        corr = np.correlate(ref.astype(np.float64), frame.astype(np.float64), mode="valid")
-        sq = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
-        e_ref = sq[n:] - sq[:-n]  # energy of each lagged reference window
-        ok = e_ref > 1e-9
-        if not np.any(ok):
-            return False  # a pause in our own speech: nothing to explain
-        explained = np.where(ok, corr**2 / np.where(ok, e_ref, 1.0), 0.0)
-        k = int(np.argmax(explained))
-        residual = max(e_mic - float(explained[k]), 0.0)
-        echo = float(explained[k])  # energy of the fitted echo g * ref
         # In quiet stretches of our own speech the room's noise floor alone exceeds a fraction of
         # a faint echo: what is left must also be louder than a whisper to count as a visitor.
-        floor = n * _RESIDUAL_FLOOR_RMS**2
-        return residual <= max((self.margin * self.leak) ** 2 * echo, floor)
+        floor = len(frame) * _RESIDUAL_FLOOR_RMS**2
+        return fit.residual <= max((self.margin * self.leak) ** 2 * fit.echo, floor)
 
 
 _RESIDUAL_FLOOR_RMS = 0.003  # ~ -50 dBFS

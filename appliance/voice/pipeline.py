@@ -97,6 +97,7 @@ class PipelineSettings:
     echo_leak: float = VoiceConfig.echo_leak
     echo_margin: float = VoiceConfig.echo_margin
     echo_max_lag_s: float = VoiceConfig.echo_max_lag_s
+    echo_taps: int = VoiceConfig.echo_taps
 
     @classmethod
     def from_config(cls, v: VoiceConfig) -> PipelineSettings:
@@ -140,7 +141,10 @@ class VoicePipeline:
         keep = settings.segmenter.max_utterance_s + settings.segmenter.pre_roll_s + 2.0
         self._ring = AudioRing(keep)
         self._gate = EchoGate(
-            leak=settings.echo_leak, margin=settings.echo_margin, max_lag_s=settings.echo_max_lag_s
+            leak=settings.echo_leak,
+            margin=settings.echo_margin,
+            max_lag_s=settings.echo_max_lag_s,
+            taps=settings.echo_taps,
         )
         self._pending = _EMPTY
         self._pending_detect = _EMPTY  # `detect` samples not yet a whole frame
