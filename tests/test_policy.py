@@ -466,7 +466,7 @@ def test_follow_ups_are_read_with_the_previous_topic(museum: KnowledgeBase) -> N
 def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(
     museum: KnowledgeBase,
 ) -> None:
-    """"Is there a cafe?" after the toilets: short enough to read as a follow-up, and the
+    """ "Is there a cafe?" after the toilets: short enough to read as a follow-up, and the
     toilets' answer mentions the café, so that reading answered with the toilets again."""
     toilets = TOILETS
     first = turn(museum, toilets)
@@ -474,6 +474,30 @@ def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(
     assert contextual_query("Is there a cafe?", ctx) is not None  # it is read both ways
     d = turn(museum, "Is there a cafe?", ctx)
     assert d.kind == "faq" and d.entry == entry(museum, CAFE), d
+
+
+@pytest.mark.parametrize(
+    ("before", "question"),
+    [
+        ("When are the guided tours?", "What is your favourite colour?"),
+        ("Can I take photos?", "Where can I part my car?"),  # "park", misheard
+    ],
+)
+def test_a_short_plain_question_is_not_asked_back_about_the_previous_topic(
+    museum: KnowledgeBase, before: str, question: str
+) -> None:
+    """Short enough to be read with the previous topic, and that reading alone found something
+    to ask back ("Do you mean: When are the guided tours?" in `bench voice`). A question that
+    neither starts with a connector nor points back is not asked about the previous topic."""
+    first = turn(museum, before)
+    ctx = PolicyContext.after(before, first, None)
+    assert contextual_query(question, ctx) is not None  # it is read both ways
+    d = turn(museum, question, ctx)
+    assert d.entry != entry(museum, before)
+    assert entry(museum, before) not in [c.entry for c in d.choices], d
+    # ... while one that points back still is: "is it free?" after the tours.
+    d = turn(museum, "is it free?", PolicyContext.after(before, first, None))
+    assert d.entry == entry(museum, before) or before in [c.label for c in d.choices], d
 
 
 def test_a_full_question_after_an_answer_stands_on_its_own(museum: KnowledgeBase) -> None:

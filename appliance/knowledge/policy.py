@@ -992,6 +992,18 @@ def _names_its_entry(question: str, own: _Ranked, topic: FaqEntry | None) -> boo
     return entry != topic and bool(terms) and set(terms) <= set(tokenize(entry.question))
 
 
+def _refers_back(question: str) -> bool:
+    """The question points at what was said before: it starts with a connector ("and for the
+    kids?") or names it ("how much is it?"). A short question that does neither ("what is
+    your favourite colour?", a misheard "where can I part my car?") may still be read with the
+    previous topic, but only to answer it: asking back about the previous topic ("Do you mean:
+    When are the guided tours?") tells the visitor the box misunderstood a plain question."""
+    said = question.strip()  # before strip_fillers, which drops a leading "and"
+    return any(_CONNECTOR_RE.match(q) is not None for q in (said, strip_fillers(said))) or any(
+        w in _ANAPHORA for w in _words(said)
+    )
+
+
 def _pick(own: _Ranked, other: _Ranked) -> _Ranked:
     """The better of two readings of one question (standalone, with the previous topic): the
     more supported one, but when both lead to the same entry, the one that answers."""
@@ -1081,7 +1093,9 @@ def decide(
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         other = _weigh(contextual, settings, repeat)
-        if not _names_its_entry(cleaned, weighed, repeat):
+        if not _names_its_entry(cleaned, weighed, repeat) and (
+            _is_answer(other) or _refers_back(question)
+        ):
             weighed = _pick(weighed, other)
     split = [_weigh(p, settings) for p in parts if _ranked(p)]
     if len(split) >= 2:
