@@ -58,6 +58,19 @@ def test_fit_finds_the_direct_sound_and_its_reflections(own: F32) -> None:
     assert one.delays == (DIRECT[0],) and one.residual > 0.03 * one.echo  # what one tap leaves
 
 
+def test_the_previous_frames_paths_are_tried_first(own: F32) -> None:
+    ref = own[8000 - FRAME - 4800 : 8000].astype(np.float64)
+    frame = sum(g * ref[len(ref) - FRAME - d : len(ref) - d] for d, g in [DIRECT, *REFLECTIONS])
+    assert isinstance(frame, np.ndarray)
+    enough = 1e-3 * float(np.dot(frame, frame))
+    found = fit_echo(frame, ref, taps=8, good_enough=enough)
+    again = fit_echo(frame, ref, taps=8, good_enough=enough, known=found.delays)
+    assert again == found
+    # Paths that no longer explain the frame (the kiosk was moved) are searched again.
+    moved = fit_echo(frame, ref, taps=8, good_enough=enough, known=(100, 2000))
+    assert moved.delays[0] == DIRECT[0] and moved.residual <= enough
+
+
 def test_fit_of_silence_or_no_reference_explains_nothing() -> None:
     ref = np.zeros(FRAME + 4800)
     frame = np.random.default_rng(0).normal(0, 0.1, FRAME)

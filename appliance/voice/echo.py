@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +26,14 @@ class EchoFit:
     delays: tuple[int, ...]  # the taps found, in samples before the frame, strongest first
 
 
-def fit_echo(frame: F64, ref: F64, *, taps: int, good_enough: float = 0.0) -> EchoFit:
+def fit_echo(
+    frame: F64,
+    ref: F64,
+    *,
+    taps: int,
+    good_enough: float = 0.0,
+    known: Sequence[int] = (),
+) -> EchoFit:
     """Fit `frame` as a sum of up to `taps` delayed, scaled copies of `ref` (a sparse room).
 
     `ref` is the reference from `len(ref) - len(frame)` samples before the frame to its end;
@@ -34,12 +43,19 @@ def fit_echo(frame: F64, ref: F64, *, taps: int, good_enough: float = 0.0) -> Ec
     case: a few ms to ~100 ms later, 6-20 dB weaker) are the next taps. It stops as soon as the
     residual energy is at most `good_enough`, so a plain echo costs one pass. Correlations go
     through one FFT of the reference per frame.
+
+    `known`: the delays of the previous frame's fit. A room does not change between two frames,
+    so they are tried first, by least squares alone; the search runs only if they fall short.
     """
     n = len(frame)
     e_mic = float(np.dot(frame, frame))
     lags = len(ref) - n + 1
     if e_mic <= 1e-12 or lags <= 0:
         return EchoFit(0.0, e_mic, ())
+    if known and all(0 <= d < lags for d in known):
+        warm = _refit(frame, ref, [lags - 1 - d for d in known])
+        if warm is not None and warm[1] <= good_enough:
+            return EchoFit(warm[0], warm[1], tuple(known))
     size = 1 << int(np.ceil(np.log2(len(ref) + n)))
     spectrum = np.fft.rfft(ref, size)
     sq = np.concatenate([[0.0], np.cumsum(ref**2)])
@@ -49,6 +65,7 @@ def fit_echo(frame: F64, ref: F64, *, taps: int, good_enough: float = 0.0) -> Ec
         return EchoFit(0.0, e_mic, ())  # a pause in our own speech: nothing to explain
     chosen: list[int] = []
     residual_vec = frame
+    before = e_mic
     fitted = np.zeros(n)
     while len(chosen) < taps:
         corr = np.fft.irfft(spectrum * np.conj(np.fft.rfft(residual_vec, size)), size)[:lags]
@@ -62,11 +79,25 @@ def fit_echo(frame: F64, ref: F64, *, taps: int, good_enough: float = 0.0) -> Ec
         gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
         fitted = cols @ gains
         residual_vec = frame - fitted
-        if float(np.dot(residual_vec, residual_vec)) <= good_enough:
-            break
+        left = float(np.dot(residual_vec, residual_vec))
+        if left <= good_enough or left > (1 - _MIN_GAIN) * before:
+            break  # echo, or what is left is not ours (a visitor): more taps explain noise
+        before = left
     echo = float(np.dot(fitted, fitted))
     residual = float(np.dot(residual_vec, residual_vec))
     return EchoFit(echo, residual, tuple(lags - 1 - k for k in chosen))
+
+
+def _refit(frame: F64, ref: F64, starts: Sequence[int]) -> tuple[float, float] | None:
+    """(echo, residual) energies of the least-squares fit on the given reference windows."""
+    n = len(frame)
+    cols = np.stack([ref[j : j + n] for j in starts], axis=1)
+    if float(np.sum(cols**2)) <= 1e-9 * n:
+        return None
+    gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
+    fitted = cols @ gains
+    rest = frame - fitted
+    return float(np.dot(fitted, fitted)), float(np.dot(rest, rest))
 
 
 class EchoGate:
@@ -94,6 +125,8 @@ class EchoGate:
         self.margin = margin
         self.taps = max(1, taps)
         self.reference = EchoReference(max_lag_s)
+        self._delays: tuple[int, ...] = ()  # the last frame's echo paths: tried first
+        _warm_up(self.max_lag)
 
     @property
     def max_lag(self) -> int:
@@ -105,6 +138,7 @@ class EchoGate:
 
     def clear(self) -> None:
         self.reference.clear()
+        self._delays = ()
 
     def active(self, sample: int) -> bool:
         """Reference audio may still be reaching the mic at this sample."""
@@ -120,7 +154,12 @@ class EchoGate:
         # `is_echo` (residual <= c * echo) holds once residual <= c / (1 + c) * e_mic: stop there.
         c = (self.margin * self.leak) ** 2
         good_enough = max(c / (1 + c) * e_mic, len(frame) * _RESIDUAL_FLOOR_RMS**2)
-        return fit_echo(mic, ref.astype(np.float64), taps=self.taps, good_enough=good_enough)
+        fit = fit_echo(
+            mic, ref.astype(np.float64), taps=self.taps, good_enough=good_enough, known=self._delays
+        )
+        if fit.delays and fit.residual <= good_enough:
+            self._delays = fit.delays  # a visitor's frame must not steer the next search
+        return fit
 
     def is_echo(self, frame: F32, end_sample: int) -> bool:
         fit = self.fit(frame, end_sample)
@@ -132,4 +171,15 @@ class EchoGate:
         return fit.residual <= max((self.margin * self.leak) ** 2 * fit.echo, floor)
 
 
+@functools.cache
+def _warm_up(max_lag: int) -> None:
+    """numpy's first FFT of a size and first least-squares solve set up their tables (~25 ms
+    here): pay that when the gate is made, not in the event loop when a visitor first talks."""
+    rng = np.random.default_rng(0)
+    frame_ref = rng.normal(0, 0.1, 512 + max_lag)
+    fit_echo(frame_ref[-512:], frame_ref, taps=2)
+
+
 _RESIDUAL_FLOOR_RMS = 0.003  # ~ -50 dBFS
+# A tap that removes less than this share of what is left is not a path of the room.
+_MIN_GAIN = 0.05
