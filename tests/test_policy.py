@@ -3,15 +3,12 @@ its pure helpers on hand-made inputs, and the understanding bench on the tuning 
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
-
 import pytest
+from support import SAMPLE, UNDERSTAND
 
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, Hit, KnowledgeBase
 from appliance.knowledge.concepts import related
-from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.grounding import RANKED, Grounding, ground, prepare
 from appliance.knowledge.policy import (
     DEFAULT_CHAT_REPLIES,
@@ -28,9 +25,6 @@ from appliance.knowledge.policy import (
     resolve_choice,
 )
 
-SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
-UNDERSTAND = Path(__file__).parent / "data" / "understand"
-HOTEL = UNDERSTAND / "hotel_faq.md"
 TUNE = UNDERSTAND / "tune.toml"
 
 HOURS = "What are the opening hours?"
@@ -39,21 +33,6 @@ TICKET = "How much is a ticket?"
 CHILD_TICKET = "How much is a ticket for children?"
 TOILETS = "Where are the toilets?"
 CAFE = "Is there a café?"
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder.load()
-
-
-@pytest.fixture(scope="module")
-def museum(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(SAMPLE, embedder=embedder)
-
-
-@pytest.fixture(scope="module")
-def hotel(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(HOTEL, embedder=embedder)
 
 
 def settings_for(kb: KnowledgeBase, **kw: object) -> PolicySettings:
