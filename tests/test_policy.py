@@ -3,6 +3,8 @@ its pure helpers on hand-made inputs, and the understanding bench on the tuning 
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from support import SAMPLE, UNDERSTAND
 
@@ -22,6 +24,7 @@ from appliance.knowledge.policy import (
     lookup_query,
     lookups,
     question_parts,
+    rank_plan,
     resolve_choice,
 )
 
@@ -46,15 +49,8 @@ def turn(
     settings: PolicySettings | None = None,
 ) -> Decision:
     """One turn as the caller wires it: the lookups grounded, then decided."""
-    plan = lookups(question, context)
-    return decide(
-        question,
-        ground(kb, plan.primary, facts=True),
-        context=context,
-        settings=settings or settings_for(kb),
-        contextual=ground(kb, plan.contextual, facts=True) if plan.contextual else None,
-        parts=tuple(ground(kb, q, facts=True) for q in plan.parts),
-    )
+    ranked = rank_plan(lookups(question, context), partial(ground, kb, facts=True))
+    return decide(question, context=context, settings=settings or settings_for(kb), **ranked)
 
 
 def entry(kb: KnowledgeBase, question: str) -> FaqEntry:

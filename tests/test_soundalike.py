@@ -4,13 +4,22 @@ sample museum's and the test hotel's FAQs, and the answer policy with real misre
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from support import HOTEL, SAMPLE
 
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, KnowledgeBase
 from appliance.knowledge.grounding import ground
-from appliance.knowledge.policy import Decision, PolicySettings, decide, faq_topics, lookups
+from appliance.knowledge.policy import (
+    Decision,
+    PolicySettings,
+    decide,
+    faq_topics,
+    lookups,
+    rank_plan,
+)
 from appliance.knowledge.soundalike import SoundIndex, edit_distance, sound_index, sound_key
 
 MISHEARD = HOTEL.with_name("misheard-tune.toml")
@@ -125,11 +134,8 @@ def turn(kb: KnowledgeBase, question: str, soundalike: bool, **kw: object) -> De
     plan = lookups(question, None, sound_index(kb) if soundalike else None)
     return decide(
         question,
-        ground(kb, plan.primary, facts=True),
         settings=PolicySettings(topics=faq_topics(tuple(e.question for e in kb.entries)), **kw),  # type: ignore[arg-type]
-        parts=tuple(ground(kb, p, facts=True) for p in plan.parts),
-        repaired=ground(kb, plan.repaired, facts=True) if plan.repaired else None,
-        repairs=plan.repairs,
+        **rank_plan(plan, partial(ground, kb, facts=True)),
     )
 
 
