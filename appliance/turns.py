@@ -49,6 +49,7 @@ from .knowledge.policy import (
     faq_topics,
     instead_of_generated,
     lookups,
+    rank_plan,
 )
 from .knowledge.soundalike import sound_index
 from .llm.pool import AllEndpointsFailed, LLMPool
@@ -210,21 +211,9 @@ class TurnRunner:
                 g = rank(question)
                 return Decision("llm", "", "open", hits=tuple(g.hits)), g
             plan = lookups(question, ctx, sound_index(kb) if soundalike else None)
-            g = rank(plan.primary)
-            gc = rank(plan.contextual) if plan.contextual else None
-            parts = tuple(rank(q) for q in plan.parts)
-            gr = rank(plan.repaired) if plan.repaired else None
-            d = decide(
-                question,
-                g,
-                context=ctx,
-                settings=settings,
-                contextual=gc,
-                parts=parts,
-                repaired=gr,
-                repairs=plan.repairs,
-            )
-            return d, g
+            ranked = rank_plan(plan, rank)
+            d = decide(question, context=ctx, settings=settings, **ranked)
+            return d, ranked["grounding"]
 
         return await trio.to_thread.run_sync(blocking)
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: a scripted OpenAI-compatible server and the real service on loopback.
+"""Shared fixtures: a scripted OpenAI-compatible server, the real service on loopback, and the
+real embedder with the museum and hotel FAQs ranked by it (module scope: loaded once per test
+module that asks; a module's own `museum`/`hotel`/`embedder` fixture overrides these).
 
 Plain helpers live in support.py (test modules import them from there, never from here)."""
 
@@ -13,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from support import Client, StartService, make_config, ws_url
+from support import HOTEL, SAMPLE, Client, StartService, make_config, ws_url
 from trio.testing import MockClock
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from appliance.fakes.scripted_llm import ScriptedLLM
+from appliance.knowledge import KnowledgeBase
+from appliance.knowledge.embeddings import Embedder
 from appliance.llm.conn import KeepAlive
 from appliance.supervisor import Service, run_service
 from appliance.systemd import Notifier
@@ -104,3 +108,18 @@ async def via(request: pytest.FixtureRequest) -> AsyncIterator[KeepAlive | None]
     keepalive = KeepAlive()
     yield keepalive
     keepalive.close()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.load()
+
+
+@pytest.fixture(scope="module")
+def museum(embedder: Embedder) -> KnowledgeBase:
+    return KnowledgeBase.from_file(SAMPLE, embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def hotel(embedder: Embedder) -> KnowledgeBase:
+    return KnowledgeBase.from_file(HOTEL, embedder=embedder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import shutil
@@ -20,6 +21,11 @@ from appliance.events import AudioStart, ErrorEvent, ReplyDelta, ReplyDone, Stat
 from appliance.supervisor import Service
 
 StartService = Callable[..., Awaitable[Service]]
+
+# The two FAQs the policy tests rank: the shipped sample museum and the test hotel.
+SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
+UNDERSTAND = Path(__file__).parent / "data" / "understand"
+HOTEL = UNDERSTAND / "hotel_faq.md"
 
 
 def run_cli(args: list[str], *, timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:

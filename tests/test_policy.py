@@ -3,15 +3,14 @@ its pure helpers on hand-made inputs, and the understanding bench on the tuning 
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
+from functools import partial
 
 import pytest
+from support import SAMPLE, UNDERSTAND
 
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, Hit, KnowledgeBase
 from appliance.knowledge.concepts import related
-from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.grounding import RANKED, Grounding, ground, prepare
 from appliance.knowledge.policy import (
     DEFAULT_CHAT_REPLIES,
@@ -25,12 +24,10 @@ from appliance.knowledge.policy import (
     lookup_query,
     lookups,
     question_parts,
+    rank_plan,
     resolve_choice,
 )
 
-SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
-UNDERSTAND = Path(__file__).parent / "data" / "understand"
-HOTEL = UNDERSTAND / "hotel_faq.md"
 TUNE = UNDERSTAND / "tune.toml"
 
 HOURS = "What are the opening hours?"
@@ -39,21 +36,6 @@ TICKET = "How much is a ticket?"
 CHILD_TICKET = "How much is a ticket for children?"
 TOILETS = "Where are the toilets?"
 CAFE = "Is there a café?"
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder.load()
-
-
-@pytest.fixture(scope="module")
-def museum(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(SAMPLE, embedder=embedder)
-
-
-@pytest.fixture(scope="module")
-def hotel(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(HOTEL, embedder=embedder)
 
 
 def settings_for(kb: KnowledgeBase, **kw: object) -> PolicySettings:
@@ -67,15 +49,8 @@ def turn(
     settings: PolicySettings | None = None,
 ) -> Decision:
     """One turn as the caller wires it: the lookups grounded, then decided."""
-    plan = lookups(question, context)
-    return decide(
-        question,
-        ground(kb, plan.primary, facts=True),
-        context=context,
-        settings=settings or settings_for(kb),
-        contextual=ground(kb, plan.contextual, facts=True) if plan.contextual else None,
-        parts=tuple(ground(kb, q, facts=True) for q in plan.parts),
-    )
+    ranked = rank_plan(lookups(question, context), partial(ground, kb, facts=True))
+    return decide(question, context=context, settings=settings or settings_for(kb), **ranked)
 
 
 def entry(kb: KnowledgeBase, question: str) -> FaqEntry:

@@ -4,20 +4,24 @@ sample museum's and the test hotel's FAQs, and the answer policy with real misre
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
+from functools import partial
 
 import pytest
+from support import HOTEL, SAMPLE
 
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, KnowledgeBase
-from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.grounding import ground
-from appliance.knowledge.policy import Decision, PolicySettings, decide, faq_topics, lookups
+from appliance.knowledge.policy import (
+    Decision,
+    PolicySettings,
+    decide,
+    faq_topics,
+    lookups,
+    rank_plan,
+)
 from appliance.knowledge.soundalike import SoundIndex, edit_distance, sound_index, sound_key
 
-SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
-HOTEL = Path(__file__).parent / "data" / "understand" / "hotel_faq.md"
 MISHEARD = HOTEL.with_name("misheard-tune.toml")
 
 
@@ -126,30 +130,12 @@ def test_the_index_is_cached_per_knowledge_base_and_rebuilt_for_a_new_faq() -> N
 # --------------------------------------------------------------------------- the policy
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder.load()
-
-
-@pytest.fixture(scope="module")
-def museum(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(SAMPLE, embedder=embedder)
-
-
-@pytest.fixture(scope="module")
-def hotel(embedder: Embedder) -> KnowledgeBase:
-    return KnowledgeBase.from_file(HOTEL, embedder=embedder)
-
-
 def turn(kb: KnowledgeBase, question: str, soundalike: bool, **kw: object) -> Decision:
     plan = lookups(question, None, sound_index(kb) if soundalike else None)
     return decide(
         question,
-        ground(kb, plan.primary, facts=True),
         settings=PolicySettings(topics=faq_topics(tuple(e.question for e in kb.entries)), **kw),  # type: ignore[arg-type]
-        parts=tuple(ground(kb, p, facts=True) for p in plan.parts),
-        repaired=ground(kb, plan.repaired, facts=True) if plan.repaired else None,
-        repairs=plan.repairs,
+        **rank_plan(plan, partial(ground, kb, facts=True)),
     )
 
 

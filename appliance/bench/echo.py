@@ -45,9 +45,7 @@ from .faults import metric
 from .load import lag_p99_ms
 from .procs import (
     cpu_percent,
-    free_port,
     proc_sample,
-    run_appliance,
     run_scripted_llm,
     scrape_metrics,
 )
@@ -62,7 +60,7 @@ from .voice import (
     last_loud,
     locate,
     synthesize,
-    voice_config,
+    voice_session,
 )
 
 __all__ = [
@@ -472,40 +470,33 @@ async def _run_config(
     paths: list[EchoPath],
     barge_after: list[float],
 ) -> dict[str, Any]:
-    cfg = voice_config(free_port(), work, llm_url)
-    cfg["audio"].update(CONFIGS[name])
     n = len(paths) - len(barge_after)
     nq = len(REPLY_QUESTIONS)
     replies: list[Turn] = []
     barges: list[Turn] = []
-    async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
-        log = LogTail(app.log_path)
-        async with pulse.record("vmic") as mic, pulse.record("spk.monitor") as spk:
-            s = Session(pulse, mic, spk, log)
-            if not await s.wait_for(lambda: bool(log.find("local voice: listening")), 30):
-                raise RuntimeError("the appliance never opened the microphone:\n" + app.log_tail())
-            before, cpu0 = await scrape_metrics(app.base_url), proc_sample(app.pid)
-            progress = Progress(f"echo {name}", len(paths))
-            for i, path in enumerate(paths):
-                q = REPLY_QUESTIONS[i % nq]
-                async with echo_loop(pulse, path) as loop:
-                    if i < n:
-                        t = await _turn(s, q, questions[i % nq], path, loop)
-                        if CONFIGS[name]["echo_cancellation"]:
-                            t.erle_db = _erle(await scrape_metrics(app.base_url))
-                        replies.append(t)
-                        extra = f"self {t.self_interruptions}, erle {t.erle_db}"
-                    else:
-                        j = i - n
-                        t = await _turn(
-                            s, q, questions[i % nq], path, loop, visitors[j % len(visitors)],
-                            barge_after[j],
-                        )  # fmt: skip
-                        barges.append(t)
-                        extra = f"barge-in {t.barge_detected} {t.bargein_ms} ms"
-                progress.advance(extra=extra)
-            progress.close()
-            after, cpu1 = await scrape_metrics(app.base_url), proc_sample(app.pid)
+    async with voice_session(pulse, work, llm_url, CONFIGS[name]) as (app, s):
+        before, cpu0 = await scrape_metrics(app.base_url), proc_sample(app.pid)
+        progress = Progress(f"echo {name}", len(paths))
+        for i, path in enumerate(paths):
+            q = REPLY_QUESTIONS[i % nq]
+            async with echo_loop(pulse, path) as loop:
+                if i < n:
+                    t = await _turn(s, q, questions[i % nq], path, loop)
+                    if CONFIGS[name]["echo_cancellation"]:
+                        t.erle_db = _erle(await scrape_metrics(app.base_url))
+                    replies.append(t)
+                    extra = f"self {t.self_interruptions}, erle {t.erle_db}"
+                else:
+                    j = i - n
+                    t = await _turn(
+                        s, q, questions[i % nq], path, loop, visitors[j % len(visitors)],
+                        barge_after[j],
+                    )  # fmt: skip
+                    barges.append(t)
+                    extra = f"barge-in {t.barge_detected} {t.bargein_ms} ms"
+            progress.advance(extra=extra)
+        progress.close()
+        after, cpu1 = await scrape_metrics(app.base_url), proc_sample(app.pid)
     return _summary(replies, barges, before, after, cpu_percent(cpu0, cpu1))
 
 

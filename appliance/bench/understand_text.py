@@ -32,11 +32,12 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..knowledge import KnowledgeBase
-from ..knowledge.grounding import Grounding, ground, prepare
+from ..knowledge.grounding import ground, prepare
 from ..knowledge.policy import (
     Decision,
     PolicyContext,
@@ -44,6 +45,7 @@ from ..knowledge.policy import (
     decide,
     faq_topics,
     lookups,
+    rank_plan,
 )
 from ..knowledge.soundalike import sound_index
 
@@ -160,21 +162,9 @@ def _run_turn(
     t0 = time.perf_counter()
     plan = lookups(text, ctx, sound_index(kb) if soundalike else None)
     looked = time.perf_counter() - t0
-    g: Grounding = ground(kb, plan.primary, facts=True)
-    gc = ground(kb, plan.contextual, facts=True) if plan.contextual is not None else None
-    parts = tuple(ground(kb, q, facts=True) for q in plan.parts)
-    gr = ground(kb, plan.repaired, facts=True) if plan.repaired is not None else None
+    ranked = rank_plan(plan, partial(ground, kb, facts=True))
     t0 = time.perf_counter()
-    d = decide(
-        text,
-        g,
-        context=ctx,
-        settings=settings,
-        contextual=gc,
-        parts=parts,
-        repaired=gr,
-        repairs=plan.repairs,
-    )
+    d = decide(text, context=ctx, settings=settings, **ranked)
     spent = time.perf_counter() - t0
     return d, spent, looked, tuple(f"{r.heard} -> {r.word} ({r.score})" for r in plan.repairs)
 

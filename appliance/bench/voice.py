@@ -22,7 +22,8 @@ import statistics
 import subprocess
 import time
 import wave
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ __all__ = [
     "synthesize",
     "timing_error",
     "voice_config",
+    "voice_session",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -495,6 +497,24 @@ def voice_config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
     return cfg
 
 
+@asynccontextmanager
+async def voice_session(
+    pulse: PulseDaemon, work: Path, llm_url: str | None, audio: Mapping[str, Any] | None = None
+) -> AsyncIterator[tuple[Appliance, Session]]:
+    """The appliance (voice_config, `audio` over its audio section) on `pulse`'s devices, with
+    `vmic` and `spk.monitor` recording, once its microphone is open; stopped on exit."""
+    cfg = voice_config(free_port(), work, llm_url)
+    cfg["audio"].update(audio or {})
+    # DEBUG: the transcripts and reply texts are logged at debug level only (visitor text).
+    async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
+        log = LogTail(app.log_path)
+        async with pulse.record("vmic") as mic, pulse.record("spk.monitor") as spk:
+            s = Session(pulse, mic, spk, log)
+            if not await s.wait_for(lambda: bool(log.find("local voice: listening")), 30):
+                raise RuntimeError("the appliance never opened the microphone:\n" + app.log_tail())
+            yield app, s
+
+
 def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
@@ -545,26 +565,19 @@ async def _run(
     barge_at: set[int],
     llm_url: str | None,
 ) -> dict[str, Any]:
-    cfg = voice_config(free_port(), work, llm_url)
-    # DEBUG: the transcripts and reply texts are logged at debug level only (visitor text).
-    async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
-        log = LogTail(app.log_path)
-        async with pulse.record("vmic") as mic, pulse.record("spk.monitor") as spk:
-            s = Session(pulse, mic, spk, log)
-            if not await s.wait_for(lambda: bool(log.find("local voice: listening")), 30):
-                raise RuntimeError("the appliance never opened the microphone:\n" + app.log_tail())
-            before = await scrape_metrics(app.base_url)
-            results: list[QuestionResult] = []
-            progress = Progress("voice questions", len(questions))
-            for i, (q, audio) in enumerate(zip(questions, audios, strict=True)):
-                r = await s.ask(q, audio, barge_audio if i in barge_at else None)
-                results.append(r)
-                own = r.own_voice_to_voice_ms
-                progress.advance(
-                    extra=f"{r.voice_to_voice_ms or 0:.0f} ms (appliance: {own or 0:.0f} ms)"
-                )
-            progress.close()
-            after = await scrape_metrics(app.base_url)
+    async with voice_session(pulse, work, llm_url) as (app, s):
+        before = await scrape_metrics(app.base_url)
+        results: list[QuestionResult] = []
+        progress = Progress("voice questions", len(questions))
+        for i, (q, audio) in enumerate(zip(questions, audios, strict=True)):
+            r = await s.ask(q, audio, barge_audio if i in barge_at else None)
+            results.append(r)
+            own = r.own_voice_to_voice_ms
+            progress.advance(
+                extra=f"{r.voice_to_voice_ms or 0:.0f} ms (appliance: {own or 0:.0f} ms)"
+            )
+        progress.close()
+        after = await scrape_metrics(app.base_url)
     return _summary(args, app, results, before, after, len(barge_at))
 
 

@@ -19,10 +19,7 @@ Pure logic: no I/O, no clock, no trio; `decide` takes well under a millisecond. 
     ctx = the conversation's PolicyContext (None for a fresh visitor or after idle_reset_s)
     plan = lookups(question, ctx)              # what to rank: 1 to 5 short queries
     rank = partial(ground, kb, facts=True)     # facts=True: what the thresholds assume
-    g = rank(plan.primary)
-    gc = rank(plan.contextual) if plan.contextual else None
-    parts = tuple(rank(q) for q in plan.parts)
-    d = decide(question, g, context=ctx, settings=settings, contextual=gc, parts=parts)
+    d = decide(question, context=ctx, settings=settings, **rank_plan(plan, rank))
     ctx = PolicyContext.after(question, d, ctx)
 
 How the decision is made (thresholds in `PolicySettings`, calibrated on
@@ -50,11 +47,11 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import log
-from typing import Literal
+from typing import Literal, TypedDict
 
 from .concepts import related
 from .faq import FaqEntry
@@ -72,6 +69,7 @@ __all__ = [
     "Lookups",
     "PolicyContext",
     "PolicySettings",
+    "Ranked",
     "contextual_query",
     "decide",
     "faq_topics",
@@ -79,6 +77,7 @@ __all__ = [
     "lookup_query",
     "lookups",
     "question_parts",
+    "rank_plan",
     "resolve_choice",
 ]
 
@@ -798,6 +797,28 @@ def lookups(
         parts=question_parts(question),
         repaired=fixed.text if fixed is not None and fixed.repairs else None,
         repairs=fixed.repairs if fixed is not None else (),
+    )
+
+
+class Ranked(TypedDict):
+    """A plan's queries ranked: `decide`'s keyword arguments, named as it takes them."""
+
+    grounding: Grounding
+    contextual: Grounding | None
+    parts: tuple[Grounding, ...]
+    repaired: Grounding | None
+    repairs: tuple[Repair, ...]
+
+
+def rank_plan(plan: Lookups, rank: Callable[[str], Grounding]) -> Ranked:
+    """Each query of `plan` through `rank` (`ground` with the caller's knowledge base and
+    options), for `decide(question, context=..., settings=..., **rank_plan(plan, rank))`."""
+    return Ranked(
+        grounding=rank(plan.primary),
+        contextual=rank(plan.contextual) if plan.contextual else None,
+        parts=tuple(rank(q) for q in plan.parts),
+        repaired=rank(plan.repaired) if plan.repaired else None,
+        repairs=plan.repairs,
     )
 
 
