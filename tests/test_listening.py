@@ -56,10 +56,15 @@ def test_always_mode_gates_on_level_only() -> None:
         ("Kameikroft, is there an audio tour?", "is there an audio tour?"),
         ("K-Microft, where can I buy a souvenir?", "where can I buy a souvenir?"),
         ("Famercroft, can my dog come in with me?", "can my dog come in with me?"),
+        # the name's core kept in noise (mkr against mkrft); the price: 1 of 582 ordinary
+        # questions loses its first words too ("My back hurts, ..."), after a wake only
+        ("Hey Mikra, are you open on Wednesday?", "are you open on Wednesday?"),
+        ("Hey Mikra, what's the latest?", "what's the latest?"),  # not "what's" with it (mkrts)
         # ordinary questions keep their first words
         ("How much does it cost to charge the car?", "How much does it cost to charge the car?"),
         ("Can I lock up my bike somewhere?", "Can I lock up my bike somewhere?"),
         ("Can my dog come in with me?", "Can my dog come in with me?"),
+        ("How much is it to park here per hour?", "How much is it to park here per hour?"),
     ],
 )
 def test_the_wake_phrase_is_stripped_loosely(heard: str, question: str) -> None:

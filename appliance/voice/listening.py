@@ -220,6 +220,18 @@ def consonant_skeleton(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", s)
 
 
+# Consonant skeletons this close count as the phrase. 0.8 missed garbles that keep the name's
+# core ("Hey Mikra": mkr against mkrft). On the tuning split (docs/bench/wake-tune-t07.json)
+# 0.7 admitted 58 of 65 detected wakes (0.8: 57, 0.65: 59) and let 1 of 582 ordinary FAQ
+# questions pass as starting with the phrase (0.65: 12, 0.6: 23).
+_SKELETON_MATCH = 0.7
+# Words a question starts with: never part of a wake phrase's head.
+_ASKS = frozenset(
+    "what what's when where where's which who how is are do does can could may will would "
+    "should i i'm we excuse please".split()
+)
+
+
 def strip_wake_phrase(text: str, phrase: str) -> str:
     """The transcript without a leading wake phrase ("Hey Mycroft, what time ..."), matched
     loosely: ASR spells a made-up name many ways ("hey my craft", "hey microsoft",
@@ -234,12 +246,14 @@ def strip_wake_phrase(text: str, phrase: str) -> str:
     words = text.split()
     best, best_score = 0, 0.0
     for n in range(1, min(4, len(words)) + 1):
+        if n > 1 and re.sub(r"[^a-z']", "", words[n - 1].lower()) in _ASKS:
+            break  # the question has begun ("Hey Mikrok, what's ...": its consonants fit too)
         joined = "".join(words[:n])
         head = re.sub(r"[^a-z]", "", joined.lower())
         score = difflib.SequenceMatcher(None, head, target).ratio() - 0.75
         if len(bones) >= 4:
             ratio = difflib.SequenceMatcher(None, consonant_skeleton(joined), bones).ratio()
-            score = max(score, ratio - 0.8 + 1e-9)  # >= 0.8 counts, as > 0.75 does for letters
+            score = max(score, ratio - _SKELETON_MATCH + 1e-9)  # as > 0.75 does for letters
         if score > best_score:
             best, best_score = n, score
     return " ".join(words[best:]).lstrip(" ,.!?") if best else text
