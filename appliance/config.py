@@ -241,10 +241,13 @@ class VoiceConfig:
     post_roll_s: float = 0.1
     speaking_threshold_boost: float = 0.2  # both thresholds rise by this while the box speaks
     # Voiced time that starts speech while the box speaks. Shorter stops the reply sooner, but
-    # leaked echo of our own voice then interrupts us more often. 0.15 waited past short first
-    # words ("Stop.", "Wait, ..."): barge-in decided p95 ~780 ms offline; 0.096 (3 frames)
-    # ~220 ms, 0 self-interruptions with the multi-tap echo gate (one tap failed at 0.09).
-    bargein_min_speech_s: float = 0.096
+    # leaked echo of our own voice then interrupts us more often (0.09 and 0.12 failed the
+    # loopback self-interruption test with a one-tap echo gate).
+    bargein_min_speech_s: float = 0.15
+    # ... when every frame of the run is plainly not our own voice (the echo gate's residual at
+    # least half the echo: a visitor about as loud as the echo or louder). Leaked echo is never
+    # that; 0.096 for every run interrupted 2 of the first 5 replies in `bench echo`.
+    bargein_clear_speech_s: float = 0.096
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
@@ -571,6 +574,7 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
     for name in (
         "min_speech_s",
         "bargein_min_speech_s",
+        "bargein_clear_speech_s",
         "pre_roll_s",
         "post_roll_s",
         "short_hangover_s",

@@ -123,3 +123,32 @@ def test_a_reverberant_tail_ten_db_under_the_direct_sound_is_mostly_gated(own: F
     for g in (one, many):
         g.add(own, mic_now_sample=0)
     assert gated(many, mic, ends) >= 0.75 * len(ends) > 2 * gated(one, mic, ends)
+
+
+def test_a_visitor_as_loud_as_the_echo_is_clear_and_a_faint_one_is_not(
+    own: F32, visitor: F32
+) -> None:
+    mic = room(own, [DIRECT, *REFLECTIONS])
+    n = min(len(mic), len(visitor))
+    echo_rms = float(np.sqrt(np.mean(mic[:n] ** 2)))
+    verdicts = {}
+    for name, db in (("loud", 0.0), ("faint", -12.0)):
+        v = visitor[:n] * echo_rms / float(np.sqrt(np.mean(visitor[:n] ** 2))) * 10 ** (db / 20)
+        both = (mic[:n] + v).astype(np.float32)
+        # frames where both voices are at their usual levels
+        ends = [
+            i
+            for i in loud_frames(mic[:n])
+            if 0.5 < np.mean(v[i - FRAME : i] ** 2) / np.mean(v**2) < 2
+            and 0.5 < np.mean(mic[i - FRAME : i] ** 2) / np.mean(mic[:n] ** 2) < 2
+        ]
+        assert len(ends) >= 3, name
+        gate = EchoGate()
+        gate.add(own, mic_now_sample=0)
+        # frame by frame, as the pipeline runs it: the room is learned where we speak alone
+        seen = {i: gate.judge(both[i - FRAME : i], i) for i in range(FRAME, n, FRAME)}
+        verdicts[name] = [seen[i] for i in ends]
+    assert verdicts["loud"].count("clear") >= 0.8 * len(verdicts["loud"])
+    # 12 dB under the echo: never plainly someone else (mostly taken for our own voice: a visitor
+    # that faint is not heard over the box at all, as the gate's leak * margin says)
+    assert "clear" not in verdicts["faint"]

@@ -235,6 +235,29 @@ def test_barge_in_needs_less_voiced_time_than_a_new_utterance() -> None:
         SegmenterSettings(bargein_min_speech_s=-0.1)
 
 
+@pytest.mark.parametrize(
+    ("clear", "starts"),
+    [
+        ((True, True, True), True),  # plainly a visitor over our voice: 96 ms is enough
+        ((False, False, False), False),  # not plainly (leaked echo looks like this): 150 ms
+        ((True, False, True), False),  # one doubtful frame makes the run doubtful
+    ],
+)
+def test_a_clear_voice_over_ours_barges_in_sooner(clear: tuple[bool, ...], starts: bool) -> None:
+    seg = Segmenter(SegmenterSettings(bargein_min_speech_s=0.15, bargein_clear_speech_s=0.09))
+    seg.set_speaking(True)
+    events: list[Event] = []
+    for i, p in enumerate(frames((0.95, 3), (0.0, 10))):
+        events += seg.process(p, (i + 1) * F, clear=i < 3 and clear[i])
+    assert any(isinstance(e, SpeechStarted) for e in events) is starts
+    # Not speaking, "clear" means nothing: a new utterance needs min_speech_s.
+    idle = Segmenter(SegmenterSettings(bargein_clear_speech_s=0.09))
+    got = [
+        e for i, p in enumerate(frames((0.95, 3))) for e in idle.process(p, (i + 1) * F, clear=True)
+    ]
+    assert got == []
+
+
 def test_hysteresis_between_thresholds_keeps_state() -> None:
     # 0.4 is between silence (0.35) and speech (0.5) thresholds.
     # waiting: 0.4 alone never starts speech

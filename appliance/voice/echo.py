@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from ..audio.farend import EchoReference
 
-__all__ = ["EchoFit", "EchoGate", "fit_echo"]
+__all__ = ["EchoFit", "EchoGate", "Verdict", "fit_echo"]
 
 F32 = npt.NDArray[np.float32]
+Verdict = Literal["echo", "mixed", "clear"]
 F64 = npt.NDArray[np.float64]
 
 
@@ -52,10 +54,9 @@ def fit_echo(
     lags = len(ref) - n + 1
     if e_mic <= 1e-12 or lags <= 0:
         return EchoFit(0.0, e_mic, ())
-    if known and all(0 <= d < lags for d in known):
-        warm = _refit(frame, ref, [lags - 1 - d for d in known])
-        if warm is not None and warm[1] <= good_enough:
-            return EchoFit(warm[0], warm[1], tuple(known))
+    warm = fit_paths(frame, ref, known)
+    if warm is not None and warm.residual <= good_enough:
+        return warm
     size = 1 << int(np.ceil(np.log2(len(ref) + n)))
     spectrum = np.fft.rfft(ref, size)
     sq = np.concatenate([[0.0], np.cumsum(ref**2)])
@@ -88,16 +89,20 @@ def fit_echo(
     return EchoFit(echo, residual, tuple(lags - 1 - k for k in chosen))
 
 
-def _refit(frame: F64, ref: F64, starts: Sequence[int]) -> tuple[float, float] | None:
-    """(echo, residual) energies of the least-squares fit on the given reference windows."""
+def fit_paths(frame: F64, ref: F64, delays: Sequence[int]) -> EchoFit | None:
+    """The least-squares fit of `frame` on the given echo paths alone (delays as `fit_echo`
+    reports them); None when they fall outside `ref` or carry nothing of ours."""
     n = len(frame)
-    cols = np.stack([ref[j : j + n] for j in starts], axis=1)
+    lags = len(ref) - n + 1
+    if not delays or not all(0 <= d < lags for d in delays):
+        return None
+    cols = np.stack([ref[lags - 1 - d : lags - 1 - d + n] for d in delays], axis=1)
     if float(np.sum(cols**2)) <= 1e-9 * n:
         return None
     gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
     fitted = cols @ gains
     rest = frame - fitted
-    return float(np.dot(fitted, fitted)), float(np.dot(rest, rest))
+    return EchoFit(float(np.dot(fitted, fitted)), float(np.dot(rest, rest)), tuple(delays))
 
 
 class EchoGate:
@@ -126,6 +131,7 @@ class EchoGate:
         self.taps = max(1, taps)
         self.reference = EchoReference(max_lag_s)
         self._delays: tuple[int, ...] = ()  # the last frame's echo paths: tried first
+        self.last: EchoFit | None = None  # the last frame judged (for logs)
         _warm_up(self.max_lag)
 
     @property
@@ -144,31 +150,38 @@ class EchoGate:
         """Reference audio may still be reaching the mic at this sample."""
         return self.reference.active(sample)
 
-    def fit(self, frame: F32, end_sample: int) -> EchoFit:
-        """The echo model of the mic frame ending at `end_sample`, stopping once it is echo."""
+    def is_echo(self, frame: F32, end_sample: int) -> bool:
+        return self.judge(frame, end_sample) == "echo"
+
+    def judge(self, frame: F32, end_sample: int) -> Verdict:
+        """ "echo": our own voice, as far as the model can tell; "clear": plainly not ours; "mixed":
+        not explained, but not plainly someone else either (a visitor under the echo, or leak).
+
+        "clear" is judged on the room as last learned from frames of our voice alone (their
+        paths, gains refit): the search itself, given a visitor, spends its taps explaining
+        part of them too (same-sounding voices correlate), which would hide how loud they are.
+        """
         n = len(frame)
-        ref = self.reference.window(end_sample - n - self.max_lag, end_sample)
+        ref = self.reference.window(end_sample - n - self.max_lag, end_sample).astype(np.float64)
         mic = frame.astype(np.float64)
         e_mic = float(np.dot(mic, mic))
-        # A least-squares fit splits the frame's energy: echo + residual = e_mic. So the test in
-        # `is_echo` (residual <= c * echo) holds once residual <= c / (1 + c) * e_mic: stop there.
+        # A least-squares fit splits the frame's energy: echo + residual = e_mic. So the echo
+        # test (residual <= c * echo) holds once residual <= c / (1 + c) * e_mic: stop there.
+        # In quiet stretches of our own speech the room's noise floor alone exceeds a fraction
+        # of a faint echo: what is left must also be louder than a whisper to be a visitor.
         c = (self.margin * self.leak) ** 2
-        good_enough = max(c / (1 + c) * e_mic, len(frame) * _RESIDUAL_FLOOR_RMS**2)
-        fit = fit_echo(
-            mic, ref.astype(np.float64), taps=self.taps, good_enough=good_enough, known=self._delays
-        )
-        if fit.delays and fit.residual <= good_enough:
-            self._delays = fit.delays  # a visitor's frame must not steer the next search
-        return fit
-
-    def is_echo(self, frame: F32, end_sample: int) -> bool:
-        fit = self.fit(frame, end_sample)
+        floor = n * _RESIDUAL_FLOOR_RMS**2
+        enough = max(c / (1 + c) * e_mic, floor)
+        fit = fit_echo(mic, ref, taps=self.taps, good_enough=enough, known=self._delays)
+        self.last = fit
         if not fit.delays:
-            return False
-        # In quiet stretches of our own speech the room's noise floor alone exceeds a fraction of
-        # a faint echo: what is left must also be louder than a whisper to count as a visitor.
-        floor = len(frame) * _RESIDUAL_FLOOR_RMS**2
-        return fit.residual <= max((self.margin * self.leak) ** 2 * fit.echo, floor)
+            return "clear"  # nothing of ours to explain it
+        if fit.residual <= max(c * fit.echo, floor):
+            self._delays = fit.delays  # learned on our voice alone: a visitor's frame never is
+            return "echo"
+        room = fit_paths(mic, ref, self._delays) or fit
+        self.last = room
+        return "clear" if room.residual >= _CLEAR_SHARE * room.echo else "mixed"
 
 
 @functools.cache
@@ -183,3 +196,7 @@ def _warm_up(max_lag: int) -> None:
 _RESIDUAL_FLOOR_RMS = 0.003  # ~ -50 dBFS
 # A tap that removes less than this share of what is left is not a path of the room.
 _MIN_GAIN = 0.05
+# Residual over echo energy above which a frame is plainly someone else's voice (-6 dB): a
+# visitor at the echo's speech level is above it in most frames, what leaks of our own voice
+# through the model is typically under 0.1.
+_CLEAR_SHARE = 0.25

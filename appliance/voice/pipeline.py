@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ class VoicePipeline:
         self.turns: list[VoiceTurn] = []
         self.barge_ins = 0
         self.echo_frames = 0
+        self._gate_log: deque[float | None] = deque(maxlen=8)  # residual / echo, last frames
         self._prefetch = Prefetch()
         self._prefetches = InFlight()
         # Who may start a turn (voice/listening.ListenGate): every utterance unless the owner
@@ -261,10 +263,17 @@ class VoicePipeline:
             self._gate.reference.sync(self._far_end)
         playing = self._gate.active(self._samples)
         self._seg.set_speaking(self._speaking or playing)
-        if playing and self.settings.echo_gate and self._gate.is_echo(heard, self._samples):
-            self.echo_frames += 1
-            prob = 0.0
-        for ev in self._seg.process(prob, t, FRAME_S):
+        clear = False  # plainly a visitor's voice over ours: barge in sooner
+        if playing and self.settings.echo_gate:
+            verdict = self._gate.judge(heard, self._samples)
+            fit = self._gate.last
+            if fit is not None:  # for the barge-in log: what the gate saw just before
+                self._gate_log.append(round(fit.residual / fit.echo, 3) if fit.echo else None)
+            if verdict == "echo":
+                self.echo_frames += 1
+                prob = 0.0
+            clear = verdict == "clear"
+        for ev in self._seg.process(prob, t, FRAME_S, clear=clear):
             await self._on_event(ev, playing)
         if (
             self._seg.state != "waiting"
@@ -594,6 +603,7 @@ class VoicePipeline:
                 "session": self.conv.session_id,
                 "turn": last.turn if last else None,
                 "partial_reply": last.reply if last else "",
+                "residual_over_echo": list(self._gate_log),
             },
         )
         now = trio.current_time()

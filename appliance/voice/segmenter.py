@@ -45,6 +45,7 @@ class SegmenterSettings:
     pre_roll_s: float = VoiceConfig.pre_roll_s
     speaking_threshold_boost: float = VoiceConfig.speaking_threshold_boost
     bargein_min_speech_s: float = VoiceConfig.bargein_min_speech_s
+    bargein_clear_speech_s: float = VoiceConfig.bargein_clear_speech_s
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.silence_threshold <= self.speech_threshold <= 1.0:
@@ -52,6 +53,7 @@ class SegmenterSettings:
         for name in (
             "min_speech_s",
             "bargein_min_speech_s",
+            "bargein_clear_speech_s",
             "hangover_s",
             "short_hangover_s",
             "pre_roll_s",
@@ -111,6 +113,7 @@ class Segmenter:
         self.settings = settings or SegmenterSettings()
         self._state: State = "waiting"
         self._onset: float | None = None  # start of a voiced run not yet long enough
+        self._onset_clear = False  # ... every frame of it plainly someone else's voice
         self._start = 0.0  # utterance onset
         self._silence_start = 0.0
         self._listen_start: float | None = None  # no-speech timer origin; None = next frame
@@ -167,8 +170,15 @@ class Segmenter:
         self._complete = False
         return event
 
-    def process(self, prob: float, t: float, frame_s: float = 0.032) -> list[Event]:
-        """Feed one frame; ``t`` is the time at the end of the frame. Returns new events."""
+    def process(
+        self, prob: float, t: float, frame_s: float = 0.032, *, clear: bool = False
+    ) -> list[Event]:
+        """Feed one frame; ``t`` is the time at the end of the frame. Returns new events.
+
+        ``clear``: while the box speaks, the echo gate found the frame to be mostly not our own
+        voice (a visitor at least about as loud as the echo). A voiced run of clear frames
+        interrupts after ``bargein_clear_speech_s``; leaked echo is never clear, and waits for
+        ``bargein_min_speech_s`` like any doubtful run."""
         s = self.settings
         speech_thr, silence_thr = self._thresholds()
         frame_start = t - frame_s
@@ -180,9 +190,15 @@ class Segmenter:
             if self._onset is None:
                 if prob >= speech_thr:
                     self._onset = frame_start
+                    self._onset_clear = clear
             elif prob < silence_thr:
                 self._onset = None  # a click: the voiced run was too short
-            need = s.bargein_min_speech_s if self._speaking else s.min_speech_s
+            else:
+                self._onset_clear = self._onset_clear and clear
+            need = s.min_speech_s
+            if self._speaking:
+                quick = self._onset_clear and s.bargein_clear_speech_s < s.bargein_min_speech_s
+                need = s.bargein_clear_speech_s if quick else s.bargein_min_speech_s
             if self._onset is not None and t - self._onset >= need - _EPS:
                 self._start = self._onset
                 self._onset = None
