@@ -261,6 +261,7 @@ async function loadStatus() {
       ["Wake words heard / false wakes / voice turns", `${lv.wakes_heard} / ${lv.false_wakes} / ${lv.turns}`],
       ["Talk not addressed to the box", String(lv.utterances_ignored)],
       ["Echo cancellation", fe ? `${fe.echo_cancellation ? "on" : "off"}, noise suppression ${fe.noise_suppression ? "on" : "off"}` : "off (echo gate only)"],
+      ["Echo paths (gate)", lv.echo_paths_ms && lv.echo_paths_ms.length ? lv.echo_paths_ms.map((d) => `${d} ms`).join(", ") : "n/a"],
       ["Echo reduction (ERLE)", fe && fe.erle_db != null ? `${fe.erle_db} dB` : "n/a"],
       ["Front end CPU / delay", fe ? `${fe.cpu_us_per_10ms} \u00b5s per 10 ms / ${ms(fe.delay_ms)}` : "n/a"],
       ["Dropped blocks / underruns", `${lv.dropped_blocks} / ${lv.underruns}`],

@@ -172,6 +172,12 @@ async def test_own_reply_echoed_into_the_mic_starts_no_turn(
     finally:
         pulse.pactl("unload-module", str(idx))
     assert np.abs(echo).max() > 0.05, "the reply did not reach the microphone"
+    assert svc.ctx.local_voice_status is not None
+    if not front_end:
+        # The gate learned the loop's path (shown on the admin page): the loopback's ~40 ms
+        # and the devices' buffers. (With the front end its timeline runs behind the raw mic.)
+        paths = svc.ctx.local_voice_status()["echo_paths_ms"]
+        assert paths and 10 <= paths[0] <= 300, paths
     # No sleep to prove a negative: a second question must be the very next thing heard.
     local_log.next_reply()
     await say(pulse, "Can I take photos?")

@@ -138,6 +138,11 @@ class EchoGate:
     def max_lag(self) -> int:
         return self.reference.max_lag
 
+    @property
+    def paths(self) -> tuple[int, ...]:
+        """The room as last learned on our voice alone: echo delays in samples, strongest first."""
+        return self._delays
+
     def add(self, ref: F32, mic_now_sample: int) -> None:
         """`ref` (16 kHz) starts playing now, or right after what is already queued."""
         self.reference.add(ref, mic_now_sample)

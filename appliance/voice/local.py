@@ -233,6 +233,8 @@ class LocalVoice:
             "utterances_ignored": gate.ignored,
             "turns": sum(1 for t in turns if t.outcome == "ok"),
             "echo_gate": self.ctx.cfg.voice.echo_gate,
+            # The speaker -> microphone paths the echo gate found (direct sound first).
+            "echo_paths_ms": self.pipeline.echo_paths_ms if self.pipeline is not None else [],
             "front_end": self._front_end_status(),
         }
 

@@ -178,6 +178,11 @@ class VoicePipeline:
         self.false_wakes = 0  # wakes whose utterance did not carry the wake phrase
 
     @property
+    def echo_paths_ms(self) -> list[float]:
+        """The echo paths the gate last learned from our own voice (direct sound first)."""
+        return [round(d / RATE * 1000.0, 1) for d in self._gate.paths]
+
+    @property
     def prefetch_hits(self) -> int:
         """Replies whose first chunk was synthesized during the hangover and then used."""
         return self._prefetch.hits
