@@ -451,6 +451,19 @@ def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(
     assert d.kind == "faq" and d.entry == entry(museum, CAFE), d
 
 
+def test_an_entry_matched_by_one_sentence_of_its_answer_alone_is_not_answered(
+    museum: KnowledgeBase,
+) -> None:
+    """The gift shop's "It opens at the same times as the museum" is the only thing like "what
+    year did the museum first open": no word of the question is specific to the gift shop,
+    and its question as a whole is far. Offered back at most, never answered."""
+    d = turn(museum, "what year did the museum first open")
+    assert d.kind != "faq", d
+    # A question about the gift shop itself still is.
+    d = turn(museum, "when does the gift shop open?")
+    assert d.kind == "faq" and d.entry == entry(museum, "Is there a gift shop?"), d
+
+
 @pytest.mark.parametrize(
     ("before", "question"),
     [

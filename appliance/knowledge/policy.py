@@ -169,6 +169,10 @@ class PolicySettings:
     heading_share: float = 0.20
     unanchored_semantic: float = 0.50
     unanchored_margin: float = 0.12  # ... and this lead to be answered
+    # ... and its own question (heading and answer as a whole, before the best sentence is
+    # blended in) this close: "what year did the museum first open" was answered with the gift
+    # shop, whose "It opens at the same times as the museum" alone matched.
+    unanchored_question_semantic: float = 0.45
     # Anchored on one word while most of the question's words are missing from the entry
     # ("first aid room" on the toilets' "baby changing room"): a middling semantic match too.
     weak_coverage: float = 0.40
@@ -961,6 +965,8 @@ def _weigh(
         margin = max(margin, settings.repeat_margin)
     asks_beyond = best.unmatched >= settings.unmatched_confirm  # see _Candidate.unmatched
     guessed = best.guess is not None and best.guess < settings.soundalike_answer
+    if not best.anchored and _own_question_semantic(best) < settings.unanchored_question_semantic:
+        guessed = True  # only a sentence of its answer sounds like the question: offer it back
     if _answerable(best, settings) and lead >= margin and not asks_beyond and not guessed:
         return _Ranked(_answer(best.hit, "confident", [c.hit for c in plausible], settings), best)
     # Offered back: the plausible best and the entries about as supported (these need no
@@ -974,6 +980,10 @@ def _weigh(
         near = [c for c in offer if abs(best.support - c.support) <= 2 * settings.clarify_window]
         return _Ranked(_clarify(near, settings, "confirm"), best)
     return _Ranked(None, best)
+
+
+def _own_question_semantic(c: _Candidate) -> float:
+    return c.hit.semantic if c.hit.semantic is not None else c.semantic
 
 
 def _offerable(c: _Candidate, settings: PolicySettings) -> bool:
