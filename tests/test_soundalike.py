@@ -163,6 +163,17 @@ def test_what_was_heard_wins_when_it_answers(museum: KnowledgeBase) -> None:
     assert turn(museum, q, True).kind == "faq"
 
 
+def test_a_guess_that_only_asks_back_does_not_replace_a_question_back(
+    museum: KnowledgeBase,
+) -> None:
+    """ "one grown-up" sounds like "group": that reading only asks back too, about group
+    bookings, where what was heard offered the ticket prices (the right entry)."""
+    q = "how much does it cost for one grown-up to get in"
+    heard = turn(museum, q, soundalike=False)
+    assert heard.kind == "clarify" and "How much is a ticket?" in [c.label for c in heard.choices]
+    assert turn(museum, q, soundalike=True) == heard
+
+
 def test_an_off_topic_question_stays_declined(museum: KnowledgeBase) -> None:
     for q in ("who won the football last night", "is there a kettle in the room"):
         assert turn(museum, q, True).kind == turn(museum, q, False).kind

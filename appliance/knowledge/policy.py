@@ -1139,8 +1139,12 @@ def decide(
         if answers:
             weighed = max(answers, key=_support)
     if repaired is not None and repairs and not _is_answer(weighed):
-        # What was heard leads nowhere: the reading with misheard words put right may.
-        weighed = _prefer_repaired(weighed, _weigh(repaired, settings, repairs=repairs), settings)
+        # What was heard leads nowhere, or only to a question back: the reading with misheard
+        # words put right may. Over a question back it must answer: a guess that only offers
+        # other entries ("one grown-up" -> "group") is no better than what was heard.
+        fixed = _prefer_repaired(weighed, _weigh(repaired, settings, repairs=repairs), settings)
+        if weighed.decision is None or _is_answer(fixed):
+            weighed = fixed
 
     best = weighed.best.hit if weighed.best is not None else None
     category = _off_topic(cleaned, best)
