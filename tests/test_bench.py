@@ -56,6 +56,20 @@ def _check_quantiles(result: dict[str, Any], prefix: str) -> None:
 # -- end to end, tiny sizes ------------------------------------------------------------------------
 
 
+def test_bench_load_runs_the_appliance_from_under_test(tmp_path: Path) -> None:
+    # A source tree whose appliance exits at once: the bench must start that one, not ours.
+    fake = tmp_path / "tree" / "appliance"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("raise SystemExit(7)\n")
+    code, report, _ = _bench(
+        tmp_path, "load", "--conversations", "2", "--churn", "2", "--sse", "1",
+        "--voice", "false", "--under-test", str(tmp_path / "tree"),
+    )  # fmt: skip
+    assert code != 0
+    assert "exited with code 7" in report["failed"]
+
+
 def test_bench_all_tiny_writes_every_field(tmp_path: Path) -> None:
     code, report, stdout = _bench(
         tmp_path,

@@ -132,7 +132,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             first_token_ms=ttft, token_ms=args.token_ms, reply=DEFAULT_REPLY, mode=args.llm_mode
         ) as llm:
             cfg = service_config(port=free_port(), llm_url=llm.url, workdir=work, voice=args.voice)
-            async with run_appliance(cfg, work) as app:
+            async with run_appliance(cfg, work, pythonpath=args.under_test) as app:
                 out["rss_idle_mb"] = proc_sample(app.pid).rss_mb
                 out.update(await _ws_phase(args, app.base_url, app.ws_url, app.pid, llm.pid))
                 out.update(await _sse_phase(args, app.base_url, app.pid))
