@@ -337,10 +337,6 @@ class SentenceChunker:
         a word that leans forward; None if there is none (yet)."""
         buf = self._buf
         least = max(self.first_chunk_min_chars, _PHRASE_MIN_CHARS)
-        # A phrase start with fewer than `least` chars before it: taken when nothing better comes
-        # before first_chunk_max_chars ("The museum car park | on Quay Street has 80 spaces and
-        # costs ..." was one 5 s chunk, synthesized in up to 1.2 s before anything played).
-        short: int | None = None
         prev = ""
         for m in _TOKEN.finditer(buf):
             word, start = m.group(), m.start()
@@ -348,12 +344,13 @@ class SentenceChunker:
                 return None  # the last word may still be growing ("to" -> "today")
             before = len(_clean(buf[:start]))
             if before > self.first_chunk_max_chars:
-                return short
-            if word.lower() in _PHRASE_STARTS and prev.lower().rstrip(",;:") not in _LEANS_FORWARD:
-                if before >= least:
-                    return start
-                if before >= self.first_chunk_min_chars and short is None:
-                    short = start
+                return None
+            if (
+                before >= least
+                and word.lower() in _PHRASE_STARTS
+                and prev.lower().rstrip(",;:") not in _LEANS_FORWARD
+            ):
+                return start
             prev = word
         return None
 
