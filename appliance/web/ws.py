@@ -134,10 +134,8 @@ class WsConnection:
             pass
 
     async def emit(self, msg: ServerEvent) -> None:
-        # A cancellation point but no yield: a yield per event cost a scheduler pass each (~10
-        # a turn), and the writer already runs once the producer next waits.
         self.send_nowait(msg)
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await trio.lowlevel.checkpoint()
 
     def error(self, code: str, message: str) -> None:
         self.ctx.metrics.bad_input.labels(code=code).inc()
