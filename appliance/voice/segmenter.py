@@ -175,9 +175,10 @@ class Segmenter:
     ) -> list[Event]:
         """Feed one frame; ``t`` is the time at the end of the frame. Returns new events.
 
-        ``clear``: while the box speaks, the echo gate found the frame to be mostly not our own
-        voice (a visitor at least about as loud as the echo). A voiced run of clear frames
-        interrupts after ``bargein_clear_speech_s``; leaked echo is never clear, and waits for
+        ``clear``: while the box speaks, the echo gate found the frame to be plainly not our own
+        voice (what its room model leaves is at least a quarter of the echo: a visitor within
+        ~6 dB of the echo or louder). A voiced run of clear frames interrupts after
+        ``bargein_clear_speech_s``; leaked echo is seldom clear, and otherwise waits for
         ``bargein_min_speech_s`` like any doubtful run."""
         s = self.settings
         speech_thr, silence_thr = self._thresholds()
