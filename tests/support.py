@@ -41,10 +41,14 @@ def run_cli(args: list[str], *, timeout: float, **kw: Any) -> subprocess.Complet
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
+        out, err = proc.communicate()
+        # What it printed says how far it got: kept in the failure, not lost with the process.
+        raise AssertionError(
+            f"{' '.join(map(str, args[:6]))} ... timed out after {timeout:g} s; stderr tail:\n"
+            + (err or "")[-4000:]
+        ) from exc
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 

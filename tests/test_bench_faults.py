@@ -25,13 +25,18 @@ def test_small_fault_matrix(tmp_path: Path) -> None:
             "--probe-turns", "2", "--save-trials", "3",
             "--fuzz-frames", "300", "--fuzz-clients", "5",
             "--voice", "false", "--out", str(out),
+            # A stuck fault is cut at 120 s and reported with where its tasks waited
+            # (detail.stuck_tasks) instead of hanging the test until its own timeout.
+            "--fault-timeout-s", "120",
         ],
-        timeout=300,
+        timeout=400,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert out.exists(), run.stderr[-3000:]
     report = json.loads(out.read_text())
+    failed = [(f["name"], f["error"], f["detail"]) for f in report["faults"] if not f["survived"]]
+    assert failed == [], failed
     assert run.returncode == 0, (run.stdout, report)
     assert report["bench"] == "faults" and report["faults_run"] == 3
     assert report["faults_survived"] == 3 and report["faults_failed"] == []
@@ -73,3 +78,24 @@ def test_metric_sums_the_matching_series() -> None:
     assert metric(text, "appliance_bad_input_total", code="audio_flood") == 4.0
     assert metric(text, "appliance_sse_streams") == 2.0
     assert metric(text, "appliance_nothing") == 0.0
+
+
+async def test_task_stacks_say_where_each_task_waits() -> None:
+    import trio
+    import trio.testing
+
+    from appliance.bench.stuck import task_stacks
+
+    async def parked_on_an_event(ev: trio.Event) -> None:
+        await ev.wait()
+
+    ev = trio.Event()
+    async with trio.open_nursery() as n:
+        n.start_soon(parked_on_an_event, ev)
+        await trio.testing.wait_all_tasks_blocked()
+        lines = task_stacks()
+        ev.set()
+    parked = [line for line in lines if "parked_on_an_event" in line]
+    # The task, by name, and the await chain down to the event it waits on.
+    assert len(parked) == 1 and "_sync.py" in parked[0] and " wait" in parked[0], lines
+    assert lines[0].startswith("<init>") and parked[0].startswith("    ")

@@ -508,20 +508,29 @@ async def _fuzz_client(
             finally:
                 await raw.aclose()
             continue
-        try:
-            async with open_websocket_url(
-                url, connect_timeout=10, disconnect_timeout=1, max_message_size=16 * 1024 * 1024
-            ) as ws:
-                try:
-                    async with trio.open_nursery() as n:
-                        n.start_soon(_drain, ws)
-                        await _fuzz_send(ws, rng, frames, sent, max_frame, stats)
-                        n.cancel_scope.cancel()
-                finally:
+        opened: list[WebSocketConnection] = []
+        failed = False
+        # The drain outlives open_websocket's exit: trio-websocket 0.12's close waits for its
+        # reader, and a reader blocked on a full message queue that nobody reads waits for ever
+        # when its close frame cannot be sent (1 small fault matrix in ~10 hung so, with the
+        # socket closed inside the block). The socket is closed after the exit.
+        async with trio.open_nursery() as n:
+            try:
+                async with open_websocket_url(
+                    url, connect_timeout=10, disconnect_timeout=1, max_message_size=16 * 1024 * 1024
+                ) as ws:
+                    opened.append(ws)
+                    n.start_soon(_drain, ws)
+                    await _fuzz_send(ws, rng, frames, sent, max_frame, stats)
+            except ConnectionClosed as exc:  # the handshake's own close
+                _closed(stats, exc)
+            except (HandshakeError, OSError, trio.TooSlowError):
+                failed = True
+            finally:
+                n.cancel_scope.cancel()
+                for ws in opened:
                     await ws._stream.aclose()
-        except ConnectionClosed as exc:  # the handshake's own close
-            _closed(stats, exc)
-        except (HandshakeError, OSError, trio.TooSlowError):
+        if failed:
             stats["connect_failed"] += 1
             await trio.sleep(0.1)
     stats["frames"] += sent[0]
@@ -1238,11 +1247,10 @@ async def _one(env: Env, name: str, fn: FaultFn) -> FaultResult:
     progress = Progress(f"fault {name}", 1)
     t0 = time.perf_counter()
     try:
-        with trio.move_on_after(env.args.fault_timeout_s) as scope:
+        async with trio.open_nursery() as n:
+            n.start_soon(_time_limit, env.args.fault_timeout_s, res, n.cancel_scope)
             await fn(env, res)
-        if scope.cancelled_caught:
-            res.error = f"the fault did not finish within {env.args.fault_timeout_s:g} s"
-            res.survived = False
+            n.cancel_scope.cancel()
     except Exception as exc:  # a fault the bench could not carry out: reported, not raised
         while isinstance(exc, BaseExceptionGroup) and isinstance(exc.exceptions[0], Exception):
             exc = exc.exceptions[0]
@@ -1254,6 +1262,17 @@ async def _one(env: Env, name: str, fn: FaultFn) -> FaultResult:
     progress.advance(extra="skipped" if res.skipped else ("ok" if res.survived else "FAILED"))
     progress.close()
     return res
+
+
+async def _time_limit(limit_s: float, res: FaultResult, scope: trio.CancelScope) -> None:
+    """Cancel a fault still running after limit_s, first noting where its tasks waited."""
+    from .stuck import task_stacks
+
+    await trio.sleep(limit_s)
+    res.error = f"the fault did not finish within {limit_s:g} s"
+    res.survived = False
+    res.detail["stuck_tasks"] = task_stacks()
+    scope.cancel()
 
 
 def _summary(args: argparse.Namespace, results: list[FaultResult]) -> dict[str, Any]:
