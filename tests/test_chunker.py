@@ -136,6 +136,16 @@ def test_long_first_clause_is_cut_before_a_phrase() -> None:
         "The Lantern Café is on the ground floor and serves coffee,",
         "soup.",
     ]
+    # No phrase start between min and max chars: the one before min rather than none (one
+    # 5 s chunk took up to 1.2 s to synthesize before anything played).
+    park = "The museum car park on Quay Street has 80 spaces and costs €2.50 per hour."
+    expected = ["The museum car park", "on Quay Street has 80 spaces and costs €2.50 per hour."]
+    assert chunk_all([park]) == expected
+    assert chunk_all(by_chars(park)) == expected
+    # ... decided only once the text up to first_chunk_max_chars is in, whatever max_chars is.
+    assert chunk_all(by_chars(park), max_chars=30, min_chars=30) == chunk_all(
+        [park], max_chars=30, min_chars=30
+    )
     # A short first clause is kept whole; max below min turns the phrase cut off.
     assert chunk_all(["Yes, the café is open today, and the shop."])[0] == (
         "Yes, the café is open today,"

@@ -320,7 +320,7 @@ class SentenceChunker:
         # that leaves enough words before it. Both are decided from text that has arrived
         # (a phrase word only once it is complete), so the cut does not depend on how the
         # stream was split into deltas; for a streaming LLM it comes as early as it can.
-        phrase = self._first_phrase_cut(final)
+        decided, phrase = self._first_phrase_cut(final)
         if phrase is None:
             return self._find_boundary(final)
         whole = self._buf
@@ -329,30 +329,39 @@ class SentenceChunker:
             clause = self._find_boundary(final=False)
         finally:
             self._buf = whole
-        return clause if clause is not None else phrase
+        if clause is not None or decided:
+            return clause if clause is not None else phrase
+        # Only a phrase start before _PHRASE_MIN_CHARS so far: it is taken only if no better
+        # one comes up to first_chunk_max_chars, so wait for that text (a max_chars cut now
+        # would depend on how the stream was split).
+        return None
 
-    def _first_phrase_cut(self, final: bool) -> int | None:
-        """The start of the first phrase-starting word with at least _PHRASE_MIN_CHARS (and
-        first_chunk_min_chars) and at most first_chunk_max_chars of text before it, not after
-        a word that leans forward; None if there is none (yet)."""
+    def _first_phrase_cut(self, final: bool) -> tuple[bool, int | None]:
+        """(decided, cut): the start of the first phrase-starting word with at least
+        _PHRASE_MIN_CHARS and at most first_chunk_max_chars of text before it, not after a
+        word that leans forward; failing that the first one with at least
+        first_chunk_min_chars before it ("The museum car park | on Quay Street has 80 spaces
+        and costs ..." was one 5 s chunk, synthesized in up to 1.2 s before anything played).
+        `decided` is False while text that could change the answer has not arrived; the cut
+        is then the short candidate so far (or None)."""
         buf = self._buf
         least = max(self.first_chunk_min_chars, _PHRASE_MIN_CHARS)
+        short: int | None = None
         prev = ""
         for m in _TOKEN.finditer(buf):
             word, start = m.group(), m.start()
             if m.end() >= len(buf) and not final:
-                return None  # the last word may still be growing ("to" -> "today")
+                return False, short  # the last word may still be growing ("to" -> "today")
             before = len(_clean(buf[:start]))
             if before > self.first_chunk_max_chars:
-                return None
-            if (
-                before >= least
-                and word.lower() in _PHRASE_STARTS
-                and prev.lower().rstrip(",;:") not in _LEANS_FORWARD
-            ):
-                return start
+                return True, short
+            if word.lower() in _PHRASE_STARTS and prev.lower().rstrip(",;:") not in _LEANS_FORWARD:
+                if before >= least:
+                    return True, start
+                if before >= self.first_chunk_min_chars and short is None:
+                    short = start
             prev = word
-        return None
+        return final, short
 
     def _find_boundary(self, final: bool) -> int | None:
         """Index of the next clause/sentence boundary to cut at, or None to wait for more."""
