@@ -60,6 +60,7 @@ __all__ = ["FAULTS", "FAULT_NAMES", "FaultResult", "faults_markdown", "fill_disk
 PASSWORD = "bench faults password"
 _TURN_TIMEOUT_S = 30.0
 _FUZZ_CLIENT_LIMIT_S = 60.0  # one fuzzing client's whole attack
+_FUZZ_CLOSE_LIMIT_S = 3.0  # ... and its wait for the server to drop a closed connection
 _RSS_PERIOD_S = 0.05
 _RECOVERY_LIMIT_S = 60.0
 # Faults done to the shared appliance, then those that need one of their own.
@@ -513,7 +514,9 @@ async def _fuzz_client(
         # The drain outlives open_websocket's exit: trio-websocket 0.12's close waits for its
         # reader, and a reader blocked on a full message queue that nobody reads waits for ever
         # when its close frame cannot be sent (1 small fault matrix in ~10 hung so, with the
-        # socket closed inside the block). The socket is closed after the exit.
+        # socket closed inside the block). The socket is closed after the exit, and the exit
+        # is bounded: after a server-side 1009 the reader may wait for hypercorn to drop the
+        # TCP connection (up to its 30 s keep-alive timeout).
         async with trio.open_nursery() as n:
             try:
                 async with open_websocket_url(
@@ -522,11 +525,14 @@ async def _fuzz_client(
                     opened.append(ws)
                     n.start_soon(_drain, ws)
                     await _fuzz_send(ws, rng, frames, sent, max_frame, stats)
+                    n.cancel_scope.deadline = trio.current_time() + _FUZZ_CLOSE_LIMIT_S
             except ConnectionClosed as exc:  # the handshake's own close
                 _closed(stats, exc)
             except (HandshakeError, OSError, trio.TooSlowError):
                 failed = True
             finally:
+                if trio.current_time() >= n.cancel_scope.deadline:
+                    stats["close_cut"] = stats.get("close_cut", 0) + 1
                 n.cancel_scope.cancel()
                 for ws in opened:
                     await ws._stream.aclose()
