@@ -76,10 +76,7 @@ def fit_echo(
         if explained[k] <= 1e-12:
             break
         chosen.append(k)
-        cols = np.stack([ref[j : j + n] for j in chosen], axis=1)
-        gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
-        fitted = cols @ gains
-        residual_vec = frame - fitted
+        fitted, residual_vec = _project(frame, np.stack([ref[j : j + n] for j in chosen], axis=1))
         left = float(np.dot(residual_vec, residual_vec))
         if left <= good_enough or left > (1 - _MIN_GAIN) * before:
             break  # echo, or what is left is not ours (a visitor): more taps explain noise
@@ -87,6 +84,14 @@ def fit_echo(
     echo = float(np.dot(fitted, fitted))
     residual = float(np.dot(residual_vec, residual_vec))
     return EchoFit(echo, residual, tuple(lags - 1 - k for k in chosen))
+
+
+def _project(frame: F64, cols: F64) -> tuple[F64, F64]:
+    """`frame` split into its least-squares fit on the columns (delayed copies of what we
+    played, each with its own gain) and what is left."""
+    gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
+    fitted: F64 = cols @ gains
+    return fitted, frame - fitted
 
 
 def fit_paths(frame: F64, ref: F64, delays: Sequence[int]) -> EchoFit | None:
@@ -99,9 +104,7 @@ def fit_paths(frame: F64, ref: F64, delays: Sequence[int]) -> EchoFit | None:
     cols = np.stack([ref[lags - 1 - d : lags - 1 - d + n] for d in delays], axis=1)
     if float(np.sum(cols**2)) <= 1e-9 * n:
         return None
-    gains, *_ = np.linalg.lstsq(cols, frame, rcond=None)
-    fitted = cols @ gains
-    rest = frame - fitted
+    fitted, rest = _project(frame, cols)
     return EchoFit(float(np.dot(fitted, fitted)), float(np.dot(rest, rest)), tuple(delays))
 
 
