@@ -513,6 +513,28 @@ def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(
     assert d.kind == "faq" and d.entry == entry(museum, CAFE), d
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is there some more to get a coffee?",  # ASR for "somewhere", in bench voice
+        "Is there somewhere I can get a coffee?",
+        "Can I buy a coffee somewhere?",
+    ],
+)
+def test_a_whole_new_question_is_not_answered_with_the_previous_topic(
+    museum: KnowledgeBase, question: str
+) -> None:
+    """A question of its own that answers on its own: the toilets' answer mentions the café,
+    and the follow-up reading (toilets + question) had more support, so the toilets came back.
+    The "there" of "is there" only says something exists: it does not point back."""
+    ctx = PolicyContext.after(TOILETS, turn(museum, TOILETS), None)
+    d = turn(museum, question, ctx)
+    assert d.kind == "faq" and d.entry == entry(museum, CAFE), d
+    # A question that does point back is still read with the topic.
+    d = turn(museum, "how do I get there?", ctx)
+    assert d.entry != entry(museum, CAFE), d
+
+
 def test_an_entry_matched_by_one_sentence_of_its_answer_alone_is_not_answered(
     museum: KnowledgeBase,
 ) -> None:

@@ -720,6 +720,23 @@ _CONNECTOR_RE = re.compile(
     re.IGNORECASE,
 )
 _ANAPHORA = frozenset("it that this there they them those these its".split())
+_EXISTENTIAL = frozenset("is are was were isn't aren't".split())  # "is there ...": not "there"
+# A question of its own starts like one ("Is there somewhere to get a coffee?").
+_QUESTION_START_RE = re.compile(
+    r"^(?:is|are|can|could|do|does|may|will|would|where|what|when|how|which|who|why)\b",
+    re.IGNORECASE,
+)
+
+
+def _points_back(words: Sequence[str]) -> bool:
+    """A word that names what was said before ("how much is *it*", "how do I get *there*"); the
+    "there" of "is there ...", which only says something exists, does not."""
+    return any(
+        w in _ANAPHORA
+        and not (w == "there" and (i + 1 < len(words) and words[i + 1] in _EXISTENTIAL))
+        and not (w == "there" and i > 0 and words[i - 1] in _EXISTENTIAL)
+        for i, w in enumerate(words)
+    )
 
 
 def contextual_query(question: str, context: PolicyContext | None) -> str | None:
@@ -737,7 +754,7 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
     elliptical = (
         _CONNECTOR_RE.match(cleaned) is not None
         or len(terms) <= 2
-        or (any(w in _ANAPHORA for w in words) and len(terms) <= 4)
+        or (_points_back(words) and len(terms) <= 4)
     )
     if not elliptical:
         return None
@@ -1085,6 +1102,16 @@ def _names_its_entry(question: str, own: _Ranked, topic: FaqEntry | None) -> boo
     return entry != topic and bool(terms) and set(terms) <= set(tokenize(entry.question))
 
 
+def _stands_alone(question: str, cleaned: str, own: _Ranked, topic: FaqEntry | None) -> bool:
+    """A whole question of its own: it starts like a question, does not point back
+    (`_refers_back`), and its standalone reading answers another entry than the previous one.
+    "Is there some more to get a coffee?" (ASR for "somewhere") after the toilets was answered
+    with the toilets, whose answer mentions the café: the follow-up reading had more support."""
+    if not _is_answer(own) or own.best is None or topic is None or own.best.hit.entry == topic:
+        return False
+    return _QUESTION_START_RE.match(cleaned) is not None and not _refers_back(question)
+
+
 def _refers_back(question: str) -> bool:
     """The question points at what was said before: it starts with a connector ("and for the
     kids?") or names it ("how much is it?"). A short question that does neither ("what is
@@ -1092,8 +1119,8 @@ def _refers_back(question: str) -> bool:
     previous topic, but only to answer it: asking back about the previous topic ("Do you mean:
     When are the guided tours?") tells the visitor the box misunderstood a plain question."""
     said = question.strip()  # before strip_fillers, which drops a leading "and"
-    return any(_CONNECTOR_RE.match(q) is not None for q in (said, strip_fillers(said))) or any(
-        w in _ANAPHORA for w in _words(said)
+    return any(_CONNECTOR_RE.match(q) is not None for q in (said, strip_fillers(said))) or (
+        _points_back(_words(said))
     )
 
 
@@ -1186,9 +1213,10 @@ def decide(
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         other = _weigh(contextual, settings, repeat)
-        if not _names_its_entry(cleaned, weighed, repeat) and (
-            _is_answer(other) or _refers_back(question)
-        ):
+        alone = _names_its_entry(cleaned, weighed, repeat) or _stands_alone(
+            question, cleaned, weighed, repeat
+        )
+        if not alone and (_is_answer(other) or _refers_back(question)):
             weighed = _pick(weighed, other)
     split = [_weigh(p, settings) for p in parts if _ranked(p)]
     if len(split) >= 2:
