@@ -71,3 +71,26 @@ async def test_oversized_text_then_binary_costs_one_connection_not_the_service(
         done = await client.ask("Still there?")
         assert done["outcome"] == "ok"
     assert json.dumps(done)  # a real reply.done came back
+
+
+async def test_a_connection_cut_off_for_a_huge_message_is_dropped_at_once(
+    start_service: StartService,
+) -> None:
+    """hypercorn 0.18 answers a message over its limit with close 1009 but drops the rest of
+    that read, which can hold the client's own close reply: the connection then stayed open
+    until the 30 s keep-alive timeout (seen as `bench faults` ws_fuzz clients waiting ~30 s).
+    A client that breaks the size limit gets its connection closed now."""
+    svc = await start_service(web={"max_frame_bytes": 1024})  # the server cuts off at 4 KiB
+    stream, conn = await raw_ws(svc)
+    try:
+        # The oversized message and the client's close in one write: one read on the server.
+        await stream.send_all(
+            conn.send(TextMessage(data="x" * 20_000)) + conn.send(CloseConnection(code=1000))
+        )
+        with trio.fail_after(5):  # far under the keep-alive timeout
+            while data := await stream.receive_some(65536):
+                conn.receive_data(data)
+                for _ in conn.events():
+                    pass
+    finally:
+        await stream.aclose()

@@ -1,12 +1,16 @@
 """Serve the app with hypercorn inside the caller's nursery; stopping is graceful by design.
 
-Two guards on hypercorn (0.18) itself, installed on import, because a client can otherwise stop
-the whole service (found by `appliance bench faults`, tests/test_ws_protocol_abuse.py):
+Three guards on hypercorn (0.18) itself, installed on import, because a client can otherwise stop
+the whole service or hold a connection (found by `appliance bench faults`,
+tests/test_ws_protocol_abuse.py):
 
 - After a WebSocket message over `websocket_max_message_size` hypercorn sends close 1009 but keeps
   the half-filled message buffer; a following frame of the other kind (binary after text, or the
   reverse) then raises TypeError inside its protocol code. Such a frame is now refused like the
   oversized message was (the connection is closing anyway).
+- After that close 1009 it drops the rest of the read it came in, which may hold the client's own
+  close reply; the connection then stayed open, and the app's handler running, until the 30 s
+  keep-alive timeout. The connection is now ended at once (as on a close reply).
 - Any other exception escaping hypercorn's per-connection task would end its serve loop, and with
   it the service. It is logged and ends that one connection instead.
 """
@@ -21,6 +25,7 @@ import hypercorn.trio
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.trio import tcp_server
 from wsproto.events import TextMessage
 
@@ -39,14 +44,30 @@ def guard_hypercorn() -> None:
         extend = buffer.extend
 
         def guarded_extend(self: Any, event: Any) -> None:
-            if self.value is not None and isinstance(self.value, StringIO) != isinstance(
-                event, TextMessage
-            ):
-                raise ws_stream.FrameTooLargeError()
-            extend(self, event)
+            try:
+                if self.value is not None and isinstance(self.value, StringIO) != isinstance(
+                    event, TextMessage
+                ):
+                    raise ws_stream.FrameTooLargeError()
+                extend(self, event)
+            except ws_stream.FrameTooLargeError:
+                self.appliance_cut = True  # hypercorn answers 1009; see guarded_handle_events
+                raise
 
         guarded_extend._appliance_guard = True  # type: ignore[attr-defined]
         buffer.extend = guarded_extend  # type: ignore[method-assign]
+
+    stream = ws_stream.WSStream
+    if not getattr(stream._handle_events, "_appliance_guard", False):
+        handle_events = stream._handle_events
+
+        async def guarded_handle_events(self: Any) -> None:
+            await handle_events(self)
+            if getattr(self.buffer, "appliance_cut", False) and not self.closed:
+                await self.send(StreamClosed(stream_id=self.stream_id))
+
+        guarded_handle_events._appliance_guard = True  # type: ignore[attr-defined]
+        stream._handle_events = guarded_handle_events  # type: ignore[method-assign]
 
     server = tcp_server.TCPServer
     if not getattr(server.run, "_appliance_guard", False):
