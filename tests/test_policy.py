@@ -381,7 +381,11 @@ def test_an_unsaid_heading_word_alone_changes_nothing(hotel: KnowledgeBase) -> N
     """A rival must have a word of the question the best lacks: check-in's heading is unsaid
     here too, but nothing else covers "ready", and "after check-out" said is no qualifier."""
     d = turn(hotel, "our room's not ready. is there somewhere to keep our bags till it is?")
-    assert d.kind == "faq" and d.entry == entry(hotel, CHECK_IN), d
+    # (Its first sentence alone used to answer it; a clause that asks nothing is now read with
+    # the question after it, and the whole is offered back, check-in first.)
+    assert d.entry == entry(hotel, CHECK_IN) or (
+        d.kind == "clarify" and d.choices[0].entry == entry(hotel, CHECK_IN)
+    ), d
     d = turn(hotel, "can we leave our bags here after we check out?")
     assert d.kind == "faq" and d.entry == entry(hotel, LUGGAGE), d
 
@@ -627,6 +631,23 @@ def test_question_parts() -> None:
     )
     long = "so my husband and I got in really late last night, but first of all, where is an ATM?"
     assert question_parts(long) == ("where is an ATM?",)
+    # A clause that asks nothing is read with the question after it, never on its own; one
+    # after the last question is left out.
+    assert question_parts("We aren't guests here. What does breakfast cost? It smells good.") == (
+        "We aren't guests here What does breakfast cost",
+    )
+    assert question_parts("I need the toilet. I am in a hurry.") == (
+        "I need the toilet",
+        "I am in a hurry.",
+    )  # nothing asks: as before
+
+
+def test_a_clause_that_asks_nothing_is_not_answered_on_its_own(hotel: KnowledgeBase) -> None:
+    """ "We aren't staying at the hotel." alone matched "Can I smoke in the hotel?", and as
+    the only part that matched confidently it was the answer to a question about breakfast."""
+    d = turn(hotel, "We aren't staying at this hotel. What does breakfast cost for my son?")
+    assert d.entry is None or d.entry.question != "Can I smoke in the hotel?", d
+    assert d.entry is not None or any("breakfast" in c.label for c in d.choices), d
 
 
 # --------------------------------------------------------------------------- llm mode

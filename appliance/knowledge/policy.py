@@ -721,11 +721,6 @@ _CONNECTOR_RE = re.compile(
 )
 _ANAPHORA = frozenset("it that this there they them those these its".split())
 _EXISTENTIAL = frozenset("is are was were isn't aren't".split())  # "is there ...": not "there"
-# A question of its own starts like one ("Is there somewhere to get a coffee?").
-_QUESTION_START_RE = re.compile(
-    r"^(?:is|are|can|could|do|does|may|will|would|where|what|when|how|which|who|why)\b",
-    re.IGNORECASE,
-)
 
 
 def _points_back(words: Sequence[str]) -> bool:
@@ -786,16 +781,43 @@ _SPLIT_RE = re.compile(
 # get some cash?"
 _FOCUS_RE = re.compile(rf"(?:^|[,;:.!?]\s*)({_QUESTION_WORD}\b[^,;:.!?]*[?]?)\s*$", re.IGNORECASE)
 LONG_WORDS = 16
+_ASKS_RE = re.compile(rf"{_QUESTION_WORD}\b", re.IGNORECASE)  # starts like a question
+
+
+def _pieces(cleaned: str) -> list[tuple[str, bool]]:
+    """The clauses `_SPLIT_RE` cuts an utterance into, each with whether it asks something
+    (it ended with "?" or starts like a question)."""
+    out: list[tuple[str, bool]] = []
+    start = 0
+    ends = [(m.start(), m.end(), "?" in m.group()) for m in _SPLIT_RE.finditer(cleaned)]
+    for a, b, asked in [*ends, (len(cleaned), len(cleaned), cleaned.rstrip().endswith("?"))]:
+        text = strip_fillers(cleaned[start:a]).strip(" ,")
+        out.append((text, asked or _ASKS_RE.match(text) is not None))
+        start = b
+    return out
 
 
 def question_parts(question: str) -> tuple[str, ...]:
     """The separate questions of an utterance that asks several, or the asking clause of a
     long ramble; () for a plain question."""
     cleaned = strip_fillers(question)
-    pieces = [strip_fillers(p).strip(" ,") for p in _SPLIT_RE.split(cleaned)]
-    pieces = [p for p in pieces if _content_terms(p)]
+    pieces = [(p, asks) for p, asks in _pieces(cleaned) if _content_terms(p)]
+    if len(pieces) >= 2 and any(asks for _, asks in pieces):
+        # A clause that asks nothing is not answered on its own ("We're not staying at the
+        # hotel." matched "Can I smoke in the hotel?"); it is read with the question after it
+        # ("We're not guests. How much is the breakfast?" is about non-guests).
+        parts: list[str] = []
+        said: list[str] = []
+        for p, asks in pieces:
+            said.append(p)
+            if asks:
+                parts.append(" ".join(said))
+                said = []
+        pieces = [(p, True) for p in parts]
     if len(pieces) >= 2:
-        return tuple(pieces[:3])
+        return tuple(p for p, _ in pieces[:3])
+    if len(pieces) == 1 and pieces[0][0] != cleaned.strip(" ,"):
+        return (pieces[0][0],)
     if len(_words(cleaned)) >= LONG_WORDS:
         m = _FOCUS_RE.search(cleaned)
         if m is not None and _content_terms(m.group(1)) and m.group(1).strip() != cleaned:
@@ -1109,7 +1131,7 @@ def _stands_alone(question: str, cleaned: str, own: _Ranked, topic: FaqEntry | N
     with the toilets, whose answer mentions the café: the follow-up reading had more support."""
     if not _is_answer(own) or own.best is None or topic is None or own.best.hit.entry == topic:
         return False
-    return _QUESTION_START_RE.match(cleaned) is not None and not _refers_back(question)
+    return _ASKS_RE.match(cleaned) is not None and not _refers_back(question)
 
 
 def _refers_back(question: str) -> bool:
