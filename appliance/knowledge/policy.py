@@ -39,7 +39,7 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
    is offered back, not answered, when another entry is about as close and has a question word
    it lacks. A follow-up ("and for children?") is also read with the previous answer's
    heading, and two questions in one breath part by part (both confidently answered: both
-   answers).
+   answers); a clause that asks nothing is read with the question after it, never alone.
 4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
    weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere, the
    time) -> decline, unless the chosen entry's own heading is about that request (a hotel FAQ's
@@ -726,12 +726,11 @@ _EXISTENTIAL = frozenset("is are was were isn't aren't".split())  # "is there ..
 def _points_back(words: Sequence[str]) -> bool:
     """A word that names what was said before ("how much is *it*", "how do I get *there*"); the
     "there" of "is there ...", which only says something exists, does not."""
-    return any(
-        w in _ANAPHORA
-        and not (w == "there" and (i + 1 < len(words) and words[i + 1] in _EXISTENTIAL))
-        and not (w == "there" and i > 0 and words[i - 1] in _EXISTENTIAL)
-        for i, w in enumerate(words)
-    )
+    for i, w in enumerate(words):
+        near = {*words[max(0, i - 1) : i], *words[i + 1 : i + 2]}
+        if w in _ANAPHORA and not (w == "there" and near & _EXISTENTIAL):
+            return True
+    return False
 
 
 def contextual_query(question: str, context: PolicyContext | None) -> str | None:
