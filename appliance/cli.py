@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, remove_stale_temps
 from .logsetup import setup_logging
 
 __all__ = ["main"]
@@ -34,6 +34,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     cfg = _load(args.config)
     config_path = Path(args.config).resolve() if args.config else None
+    # Saves that a kill or power cut stopped mid-write (settings, the FAQ editor) leave temp
+    # files; nothing is saving yet, so they can go.
+    for saved in (config_path, Path(cfg.knowledge.faq)):
+        for stale in remove_stale_temps(saved) if saved is not None else []:
+            log.warning("removed %s, left by a save that was cut off", stale)
     failure: BaseException | None = None
     try:
         trio.run(partial(run_service, cfg, config_path=config_path, tune_gc=True))

@@ -53,6 +53,7 @@ def test_small_fault_matrix(tmp_path: Path) -> None:
     save = faults["config_save_kill9"]["detail"]
     assert save["trials"] == 3 and save["old"] + save["new"] == 3
     assert save["torn"] == 0 and save["unbootable"] == 0
+    assert save["temp_files_left"] <= 1  # each start removes what a cut-off save left
     md = out.with_suffix(".md").read_text()
     assert "| `config_save_kill9` | yes |" in md and "# Fault matrix" in md
     assert {t["field"] for t in report["targets"]} >= {"errors", "rss_peak_mb_max"}
