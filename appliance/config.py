@@ -731,12 +731,17 @@ def save_config(cfg: Config, path: Path) -> None:
     write_atomic(path, tomli_w.dumps(config_to_dict(cfg)).encode())
 
 
+def _temp_prefix(path: Path) -> str:
+    """How `write_atomic` names its temp files, so `remove_stale_temps` finds exactly those."""
+    return f".{path.name}."
+
+
 def remove_stale_temps(path: Path) -> list[Path]:
     """The temp files of saves to `path` that were cut off (kill -9 or a power cut between
     `write_atomic`'s create and rename: 3 in 200 trials of `bench faults`). Call it at start-up,
     when no save can be running (the FAQ editor saves the same way). Returns what was removed."""
     removed: list[Path] = []
-    for stale in path.parent.glob(f".{path.name}.*"):
+    for stale in path.parent.glob(f"{_temp_prefix(path)}*"):
         try:
             stale.unlink()
         except OSError:
@@ -748,7 +753,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
 def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same directory, fsync, rename, fsync the directory: a power cut leaves
     either the old file or the new one, never half of each."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

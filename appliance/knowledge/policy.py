@@ -800,23 +800,21 @@ def question_parts(question: str) -> tuple[str, ...]:
     """The separate questions of an utterance that asks several, or the asking clause of a
     long ramble; () for a plain question."""
     cleaned = strip_fillers(question)
-    pieces = [(p, asks) for p, asks in _pieces(cleaned) if _content_terms(p)]
+    cut = _pieces(cleaned)
+    pieces = [(p, asks) for p, asks in cut if _content_terms(p)]
+    texts = [p for p, _ in pieces]
     if len(pieces) >= 2 and any(asks for _, asks in pieces):
         # A clause that asks nothing is not answered on its own ("We're not staying at the
         # hotel." matched "Can I smoke in the hotel?"); it is read with the question after it
         # ("We're not guests. How much is the breakfast?" is about non-guests).
-        parts: list[str] = []
-        said: list[str] = []
+        texts, said = [], []
         for p, asks in pieces:
             said.append(p)
             if asks:
-                parts.append(" ".join(said))
+                texts.append(" ".join(said))
                 said = []
-        pieces = [(p, True) for p in parts]
-    if len(pieces) >= 2:
-        return tuple(p for p, _ in pieces[:3])
-    if len(pieces) == 1 and pieces[0][0] != cleaned.strip(" ,"):
-        return (pieces[0][0],)
+    if texts and len(cut) >= 2:  # the utterance was cut: its questions (or its one question)
+        return tuple(texts[:3])
     if len(_words(cleaned)) >= LONG_WORDS:
         m = _FOCUS_RE.search(cleaned)
         if m is not None and _content_terms(m.group(1)) and m.group(1).strip() != cleaned:
