@@ -128,6 +128,24 @@ async def test_recording_maps_a_moment_onto_its_samples() -> None:
     assert rec.index_at(t0 + 1.0) is None  # not recorded yet
 
 
+def test_recordings_on_one_clock_agree_though_their_reads_were_late() -> None:
+    # Two recorders of one 1 kHz clock (sample n exists at n/1000 s), read 10 samples at a
+    # time: one on time, one late by a varying few ms (a busy loop) and once by a 60 ms
+    # backlog read in one go. The late one's samples map to the same moments.
+    on_time, late = Recording(1000), Recording(1000)
+    delays = [0.0, 0.004, 0.001, 0.007, 0.002, 0.0, 0.003]
+    for k in range(200):
+        end = 10 * (k + 1)
+        on_time.add(np.zeros(10, np.float32), at=(end - 1) / 1000)
+        if k % 20 != 19 or k == 199:  # every 20th read is skipped: the next one takes both
+            size = 20 if k % 20 == 0 and k > 0 else 10
+            late_by = delays[k % len(delays)] + (0.06 if size == 20 else 0.0)
+            late.add(np.zeros(size, np.float32), at=(end - 1) / 1000 + late_by)
+    for i in (0, 5, 777, 1234, 1999):
+        assert late.arrival_time(i) == pytest.approx(on_time.arrival_time(i), abs=1e-9)
+        assert late.index_at(on_time.arrival_time(i)) == i
+
+
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

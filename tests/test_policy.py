@@ -774,3 +774,41 @@ def test_bench_on_the_second_tuning_set(museum: KnowledgeBase, hotel: KnowledgeB
     aims = bench.summarize(bench.evaluate(cases, {"museum": museum, "hotel": hotel}))["aims"]
     assert aims["wrong"] <= 4  # measured 4
     assert aims["answerable_correct"] >= 0.52  # measured 0.522
+
+
+@pytest.mark.parametrize(
+    ("whole", "offered"),
+    [("what are the opening hours", HOURS), ("how much is a ticket", TICKET)],
+)
+def test_a_question_cut_off_mid_phrase_offers_its_likely_entry_back(
+    museum: KnowledgeBase, whole: str, offered: str
+) -> None:
+    d = turn(museum, whole)
+    assert d.kind == "faq" and d.hit is not None and d.hit.entry.question == offered
+    d = turn(museum, f"{whole} for the")  # what came next is unknown
+    assert d.kind == "clarify" and d.reason == "incomplete"
+    assert [c.label for c in d.choices] == [offered]
+
+
+def test_an_answer_sentence_about_another_topic_gives_way_to_that_topic(
+    museum: KnowledgeBase,
+) -> None:
+    # The gift shop's answer says "It opens at the same times as the museum": close to the
+    # question by that one sentence, it must not be what the box offers or answers.
+    d = turn(museum, "when does the museum open")
+    assert d.kind == "faq" and d.hit is not None and d.hit.entry.question == HOURS
+    assert d.reason == "plainest"  # the holidays entry, as close, names what was not said
+    d = turn(museum, "when does the gift shop open")
+    assert d.kind == "faq" and d.hit is not None and d.hit.entry.question == "Is there a gift shop?"
+
+
+def test_the_plainest_entry_must_have_every_word_its_rivals_have(museum: KnowledgeBase) -> None:
+    first = turn(museum, "what are the opening hours")
+    d = turn(
+        museum,
+        "and on bank holidays?",
+        PolicyContext.after("what are the opening hours", first, None),
+    )
+    # The follow-up's reading has the hours' heading words, so the hours entry adds nothing
+    # unsaid; but "holidays" is a word only the holidays entry has: asked back, not answered.
+    assert d.kind == "clarify" and {c.label for c in d.choices} == {HOURS, HOLIDAYS}

@@ -12,6 +12,7 @@ PortAudio via libpulse) needs PULSE_SERVER and XDG_RUNTIME_DIR from there.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 RATE = 48000
+_NEAR_CHUNKS = 200  # about 2 s of 10 ms reads either side
 MIC_MODULE = "module-remap-source"
 MIC_ARGS = ("source_name=vmic", "master=micfeed.monitor")
 TOOLS = ("pulseaudio", "pactl", "pacat", "parec")
@@ -52,10 +54,11 @@ class Recording:
         self.changed = trio.Event()
         self._n = 0
 
-    def add(self, data: npt.NDArray[np.float32]) -> None:
+    def add(self, data: npt.NDArray[np.float32], at: float | None = None) -> None:
+        """Append a chunk read at trio time `at` (default: now)."""
         self.chunks.append(data)
         self._n += len(data)
-        self.arrivals.append((self._n, trio.current_time()))
+        self.arrivals.append((self._n, trio.current_time() if at is None else at))
         self.changed.set()
         self.changed = trio.Event()
 
@@ -77,23 +80,34 @@ class Recording:
     def samples(self) -> npt.NDArray[np.float32]:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
 
+    def _origin(self, k: int) -> float:
+        """Trio time of sample 0 on this recording's clock, from the chunks near chunk `k`.
+
+        A chunk's stamp is late by however long its read waited (a busy loop, a backlog read
+        in one go), never early, so the earliest back-dated stamp is the best estimate. Two
+        recordings timed this way agree to well under a millisecond, where raw stamps were
+        off by a few ms either way (which made echo delays measure short of the set ones).
+        Only nearby chunks count, so a long recording follows any slow drift.
+        """
+        lo, hi = max(0, k - _NEAR_CHUNKS), min(len(self.arrivals), k + _NEAR_CHUNKS + 1)
+        return min(t - (end - 1) / self.rate for end, t in self.arrivals[lo:hi])
+
     def arrival_time(self, index: int) -> float:
-        """Trio time at which sample `index` reached us (its chunk's arrival, back-dated by the
-        samples after it in that chunk). Includes the recorder's own latency."""
-        for end, t in self.arrivals:
+        """Trio time at which sample `index` reached us, on the recording's own clock (see
+        `_origin`). Includes the recorder's own latency."""
+        for k, (end, _) in enumerate(self.arrivals):
             if index < end:
-                return t - (end - 1 - index) / self.rate
+                return self._origin(k) + index / self.rate
         raise IndexError(index)
 
     def index_at(self, t: float) -> int | None:
         """The first sample whose `arrival_time` is at or after trio time `t` (None: not
         recorded yet). Maps a moment onto another recording that shares the clock."""
-        start = 0
-        for end, ta in self.arrivals:
-            if ta >= t:
-                return max(start, end - 1 - int((ta - t) * self.rate + 1e-6))  # float noise
-            start = end
-        return None
+        if not self.arrivals:
+            return None
+        k = next((k for k, (_, ta) in enumerate(self.arrivals) if ta >= t), len(self.arrivals) - 1)
+        i = max(0, math.ceil((t - self._origin(k)) * self.rate - 1e-6))  # float noise
+        return i if i < self._n else None
 
 
 class PulseStartError(RuntimeError):

@@ -50,7 +50,7 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import log
@@ -192,6 +192,9 @@ class PolicySettings:
     # transcripts, misheard-tune.toml) no threshold down to 0.80 answered wrongly, but only a
     # handful of questions were repaired, so the bar stays high.
     soundalike_answer: float = 0.95
+    # Leave out an entry close by one sentence of its answer alone when another matches as
+    # well as a whole (`_without_sentence_matches`); off only for comparisons.
+    demote_sentence_matches: bool = True
     # ... and the repaired reading is taken only when its best entry's support is at least the
     # heard reading's best plus this (0.0 to 0.1 made no difference on the tuning splits).
     soundalike_gain: float = 0.0
@@ -397,6 +400,9 @@ _DANGLING = frozenset(
     """a an the to of with and or but if my your our their his her from by about than as into
     because could would should""".split()
 )
+# ... of which these end no English sentence ("into", "her", "with", "from" may: "a shower I
+# can roll into", "a bed for her"): an answer to what came before them is offered back.
+_NEVER_LAST = frozenset("a an the my your our their and or but if because than".split())
 # Words of other languages that English questions do not use: a question made mostly of them
 # is not one this kiosk can read (voice ASR in English turns other languages into such words
 # or into English-looking garbage; the latter declines on its own).
@@ -1005,6 +1011,8 @@ def _weigh(
     ranked = _ranked(g)
     if ranked and all(h.semantic is None for h in ranked):
         return _weigh_lexical(cands, settings)
+    if settings.demote_sentence_matches:
+        cands = _without_sentence_matches(cands, settings)
     plausible = [c for c in cands if _plausible(c, settings)]
     if not plausible:
         return _Ranked(None, cands[0] if cands else None)
@@ -1016,11 +1024,7 @@ def _weigh(
         margin = max(margin, settings.unanchored_margin)
     if repeat is not None and best.hit.entry == repeat:
         margin = max(margin, settings.repeat_margin)
-    asks_beyond = best.unmatched >= settings.unmatched_confirm  # see _Candidate.unmatched
-    guessed = best.guess is not None and best.guess < settings.soundalike_answer
-    if not best.anchored and _own_question_semantic(best) < settings.unanchored_question_semantic:
-        guessed = True  # only a sentence of its answer sounds like the question: offer it back
-    if _answerable(best, settings) and lead >= margin and not asks_beyond and not guessed:
+    if _answerable(best, settings) and lead >= margin and not _held(best, settings):
         rivals = _rivals(best, cands, g, settings)
         if rivals:
             return _Ranked(_clarify([best, *rivals], settings, "qualified"), best)
@@ -1030,12 +1034,90 @@ def _weigh(
     offer = [c for c in cands if c is best or _offerable(c, settings)]
     close = [c for c in offer if abs(best.support - c.support) <= settings.clarify_window]
     if len(close) >= 2:
+        plain = _plainest(close, g)
+        if plain is not None and _answerable(plain, settings) and not _held(plain, settings):
+            hits = [c.hit for c in plausible]
+            return _Ranked(_answer(plain.hit, "plainest", hits, settings), plain)
         return _Ranked(_clarify(close, settings, "ambiguous"), best)
     if _answerable(best, settings):
         # Good but not clearly ahead: ask, with a runner-up when there is one.
         near = [c for c in offer if abs(best.support - c.support) <= 2 * settings.clarify_window]
         return _Ranked(_clarify(near, settings, "confirm"), best)
     return _Ranked(None, best)
+
+
+# A question asking when ("when", "what time", "how late") names the time an entry headed
+# "... hours?" or "... time?" gives, without saying those words.
+_ASKS_WHEN = frozenset("when time late early".split())
+_WHEN_TERMS = frozenset(t for w in ("hour", "hours", "time", "times") for t in tokenize(w))
+
+
+def _covered(c: _Candidate, terms: Iterable[str]) -> set[str]:
+    """The question's `terms` that `c`'s entry has (itself or through a related word)."""
+    entry = _entry_terms(c.hit.entry)
+    return {t for t in terms if _shares(t, entry)}
+
+
+def _unsaid(c: _Candidate, said: frozenset[str]) -> int:
+    """How many specific words of `c`'s heading the question used neither itself nor through
+    a related word ("public" in "Are you open on public holidays?")."""
+    heading = [t for t in _heading_terms(c.hit.entry) if t not in _GENERIC]
+    return sum(1 for t in heading if t not in _INCIDENTAL and not _shares(t, said))
+
+
+def _plainest(close: Sequence[_Candidate], g: Grounding) -> _Candidate | None:
+    """Of entries about equally supported, the only one whose heading adds nothing the question
+    did not say, and that lacks no question word another has: "when does the museum open"
+    between "What are the opening hours?" and "Are you open on public holidays?" (no holiday
+    was named) is about the opening hours. None: no such single entry."""
+    said = frozenset(t for t, _ in g.term_df)
+    if _ASKS_WHEN & frozenset(_words(g.query)):
+        said |= _WHEN_TERMS
+    counts = sorted((_unsaid(c, said), i) for i, c in enumerate(close))
+    (fewest, i), (runner, _) = counts[0], counts[1]
+    if fewest > 0 or runner == 0:
+        return None
+    plain = close[i]
+    asked = [t for t, _ in g.term_df if t not in _GENERIC]
+    has = _covered(plain, asked)
+    if any(_covered(c, asked) - has for c in close if c is not plain):
+        return None  # "and on a bank holiday?": the holidays entry has a word it lacks
+    return plain
+
+
+def _held(c: _Candidate, settings: PolicySettings) -> bool:
+    """A doubt that makes `c` offered back however far ahead it is: the question asks about
+    something the FAQ lacks, `c` rests on a sound-alike guess, or only one sentence of its
+    answer is like the question."""
+    if c.unmatched >= settings.unmatched_confirm:
+        return True  # see _Candidate.unmatched
+    if c.guess is not None and c.guess < settings.soundalike_answer:
+        return True
+    return _sentence_match(c, settings)
+
+
+def _sentence_match(c: _Candidate, settings: PolicySettings) -> bool:
+    """Unanchored, and close to the question by one sentence of its answer alone."""
+    return not c.anchored and _own_question_semantic(c) < settings.unanchored_question_semantic
+
+
+def _without_sentence_matches(
+    cands: list[_Candidate], settings: PolicySettings
+) -> list[_Candidate]:
+    """`cands` less the sentence matches (`_sentence_match`) that a plausible entry matched as
+    a whole matches at least as well: "when does the museum open" is about the opening hours,
+    not the gift shop whose answer says "It opens at the same times as the museum"."""
+    whole = [
+        _own_question_semantic(c)
+        for c in cands
+        if not _sentence_match(c, settings) and _plausible(c, settings)
+    ]
+    if not whole:
+        return cands
+    top = max(whole)
+    return [
+        c for c in cands if not (_sentence_match(c, settings) and _own_question_semantic(c) <= top)
+    ]
 
 
 def _rivals(
@@ -1049,15 +1131,10 @@ def _rivals(
     if not unsaid:
         return []
     specific = [t for t in said if t not in _GENERIC]
-
-    def covered(c: _Candidate) -> set[str]:
-        terms = _entry_terms(c.hit.entry)
-        return {t for t in specific if _shares(t, terms)}
-
     # Anchored by its heading, the best is lexically on topic: a rival must cover more. Matched
     # through its answer alone ("online tickets are EUR 1 cheaper"), its coverage says nothing.
     by_heading = len(unsaid) < len(heading)
-    has = covered(best)
+    has = _covered(best, specific)
     semantic = max(settings.faq_min_semantic, best.semantic - settings.qualifier_semantic)
     return [
         c
@@ -1065,7 +1142,7 @@ def _rivals(
         if c is not best
         and c.semantic >= semantic
         and (c.coverage > best.coverage or not by_heading)
-        and covered(c) - has  # a word of the question the best lacks ("ready", "price")
+        and _covered(c, specific) - has  # a word of the question the best lacks ("ready", "price")
         and not all(_term_in(t, _entry_terms(c.hit.entry)) for t in unsaid)
     ]
 
@@ -1260,9 +1337,14 @@ def decide(
     if category is not None:
         return _decline(category, settings)
     decision = weighed.decision
-    if decision is not None and (decision.kind in ("faq", "llm") or not _cut_off(cleaned)):
+    if decision is not None and not _cut_off(cleaned):
         return decision
     if _cut_off(cleaned):
+        if decision is not None and _is_answer(weighed) and weighed.best is not None:
+            if _words(cleaned)[-1] not in _NEVER_LAST:
+                return decision  # "a room with a shower I can roll into"
+            # "what time does the": the likely entry, offered back rather than asserted.
+            return _clarify([weighed.best], settings, "incomplete")
         return Decision("say_again", settings.say_again, "incomplete")
     if decision is not None:
         return decision
