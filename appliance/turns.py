@@ -46,10 +46,12 @@ from .knowledge.policy import (
     PolicyContext,
     PolicySettings,
     decide,
+    distinct_readings,
     faq_topics,
     instead_of_generated,
     lookups,
     rank_plan,
+    reconcile,
 )
 from .knowledge.soundalike import sound_index
 from .llm.pool import AllEndpointsFailed, LLMPool
@@ -162,7 +164,9 @@ class TurnRunner:
 
     # -- the turn -------------------------------------------------------------------------------
 
-    async def prepare_reply(self, conv: Conversation, question: str) -> str | None:
+    async def prepare_reply(
+        self, conv: Conversation, question: str, alternatives: Sequence[str] = ()
+    ) -> str | None:
         """Get ahead of a voice turn while the pipeline still waits out the visitor's silence.
 
         Returns the text the turn would speak from staff-written text (an FAQ answer, a
@@ -172,7 +176,7 @@ class TurnRunner:
         Nothing is shown, said or recorded here."""
         if self.cfilter.is_blocked(question):
             return None
-        d, g = await self._decide(conv, question)
+        d, g = await self._decide(conv, question, alternatives)
         if d.kind != "llm":
             return self.cfilter.mask(d.text)
         await self.pool.prime(
@@ -195,9 +199,13 @@ class TurnRunner:
             self._policy_key = key
         return self._policy
 
-    async def _decide(self, conv: Conversation, question: str) -> tuple[Decision, Grounding]:
+    async def _decide(
+        self, conv: Conversation, question: str, alternatives: Sequence[str] = ()
+    ) -> tuple[Decision, Grounding]:
         """The answer policy's decision (and the main ranking), off the loop: ranking runs the
-        embedder. `answer_mode = "open"` skips the policy: the LLM answers every question."""
+        embedder. `answer_mode = "open"` skips the policy: the LLM answers every question.
+        `alternatives`: ASR's other hypotheses of a spoken question, best first; the decision
+        is checked against theirs (`policy.reconcile`)."""
         kb, top_k = self.knowledge, self.cfg.knowledge.top_k
         settings = self.policy_settings()
         ctx = conv.answer_context if isinstance(conv.answer_context, PolicyContext) else None
@@ -210,10 +218,16 @@ class TurnRunner:
             if open_mode:
                 g = rank(question)
                 return Decision("llm", "", "open", hits=tuple(g.hits)), g
-            plan = lookups(question, ctx, sound_index(kb) if soundalike else None)
-            ranked = rank_plan(plan, rank)
-            d = decide(question, context=ctx, settings=settings, **ranked)
-            return d, ranked["grounding"]
+            sounds = sound_index(kb) if soundalike else None
+
+            def decide_on(text: str) -> tuple[Decision, Grounding]:
+                ranked = rank_plan(lookups(text, ctx, sounds), rank)
+                d = decide(text, context=ctx, settings=settings, **ranked)
+                return d, ranked["grounding"]
+
+            d, g = decide_on(question)
+            others = [decide_on(t)[0] for t in distinct_readings(question, alternatives)]
+            return reconcile(d, others, settings), g
 
         return await trio.to_thread.run_sync(blocking)
 
@@ -280,6 +294,7 @@ class TurnRunner:
         image: PreparedImage | None = None,
         source: str = "text",
         leg: VoiceLeg | None = None,
+        alternatives: Sequence[str] = (),
     ) -> TurnResult:
         """Run one turn for `conv` (the caller holds `exclusive(conv.session_id)`).
 
@@ -323,7 +338,7 @@ class TurnRunner:
                 )
                 kind, choices = d.kind, d.choices
             else:
-                d, g = await self._decide(conv, question)
+                d, g = await self._decide(conv, question, alternatives)
                 timings.mark("grounding")
                 if d.kind == "llm":
                     outcome, endpoint, d = await self._stream_reply(

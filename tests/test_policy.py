@@ -20,11 +20,13 @@ from appliance.knowledge.policy import (
     PolicySettings,
     contextual_query,
     decide,
+    distinct_readings,
     faq_topics,
     lookup_query,
     lookups,
     question_parts,
     rank_plan,
+    reconcile,
     resolve_choice,
 )
 
@@ -740,15 +742,26 @@ def test_bench_scores_what_asr_heard() -> None:
         bench.Case("c", "museum", "faq", "not asked"),
     ]
     rows = [
-        {"id": "a", "transcript": "Where are the calories?"},
+        {"id": "a", "transcript": "Where are the calories?", "alternatives": ["Where are the gal"]},
         {"id": "b", "transcript": "", "before_transcript": "When do you open?"},
     ]
     heard = bench.heard(cases, {"rows": rows})
-    assert [(c.id, c.text, c.before) for c in heard] == [
-        ("a", "Where are the calories?", None),
-        ("b", "", "When do you open?"),
+    assert [(c.id, c.text, c.before, c.alternatives) for c in heard] == [
+        ("a", "Where are the calories?", None, ("Where are the gal",)),
+        ("b", "", "When do you open?", ()),
     ]
     assert heard[0].expect == TOILETS
+
+
+def test_bench_checks_each_decision_against_the_other_hypotheses(museum: KnowledgeBase) -> None:
+    case = bench.Case(
+        "a", "museum", "faq", "how much is a ticket", expect=CHILD_TICKET,
+        alternatives=("how much is a ticket for children",),
+    )  # fmt: skip
+    [alone] = bench.evaluate([case], {"museum": museum}, nbest=False)
+    [checked] = bench.evaluate([case], {"museum": museum})
+    assert alone.result == "wrong" and alone.decision.kind == "faq"
+    assert checked.result == "clarify" and checked.decision.reason == "heard_two_ways"
 
 
 def test_bench_on_the_tuning_set(museum: KnowledgeBase, hotel: KnowledgeBase) -> None:
@@ -812,3 +825,51 @@ def test_the_plainest_entry_must_have_every_word_its_rivals_have(museum: Knowled
     # The follow-up's reading has the hours' heading words, so the hours entry adds nothing
     # unsaid; but "holidays" is a word only the holidays entry has: asked back, not answered.
     assert d.kind == "clarify" and {c.label for c in d.choices} == {HOURS, HOLIDAYS}
+
+
+# --------------------------------------------------------------------------- n-best
+
+
+def test_distinct_readings_keep_only_other_words() -> None:
+    heard = "where are the toilets"
+    alternatives = [
+        "where are a toilets",
+        "where are the toilets?",
+        "where are the tablets",
+        "where are the tablets, please",
+        "where is the café",
+        "where's the cafe",
+    ]
+    assert distinct_readings(heard, alternatives) == ["where are the tablets", "where is the café"]
+    assert distinct_readings(heard, alternatives, limit=1) == ["where are the tablets"]
+    assert distinct_readings(heard, ["", "um"]) == []
+
+
+def test_an_answer_another_hearing_would_give_otherwise_is_offered_back(
+    museum: KnowledgeBase,
+) -> None:
+    s = settings_for(museum)
+    heard = turn(museum, "how much is a ticket")
+    assert heard.kind == "faq" and heard.hit is not None and heard.hit.entry.question == TICKET
+    other = turn(museum, "how much is a ticket for children")
+    d = reconcile(heard, [other], s)
+    assert d.kind == "clarify" and d.reason == "heard_two_ways"
+    assert [c.label for c in d.choices] == [TICKET, CHILD_TICKET]
+    # Heard the same way, or the other reading finds nothing: the answer stands.
+    assert reconcile(heard, [turn(museum, "how much are the tickets")], s) is heard
+    assert reconcile(heard, [turn(museum, "how much is a tick it")], s) is heard
+
+
+def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
+    museum: KnowledgeBase,
+) -> None:
+    s = settings_for(museum)
+    heard = turn(museum, "where are the tally lets")
+    assert heard.kind == "decline" and heard.reason == "no_match"
+    d = reconcile(heard, [turn(museum, "where are the toilets")], s)
+    assert d.kind == "clarify" and d.reason == "heard_otherwise"
+    assert [c.label for c in d.choices] == [TOILETS]
+    # Small talk, a request the box cannot do: what was heard best stands.
+    for text in ("thank you", "can you book me a taxi"):
+        first = turn(museum, text)
+        assert reconcile(first, [turn(museum, "where are the toilets")], s) is first

@@ -13,7 +13,9 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import trio
+from hypercorn.trio import tcp_server
 from support import StartService, base_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -94,3 +96,30 @@ async def test_a_connection_cut_off_for_a_huge_message_is_dropped_at_once(
                     pass
     finally:
         await stream.aclose()
+
+
+async def test_an_error_inside_the_http_server_costs_one_connection_not_the_service(
+    start_service: StartService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any exception escaping hypercorn's per-connection task would end its serve loop, and the
+    service with it (how the TypeError of the first test here took the box down): the guard on
+    `TCPServer.run` logs it and closes that connection only."""
+    svc = await start_service()
+    parse = tcp_server.parse_socket_addr
+    calls = 0
+
+    def failing_once(family: Any, address: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the server's connection code")
+        return parse(family, address)
+
+    monkeypatch.setattr(tcp_server, "parse_socket_addr", failing_once)
+    async with httpx.AsyncClient(base_url=base_url(svc), timeout=5) as client:
+        with pytest.raises(httpx.TransportError):  # this connection is closed, unanswered
+            await client.get("/healthz")
+    async with httpx.AsyncClient(base_url=base_url(svc), timeout=5) as client:
+        assert (await client.get("/healthz")).status_code == 200  # the service still serves
+    assert calls >= 2
+    assert "a connection failed inside the HTTP server" in caplog.text

@@ -132,6 +132,7 @@ class Asked:
     """What the pipeline made of one question (and of its `before`)."""
 
     transcript: str = ""
+    alternatives: tuple[str, ...] = ()  # ASR's other hypotheses, when heard as one utterance
     before_transcript: str | None = None
     before_reply: str | None = None
     reply: str = ""
@@ -200,6 +201,9 @@ async def ask(
         out.barge_ins = pipe.barge_ins - barge0
     out.turns = len(turns)
     out.transcript = " ".join(t.transcript for t in turns if t.transcript)
+    spoken = [t for t in turns if t.transcript]
+    if len(spoken) == 1:
+        out.alternatives = spoken[0].alternatives
     endpoints = {r.turn: r.endpoint for r in runner.results}
     # The reply to the question: the first turn that got a reply.done (a later one is the
     # noise or the rest of a split question talking over it); else the last turn.
@@ -272,6 +276,7 @@ def make_row(
     row.update(
         {
             "transcript": asked.transcript,
+            "alternatives": list(asked.alternatives),
             "before_transcript": asked.before_transcript,
             "before_reply": asked.before_reply,
             "reply": asked.reply,

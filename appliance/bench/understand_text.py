@@ -43,9 +43,11 @@ from ..knowledge.policy import (
     PolicyContext,
     PolicySettings,
     decide,
+    distinct_readings,
     faq_topics,
     lookups,
     rank_plan,
+    reconcile,
 )
 from ..knowledge.soundalike import sound_index
 
@@ -66,6 +68,7 @@ class Case:
     before: str | None = None
     accept: tuple[str, ...] = ()
     category: str = ""
+    alternatives: tuple[str, ...] = ()  # ASR's other hypotheses of `text` (--transcripts)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,15 @@ def heard(cases: Sequence[Case], bench: Mapping[str, Any]) -> list[Case]:
         if row is None:
             continue
         before = case.before and (row.get("before_transcript") or "")
-        out.append(replace(case, text=row.get("transcript") or "", before=before or None))
+        alternatives = tuple(str(a) for a in row.get("alternatives") or ())
+        out.append(
+            replace(
+                case,
+                text=row.get("transcript") or "",
+                before=before or None,
+                alternatives=alternatives,
+            )
+        )
     return out
 
 
@@ -176,9 +187,11 @@ def evaluate(
     answer_mode: str = "faq",
     tuning: Mapping[str, Any] | None = None,
     soundalike: bool = False,
+    nbest: bool = True,
 ) -> list[Outcome]:
     """Run every case; `tuning` overrides PolicySettings' calibration fields (for sweeps);
-    `soundalike`: repair misheard FAQ words (knowledge.soundalike)."""
+    `soundalike`: repair misheard FAQ words (knowledge.soundalike); `nbest`: check each
+    decision against ASR's other hypotheses (`Case.alternatives`, as the service does)."""
     settings_by_site = {
         site: replace(
             PolicySettings(
@@ -199,6 +212,12 @@ def evaluate(
             first, spent, looked, _ = _run_turn(kb, case.before, None, settings, soundalike)
             ctx = PolicyContext.after(case.before, first, None)
         d, took, look, repairs = _run_turn(kb, case.text, ctx, settings, soundalike)
+        if nbest:
+            others = [
+                _run_turn(kb, t, ctx, settings, soundalike)[0]
+                for t in distinct_readings(case.text, case.alternatives)
+            ]
+            d = reconcile(d, others, settings)
         out.append(Outcome(case, d, score(case, d), spent + took, repairs, looked + look))
     return out
 
@@ -300,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--details", action="store_true", help="list every question not correct")
     p.add_argument("--out", type=Path, help="also write the JSON to this file")
     p.add_argument(
+        "--no-nbest",
+        action="store_true",
+        help="with --transcripts: ignore ASR's other hypotheses (rows[].alternatives)",
+    )
+    p.add_argument(
         "--transcripts",
         type=Path,
         help="a spoken bench's JSON (appliance bench understand): score what ASR heard "
@@ -322,12 +346,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     kbs = {site: KnowledgeBase.from_file(sites[site], embedder=embedder) for site in needed}
     for kb in kbs.values():
         prepare(kb)
-    outcomes = evaluate(cases, kbs, answer_mode=args.answer_mode, soundalike=args.soundalike)
+    outcomes = evaluate(
+        cases,
+        kbs,
+        answer_mode=args.answer_mode,
+        soundalike=args.soundalike,
+        nbest=not args.no_nbest,
+    )
     report: dict[str, Any] = {
         "set": str(args.set),
         "answer_mode": args.answer_mode,
         "transcripts": str(args.transcripts) if args.transcripts else None,
         "soundalike": args.soundalike,
+        "nbest": bool(args.transcripts) and not args.no_nbest,
     }
     report.update(summarize(outcomes, details=args.details))
     text = json.dumps(report, indent=2, ensure_ascii=False)

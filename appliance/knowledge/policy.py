@@ -75,12 +75,14 @@ __all__ = [
     "Ranked",
     "contextual_query",
     "decide",
+    "distinct_readings",
     "faq_topics",
     "instead_of_generated",
     "lookup_query",
     "lookups",
     "question_parts",
     "rank_plan",
+    "reconcile",
     "resolve_choice",
 ]
 
@@ -1377,3 +1379,49 @@ def instead_of_generated(hits: Sequence[Hit], settings: PolicySettings) -> Decis
 def decline(settings: PolicySettings, reason: str, category: str = "unknown") -> Decision:
     """The honest "I can't help with that" reply, naming what the kiosk can help with."""
     return _decline(category, settings, reason)
+
+
+# --------------------------------------------------------------------------- n-best
+
+
+def distinct_readings(question: str, alternatives: Sequence[str], limit: int = 2) -> list[str]:
+    """Up to `limit` of ASR's other hypotheses (best first) whose content words differ from
+    the question's and from each other's: "a" for "the" changes no decision, and each reading
+    costs a ranking (an embedding) on the turn's path."""
+    seen = {frozenset(_content_terms(strip_fillers(question)))}
+    out: list[str] = []
+    for text in alternatives:
+        key = frozenset(_content_terms(strip_fillers(text)))
+        if key and key not in seen:
+            seen.add(key)
+            out.append(text)
+            if len(out) == limit:
+                break
+    return out
+
+
+def reconcile(heard: Decision, others: Sequence[Decision], settings: PolicySettings) -> Decision:
+    """The decision on what ASR heard best, checked against its decisions on the other
+    hypotheses (`distinct_readings`) of the same speech.
+
+    An answer that another reading would answer with a different entry rests on how one word
+    was heard ("If I want to let check out" / "... late check-out"): the entries are offered
+    back, not one asserted. Nothing found for the best reading while another is answered:
+    that entry is offered back ("Do you mean ...?") instead of a decline. Otherwise, and for
+    small talk, requests and questions back, the best reading's decision stands.
+    """
+    entries = list(
+        dict.fromkeys(o.hit.entry for o in others if o.kind in ("faq", "llm") and o.hit is not None)
+    )
+    if not entries:
+        return heard
+    if heard.kind in ("faq", "llm") and heard.hit is not None:
+        if heard.reason == "several_questions":
+            return heard
+        rivals = [e for e in entries if e != heard.hit.entry]
+        if not rivals:
+            return heard
+        return clarify_between([heard.hit.entry, *rivals], settings, "heard_two_ways")
+    if heard.kind == "decline" and heard.reason == "no_match":
+        return clarify_between(entries, settings, "heard_otherwise")
+    return heard

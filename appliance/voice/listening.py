@@ -166,6 +166,7 @@ class AsrPass:
     stop: bool = False
     done: trio.Event = field(default_factory=trio.Event)
     text: str | None = None
+    alternatives: tuple[str, ...] = ()  # a beam search's other hypotheses, best first
     compute_s: float = 0.0
     audio_s: float = 0.0
 

@@ -392,7 +392,7 @@ class VoicePipeline:
                     self.runner.knowledge, bias_wake_phrase(self.runner.cfg)
                 )
             tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options)
-            p.text, p.compute_s = tr.text, tr.compute_s
+            p.text, p.alternatives, p.compute_s = tr.text, tr.alternatives, tr.compute_s
         except TranscriptionAborted:
             pass
         except Exception:
@@ -417,16 +417,16 @@ class VoicePipeline:
         # (partials alone often stop a word short of the end).
         if p.text and not p.stop and self._spec is p and self._seg.state == "trailing":
             self._seg.set_complete_hint(looks_complete(p.text))
-            self._nursery.start_soon(self._prefetch_reply, p.text)
+            self._nursery.start_soon(self._prefetch_reply, p.text, p.alternatives)
 
-    async def _prefetch_reply(self, question: str) -> None:
+    async def _prefetch_reply(self, question: str, alternatives: tuple[str, ...] = ()) -> None:
         """While the hangover runs: when the reply is predictable (a confident FAQ match), have
         its first chunk synthesized before the turn starts (~50-200 ms off the first sample);
         when the LLM will answer, have a local one evaluate the prompt now (TurnRunner.
         prepare_reply). A visitor who keeps talking only costs us that work."""
         self._prefetches.begin()
         try:
-            answer = await self.runner.prepare_reply(self.conv, question)
+            answer = await self.runner.prepare_reply(self.conv, question, alternatives)
             chunk = first_chunk(answer) if answer else None
             if chunk is None or not self._prefetch.begin(chunk):
                 return
@@ -493,6 +493,7 @@ class VoicePipeline:
             self.turns.append(VoiceTurn("", outcome="asr_timeout", timings=timings))
             return
         text = (spec.text or "").strip()
+        alternatives = spec.alternatives
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
         if woken and self.wake_phrase:
@@ -505,6 +506,7 @@ class VoicePipeline:
                 self.turns.append(VoiceTurn("", outcome="false_wake", timings=timings))
                 return
             text = strip_wake_phrase(text, self.wake_phrase)
+            alternatives = tuple(strip_wake_phrase(a, self.wake_phrase) for a in alternatives)
             if not usable_transcript(text):  # the wake word alone: the question follows
                 self.gate.open(self.audio_time)
         if barge and is_stop_request(text):
@@ -521,7 +523,7 @@ class VoicePipeline:
         await self.emit(Transcript(text, final=True))
         # A previous turn (barge-in) must be gone before this one takes the session.
         await self._turn_done.wait()
-        vt = VoiceTurn(text, timings=timings)
+        vt = VoiceTurn(text, timings=timings, alternatives=alternatives)
         self.turns.append(vt)
         await self._run_turn(vt, wall_end)
 

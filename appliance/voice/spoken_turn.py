@@ -41,6 +41,7 @@ class VoiceTurn:
     outcome: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    alternatives: tuple[str, ...] = ()  # ASR's other hypotheses of `transcript`, best first
 
 
 class SpokenTurn:
@@ -80,7 +81,12 @@ class SpokenTurn:
             n.start_soon(self.speech.run)
             n.start_soon(self._watch_first_audio)
             result = await runner.run_text(
-                conv, self.vt.transcript, self.emit, source="voice", leg=self.leg
+                conv,
+                self.vt.transcript,
+                self.emit,
+                source="voice",
+                leg=self.leg,
+                alternatives=self.vt.alternatives,
             )
             self.speech.close()
         return result
