@@ -46,7 +46,6 @@ from .knowledge.policy import (
     PolicyContext,
     PolicySettings,
     decide,
-    distinct_readings,
     faq_topics,
     instead_of_generated,
     lookups,
@@ -226,8 +225,8 @@ class TurnRunner:
                 return d, ranked["grounding"]
 
             d, g = decide_on(question)
-            others = [decide_on(t)[0] for t in distinct_readings(question, alternatives)]
-            return reconcile(d, others, settings), g
+            d = reconcile(d, question, alternatives, lambda t: decide_on(t)[0], settings)
+            return d, g
 
         return await trio.to_thread.run_sync(blocking)
 

@@ -849,27 +849,41 @@ def test_an_answer_another_hearing_would_give_otherwise_is_offered_back(
     museum: KnowledgeBase,
 ) -> None:
     s = settings_for(museum)
+    asked: list[str] = []
+
+    def other(text: str) -> Decision:
+        asked.append(text)
+        return turn(museum, text)
+
     heard = turn(museum, "how much is a ticket")
     assert heard.kind == "faq" and heard.hit is not None and heard.hit.entry.question == TICKET
-    other = turn(museum, "how much is a ticket for children")
-    d = reconcile(heard, [other], s)
+    d = reconcile(heard, "how much is a ticket", ["how much is a ticket for children"], other, s)
     assert d.kind == "clarify" and d.reason == "heard_two_ways"
     assert [c.label for c in d.choices] == [TICKET, CHILD_TICKET]
     # Heard the same way, or the other reading finds nothing: the answer stands.
-    assert reconcile(heard, [turn(museum, "how much are the tickets")], s) is heard
-    assert reconcile(heard, [turn(museum, "how much is a tick it")], s) is heard
+    for alternative in ("how much are the tickets", "how much is a tick it"):
+        assert reconcile(heard, "how much is a ticket", [alternative], other, s) is heard
+    # "the tickets" has the question's own content words: not weighed again.
+    assert asked == ["how much is a ticket for children", "how much is a tick it"]
 
 
 def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
     museum: KnowledgeBase,
 ) -> None:
     s = settings_for(museum)
+    asked: list[str] = []
+
+    def other(text: str) -> Decision:
+        asked.append(text)
+        return turn(museum, text)
+
     heard = turn(museum, "where are the tally lets")
     assert heard.kind == "decline" and heard.reason == "no_match"
-    d = reconcile(heard, [turn(museum, "where are the toilets")], s)
+    d = reconcile(heard, "where are the tally lets", ["where are the toilets"], other, s)
     assert d.kind == "clarify" and d.reason == "heard_otherwise"
     assert [c.label for c in d.choices] == [TOILETS]
-    # Small talk, a request the box cannot do: what was heard best stands.
+    # Small talk, a request the box cannot do: what was heard best stands, unweighed.
     for text in ("thank you", "can you book me a taxi"):
         first = turn(museum, text)
-        assert reconcile(first, [turn(museum, "where are the toilets")], s) is first
+        assert reconcile(first, text, ["where are the toilets"], other, s) is first
+    assert asked == ["where are the toilets"]

@@ -43,7 +43,6 @@ from ..knowledge.policy import (
     PolicyContext,
     PolicySettings,
     decide,
-    distinct_readings,
     faq_topics,
     lookups,
     rank_plan,
@@ -180,6 +179,17 @@ def _run_turn(
     return d, spent, looked, tuple(f"{r.heard} -> {r.word} ({r.score})" for r in plan.repairs)
 
 
+def _other_reading(
+    kb: KnowledgeBase,
+    text: str,
+    *,
+    ctx: PolicyContext | None,
+    settings: PolicySettings,
+    soundalike: bool,
+) -> Decision:
+    return _run_turn(kb, text, ctx, settings, soundalike)[0]
+
+
 def evaluate(
     cases: Sequence[Case],
     kbs: dict[str, KnowledgeBase],
@@ -213,11 +223,8 @@ def evaluate(
             ctx = PolicyContext.after(case.before, first, None)
         d, took, look, repairs = _run_turn(kb, case.text, ctx, settings, soundalike)
         if nbest:
-            others = [
-                _run_turn(kb, t, ctx, settings, soundalike)[0]
-                for t in distinct_readings(case.text, case.alternatives)
-            ]
-            d = reconcile(d, others, settings)
+            other = partial(_other_reading, kb, ctx=ctx, settings=settings, soundalike=soundalike)
+            d = reconcile(d, case.text, case.alternatives, other, settings)
         out.append(Outcome(case, d, score(case, d), spent + took, repairs, looked + look))
     return out
 

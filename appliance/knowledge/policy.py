@@ -1400,28 +1400,37 @@ def distinct_readings(question: str, alternatives: Sequence[str], limit: int = 2
     return out
 
 
-def reconcile(heard: Decision, others: Sequence[Decision], settings: PolicySettings) -> Decision:
-    """The decision on what ASR heard best, checked against its decisions on the other
-    hypotheses (`distinct_readings`) of the same speech.
+def reconcile(
+    heard: Decision,
+    question: str,
+    alternatives: Sequence[str],
+    decide_other: Callable[[str], Decision],
+    settings: PolicySettings,
+) -> Decision:
+    """The decision on what ASR heard best (`question`), checked against `decide_other`'s on
+    the other hypotheses of the same speech (`distinct_readings` of `alternatives`).
 
     An answer that another reading would answer with a different entry rests on how one word
     was heard ("If I want to let check out" / "... late check-out"): the entries are offered
     back, not one asserted. Nothing found for the best reading while another is answered:
-    that entry is offered back ("Do you mean ...?") instead of a decline. Otherwise, and for
-    small talk, requests and questions back, the best reading's decision stands.
+    that entry is offered back ("Do you mean ...?") instead of a decline. Small talk, requests
+    the box cannot do and questions back stand, and the other readings are not weighed (each
+    costs a ranking on the turn's path).
     """
+    answered = heard.kind in ("faq", "llm") and heard.hit is not None
+    if heard.reason == "several_questions" or not (
+        answered or (heard.kind == "decline" and heard.reason == "no_match")
+    ):
+        return heard
+    others = [decide_other(t) for t in distinct_readings(question, alternatives)]
     entries = list(
         dict.fromkeys(o.hit.entry for o in others if o.kind in ("faq", "llm") and o.hit is not None)
     )
     if not entries:
         return heard
-    if heard.kind in ("faq", "llm") and heard.hit is not None:
-        if heard.reason == "several_questions":
-            return heard
-        rivals = [e for e in entries if e != heard.hit.entry]
-        if not rivals:
-            return heard
-        return clarify_between([heard.hit.entry, *rivals], settings, "heard_two_ways")
-    if heard.kind == "decline" and heard.reason == "no_match":
+    if heard.hit is None:
         return clarify_between(entries, settings, "heard_otherwise")
-    return heard
+    rivals = [e for e in entries if e != heard.hit.entry]
+    if not rivals:
+        return heard
+    return clarify_between([heard.hit.entry, *rivals], settings, "heard_two_ways")
