@@ -845,16 +845,23 @@ def test_distinct_readings_keep_only_other_words() -> None:
     assert distinct_readings(heard, ["", "um"]) == []
 
 
+class Readings:
+    """`decide_other` for `reconcile`: a turn on the real FAQ, each text it was asked noted."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        self.asked: list[str] = []
+
+    def __call__(self, text: str) -> Decision:
+        self.asked.append(text)
+        return turn(self.kb, text)
+
+
 def test_an_answer_another_hearing_would_give_otherwise_is_offered_back(
     museum: KnowledgeBase,
 ) -> None:
     s = settings_for(museum)
-    asked: list[str] = []
-
-    def other(text: str) -> Decision:
-        asked.append(text)
-        return turn(museum, text)
-
+    other = Readings(museum)
     heard = turn(museum, "how much is a ticket")
     assert heard.kind == "faq" and heard.hit is not None and heard.hit.entry.question == TICKET
     d = reconcile(heard, "how much is a ticket", ["how much is a ticket for children"], other, s)
@@ -864,19 +871,14 @@ def test_an_answer_another_hearing_would_give_otherwise_is_offered_back(
     for alternative in ("how much are the tickets", "how much is a tick it"):
         assert reconcile(heard, "how much is a ticket", [alternative], other, s) is heard
     # "the tickets" has the question's own content words: not weighed again.
-    assert asked == ["how much is a ticket for children", "how much is a tick it"]
+    assert other.asked == ["how much is a ticket for children", "how much is a tick it"]
 
 
 def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
     museum: KnowledgeBase,
 ) -> None:
     s = settings_for(museum)
-    asked: list[str] = []
-
-    def other(text: str) -> Decision:
-        asked.append(text)
-        return turn(museum, text)
-
+    other = Readings(museum)
     heard = turn(museum, "where are the tally lets")
     assert heard.kind == "decline" and heard.reason == "no_match"
     d = reconcile(heard, "where are the tally lets", ["where are the toilets"], other, s)
@@ -886,4 +888,4 @@ def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
     for text in ("thank you", "can you book me a taxi"):
         first = turn(museum, text)
         assert reconcile(first, text, ["where are the toilets"], other, s) is first
-    assert asked == ["where are the toilets"]
+    assert other.asked == ["where are the toilets"]
