@@ -801,6 +801,8 @@ def test_a_question_cut_off_mid_phrase_offers_its_likely_entry_back(
     d = turn(museum, f"{whole} for the")  # what came next is unknown
     assert d.kind == "clarify" and d.reason == "incomplete"
     assert [c.label for c in d.choices] == [offered]
+    llm = settings_for(museum, answer_mode="llm")  # a capable model would not know either
+    assert turn(museum, f"{whole} for the", settings=llm).kind == "clarify"
 
 
 def test_an_answer_sentence_about_another_topic_gives_way_to_that_topic(

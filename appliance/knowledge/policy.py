@@ -1345,8 +1345,9 @@ def decide(
         if decision is not None and _is_answer(weighed) and weighed.best is not None:
             if _words(cleaned)[-1] not in _NEVER_LAST:
                 return decision  # "a room with a shower I can roll into"
-            # "what time does the": the likely entry, offered back rather than asserted.
-            return _clarify([weighed.best], settings, "incomplete")
+            # "what time does the": the likely entry, offered back rather than asserted (in
+            # either answer mode: the LLM would be as unsure of the question's end).
+            return clarify_between([weighed.best.hit.entry], settings, "incomplete")
         return Decision("say_again", settings.say_again, "incomplete")
     if decision is not None:
         return decision
