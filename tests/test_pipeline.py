@@ -357,6 +357,31 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
                 assert said[0] == said[1] and said[0][:3] == ["tell", "me", "a"], said
 
 
+async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_path: Path) -> None:
+    """The same FAQ answer a second time: its first chunk is not synthesized again, not even
+    ahead of the turn (the prefetch is skipped), and the reply is the same."""
+    cfg = make_config(
+        tmp_path,
+        [{"name": "scripted", "url": llm.url, "model": "m"}],
+        knowledge={"semantic": True, "answer_mode": "faq"},
+    )
+    async with turn_stack(cfg, Metrics()) as runner:
+        h = Harness(cfg)
+        question = speech_16k("How much does a ticket cost?")
+        audio = np.concatenate([silence(0.5), question, silence(1.0)])
+        async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+            prefetched: list[int] = []
+            for _ in range(2):
+                await feed(pipe, audio, live=True)
+                with trio.fail_after(30):
+                    await pipe.wait_idle()
+                prefetched.append(pipe.prefetch_hits)
+            assert pipe.cache_hits == 1
+            assert prefetched[1] == prefetched[0]  # nothing prefetched for the second
+        first, second = h.of("reply.done")
+        assert first["kind"] == second["kind"] == "faq" and first["text"] == second["text"]
+
+
 def test_settings_from_config_take_every_voice_key_by_name() -> None:
     v = VoiceConfig(
         hangover_s=0.7, pre_roll_s=0.05, asr_s=2.5, echo_leak=0.3, retry_reply="Pardon?"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import trio
 import trio.testing
 from voicefixtures import tts  # noqa: F401  (fixture)
 
 from appliance.voice.phonemes import Clause, phoneme_ids, split_clauses
-from appliance.voice.speech import Prefetch, first_chunk, synthesize_chunk, trim_lead
+from appliance.voice.speech import (
+    Prefetch,
+    SpokenCache,
+    first_chunk,
+    synthesize_chunk,
+    trim_lead,
+)
 from appliance.voice.tts import PiperTts, VoiceConfig
 
 # --- pure ---------------------------------------------------------------------------------
@@ -131,3 +138,28 @@ async def test_prefetch_hands_over_one_chunk_once() -> None:
     assert first_chunk("We are open Tuesday to Friday from 9:30 to 17:00.") == (
         "We are open Tuesday to Friday"
     )
+
+
+def test_spoken_cache_keeps_recent_first_chunks_within_its_bytes() -> None:
+    model, other = object(), object()
+
+    def audio(n: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return np.full(n, 0.5, np.float32), np.full(n // 2, 0.5, np.float32)
+
+    cache = SpokenCache(max_bytes=3 * (100 * 4 + 50 * 4))  # three chunks of 100 samples
+    assert cache.get(model, "Hello.", 1.0) is None
+    for text in ("One.", "Two.", "Three."):
+        cache.put(model, text, 1.0, audio(100))
+    got = cache.get(model, "One.", 1.0)  # now the most recent
+    assert got is not None and cache.hits == 1 and np.all(got[0] == 0.5)
+    got[0][:] = 0.0  # the caller's copy: the cache keeps its own
+    cache.put(model, "Four.", 1.0, audio(100))  # over the bytes: "Two." (least recent) goes
+    assert (model, "Two.", 1.0) not in cache
+    assert (model, "One.", 1.0) in cache and (model, "Four.", 1.0) in cache
+    again = cache.get(model, "One.", 1.0)
+    assert again is not None and np.all(again[0] == 0.5)
+    assert cache.get(model, "One.", 1.2) is None  # another speed is another sound
+    cache.put(model, "Huge.", 1.0, audio(10_000))  # larger than the whole cache: not kept
+    assert (model, "Huge.", 1.0) not in cache
+    assert cache.get(other, "One.", 1.0) is None  # a new voice model: all forgotten
+    assert (model, "One.", 1.0) not in cache

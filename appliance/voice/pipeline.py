@@ -68,7 +68,14 @@ from .segmenter import (
     SpeechResumed,
     SpeechStarted,
 )
-from .speech import AudioSink, Prefetch, ReplySpeech, first_chunk, synthesize_chunk
+from .speech import (
+    AudioSink,
+    Prefetch,
+    ReplySpeech,
+    SpokenCache,
+    first_chunk,
+    synthesize_chunk,
+)
 from .spoken_turn import SpokenTurn, VoiceTurn
 from .turntaking import looks_complete
 
@@ -166,6 +173,7 @@ class VoicePipeline:
         self.echo_frames = 0
         self._gate_log: deque[float | None] = deque(maxlen=8)  # residual / echo, last frames
         self._prefetch = Prefetch()
+        self._spoken = SpokenCache()
         self._prefetches = InFlight()
         # Who may start a turn (voice/listening.ListenGate): every utterance unless the owner
         # (the box's own microphone) sets wake word / touch modes.
@@ -186,6 +194,11 @@ class VoicePipeline:
     def prefetch_hits(self) -> int:
         """Replies whose first chunk was synthesized during the hangover and then used."""
         return self._prefetch.hits
+
+    @property
+    def cache_hits(self) -> int:
+        """Replies whose first chunk had been synthesized for an earlier reply."""
+        return self._spoken.hits
 
     # -- input -----------------------------------------------------------------------------
 
@@ -428,7 +441,11 @@ class VoicePipeline:
         try:
             answer = await self.runner.prepare_reply(self.conv, question, alternatives)
             chunk = first_chunk(answer) if answer else None
-            if chunk is None or not self._prefetch.begin(chunk):
+            if chunk is None or (self.engine.tts.model, chunk, self.settings.length_scale) in (
+                self._spoken
+            ):
+                return  # nothing to say, or said before: the turn takes it from the cache
+            if not self._prefetch.begin(chunk):
                 return
             audio = None
             try:
@@ -550,6 +567,7 @@ class VoicePipeline:
             # Without a device clock, the reference is placed when handed to the sink.
             on_audio=None if self._far_end else lambda ref: self._gate.add(ref, self._samples),
             prefetch=self._prefetch,
+            cache=self._spoken,
         )
 
     async def _run_turn(self, vt: VoiceTurn, wall_end: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,6 +29,7 @@ __all__ = [
     "AudioSink",
     "Prefetch",
     "ReplySpeech",
+    "SpokenCache",
     "first_chunk",
     "synthesize_chunk",
     "trim_lead",
@@ -134,6 +136,52 @@ class Prefetch:
         return audio
 
 
+class SpokenCache:
+    """The first chunks of replies already synthesized, by text, least recently used out first.
+
+    A kiosk gives the same few FAQ answers all day, and a reply's first chunk is what the
+    visitor waits for: its synthesis is a third or more of end of speech -> first audio on a
+    slow CPU. Bounded by bytes; emptied when the voice model changes.
+    """
+
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self._items: OrderedDict[tuple[str, float], tuple[F32, F32]] = OrderedDict()
+        self._bytes = 0
+        self._model: object | None = None
+
+    def _for(self, model: object) -> None:
+        if model is not self._model:
+            self._items.clear()
+            self._bytes, self._model = 0, model
+
+    def get(self, model: object, text: str, length_scale: float) -> tuple[F32, F32] | None:
+        self._for(model)
+        got = self._items.get((text, length_scale))
+        if got is None:
+            return None
+        self._items.move_to_end((text, length_scale))
+        self.hits += 1
+        return got[0].copy(), got[1].copy()  # the sink and the echo gate get their own
+
+    def put(self, model: object, text: str, length_scale: float, audio: tuple[F32, F32]) -> None:
+        self._for(model)
+        key = (text, length_scale)
+        size = audio[0].nbytes + audio[1].nbytes
+        if key in self._items or size > self.max_bytes:
+            return
+        self._items[key] = (audio[0].copy(), audio[1].copy())
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (a, r) = self._items.popitem(last=False)
+            self._bytes -= a.nbytes + r.nbytes
+
+    def __contains__(self, key: tuple[object, str, float]) -> bool:
+        model, text, length_scale = key
+        return model is self._model and (text, length_scale) in self._items
+
+
 class ReplySpeech:
     """Speaks one reply as its text streams in."""
 
@@ -145,8 +193,10 @@ class ReplySpeech:
         length_scale: float = 1.0,
         on_audio: Callable[[F32], None] | None = None,
         prefetch: Prefetch | None = None,
+        cache: SpokenCache | None = None,
     ) -> None:
         self._tts = tts
+        self._cache = cache
         self._sink = sink
         self._length_scale = length_scale
         self._on_audio = on_audio  # gets each chunk at 16 kHz just before it is played
@@ -202,14 +252,19 @@ class ReplySpeech:
         try:
             async for chunk in self._recv:
                 self.chunks.append(chunk)
+                first = len(self.chunks) == 1
                 ready = None
-                if self._prefetch is not None and len(self.chunks) == 1:
+                if first and self._cache is not None:
+                    ready = self._cache.get(model, chunk, self._length_scale)
+                if ready is None and first and self._prefetch is not None:
                     ready = await self._prefetch.take(chunk)
                 try:
                     if ready is None:
                         ready = await self._tts.run(
                             synthesize_chunk, model, chunk, self._length_scale
                         )
+                    if first and self._cache is not None:
+                        self._cache.put(model, chunk, self._length_scale, ready)
                     audio, ref = ready
                 except Exception:
                     self.failures += 1
