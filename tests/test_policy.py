@@ -755,13 +755,13 @@ def test_bench_scores_what_asr_heard() -> None:
 
 def test_bench_checks_each_decision_against_the_other_hypotheses(museum: KnowledgeBase) -> None:
     case = bench.Case(
-        "a", "museum", "faq", "how much is a ticket", expect=CHILD_TICKET,
-        alternatives=("how much is a ticket for children",),
+        "a", "museum", "faq", "where are the tally lets", expect=TOILETS,
+        alternatives=("where are the toilets",),
     )  # fmt: skip
     [alone] = bench.evaluate([case], {"museum": museum}, nbest=False)
     [checked] = bench.evaluate([case], {"museum": museum})
-    assert alone.result == "wrong" and alone.decision.kind == "faq"
-    assert checked.result == "clarify" and checked.decision.reason == "heard_two_ways"
+    assert alone.result == "miss" and alone.decision.kind == "decline"
+    assert checked.result == "clarify" and checked.decision.reason == "heard_otherwise"
 
 
 def test_bench_on_the_tuning_set(museum: KnowledgeBase, hotel: KnowledgeBase) -> None:
@@ -859,21 +859,15 @@ class Readings:
         return turn(self.kb, text)
 
 
-def test_an_answer_another_hearing_would_give_otherwise_is_offered_back(
-    museum: KnowledgeBase,
-) -> None:
+def test_an_answer_stands_whatever_another_hearing_would_answer(museum: KnowledgeBase) -> None:
+    # The beam's runners-up hold words nobody said even for clear speech: "Can I bring my
+    # dog?" came with "... my kid?" and was asked back between the dog and the children.
     s = settings_for(museum)
     other = Readings(museum)
-    heard = turn(museum, "how much is a ticket")
-    assert heard.kind == "faq" and heard.hit is not None and heard.hit.entry.question == TICKET
-    d = reconcile(heard, "how much is a ticket", ["how much is a ticket for children"], other, s)
-    assert d.kind == "clarify" and d.reason == "heard_two_ways"
-    assert [c.label for c in d.choices] == [TICKET, CHILD_TICKET]
-    # Heard the same way, or the other reading finds nothing: the answer stands.
-    for alternative in ("how much are the tickets", "how much is a tick it"):
-        assert reconcile(heard, "how much is a ticket", [alternative], other, s) is heard
-    # "the tickets" has the question's own content words: not weighed again.
-    assert other.asked == ["how much is a ticket for children", "how much is a tick it"]
+    heard = turn(museum, "can I bring my dog")
+    assert heard.kind == "faq" and heard.hit is not None
+    assert reconcile(heard, "can I bring my dog", ["can I bring my kid"], other, s) is heard
+    assert other.asked == []  # not even weighed
 
 
 def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
