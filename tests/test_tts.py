@@ -154,12 +154,12 @@ def test_spoken_cache_keeps_recent_first_chunks_within_its_bytes() -> None:
     assert got is not None and cache.hits == 1 and np.all(got[0] == 0.5)
     got[0][:] = 0.0  # the caller's copy: the cache keeps its own
     cache.put(model, "Four.", 1.0, audio(100))  # over the bytes: "Two." (least recent) goes
-    assert (model, "Two.", 1.0) not in cache
-    assert (model, "One.", 1.0) in cache and (model, "Four.", 1.0) in cache
+    assert not cache.holds(model, "Two.", 1.0)
+    assert cache.holds(model, "One.", 1.0) and cache.holds(model, "Four.", 1.0)
     again = cache.get(model, "One.", 1.0)
     assert again is not None and np.all(again[0] == 0.5)
     assert cache.get(model, "One.", 1.2) is None  # another speed is another sound
     cache.put(model, "Huge.", 1.0, audio(10_000))  # larger than the whole cache: not kept
-    assert (model, "Huge.", 1.0) not in cache
+    assert not cache.holds(model, "Huge.", 1.0)
     assert cache.get(other, "One.", 1.0) is None  # a new voice model: all forgotten
-    assert (model, "One.", 1.0) not in cache
+    assert not cache.holds(model, "One.", 1.0)

@@ -441,9 +441,8 @@ class VoicePipeline:
         try:
             answer = await self.runner.prepare_reply(self.conv, question, alternatives)
             chunk = first_chunk(answer) if answer else None
-            if chunk is None or (self.engine.tts.model, chunk, self.settings.length_scale) in (
-                self._spoken
-            ):
+            model, speed = self.engine.tts.model, self.settings.length_scale
+            if chunk is None or self._spoken.holds(model, chunk, speed):
                 return  # nothing to say, or said before: the turn takes it from the cache
             if not self._prefetch.begin(chunk):
                 return

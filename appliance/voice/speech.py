@@ -177,8 +177,8 @@ class SpokenCache:
             _, (a, r) = self._items.popitem(last=False)
             self._bytes -= a.nbytes + r.nbytes
 
-    def __contains__(self, key: tuple[object, str, float]) -> bool:
-        model, text, length_scale = key
+    def holds(self, model: object, text: str, length_scale: float) -> bool:
+        """`text` at `length_scale` is kept for `model` (a lookup that is not a hit)."""
         return model is self._model and (text, length_scale) in self._items
 
 
