@@ -263,6 +263,10 @@ class VoiceConfig:
     # TTS: budget for the first audio of a reply; speaking speed (> 1 slower).
     tts_first_s: float = 2.0
     length_scale: float = 1.0
+    # Make the speech of the usual replies (FAQ answers, the decline, greetings) while the box
+    # is idle, after start-up and after each FAQ or settings save, so even a visitor's first
+    # question of a kind is answered from it (~1-4 s of CPU per ten replies; voice/prefill.py).
+    warm_replies: bool = True
     # How a visitor starts talking to the box's own microphone (a list): "wake" (the wake
     # word, `wake_word`), "touch" (tapping the microphone on the kiosk screen), "always" (every
     # utterance: quiet sites only). After each reply, `follow_up_s` needs no wake word; in

@@ -152,7 +152,8 @@ def _voice(cfg: Config) -> Check:
         level,
         f"listen {' + '.join(v.listen)}{wake}, follow-up {v.follow_up_s:g} s; "
         f"front end {', '.join(front) or 'off'}; echo gate {'on' if v.echo_gate else 'off'}; "
-        f"final ASR beam {v.asr_beam}, FAQ bias {v.asr_bias:g}{problem}",
+        f"final ASR beam {v.asr_beam}, FAQ bias {v.asr_bias:g}; "
+        f"usual replies spoken ahead {'on' if v.warm_replies else 'off'}{problem}",
     )
 
 

@@ -8,6 +8,7 @@ A provider name that onnxruntime has never heard of is a config typo and stays a
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -183,8 +184,19 @@ class ModelRunner(Generic[M]):
         self.name = name
         self.providers = list(providers)
         self.limiter = trio.CapacityLimiter(1)
+        self.last_used = -math.inf  # trio time a visitor's run last ended (background waits)
 
-    async def run(self, fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+    @property
+    def busy(self) -> bool:
+        """A run holds the model or waits for it."""
+        return self.limiter.borrowed_tokens > 0 or self.limiter.statistics().tasks_waiting > 0
+
+    async def run(self, fn: Callable[[Unpack[Ts]], T], *args: *Ts, background: bool = False) -> T:
         """Run blocking `fn(*args)` on a worker thread. Cancellation waits for the call to
-        return (ORT cannot be interrupted), so long calls should poll a stop flag."""
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        return (ORT cannot be interrupted), so long calls should poll a stop flag.
+        `background`: work nobody waits for, which leaves `last_used` as it was."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        finally:
+            if not background:
+                self.last_used = trio.current_time()

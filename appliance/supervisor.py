@@ -8,6 +8,7 @@
     ├── web server                   hypercorn + quart-trio: kiosk page, /ws, /api/chat, /metrics
     │     └── turns                  per connection / SSE request, one per session at a time
     ├── local voice                  own mic -> VAD/ASR -> turn -> TTS -> own speaker
+    ├── speech prefill               the usual replies' speech, made while nobody talks
     ├── endpoint health              re-probes endpoints that are down
     ├── session sweeper              forgets visitors after dialog.idle_reset_s
     └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
@@ -57,6 +58,7 @@ from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
 from .voice.engine import attach_engine, bias_wake_phrase, engine_of, load_engine
 from .voice.local import run_local_voice
+from .voice.prefill import keep_warm
 from .web.admin import serve_admin
 from .web.server import serve_web
 
@@ -67,6 +69,8 @@ log = logging.getLogger("appliance.supervisor")
 # The watchdog stops petting systemd while the loop lags this much: a wedged loop gets restarted.
 _WATCHDOG_MAX_LAG_S = 2.0
 _STOP_GRACE_S = 4.0
+# Speech is made ahead only after the voice models have been idle this long (nobody talking).
+_PREFILL_QUIET_S = 2.0
 
 
 @dataclass
@@ -309,6 +313,7 @@ async def _serve(
                         metrics,
                     )
                     _start_local_voice(ctx, turns)
+                    _start_prefill(ctx, turns)
                     task_status.started(Service(ctx=ctx, urls=urls))
 
                     await ctx.stopping.wait()
@@ -391,6 +396,27 @@ def _start_local_voice(ctx: ServiceContext, turns: trio.Nursery) -> None:
         log.log(level, "local audio off: the voice models are not loaded (voice.enabled or error)")
         return
     turns.start_soon(supervised, "local-voice", lambda: run_local_voice(ctx, engine), ctx.metrics)
+
+
+def _start_prefill(ctx: ServiceContext, turns: trio.Nursery) -> None:
+    """Speech for the usual replies, made while the box is idle (voice/prefill.py)."""
+    engine = engine_of(ctx)
+    if engine is None or not ctx.cfg.voice.warm_replies:
+        return
+
+    def replies() -> tuple[list[str], float]:
+        v = ctx.cfg.voice  # the settings now: an admin edit may have changed them
+        return [*ctx.runner.usual_replies(), v.retry_reply], v.length_scale
+
+    def quiet() -> bool:
+        return engine.idle_for(_PREFILL_QUIET_S)
+
+    turns.start_soon(
+        supervised,
+        "speech-prefill",
+        lambda: keep_warm(engine.spoken, engine.tts, replies, quiet),
+        ctx.metrics,
+    )
 
 
 async def _local_llm_task(

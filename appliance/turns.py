@@ -51,6 +51,7 @@ from .knowledge.policy import (
     lookups,
     rank_plan,
     reconcile,
+    usual_replies,
 )
 from .knowledge.soundalike import sound_index
 from .llm.pool import AllEndpointsFailed, LLMPool
@@ -197,6 +198,15 @@ class TurnRunner:
             )
             self._policy_key = key
         return self._policy
+
+    def usual_replies(self) -> list[str]:
+        """The staff-written replies the box gives most (`policy.usual_replies`), as a turn
+        would say them: for speech made ahead (voice/prefill.py). None in "open" mode, where
+        the LLM answers everything."""
+        if self.cfg.knowledge.answer_mode == "open":
+            return []
+        texts = usual_replies(self.knowledge.entries, self.policy_settings())
+        return [self.cfilter.mask(t) for t in texts]
 
     async def _decide(
         self, conv: Conversation, question: str, alternatives: Sequence[str] = ()

@@ -64,8 +64,9 @@ def make_config(
         # The scripted LLM answers everything, unchecked: these are the transport's tests; the
         # answer policy and the fact guard have their own (test_answers.py, test_policy.py).
         "knowledge": {"semantic": False, "answer_mode": "open", "fact_guard": False},
-        # Voice models load only where a test asks for them (they cost ~1 s per service start).
-        "voice": {"enabled": False},
+        # Voice models load only where a test asks for them (they cost ~1 s per service start);
+        # the usual replies' speech is made ahead only where a test asks for it (CPU).
+        "voice": {"enabled": False, "warm_replies": False},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -89,7 +90,7 @@ def write_service_config(
         "web": {"host": "127.0.0.1", "port": 0},
         "llm": {"spawn_local": False, "endpoints": [scripted]},
         "audio": {"enabled": False},
-        "voice": {"enabled": False},
+        "voice": {"enabled": False, "warm_replies": False},
         "store": {"path": "log.db"},
         "budgets": {"first_token_s": 1.0, "stall_s": 1.0, "turn_s": 4.0, "probe_s": 2.0},
         "knowledge": {"semantic": False, "faq": faq},

@@ -32,6 +32,8 @@ from appliance.voice.echo import EchoGate
 from appliance.voice.engine import VoiceEngine
 from appliance.voice.listening import AudioRing, pcm16_to_float, usable_transcript
 from appliance.voice.pipeline import PipelineSettings, VoicePipeline, open_pipeline
+from appliance.voice.prefill import fill_spoken, warm_chunks
+from appliance.voice.speech import SpokenCache
 
 F32 = npt.NDArray[np.float32]
 REPLY = "We open at nine thirty on Sundays, and the cafe is on the second floor. " * 3
@@ -380,6 +382,36 @@ async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_p
             assert prefetched[1] == prefetched[0]  # nothing prefetched for the second
         first, second = h.of("reply.done")
         assert first["kind"] == second["kind"] == "faq" and first["text"] == second["text"]
+
+
+async def test_a_first_asking_starts_from_speech_made_ahead(
+    llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """The usual replies' speech made ahead (voice/prefill.py, from TurnRunner.usual_replies)
+    is exactly what a turn says: a question never asked before starts from it."""
+    cfg = make_config(
+        tmp_path,
+        [{"name": "scripted", "url": llm.url, "model": "m"}],
+        knowledge={"semantic": True, "answer_mode": "faq"},
+    )
+    async with turn_stack(cfg, Metrics()) as runner:
+        h = Harness(cfg)
+        cache = SpokenCache()
+        texts = runner.usual_replies()
+        assert len(texts) == 5 + len(runner.knowledge.entries)  # decline ... + every answer
+        made = await fill_spoken(cache, engine().tts, texts, 1.0, lambda: True)
+        assert made == len(warm_chunks(texts))
+        question = speech_16k("How much does a ticket cost?")
+        audio = np.concatenate([silence(0.5), question, silence(1.0)])
+        async with open_pipeline(
+            engine(), runner, h.conv, h.emit, ListSink(), spoken=cache
+        ) as pipe:
+            await feed(pipe, audio, live=True)
+            with trio.fail_after(30):
+                await pipe.wait_idle()
+            assert pipe.cache_hits == 1 and pipe.prefetch_hits == 0
+        (done,) = h.of("reply.done")
+        assert done["kind"] == "faq" and done["text"].startswith("An adult ticket costs")
 
 
 def test_settings_from_config_take_every_voice_key_by_name() -> None:

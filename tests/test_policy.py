@@ -20,6 +20,7 @@ from appliance.knowledge.policy import (
     PolicySettings,
     contextual_query,
     decide,
+    decline,
     distinct_readings,
     faq_topics,
     lookup_query,
@@ -28,6 +29,7 @@ from appliance.knowledge.policy import (
     rank_plan,
     reconcile,
     resolve_choice,
+    usual_replies,
 )
 
 TUNE = UNDERSTAND / "tune.toml"
@@ -885,3 +887,19 @@ def test_nothing_found_but_another_hearing_is_answered_offers_that_entry(
         first = turn(museum, text)
         assert reconcile(first, text, ["where are the toilets"], other, s) is first
     assert other.asked == ["where are the toilets"]
+
+
+def test_usual_replies_are_staff_text_the_box_gives_most(museum: KnowledgeBase) -> None:
+    chat = {"thanks": "My pleasure."}
+    settings = settings_for(museum, chat_replies=chat)
+    texts = usual_replies(museum.entries, settings)
+    assert (
+        texts[0] == decline(settings, "no_match").text and texts[1] == settings.say_again
+    )  # likeliest first
+    assert "My pleasure." in texts and texts[-len(museum.entries) :] == [
+        e.answer for e in museum.entries
+    ]
+    assert len(set(texts)) == len(texts)
+    # A capable LLM phrases the answers: only the fixed replies are predictable.
+    llm = usual_replies(museum.entries, settings_for(museum, chat_replies=chat, answer_mode="llm"))
+    assert llm == texts[:5]

@@ -14,6 +14,8 @@ from support import StartService
 from voicefixtures import speech_16k
 
 from appliance.fakes.scripted_llm import ScriptedLLM
+from appliance.voice.engine import engine_of
+from appliance.voice.prefill import warm_chunks
 
 FRAME = 1600  # 100 ms of 16 kHz audio per binary frame
 
@@ -53,6 +55,19 @@ class Rx:
         return [m for m in self.msgs if m["type"] == kind]
 
 
+async def speak(client: Any, rx: Rx, stream: np.ndarray) -> None:
+    """`stream` (16 kHz) as a browser microphone sends it, between audio.start and .end."""
+    await client.send({"type": "audio.start", "rate": 16000})
+    for i in range(0, len(stream), FRAME):
+        await client.send(pcm16(stream[i : i + FRAME]))
+        # Paced like a microphone (a little fast): audio beyond 1.5 x real time is dropped.
+        await trio.sleep(FRAME / 16000 / 1.25)
+        if i >= 16000 and not rx.of("transcript"):
+            # A live mic is slower than this loop: give the partial pass its time once.
+            await rx.until(lambda m: m["type"] == "transcript", within=10)
+    await client.send({"type": "audio.end"})
+
+
 async def test_voice_question_gets_transcripts_reply_and_audio(
     start_service: StartService, connect: Any, llm: ScriptedLLM
 ) -> None:
@@ -69,15 +84,7 @@ async def test_voice_question_gets_transcripts_reply_and_audio(
         err = await rx.until(lambda m: m["type"] == "error")
         assert err["code"] == "audio_not_started"
 
-        await client.send({"type": "audio.start", "rate": 16000})
-        for i in range(0, len(stream), FRAME):
-            await client.send(pcm16(stream[i : i + FRAME]))
-            # Paced like a microphone (a little fast): audio beyond 1.5 x real time is dropped.
-            await trio.sleep(FRAME / 16000 / 1.25)
-            if i >= 16000 and not rx.of("transcript"):
-                # A live mic is slower than this loop: give the partial pass its time once.
-                await rx.until(lambda m: m["type"] == "transcript", within=10)
-        await client.send({"type": "audio.end"})
+        await speak(client, rx, stream)
         done = await rx.until(lambda m: m["type"] == "reply.done")
         end = await rx.until(lambda m: m["type"] == "audio.end")
 
@@ -114,3 +121,34 @@ async def test_audio_end_then_binary_is_out_of_protocol_again(
         err = await rx.until(lambda m: m["type"] == "error")
         assert err["code"] == "audio_not_started"
         assert rx.of("hello")[0]["config"]["voice"] is True
+
+
+async def test_a_first_question_is_answered_from_speech_made_while_idle(
+    start_service: StartService, connect: Any
+) -> None:
+    """After READY the service makes the usual replies' speech while nobody talks
+    (voice.warm_replies); a browser's first question of a kind then starts from it."""
+    svc = await start_service(
+        voice={"enabled": True, "warm_replies": True},
+        knowledge={"semantic": True, "answer_mode": "faq", "fact_guard": True},
+    )
+    engine = engine_of(svc.ctx)
+    assert engine is not None
+    ticket = next(e.answer for e in svc.ctx.runner.knowledge.entries if "ticket" in e.question)
+    usual = [*svc.ctx.runner.usual_replies(), svc.ctx.cfg.voice.retry_reply]
+    assert ticket in usual
+    chunks = warm_chunks(usual)
+    with trio.fail_after(120):
+        while not all(engine.spoken.holds(engine.tts.model, c, 1.0) for c in chunks):
+            await trio.sleep(0.2)  # waits for the background work; asserts no timing
+    assert engine.spoken.size[0] == len(chunks) and engine.spoken.hits == 0
+    question = speech_16k("How much does a ticket cost?")
+    stream = np.concatenate([np.zeros(4800, np.float32), question, np.zeros(16000, np.float32)])
+    async with connect(svc) as client:
+        rx = Rx(client.ws)
+        await client.send({"type": "hello"})
+        await speak(client, rx, stream)
+        done = await rx.until(lambda m: m["type"] == "reply.done")
+        await rx.until(lambda m: m["type"] == "audio.end")
+    assert done["kind"] == "faq" and done["text"] == ticket
+    assert engine.spoken.hits == 1 and rx.audio

@@ -84,6 +84,7 @@ __all__ = [
     "rank_plan",
     "reconcile",
     "resolve_choice",
+    "usual_replies",
 ]
 
 Kind = Literal["faq", "clarify", "decline", "chat", "llm", "say_again"]
@@ -1380,6 +1381,17 @@ def instead_of_generated(hits: Sequence[Hit], settings: PolicySettings) -> Decis
 def decline(settings: PolicySettings, reason: str, category: str = "unknown") -> Decision:
     """The honest "I can't help with that" reply, naming what the kiosk can help with."""
     return _decline(category, settings, reason)
+
+
+def usual_replies(entries: Sequence[FaqEntry], settings: PolicySettings) -> list[str]:
+    """The replies made of staff text that the box gives most, likeliest first and each once:
+    the decline, the say-again, a greeting, thanks and goodbye, then (answer_mode "faq") every
+    FAQ answer. Their speech can be made ahead of the visitors who will get them. Pure."""
+    small_talk = [_chat(intent, settings).text for intent in ("greeting", "thanks", "goodbye")]
+    texts = [_decline("unknown", settings).text, settings.say_again, *small_talk]
+    if settings.answer_mode == "faq":
+        texts += [e.answer for e in entries]
+    return list(dict.fromkeys(t for t in texts if t.strip()))
 
 
 # --------------------------------------------------------------------------- n-best

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from ..inference import InferenceSettings, ModelRunner, create_session
 from ..models_manifest import ModelFile, load_manifest, require
 from .bias import BiasLexicon
 from .moonshine import DecodeOptions, MoonshineAsr
+from .speech import SpokenCache
 from .tts import PiperTts
 from .vad import SileroVad
 
@@ -61,6 +63,20 @@ class VoiceEngine:
     # The KnowledgeBase and wake phrase the ASR's bias lexicon was built from (see sync_bias).
     bias_source: object = dataclasses.field(default=None, repr=False, compare=False)
     bias_wake: str = dataclasses.field(default="", repr=False, compare=False)
+    # The first chunks of replies already spoken, shared by the service's pipelines (the box's
+    # microphone and browsers) and filled ahead by voice/prefill.py.
+    spoken: SpokenCache = dataclasses.field(default_factory=SpokenCache, repr=False, compare=False)
+    # trio time a pipeline last heard speech or played a reply (see idle_for).
+    last_activity: float = dataclasses.field(default=-math.inf, repr=False, compare=False)
+
+    def idle_for(self, seconds: float) -> bool:
+        """Nobody has talked to the box or heard it for `seconds`: no pipeline in an utterance
+        or a reply, ASR and TTS neither running nor run. Background work (voice/prefill.py)
+        goes ahead only then, on every pipeline's account (the box's microphone and browsers)."""
+        now = trio.current_time()
+        models = (self.asr, self.tts)
+        last = max(self.last_activity, *(m.last_used for m in models))
+        return now - last >= seconds and not any(m.busy for m in models)
 
     def new_vad(self) -> ModelRunner[SileroVad]:
         """A fresh VAD stream state over the shared session (one per pipeline)."""

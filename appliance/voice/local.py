@@ -195,6 +195,7 @@ class LocalVoice:
                     settings,
                     ctx.metrics,
                     far_end=self.far_end if self.frontend is not None else self.playback.tap,
+                    spoken=self.engine.spoken,
                 ) as pipe,
             ):
                 self.pipeline = pipe

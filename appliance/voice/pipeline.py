@@ -133,6 +133,7 @@ class VoicePipeline:
         nursery: trio.Nursery,
         metrics: Metrics | None = None,
         far_end: FarEndTap | None = None,
+        spoken: SpokenCache | None = None,
     ) -> None:
         self.engine = engine
         self.runner = runner
@@ -173,7 +174,7 @@ class VoicePipeline:
         self.echo_frames = 0
         self._gate_log: deque[float | None] = deque(maxlen=8)  # residual / echo, last frames
         self._prefetch = Prefetch()
-        self._spoken = SpokenCache()
+        self._spoken = spoken if spoken is not None else SpokenCache()
         self._prefetches = InFlight()
         # Who may start a turn (voice/listening.ListenGate): every utterance unless the owner
         # (the box's own microphone) sets wake word / touch modes.
@@ -281,6 +282,8 @@ class VoicePipeline:
             self._gate.reference.sync(self._far_end)
         playing = self._gate.active(self._samples)
         self._seg.set_speaking(self._speaking or playing)
+        if self._speaking or playing or self._seg.state != "waiting":
+            self.engine.last_activity = trio.current_time()  # keeps background work off
         clear = False  # plainly a visitor's voice over ours: barge in sooner
         if playing and self.settings.echo_gate:
             verdict = self._gate.judge(heard, self._samples)
@@ -658,8 +661,11 @@ async def open_pipeline(
     settings: PipelineSettings | None = None,
     metrics: Metrics | None = None,
     far_end: FarEndTap | None = None,
+    spoken: SpokenCache | None = None,
 ) -> AsyncIterator[VoicePipeline]:
-    """A pipeline whose background work (ASR passes, turns) lives as long as the block."""
+    """A pipeline whose background work (ASR passes, turns) lives as long as the block.
+    `spoken`: the cache of replies' first chunks to share (`VoiceEngine.spoken` in the
+    service); None = one of its own."""
     async with trio.open_nursery() as nursery:
         pipe = VoicePipeline(
             engine,
@@ -671,6 +677,7 @@ async def open_pipeline(
             nursery,
             metrics,
             far_end,
+            spoken,
         )
         try:
             yield pipe

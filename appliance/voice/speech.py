@@ -165,17 +165,35 @@ class SpokenCache:
         self.hits += 1
         return got[0].copy(), got[1].copy()  # the sink and the echo gate get their own
 
-    def put(self, model: object, text: str, length_scale: float, audio: tuple[F32, F32]) -> None:
+    def put(
+        self,
+        model: object,
+        text: str,
+        length_scale: float,
+        audio: tuple[F32, F32],
+        *,
+        evict: bool = True,
+    ) -> bool:
+        """Keep `audio` for `text`; False when it does not fit (without `evict`: in the room
+        left, so speech warmed ahead never pushes out replies visitors actually got)."""
         self._for(model)
         key = (text, length_scale)
         size = audio[0].nbytes + audio[1].nbytes
-        if key in self._items or size > self.max_bytes:
-            return
+        if key in self._items:
+            return True
+        if size > (self.max_bytes if evict else self.max_bytes - self._bytes):
+            return False
         self._items[key] = (audio[0].copy(), audio[1].copy())
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, (a, r) = self._items.popitem(last=False)
             self._bytes -= a.nbytes + r.nbytes
+        return True
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(chunks kept, their bytes)."""
+        return len(self._items), self._bytes
 
     def holds(self, model: object, text: str, length_scale: float) -> bool:
         """`text` at `length_scale` is kept for `model` (a lookup that is not a hit)."""

@@ -509,7 +509,14 @@ class WsConnection:
             async with (
                 recv,
                 open_pipeline(
-                    engine, self.ctx.runner, conv, self.emit, sink, settings, self.ctx.metrics
+                    engine,
+                    self.ctx.runner,
+                    conv,
+                    self.emit,
+                    sink,
+                    settings,
+                    self.ctx.metrics,
+                    spoken=engine.spoken,
                 ) as pipe,
             ):
                 async for item in recv:
