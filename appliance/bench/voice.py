@@ -482,15 +482,24 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="LLM for off-topic questions (auto: local llama.cpp when installed, else scripted)",
     )
+    p.add_argument(
+        "--warm-replies",
+        choices=("on", "off"),
+        default="on",
+        help="voice.warm_replies: the usual replies' speech made while idle, waited for before "
+        "the first question as on a box that has been up a while (default on, as shipped)",
+    )
 
 
-def voice_config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
+def voice_config(
+    port: int, work: Path, llm_url: str | None, warm_replies: bool = True
+) -> dict[str, Any]:
     cfg = service_config(
         port=port, llm_url=llm_url or "http://127.0.0.1:9/v1", workdir=work, answer_mode="faq"
     )
     cfg["audio"] = {"enabled": True}
     # Every utterance is a question here (no wake word): the pipeline's figures, as before.
-    cfg["voice"] = {"enabled": True, "listen": ["always"]}
+    cfg["voice"] = {"enabled": True, "listen": ["always"], "warm_replies": warm_replies}
     cfg["knowledge"] = {"semantic": True, "answer_mode": "faq"}
     if llm_url is None:
         cfg["llm"] = local_llm_section()
@@ -499,11 +508,16 @@ def voice_config(port: int, work: Path, llm_url: str | None) -> dict[str, Any]:
 
 @asynccontextmanager
 async def voice_session(
-    pulse: PulseDaemon, work: Path, llm_url: str | None, audio: Mapping[str, Any] | None = None
+    pulse: PulseDaemon,
+    work: Path,
+    llm_url: str | None,
+    audio: Mapping[str, Any] | None = None,
+    warm_replies: bool = True,
 ) -> AsyncIterator[tuple[Appliance, Session]]:
     """The appliance (voice_config, `audio` over its audio section) on `pulse`'s devices, with
-    `vmic` and `spk.monitor` recording, once its microphone is open; stopped on exit."""
-    cfg = voice_config(free_port(), work, llm_url)
+    `vmic` and `spk.monitor` recording, once its microphone is open (and, `warm_replies`, the
+    usual replies' speech made); stopped on exit."""
+    cfg = voice_config(free_port(), work, llm_url, warm_replies)
     cfg["audio"].update(audio or {})
     # DEBUG: the transcripts and reply texts are logged at debug level only (visitor text).
     async with run_appliance(cfg, work, ready_timeout_s=180.0, log_level="DEBUG") as app:
@@ -512,6 +526,10 @@ async def voice_session(
             s = Session(pulse, mic, spk, log)
             if not await s.wait_for(lambda: bool(log.find("local voice: listening")), 30):
                 raise RuntimeError("the appliance never opened the microphone:\n" + app.log_tail())
+            if warm_replies and not await s.wait_for(
+                lambda: bool(log.find("speech made ahead")), 120
+            ):
+                raise RuntimeError("the usual replies' speech was never made:\n" + app.log_tail())
             yield app, s
 
 
@@ -565,7 +583,8 @@ async def _run(
     barge_at: set[int],
     llm_url: str | None,
 ) -> dict[str, Any]:
-    async with voice_session(pulse, work, llm_url) as (app, s):
+    warm = args.warm_replies == "on"
+    async with voice_session(pulse, work, llm_url, warm_replies=warm) as (app, s):
         before = await scrape_metrics(app.base_url)
         results: list[QuestionResult] = []
         progress = Progress("voice questions", len(questions))
@@ -638,6 +657,8 @@ def _summary(
             "bargein": "onset of 'Wait, stop.' on vmic -> last loud speaker sample before "
             "0.4 s of silence",
             "knowledge": "semantic=true, answer_mode=faq",
+            "warm_replies": f"{args.warm_replies} (voice.warm_replies; on: its speech was made "
+            "before the first question)",
             "questions": "Piper joe voice and espeak-ng en-gb, en-scottish, en-us+f3",
         },
     }
