@@ -111,6 +111,15 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # How each spoken reply's first chunk was ready: "cache" (said before or made ahead),
+        # "prefetch" (made while the visitor's silence was waited out), "synthesized" (in the
+        # turn, the visitor waiting).
+        self.reply_first_chunk = Counter(
+            "appliance_reply_first_chunk",
+            "Spoken replies by where their first chunk's audio came from",
+            ["source"],
+            registry=r,
+        )
         self.guard_rejections = Counter(
             "appliance_guard_rejections",
             "Generated replies the fact guard replaced (an invented fact, an echo, nothing said)",

@@ -17,7 +17,14 @@ import pytest
 from support import run_cli
 
 from appliance.bench.pulse import missing_tools
-from appliance.bench.voice import bargein_stop_index, dropped_blocks, first_loud, last_loud
+from appliance.bench.voice import (
+    bargein_stop_index,
+    dropped_blocks,
+    first_chunk_sources,
+    first_loud,
+    last_loud,
+)
+from appliance.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 1000  # helpers take the rate as a parameter; a small one keeps the arrays short
@@ -44,6 +51,17 @@ def test_dropped_blocks_reads_audio_counters_only() -> None:
     assert dropped_blocks(store_only) == (None, None)
     text = "# HELP x\nappliance_audio_dropped_blocks_total 2.0\n" + store_only
     assert dropped_blocks(text) == (2.0, "appliance_audio_dropped_blocks_total")
+
+
+def test_first_chunk_sources_count_the_replies_between_two_scrapes() -> None:
+    m = Metrics()
+    m.reply_first_chunk.labels(source="synthesized").inc()
+    before = m.render().decode()
+    m.reply_first_chunk.labels(source="cache").inc(3)
+    m.reply_first_chunk.labels(source="synthesized").inc()
+    after = m.render().decode()
+    assert first_chunk_sources(before, after) == {"cache": 3, "synthesized": 1}
+    assert first_chunk_sources(after, after) == {"cache": 0, "synthesized": 0}
 
 
 @pytest.mark.skipif(bool(missing_tools()), reason="PulseAudio tools not installed")
@@ -83,3 +101,6 @@ def test_bench_voice_two_questions_writes_every_field(tmp_path: Path) -> None:
         "dropped_blocks",
     }
     assert report["errors"] == 0, [q["errors"] for q in qs]
+    # The usual replies' speech was made before the first question (--warm-replies on): the
+    # opening hours answer starts from it.
+    assert report["reply_first_chunk"].get("cache", 0) >= 1, report["reply_first_chunk"]

@@ -359,6 +359,14 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
                 assert said[0] == said[1] and said[0][:3] == ["tell", "me", "a"], said
 
 
+def first_chunk_sources(metrics: Metrics) -> dict[str, float]:
+    """appliance_reply_first_chunk_total by source, those counted."""
+    sources = ("cache", "prefetch", "synthesized")
+    get = metrics.registry.get_sample_value
+    counts = {s: get("appliance_reply_first_chunk_total", {"source": s}) for s in sources}
+    return {s: n for s, n in counts.items() if n}
+
+
 async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_path: Path) -> None:
     """The same FAQ answer a second time: its first chunk is not synthesized again, not even
     ahead of the turn (the prefetch is skipped), and the reply is the same."""
@@ -371,7 +379,10 @@ async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_p
         h = Harness(cfg)
         question = speech_16k("How much does a ticket cost?")
         audio = np.concatenate([silence(0.5), question, silence(1.0)])
-        async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        metrics = Metrics()
+        async with open_pipeline(
+            engine(), runner, h.conv, h.emit, ListSink(), None, metrics
+        ) as pipe:
             prefetched: list[int] = []
             for _ in range(2):
                 await feed(pipe, audio, live=True)
@@ -380,6 +391,9 @@ async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_p
                 prefetched.append(pipe.prefetch_hits)
             assert pipe.cache_hits == 1
             assert prefetched[1] == prefetched[0]  # nothing prefetched for the second
+        # The first: made ahead of the turn or in it, whichever the timing allowed.
+        sources = first_chunk_sources(metrics)
+        assert sources.pop("cache") == 1 and sum(sources.values()) == 1, sources
         first, second = h.of("reply.done")
         assert first["kind"] == second["kind"] == "faq" and first["text"] == second["text"]
 
@@ -403,13 +417,15 @@ async def test_a_first_asking_starts_from_speech_made_ahead(
         assert made == len(warm_chunks(texts))
         question = speech_16k("How much does a ticket cost?")
         audio = np.concatenate([silence(0.5), question, silence(1.0)])
+        metrics = Metrics()
         async with open_pipeline(
-            engine(), runner, h.conv, h.emit, ListSink(), spoken=cache
+            engine(), runner, h.conv, h.emit, ListSink(), None, metrics, spoken=cache
         ) as pipe:
             await feed(pipe, audio, live=True)
             with trio.fail_after(30):
                 await pipe.wait_idle()
             assert pipe.cache_hits == 1 and pipe.prefetch_hits == 0
+        assert first_chunk_sources(metrics) == {"cache": 1.0}
         (done,) = h.of("reply.done")
         assert done["kind"] == "faq" and done["text"].startswith("An adult ticket costs")
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from .core import DEFAULT_REPLY, Bench, Target, bench_dir, service_config
 from .load import lag_p99_ms
@@ -150,6 +151,23 @@ def dropped_blocks(metrics_text: str) -> tuple[float | None, str | None]:
         total += float(value)
         name = key.split("{")[0]
     return (total, name) if name else (None, None)
+
+
+def first_chunk_sources(before: str, after: str) -> dict[str, int]:
+    """Spoken replies between two /metrics scrapes by where their first chunk's audio came
+    from (`appliance_reply_first_chunk`: cache, prefetch, synthesized)."""
+
+    def counts(text: str) -> dict[str, float]:
+        return {
+            s.labels["source"]: s.value
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "appliance_reply_first_chunk"
+            for s in fam.samples
+            if s.name.endswith("_total")
+        }
+
+    b, a = counts(before), counts(after)
+    return {k: round(a[k] - b.get(k, 0.0)) for k in sorted(a)}
 
 
 def timing_error(pairs: Sequence[tuple[float | None, float | None]]) -> dict[str, Any]:
@@ -631,6 +649,7 @@ def _summary(
         "appliance_voice_to_voice_p95_ms": _p(own_v2v, 95),
         **timing_error([(r.own_voice_to_voice_ms, r.voice_to_voice_ms) for r in results]),
         **first_turn([r.kind for r in results], [r.voice_to_voice_ms for r in results]),
+        "reply_first_chunk": first_chunk_sources(before, after),
         "bargein_p95_ms": _p(barge, 95),
         "bargein_measured": f"{len(barge)} of {bargeins}",
         "asr_rtf": _median(asr_rtf),
@@ -652,6 +671,8 @@ def _summary(
             "on spk.monitor (two parec recorders on one clock; threshold |x| > 0.01)",
             "timing_error": "the appliance's voice_to_voice_ms (reply.done) minus the recorded "
             "figure, per turn",
+            "reply_first_chunk": "spoken replies by where their first chunk's audio came from "
+            "(/metrics appliance_reply_first_chunk_total, before and after the questions)",
             "first_turn": "the first question after READY (recorded) minus the median of the "
             "later questions of its kind",
             "bargein": "onset of 'Wait, stop.' on vmic -> last loud speaker sample before "

@@ -556,7 +556,10 @@ class VoicePipeline:
         speech = self._new_speech()
         speech.feed(text)
         speech.close()
-        await speech.run()
+        try:
+            await speech.run()
+        finally:
+            self._count_first_chunk(speech)
         await self.sink.drain()
 
     # -- the turn ----------------------------------------------------------------------------
@@ -572,10 +575,15 @@ class VoicePipeline:
             cache=self._spoken,
         )
 
+    def _count_first_chunk(self, speech: ReplySpeech) -> None:
+        if self.metrics is not None and speech.first_source is not None:
+            self.metrics.reply_first_chunk.labels(source=speech.first_source).inc()
+
     async def _run_turn(self, vt: VoiceTurn, wall_end: float) -> None:
+        speech = self._new_speech()
         spoken = SpokenTurn(
             vt,
-            self._new_speech(),
+            speech,
             self.sink,
             self.emit,
             wall_end=wall_end,
@@ -597,6 +605,7 @@ class VoicePipeline:
                     vt.timings = result.timings
                     completed = True
         finally:
+            self._count_first_chunk(speech)
             self._speaking = False
             self._turn_scope = None
             self._leg = None

@@ -227,6 +227,9 @@ class ReplySpeech:
         self.finished = trio.Event()  # every chunk synthesized and handed to the sink
         self.played_s = 0.0
         self.failures = 0
+        # Where the first chunk came from: "cache", "prefetch" or "synthesized" (None: nothing
+        # to say yet).
+        self.first_source: str | None = None
 
     def feed(self, delta: str) -> None:
         for chunk in self._chunker.feed(delta):
@@ -265,6 +268,19 @@ class ReplySpeech:
             n.start_soon(watch, self.first_audio)
             n.start_soon(watch, self.finished)
 
+    async def _made_before(self, model: PiperTts, chunk: str) -> tuple[tuple[F32, F32] | None, str]:
+        """The first chunk's audio if it is ready (from the cache, else the prefetch), and
+        where it came from ("synthesized": not ready, the visitor waits for it)."""
+        if self._cache is not None:
+            got = self._cache.get(model, chunk, self._length_scale)
+            if got is not None:
+                return got, "cache"
+        if self._prefetch is not None:
+            got = await self._prefetch.take(chunk)
+            if got is not None:
+                return got, "prefetch"
+        return None, "synthesized"
+
     async def run(self) -> None:
         model = self._tts.model
         try:
@@ -272,10 +288,8 @@ class ReplySpeech:
                 self.chunks.append(chunk)
                 first = len(self.chunks) == 1
                 ready = None
-                if first and self._cache is not None:
-                    ready = self._cache.get(model, chunk, self._length_scale)
-                if ready is None and first and self._prefetch is not None:
-                    ready = await self._prefetch.take(chunk)
+                if first:
+                    ready, self.first_source = await self._made_before(model, chunk)
                 try:
                     if ready is None:
                         ready = await self._tts.run(
