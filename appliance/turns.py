@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -132,6 +132,9 @@ class TurnRunner:
         self._policy = PolicySettings()
         self._prefix_key: tuple[int, str, int] | None = None
         self._prefix = ""
+        # Per session: the decision prepare_reply made during the hangover, for the turn that
+        # follows to take instead of ranking the same question again (~20-60 ms of its path).
+        self._prepared: dict[str, _Prepared] = {}
 
     # -- one turn at a time per session -------------------------------------------------------
 
@@ -176,7 +179,7 @@ class TurnRunner:
         Nothing is shown, said or recorded here."""
         if self.cfilter.is_blocked(question):
             return None
-        d, g = await self._decide(conv, question, alternatives)
+        d, g = await self._decide(conv, question, alternatives, keep=True)
         if d.kind != "llm":
             return self.cfilter.mask(d.text)
         await self.pool.prime(
@@ -209,17 +212,29 @@ class TurnRunner:
         return [self.cfilter.mask(t) for t in texts]
 
     async def _decide(
-        self, conv: Conversation, question: str, alternatives: Sequence[str] = ()
+        self,
+        conv: Conversation,
+        question: str,
+        alternatives: Sequence[str] = (),
+        *,
+        keep: bool = False,
     ) -> tuple[Decision, Grounding]:
         """The answer policy's decision (and the main ranking), off the loop: ranking runs the
         embedder. `answer_mode = "open"` skips the policy: the LLM answers every question.
         `alternatives`: ASR's other hypotheses of a spoken question, best first; the decision
-        is checked against theirs (`policy.reconcile`)."""
+        is checked against theirs (`policy.reconcile`). `keep`: remember it for the session's
+        next call with the same inputs (prepare_reply, then the turn), which takes it once."""
         kb, top_k = self.knowledge, self.cfg.knowledge.top_k
         settings = self.policy_settings()
         ctx = conv.answer_context if isinstance(conv.answer_context, PolicyContext) else None
         open_mode = self.cfg.knowledge.answer_mode == "open"
         soundalike = self.cfg.knowledge.soundalike
+        inputs = _Prepared(
+            question, tuple(alternatives), kb, ctx, settings, self.cfg.knowledge, None
+        )
+        made = self._prepared.pop(conv.session_id, None)
+        if made is not None and made.result is not None and made.same_inputs(inputs):
+            return made.result
 
         def blocking() -> tuple[Decision, Grounding]:
             prepare(kb)
@@ -238,7 +253,10 @@ class TurnRunner:
             d = reconcile(d, question, alternatives, lambda t: decide_on(t)[0], settings)
             return d, g
 
-        return await trio.to_thread.run_sync(blocking)
+        result = await trio.to_thread.run_sync(blocking)
+        if keep:
+            self._prepared[conv.session_id] = replace(inputs, result=result)
+        return result
 
     def choice_label(self, conv: Conversation, turn: int, choice: str) -> str | None:
         """The label of option `choice` of the clarifying question turn `turn` asked, while it
@@ -697,6 +715,30 @@ def _shorten(text: str, limit: int) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A decision and everything it was made from (`TurnRunner._decide`)."""
+
+    question: str
+    alternatives: tuple[str, ...]
+    knowledge: KnowledgeBase
+    context: PolicyContext | None
+    settings: PolicySettings
+    config: KnowledgeConfig
+    result: tuple[Decision, Grounding] | None
+
+    def same_inputs(self, other: _Prepared) -> bool:
+        """Made from the same question and the very same FAQ, dialog context and settings
+        (objects compared by identity: a new FAQ or a later turn's context is another one)."""
+        return (
+            (self.question, self.alternatives, self.config)
+            == (other.question, other.alternatives, other.config)
+            and self.knowledge is other.knowledge
+            and self.context is other.context
+            and self.settings is other.settings
+        )
 
 
 def _sentences(text: str) -> list[str]:

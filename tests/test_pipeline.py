@@ -20,6 +20,7 @@ import trio
 from support import make_config
 from voicefixtures import SETTINGS, manifest, speech_16k
 
+from appliance import turns
 from appliance.audio.resample import resample
 from appliance.config import Config, VoiceConfig
 from appliance.demo import turn_stack
@@ -298,6 +299,44 @@ async def test_gate_off_own_voice_does_interrupt(runner: TurnRunner) -> None:
         with trio.fail_after(30):
             await pipe.wait_idle()
     assert pipe.turns[0].interrupted
+
+
+async def test_the_turn_takes_the_decision_prepared_for_it(
+    llm: ScriptedLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare_reply ranks the question during the hangover; the turn that follows with the
+    same words and context takes that decision instead of ranking it again. Other words, or
+    the context a turn leaves, are ranked anew."""
+    cfg = make_config(
+        tmp_path,
+        [{"name": "scripted", "url": llm.url, "model": "m"}],
+        knowledge={"semantic": True, "answer_mode": "faq"},
+    )
+    ranked: list[str] = []
+    real = turns.ground
+
+    def counted(kb: Any, question: str, **kw: Any) -> Any:
+        ranked.append(question)
+        return real(kb, question, **kw)
+
+    monkeypatch.setattr(turns, "ground", counted)
+    async with turn_stack(cfg, Metrics()) as runner:
+        h = Harness(cfg)
+        question = "How much does a ticket cost?"
+        assert await runner.prepare_reply(h.conv, question)
+        assert question in ranked
+        before = len(ranked)
+        await runner.run_text(h.conv, question, h.emit, source="voice")
+        assert len(ranked) == before  # taken, not ranked again
+        # Prepared with the context before that turn: a turn now (new context) ranks anew.
+        await runner.prepare_reply(h.conv, "And for children?")
+        await runner.run_text(h.conv, "And for children?", h.emit, source="voice")
+        before = len(ranked)
+        await runner.run_text(h.conv, "And for children?", h.emit, source="voice")
+        assert len(ranked) > before  # nothing prepared for this one: ranked
+    first, second, third = h.of("reply.done")
+    assert first["kind"] == "faq" and first["text"].startswith("An adult ticket costs")
+    assert second["text"] == third["text"]
 
 
 async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path: Path) -> None:
