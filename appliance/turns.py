@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Literal
 
@@ -229,12 +229,15 @@ class TurnRunner:
         ctx = conv.answer_context if isinstance(conv.answer_context, PolicyContext) else None
         open_mode = self.cfg.knowledge.answer_mode == "open"
         soundalike = self.cfg.knowledge.soundalike
-        inputs = _Prepared(
-            question, tuple(alternatives), kb, ctx, settings, self.cfg.knowledge, None
-        )
+        inputs = _Prepared(question, tuple(alternatives), kb, ctx, settings, self.cfg.knowledge)
         made = self._prepared.pop(conv.session_id, None)
-        if made is not None and made.result is not None and made.same_inputs(inputs):
-            return made.result
+        if made is not None and made.same_inputs(inputs):
+            await made.done.wait()  # on a slow CPU the turn often starts while it is made
+            if made.result is not None:
+                log.debug("decision taken from the hangover", extra={"session": conv.session_id})
+                return made.result
+        if keep:
+            self._prepared[conv.session_id] = inputs
 
         def blocking() -> tuple[Decision, Grounding]:
             prepare(kb)
@@ -253,10 +256,11 @@ class TurnRunner:
             d = reconcile(d, question, alternatives, lambda t: decide_on(t)[0], settings)
             return d, g
 
-        result = await trio.to_thread.run_sync(blocking)
-        if keep:
-            self._prepared[conv.session_id] = replace(inputs, result=result)
-        return result
+        try:
+            inputs.result = await trio.to_thread.run_sync(blocking)
+        finally:
+            inputs.done.set()  # a failed or cancelled one: the turn decides for itself
+        return inputs.result
 
     def choice_label(self, conv: Conversation, turn: int, choice: str) -> str | None:
         """The label of option `choice` of the clarifying question turn `turn` asked, while it
@@ -717,9 +721,9 @@ def _shorten(text: str, limit: int) -> str:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Prepared:
-    """A decision and everything it was made from (`TurnRunner._decide`)."""
+    """A decision (once made: `done`) and everything it was made from (`TurnRunner._decide`)."""
 
     question: str
     alternatives: tuple[str, ...]
@@ -727,7 +731,8 @@ class _Prepared:
     context: PolicyContext | None
     settings: PolicySettings
     config: KnowledgeConfig
-    result: tuple[Decision, Grounding] | None
+    result: tuple[Decision, Grounding] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
 
     def same_inputs(self, other: _Prepared) -> bool:
         """Made from the same question and the very same FAQ, dialog context and settings

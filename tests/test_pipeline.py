@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import trio
+import trio.testing
 from support import make_config
 from voicefixtures import SETTINGS, manifest, speech_16k
 
@@ -334,9 +335,16 @@ async def test_the_turn_takes_the_decision_prepared_for_it(
         before = len(ranked)
         await runner.run_text(h.conv, "And for children?", h.emit, source="voice")
         assert len(ranked) > before  # nothing prepared for this one: ranked
-    first, second, third = h.of("reply.done")
+        # The turn starts while the decision is still being made: it waits for that one.
+        question = "Is there a cafe?"
+        async with trio.open_nursery() as n:
+            n.start_soon(runner.prepare_reply, h.conv, question)
+            await trio.testing.wait_all_tasks_blocked()  # ranking on its worker thread
+            await runner.run_text(h.conv, question, h.emit, source="voice")
+        assert ranked.count(question) == 1
+    first, second, third, cafe = h.of("reply.done")
     assert first["kind"] == "faq" and first["text"].startswith("An adult ticket costs")
-    assert second["text"] == third["text"]
+    assert second["text"] == third["text"] and cafe["kind"] == "faq"
 
 
 async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path: Path) -> None:
