@@ -204,8 +204,8 @@ class TurnRunner:
 
     def usual_replies(self) -> list[str]:
         """The staff-written replies the box gives most (`policy.usual_replies`), as a turn
-        would say them: for speech made ahead (voice/prefill.py). None in "open" mode, where
-        the LLM answers everything."""
+        would say them: for speech made ahead (voice/prefill.py). Nothing in "open" mode,
+        where the LLM answers everything."""
         if self.cfg.knowledge.answer_mode == "open":
             return []
         texts = usual_replies(self.knowledge.entries, self.policy_settings())
@@ -238,6 +238,8 @@ class TurnRunner:
                 return made.result
         if keep:
             self._prepared[conv.session_id] = inputs
+            while len(self._prepared) > _PREPARED_KEPT:  # sessions that left before their turn
+                del self._prepared[next(iter(self._prepared))]
 
         def blocking() -> tuple[Decision, Grounding]:
             prepare(kb)
@@ -719,6 +721,9 @@ def _shorten(text: str, limit: int) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9€$£\"'(])")
+
+
+_PREPARED_KEPT = 8  # voice sessions at once: the box's microphone and a few browsers
 
 
 @dataclass(eq=False)

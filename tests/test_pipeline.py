@@ -302,17 +302,27 @@ async def test_gate_off_own_voice_does_interrupt(runner: TurnRunner) -> None:
     assert pipe.turns[0].interrupted
 
 
+def faq_config(llm: ScriptedLLM, tmp_path: Path) -> Config:
+    """The scripted LLM behind the answer policy with the sample FAQ (as shipped)."""
+    return make_config(
+        tmp_path,
+        [{"name": "scripted", "url": llm.url, "model": "m"}],
+        knowledge={"semantic": True, "answer_mode": "faq"},
+    )
+
+
+def asked(question: str) -> F32:
+    """`question` spoken, between the silences a visitor leaves."""
+    return np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])
+
+
 async def test_the_turn_takes_the_decision_prepared_for_it(
     llm: ScriptedLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """prepare_reply ranks the question during the hangover; the turn that follows with the
     same words and context takes that decision instead of ranking it again. Other words, or
     the context a turn leaves, are ranked anew."""
-    cfg = make_config(
-        tmp_path,
-        [{"name": "scripted", "url": llm.url, "model": "m"}],
-        knowledge={"semantic": True, "answer_mode": "faq"},
-    )
+    cfg = faq_config(llm, tmp_path)
     ranked: list[str] = []
     real = turns.ground
 
@@ -351,11 +361,7 @@ async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path:
     """A confident FAQ match is predictable: its first chunk is ready when the turn starts. An
     LLM answer: the (loopback) endpoint evaluates the turn's exact prompt beforehand."""
     llm.script = Script(reply=REPLY)
-    cfg = make_config(
-        tmp_path,
-        [{"name": "scripted", "url": llm.url, "model": "m"}],
-        knowledge={"semantic": True, "answer_mode": "faq"},
-    )
+    cfg = faq_config(llm, tmp_path)
     # The same service with every question sent to the LLM (answer_mode "open").
     open_cfg = dataclasses.replace(
         cfg, knowledge=dataclasses.replace(cfg.knowledge, answer_mode="open")
@@ -417,15 +423,10 @@ def first_chunk_sources(metrics: Metrics) -> dict[str, float]:
 async def test_a_reply_said_before_starts_from_the_cache(llm: ScriptedLLM, tmp_path: Path) -> None:
     """The same FAQ answer a second time: its first chunk is not synthesized again, not even
     ahead of the turn (the prefetch is skipped), and the reply is the same."""
-    cfg = make_config(
-        tmp_path,
-        [{"name": "scripted", "url": llm.url, "model": "m"}],
-        knowledge={"semantic": True, "answer_mode": "faq"},
-    )
+    cfg = faq_config(llm, tmp_path)
     async with turn_stack(cfg, Metrics()) as runner:
         h = Harness(cfg)
-        question = speech_16k("How much does a ticket cost?")
-        audio = np.concatenate([silence(0.5), question, silence(1.0)])
+        audio = asked("How much does a ticket cost?")
         metrics = Metrics()
         async with open_pipeline(
             engine(), runner, h.conv, h.emit, ListSink(), None, metrics
@@ -450,11 +451,7 @@ async def test_a_first_asking_starts_from_speech_made_ahead(
 ) -> None:
     """The usual replies' speech made ahead (voice/prefill.py, from TurnRunner.usual_replies)
     is exactly what a turn says: a question never asked before starts from it."""
-    cfg = make_config(
-        tmp_path,
-        [{"name": "scripted", "url": llm.url, "model": "m"}],
-        knowledge={"semantic": True, "answer_mode": "faq"},
-    )
+    cfg = faq_config(llm, tmp_path)
     async with turn_stack(cfg, Metrics()) as runner:
         h = Harness(cfg)
         cache = SpokenCache()
@@ -462,8 +459,7 @@ async def test_a_first_asking_starts_from_speech_made_ahead(
         assert len(texts) == 5 + len(runner.knowledge.entries)  # decline ... + every answer
         made = await fill_spoken(cache, engine().tts, texts, 1.0, lambda: True)
         assert made == len(warm_chunks(texts))
-        question = speech_16k("How much does a ticket cost?")
-        audio = np.concatenate([silence(0.5), question, silence(1.0)])
+        audio = asked("How much does a ticket cost?")
         metrics = Metrics()
         async with open_pipeline(
             engine(), runner, h.conv, h.emit, ListSink(), None, metrics, spoken=cache

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -175,6 +175,7 @@ class VoicePipeline:
         self._gate_log: deque[float | None] = deque(maxlen=8)  # residual / echo, last frames
         self._prefetch = Prefetch()
         self._spoken = spoken if spoken is not None else SpokenCache()
+        self._first_sources: Counter[str] = Counter()  # see ReplySpeech.first_source
         self._prefetches = InFlight()
         # Who may start a turn (voice/listening.ListenGate): every utterance unless the owner
         # (the box's own microphone) sets wake word / touch modes.
@@ -198,8 +199,9 @@ class VoicePipeline:
 
     @property
     def cache_hits(self) -> int:
-        """Replies whose first chunk had been synthesized for an earlier reply."""
-        return self._spoken.hits
+        """This pipeline's replies whose first chunk came from the cache (said before, by any
+        pipeline sharing it, or made ahead)."""
+        return self._first_sources["cache"]
 
     # -- input -----------------------------------------------------------------------------
 
@@ -576,7 +578,10 @@ class VoicePipeline:
         )
 
     def _count_first_chunk(self, speech: ReplySpeech) -> None:
-        if self.metrics is not None and speech.first_source is not None:
+        if speech.first_source is None:
+            return
+        self._first_sources[speech.first_source] += 1
+        if self.metrics is not None:
             self.metrics.reply_first_chunk.labels(source=speech.first_source).inc()
 
     async def _run_turn(self, vt: VoiceTurn, wall_end: float) -> None:
