@@ -14,8 +14,9 @@
     └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
 
 Start-up: load knowledge + store, start the children, bind the web server, warm up every LLM
-endpoint (a dead remote never blocks start-up) and have the local ones evaluate the prompt
-prefix (service.warm_prefix; again after a restart of the local server), then READY=1.
+endpoint (a dead remote never blocks start-up) and, when the LLM phrases answers, have the local
+ones evaluate the prompt prefix (service.warm_prefix; again after a restart of the local
+server), then READY=1 (with answer_mode "faq" the prefix is warmed right after it).
 Stop: STOPPING=1, close WebSockets with 1001, end SSE streams, let hypercorn drain, flush the
 store, exit 0.
 """
@@ -277,11 +278,13 @@ async def _serve(
                     )
 
                     notifier.status("warming up LLM endpoints and voice models")
+                    prefix_first = _llm_answers_questions(cfg)
                     async with trio.open_nursery() as warm:
                         warm.start_soon(_load_voice, cfg, ctx)
                         await warm_up_endpoints(cfg, pool, ctx.stopping)
                         # While the voice models load: the prompt prefix into llama.cpp's cache.
-                        await warm_prefix(ctx)
+                        if prefix_first:
+                            await warm_prefix(ctx)
                     for h in pool.health:
                         metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
                     _drain(llm_up)  # the first start's notice: warmed just now
@@ -314,6 +317,8 @@ async def _serve(
                     )
                     _start_local_voice(ctx, turns)
                     _start_prefill(ctx, turns)
+                    if not prefix_first:
+                        services.start_soon(warm_prefix, ctx)
                     task_status.started(Service(ctx=ctx, urls=urls))
 
                     await ctx.stopping.wait()
@@ -336,6 +341,14 @@ async def _serve(
         # Shielded: a hard cancel must still close pooled sockets rather than leak them.
         with trio.CancelScope(shield=True):
             await http.aclose()
+
+
+def _llm_answers_questions(cfg: Config) -> bool:
+    """Whether the LLM phrases answers (answer_mode "llm" or "open"): then its prompt prefix is
+    warm before READY, so the first such turn is as fast as the tenth. With "faq" (the default)
+    staff text answers and only a photo goes to a (vision) model: the prefix is warmed just
+    after READY instead, which on a slow 2-core box took 4-5 s of the start."""
+    return cfg.knowledge.answer_mode != "faq"
 
 
 def _drain(rx: trio.MemoryReceiveChannel[None]) -> None:

@@ -1,4 +1,4 @@
-"""The prompt prefix: byte-identical across turns and conversations, warmed before READY.
+"""The prompt prefix: byte-identical across turns and conversations, warmed at start-up.
 
 A local llama.cpp server keeps the KV cache of the longest common token prefix with its last
 prompt; these tests check, on the requests a real (scripted) HTTP endpoint receives, that every
@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import pytest
+import trio
 from support import StartService
 
 from appliance.fakes.scripted_llm import ScriptedLLM
@@ -89,3 +90,20 @@ async def test_ready_anyway_when_the_warm_up_fails(
         for r in caplog.records
     )
     assert any(_is_warm_up(r) for r in llm.requests)  # the endpoint that is up got it
+
+
+async def test_with_staff_answers_ready_does_not_wait_for_the_prefix(
+    start_service: StartService, llm: ScriptedLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """answer_mode "faq": no question goes to the LLM, so READY comes first and the prefix is
+    warmed right after it (on a slow 2-core box that wait was 4-5 s of the start)."""
+    caplog.set_level(logging.INFO)
+    svc = await start_service(knowledge={"answer_mode": "faq", "fact_guard": True})
+    with trio.fail_after(20):
+        while svc.ctx.warmed_prefix is None:
+            await trio.sleep(0.05)  # waits for the background warm-up; asserts no timing
+    said = [r.getMessage() for r in caplog.records]
+    ready = next(i for i, m in enumerate(said) if m.startswith("ready in"))
+    warmed = next(i for i, m in enumerate(said) if m.startswith("prompt prefix warmed"))
+    assert ready < warmed
+    assert len([r for r in llm.requests if _is_warm_up(r)]) == 1
