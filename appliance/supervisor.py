@@ -13,7 +13,8 @@
     ├── session sweeper              forgets visitors after dialog.idle_reset_s
     └── watchdog pinger              WATCHDOG=1 only while the loop is responsive
 
-Start-up: load knowledge + store, start the children, bind the web server, warm up every LLM
+Start-up: the voice models start loading at once, beside the LLM server's own load; load
+knowledge + store, start the children, bind the web server, warm up every LLM
 endpoint (a dead remote never blocks start-up) and, when the LLM phrases answers, have the local
 ones evaluate the prompt prefix (service.warm_prefix; again after a restart of the local
 server), then READY=1 (with answer_mode "faq" the prefix is warmed right after it).
@@ -57,7 +58,7 @@ from .service import (
 from .store import AsyncStore, Store
 from .systemd import Notifier, watchdog_interval, watchdog_pinger
 from .turns import TurnRunner
-from .voice.engine import attach_engine, bias_wake_phrase, engine_of, load_engine
+from .voice.engine import VoiceEngine, attach_engine, bias_wake_phrase, engine_of, load_engine
 from .voice.local import run_local_voice
 from .voice.prefill import keep_warm
 from .web.admin import serve_admin
@@ -195,6 +196,10 @@ async def run_service(
         if cfg.llm.spawn_local:
             # First of all: the LLM server loads its model in its own process while we load ours.
             await root.start(_local_llm_task, cfg, metrics, notifier, llm_up)
+        voice = _VoiceLoad()
+        if cfg.voice.enabled is not False:
+            # The voice models load while the knowledge does (the longest part of a start).
+            root.start_soon(voice.run, cfg)
         await _serve(
             cfg,
             notifier,
@@ -205,6 +210,7 @@ async def run_service(
             config_path,
             tune_gc,
             llm_up_rx,
+            voice,
             task_status,
         )
         root.cancel_scope.cancel()
@@ -221,6 +227,7 @@ async def _serve(
     config_path: Path | None,
     tune_gc: bool,
     llm_up: trio.MemoryReceiveChannel[None],
+    voice: _VoiceLoad,
     task_status: trio.TaskStatus[Service],
 ) -> None:
     """Everything but the root's own children: state, web server, warm-up, READY, stop."""
@@ -280,7 +287,7 @@ async def _serve(
                     notifier.status("warming up LLM endpoints and voice models")
                     prefix_first = _llm_answers_questions(cfg)
                     async with trio.open_nursery() as warm:
-                        warm.start_soon(_load_voice, cfg, ctx)
+                        warm.start_soon(_load_voice, cfg, ctx, voice)
                         await warm_up_endpoints(cfg, pool, ctx.stopping)
                         # While the voice models load: the prompt prefix into llama.cpp's cache.
                         if prefix_first:
@@ -379,15 +386,45 @@ async def _web(
         done.set()
 
 
-async def _load_voice(cfg: Config, ctx: ServiceContext) -> None:
+_VOICE_LOAD_ERRORS = (ModelError, SessionError, OSError, RuntimeError, ValueError)
+
+
+class _VoiceLoad:
+    """The voice models, loading from the first moments of a start (run_service) while the
+    knowledge and the web server come up; the warm-up phase waits for the outcome."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._engine: VoiceEngine | None = None
+        self._error: Exception | None = None
+
+    async def run(self, cfg: Config) -> None:
+        try:
+            self._engine = await load_engine(cfg)
+        except _VOICE_LOAD_ERRORS as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def result(self) -> VoiceEngine:
+        """The loaded engine; raises what loading raised."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        if self._engine is None:
+            raise RuntimeError("the voice models' load was cancelled")
+        return self._engine
+
+
+async def _load_voice(cfg: Config, ctx: ServiceContext, voice: _VoiceLoad) -> None:
     """VAD/ASR/TTS loaded and run once before READY. A missing or corrupt model file costs the
     voice (said in the log and /readyz notes), never the kiosk: it stays usable by text."""
     if cfg.voice.enabled is False:
         return
     try:
-        engine = await load_engine(cfg)
+        engine = await voice.result()
         attach_engine(ctx, engine)
-    except (ModelError, SessionError, OSError, RuntimeError, ValueError) as exc:
+    except _VOICE_LOAD_ERRORS as exc:
         log.error("voice unavailable, the kiosk runs text-only: %s", exc)
         ctx.readiness.notes.append(f"voice unavailable: {exc}")
         return

@@ -6,13 +6,18 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from support import StartService
 
 from appliance.backoff import Backoff
 from appliance.config import LLMConfig
+from appliance.fakes.scripted_llm import ScriptedLLM
 from appliance.llm import local
 from appliance.llm.local import local_server_args, local_threads, run_local_llm
 from appliance.metrics import Metrics
 from appliance.supervisor import supervised
+from appliance.voice.engine import engine_of
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def test_crashing_task_is_restarted_with_backoff(
@@ -129,3 +134,26 @@ async def test_local_llm_child_is_restarted_at_once_after_a_one_off_crash(
     assert first == 0.0
     assert loop == [1.0, 2.0, 4.0]  # crashing again and again: backed off
     assert after_health == 0.0
+
+
+async def test_voice_models_that_fail_to_load_leave_a_text_only_kiosk(
+    start_service: StartService,
+    llm: ScriptedLLM,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The voice models load from the first moment of a start, beside everything else; a
+    failure there (here: the TTS voice missing from the manifest) reaches the warm-up, which
+    starts the kiosk text-only and says why in /readyz's notes."""
+    manifest = (REPO / "models" / "manifest.toml").read_text()
+    blocks = manifest.split("[[model]]")
+    kept = [b for b in blocks if 'id = "tts_voice"' not in b]
+    assert len(kept) == len(blocks) - 1
+    broken = tmp_path / "manifest.toml"
+    broken.write_text("[[model]]".join(kept))
+    monkeypatch.setenv("APPLIANCE_MODELS_MANIFEST", str(broken))
+    svc = await start_service(voice={"enabled": True})
+    assert engine_of(svc.ctx) is None
+    (note,) = svc.ctx.readiness.notes
+    assert note.startswith("voice unavailable") and "tts_voice" in note
+    assert svc.ctx.readiness.models_warm  # READY all the same: the kiosk answers by text
