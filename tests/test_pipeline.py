@@ -28,6 +28,7 @@ from appliance.demo import turn_stack
 from appliance.dialog import SessionRegistry
 from appliance.events import ServerEvent, to_wire
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
+from appliance.knowledge.policy import DEFAULT_CHAT_REPLIES
 from appliance.metrics import Metrics
 from appliance.turns import TurnRunner
 from appliance.voice.echo import EchoGate
@@ -456,7 +457,8 @@ async def test_a_first_asking_starts_from_speech_made_ahead(
         h = Harness(cfg)
         cache = SpokenCache()
         texts = runner.usual_replies()
-        assert len(texts) == 5 + len(runner.knowledge.entries)  # decline ... + every answer
+        fixed = 2 + len(DEFAULT_CHAT_REPLIES)  # decline, say-again, small talk
+        assert len(texts) == fixed + len(runner.knowledge.entries)  # ... + every answer
         made = await fill_spoken(cache, engine().tts, texts, 1.0, lambda: True)
         assert made == len(warm_chunks(texts))
         audio = asked("How much does a ticket cost?")

@@ -1385,9 +1385,10 @@ def decline(settings: PolicySettings, reason: str, category: str = "unknown") ->
 
 def usual_replies(entries: Sequence[FaqEntry], settings: PolicySettings) -> list[str]:
     """The replies made of staff text that the box gives most, likeliest first and each once:
-    the decline, the say-again, a greeting, thanks and goodbye, then (answer_mode "faq") every
-    FAQ answer. Their speech can be made ahead of the visitors who will get them. Pure."""
-    small_talk = [_chat(intent, settings).text for intent in ("greeting", "thanks", "goodbye")]
+    the decline, the say-again, the small-talk replies (greeting, thanks, goodbye first), then
+    (answer_mode "faq") every FAQ answer. Their speech can be made ahead of the visitors who
+    will get them. Pure."""
+    small_talk = [_chat(intent, settings).text for intent in DEFAULT_CHAT_REPLIES]
     texts = [_decline("unknown", settings).text, settings.say_again, *small_talk]
     if settings.answer_mode == "faq":
         texts += [e.answer for e in entries]
