@@ -294,7 +294,8 @@ async def _serve(
                             await warm_prefix(ctx)
                     for h in pool.health:
                         metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
-                    _drain(llm_up)  # the first start's notice: warmed just now
+                    # The first start's notice: warmed just now, or (faq mode) just after READY.
+                    _drain(llm_up)
                     services.start_soon(_rewarm_after_restarts, ctx, llm_up)
                     readiness.models_warm = True
                     metrics.ready.set(1)

@@ -232,6 +232,8 @@ class TurnRunner:
         inputs = _Prepared(question, tuple(alternatives), kb, ctx, settings, self.cfg.knowledge)
         made = self._prepared.pop(conv.session_id, None)
         if made is not None and made.same_inputs(inputs):
+            if keep:  # prepared again (the same words heard twice): still there for the turn
+                self._prepared[conv.session_id] = made
             await made.done.wait()  # on a slow CPU the turn often starts while it is made
             if made.result is not None:
                 log.debug("decision taken from the hangover", extra={"session": conv.session_id})

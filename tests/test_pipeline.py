@@ -353,9 +353,16 @@ async def test_the_turn_takes_the_decision_prepared_for_it(
             await trio.testing.wait_all_tasks_blocked()  # ranking on its worker thread
             await runner.run_text(h.conv, question, h.emit, source="voice")
         assert ranked.count(question) == 1
-    first, second, third, cafe = h.of("reply.done")
+        # The same words prepared twice (heard again after a pause): the turn still takes it.
+        question = "Where are the toilets?"
+        await runner.prepare_reply(h.conv, question)
+        await runner.prepare_reply(h.conv, question)
+        await runner.run_text(h.conv, question, h.emit, source="voice")
+        assert ranked.count(question) == 1
+    first, second, third, cafe, toilets = h.of("reply.done")
     assert first["kind"] == "faq" and first["text"].startswith("An adult ticket costs")
     assert second["text"] == third["text"] and cafe["kind"] == "faq"
+    assert toilets["kind"] == "faq"
 
 
 async def test_reply_is_prepared_during_the_hangover(llm: ScriptedLLM, tmp_path: Path) -> None:
