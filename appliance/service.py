@@ -32,6 +32,7 @@ from .admin.state import AdminState
 from .config import Config, ConfigError, config_to_dict, parse_config
 from .contentfilter import ContentFilter
 from .dialog import SessionRegistry
+from .inference import InferenceSettings
 from .knowledge import KnowledgeBase, KnowledgeError, TextEmbedder, parse_faq
 from .knowledge.embeddings import Embedder, EmbedderError
 from .knowledge.grounding import prepare
@@ -154,15 +155,21 @@ def is_local_endpoint(cfg: Config, ep: Endpoint) -> bool:
     return cfg.llm.spawn_local and f":{cfg.llm.local_port}/" in ep.url + "/"
 
 
-async def warm_up_endpoints(cfg: Config, pool: LLMPool, stopping: trio.Event) -> None:
+async def warm_up_endpoints(
+    cfg: Config, pool: LLMPool, stopping: trio.Event, *, local: bool = True
+) -> None:
     """Probe every endpoint. Our own local server may still be loading, so it is retried until
-    `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot)."""
-    local = [ep.name for ep in endpoints_from_config(cfg) if is_local_endpoint(cfg, ep)]
+    `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot).
+    `local=False`: leave our own server alone (not started yet); probe only the others."""
+    ours = [ep.name for ep in endpoints_from_config(cfg) if is_local_endpoint(cfg, ep)]
+    if not local:
+        await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s), skip=ours)
+        return
     with trio.move_on_after(cfg.budgets.probe_s):
         while not stopping.is_set():
             health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s))
             ok = {h.name for h in health if h.ok}
-            if len(ok) == len(health) or not local or set(local) <= ok:
+            if len(ok) == len(health) or not ours or set(ours) <= ok:
                 return
             await trio.sleep(0.2)
 
@@ -237,7 +244,9 @@ def load_knowledge(cfg: Config) -> KnowledgeBase:
     embedder = None
     if cfg.knowledge.semantic:
         try:
-            embedder = Embedder.load()
+            # On the CPU (a query is ~3 ms); its derived files in the configured cache.
+            settings = InferenceSettings(providers="cpu", cache_dir=cfg.inference.cache_dir)
+            embedder = Embedder.load(settings)
         except (EmbedderError, ModelError, OSError) as exc:
             log.error("embedding model unavailable, FAQ search is lexical only: %s", exc)
     try:

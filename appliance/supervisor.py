@@ -109,6 +109,9 @@ async def supervised(
 def _endpoint_status(pool: LLMPool) -> str:
     parts = []
     for h in pool.health:
+        if h.ok is None:
+            parts.append(f"{h.name}=starting")  # not probed yet: our own server, after READY
+            continue
         parts.append(
             f"{h.name}={'ok' if h.ok else 'down' + (f'({h.last_error})' if h.last_error else '')}"
         )
@@ -120,8 +123,7 @@ async def _health_loop(pool: LLMPool, metrics: Metrics, period_s: float = 15.0) 
         await trio.sleep(period_s)
         if any(not h.ok for h in pool.health):
             await pool.probe_all(timeout_s=5.0)
-        for h in pool.health:
-            metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
+        _publish_health(pool, metrics)
 
 
 async def _sweep_sessions(sessions: SessionRegistry, period_s: float) -> None:
@@ -189,13 +191,18 @@ async def run_service(
     # "The local LLM server (re)started and listens": a restarted one is re-warmed (size 1: a
     # pending notice covers any number of restarts).
     llm_up, llm_up_rx = trio.open_memory_channel[None](1)
+    # Set once the LLM's own server may start: at once where it phrases answers, else at READY.
+    llm_go = trio.Event()
     async with trio.open_nursery() as root:
         if handle_signals:
             root.start_soon(_signals, stopping)
         root.start_soon(lag.run)
         if cfg.llm.spawn_local:
-            # First of all: the LLM server loads its model in its own process while we load ours.
-            await root.start(_local_llm_task, cfg, metrics, notifier, llm_up)
+            if _llm_answers_questions(cfg):
+                # First of all: it loads its model in its own process while we load ours.
+                await root.start(_local_llm_task, cfg, metrics, notifier, llm_up)
+            else:
+                root.start_soon(_local_llm_after, llm_go, cfg, metrics, notifier, llm_up)
         voice = _VoiceLoad()
         if cfg.voice.enabled is not False:
             # The voice models load while the knowledge does (the longest part of a start).
@@ -210,6 +217,7 @@ async def run_service(
             config_path,
             tune_gc,
             llm_up_rx,
+            llm_go,
             voice,
             task_status,
         )
@@ -227,6 +235,7 @@ async def _serve(
     config_path: Path | None,
     tune_gc: bool,
     llm_up: trio.MemoryReceiveChannel[None],
+    llm_go: trio.Event,
     voice: _VoiceLoad,
     task_status: trio.TaskStatus[Service],
 ) -> None:
@@ -285,16 +294,17 @@ async def _serve(
                     )
 
                     notifier.status("warming up LLM endpoints and voice models")
-                    prefix_first = _llm_answers_questions(cfg)
+                    llm_first = _llm_answers_questions(cfg)
                     async with trio.open_nursery() as warm:
                         warm.start_soon(_load_voice, cfg, ctx, voice)
-                        await warm_up_endpoints(cfg, pool, ctx.stopping)
+                        # Staff text answers (faq mode): our own LLM server starts after READY,
+                        # so only the other endpoints are probed now.
+                        await warm_up_endpoints(cfg, pool, ctx.stopping, local=llm_first)
                         # While the voice models load: the prompt prefix into llama.cpp's cache.
-                        if prefix_first:
+                        if llm_first:
                             await warm_prefix(ctx)
-                    for h in pool.health:
-                        metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
-                    # The first start's notice: warmed just now, or (faq mode) just after READY.
+                    _publish_health(pool, metrics)
+                    # The first start's notice is warmed just now (faq mode: it comes after READY).
                     _drain(llm_up)
                     services.start_soon(_rewarm_after_restarts, ctx, llm_up)
                     readiness.models_warm = True
@@ -325,8 +335,9 @@ async def _serve(
                     )
                     _start_local_voice(ctx, turns)
                     _start_prefill(ctx, turns)
-                    if not prefix_first:
-                        services.start_soon(warm_prefix, ctx)
+                    if not llm_first:
+                        llm_go.set()  # our own server (its listening notice warms it) ...
+                        services.start_soon(_warm_other_endpoints, ctx, metrics)  # ... or others
                     task_status.started(Service(ctx=ctx, urls=urls))
 
                     await ctx.stopping.wait()
@@ -352,11 +363,38 @@ async def _serve(
 
 
 def _llm_answers_questions(cfg: Config) -> bool:
-    """Whether the LLM phrases answers (answer_mode "llm" or "open"): then its prompt prefix is
-    warm before READY, so the first such turn is as fast as the tenth. With "faq" (the default)
-    staff text answers and only a photo goes to a (vision) model: the prefix is warmed just
-    after READY instead, which on a slow 2-core box took 4-5 s of the start."""
+    """Whether the LLM phrases answers (answer_mode "llm" or "open"): then it is started first
+    and its prompt prefix is warm before READY, so the first such turn is as fast as the tenth.
+    With "faq" (the default) staff text answers and only a photo goes to a (vision) model: our
+    own llama.cpp server is started at READY and warmed as soon as it listens (~2 s later), since
+    loading it beside the voice models took ~0.8 s of READY on 2 cores, and its prefix 4-5 s
+    more on a slower box. A photo asked before then gets the fallback reply."""
     return cfg.knowledge.answer_mode != "faq"
+
+
+async def _local_llm_after(
+    go: trio.Event,
+    cfg: Config,
+    metrics: Metrics,
+    notifier: Notifier,
+    listening: trio.MemorySendChannel[None],
+) -> None:
+    """The local LLM server, started once `go` is set (at READY)."""
+    await go.wait()
+    await _local_llm_task(cfg, metrics, notifier, listening)
+
+
+async def _warm_other_endpoints(ctx: ServiceContext, metrics: Metrics) -> None:
+    """faq mode, after READY: the prefix into endpoints that were already up at READY (a
+    separate `appliance-llm.service`); our own server is warmed by its listening notice."""
+    if not ctx.cfg.llm.spawn_local:
+        await warm_prefix(ctx)
+    _publish_health(ctx.pool, metrics)
+
+
+def _publish_health(pool: LLMPool, metrics: Metrics) -> None:
+    for h in pool.health:
+        metrics.endpoint_up.labels(endpoint=h.name).set(1 if h.ok else 0)
 
 
 def _drain(rx: trio.MemoryReceiveChannel[None]) -> None:
@@ -370,9 +408,12 @@ def _drain(rx: trio.MemoryReceiveChannel[None]) -> None:
 async def _rewarm_after_restarts(
     ctx: ServiceContext, llm_up: trio.MemoryReceiveChannel[None]
 ) -> None:
-    """A restarted local LLM server has lost its prompt cache: warm the prefix again."""
+    """A (re)started local LLM server has an empty prompt cache: probe it (its first request
+    pays for ORT-like lazy set-up) and warm the prefix again."""
     async for _ in llm_up:
         ctx.warmed_prefix = None
+        await warm_up_endpoints(ctx.cfg, ctx.pool, ctx.stopping)
+        _publish_health(ctx.pool, ctx.metrics)
         await warm_prefix(ctx)
 
 

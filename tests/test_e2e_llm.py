@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -79,6 +80,28 @@ async def test_default_mode_never_lets_the_small_model_state_facts(
     assert weather["kind"] == "decline" and "llm_first_token" not in weather["timings"]
 
 
+async def test_default_mode_starts_its_llm_server_after_ready(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Staff text answers (faq mode): READY does not wait for our llama.cpp server, which is
+    started at READY and then probed and warmed (its prompt prefix) as soon as it listens."""
+    caplog.set_level(logging.INFO)
+    svc, _ = await _start(nursery, tmp_path, knowledge={"semantic": False, "answer_mode": "faq"})
+    up = 'appliance_llm_endpoint_up{endpoint="local"} 1.0'
+    async with httpx.AsyncClient(base_url=base_url(svc)) as http:
+        with trio.fail_after(60):
+            while up not in (await http.get("/metrics")).text:
+                await trio.sleep(0.1)
+    with trio.fail_after(30):
+        while not any(r.getMessage().startswith("prompt prefix warmed") for r in caplog.records):
+            await trio.sleep(0.1)
+    messages = [r.getMessage() for r in caplog.records]
+    ready = next(i for i, m in enumerate(messages) if m.startswith("ready in"))
+    assert "local=starting" in messages[ready]
+    spawned = next(i for i, m in enumerate(messages) if m.startswith("starting local LLM server"))
+    assert ready < spawned
+
+
 async def test_local_llm_crash_is_restarted(
     nursery: trio.Nursery, tmp_path: Path, connect: Any
 ) -> None:
@@ -153,7 +176,15 @@ async def test_local_llm_outlives_idle_worker_threads_and_dies_with_a_killed_app
         with trio.fail_after(90):
             while b"READY=1" not in await notify.recv(4096):
                 pass
-        (child,) = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_llama(int(p), port)]
+        # faq mode (the default): the child is spawned at READY.
+        with trio.fail_after(10):
+            while not (
+                found := [
+                    int(p) for p in os.listdir("/proc") if p.isdigit() and _is_llama(int(p), port)
+                ]
+            ):
+                await trio.sleep(0.05)
+        (child,) = found
         assert _ppid(child) == proc.pid
         ready_at = trio.current_time()
         # Idle: watch the child across the idle timeout of the thread that spawned it.

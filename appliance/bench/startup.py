@@ -115,8 +115,15 @@ def stage_times(app: Appliance, marks: dict[str, float]) -> dict[str, float]:
         out["local_llm_listening_s"] = round(
             marks["local_llm_listening"] - marks["local_llm_spawned"], 3
         )
-    if "local_llm_spawned" in marks:
-        out["local_llm_to_ready_s"] = round(app.ready_s - marks["local_llm_spawned"], 3)
+    spawned = marks.get("local_llm_spawned")
+    if spawned is not None and spawned <= app.ready_s:
+        out["local_llm_to_ready_s"] = round(app.ready_s - spawned, 3)
+    elif spawned is not None:  # faq mode: our own LLM server starts at READY
+        out["local_llm_spawned_after_ready_s"] = round(spawned - app.ready_s, 3)
+        if "local_llm_listening" in marks:
+            out["local_llm_listening_after_ready_s"] = round(
+                marks["local_llm_listening"] - app.ready_s, 3
+            )
     warming = next((t for k, t in marks.items() if k.startswith("status: warming up")), None)
     if warming is not None:
         out["llm_warm_up_s"] = round(app.ready_s - warming, 3)

@@ -10,7 +10,7 @@ decisions live in `HedgePlan`, a pure state machine; `LLMPool.complete` is the t
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -263,8 +263,9 @@ class LLMPool:
                     nursery.start_soon(one, ep)
         return out
 
-    async def probe_all(self, timeout_s: float) -> list[EndpointHealth]:
-        """Warm every endpoint up concurrently and record the outcome; never raises."""
+    async def probe_all(self, timeout_s: float, skip: Collection[str] = ()) -> list[EndpointHealth]:
+        """Warm every endpoint (but those named in `skip`) up concurrently and record the
+        outcome; never raises. Returns the health of all of them."""
 
         async def one(ep: Endpoint) -> None:
             try:
@@ -276,7 +277,8 @@ class LLMPool:
 
         async with trio.open_nursery() as nursery:
             for ep in self._endpoints:
-                nursery.start_soon(one, ep)
+                if ep.name not in skip:
+                    nursery.start_soon(one, ep)
         return self.health
 
     async def _attempt(
