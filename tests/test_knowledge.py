@@ -38,7 +38,7 @@ from appliance.knowledge.embeddings import (
     load_safetensors,
     read_safetensors_header,
 )
-from appliance.knowledge.grounding import KNOWLEDGE_HEADER
+from appliance.knowledge.grounding import KNOWLEDGE_HEADER, prepare
 from appliance.models_manifest import ModelError, load_manifest, require
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
@@ -508,6 +508,51 @@ def test_embedder_graph_is_cached_and_a_damaged_cache_rebuilt(tmp_path: Path) ->
     word = {"embeddings.word_embeddings.weight": TensorInfo("F32", (30522, 384))}
     wider = {"embeddings.word_embeddings.weight": TensorInfo("F32", (30523, 384))}
     assert graph_path(word, tmp_path) != graph_path(wider, tmp_path)
+
+
+def test_the_sites_vectors_are_kept_between_starts(tmp_path: Path) -> None:
+    """The FAQ's vectors (questions, answers, anchors, answer sentences) come from the disk
+    cache on the next start, the same as computed; an edited entry is the only one computed
+    again, a visitor's question is never kept, and a damaged file is computed again."""
+    settings = InferenceSettings(providers="cpu", cache_dir=str(tmp_path))
+    first = Embedder.load(settings)
+    assert first.cache is not None
+    kb = KnowledgeBase.from_file(SAMPLE, embedder=first)
+    prepare(kb)  # the answer sentences too
+    texts = first.cache.misses + first.cache.hits  # hits: a one-sentence answer's sentence
+    assert first.cache.misses > 2 * len(kb) and first.cache.hits < len(kb)
+    kb.search("is there a vegetarian soup today")
+    (kept,) = tmp_path.glob("minilm-vectors-*.npz")
+
+    second = Embedder.load(settings)  # the next start
+    assert second.cache is not None
+    again = KnowledgeBase.from_file(SAMPLE, embedder=second)
+    prepare(again)
+    assert (second.cache.hits, second.cache.misses) == (texts, 0)
+    with np.load(kept) as data:
+        assert "is there a vegetarian soup today" not in set(data["texts"].tolist())
+    question = "How much is a ticket?"
+    computed, looked_up = kb.search(question, k=5), again.search(question, k=5)
+    assert [h.entry for h in computed] == [h.entry for h in looked_up]
+    assert np.allclose([h.score for h in computed], [h.score for h in looked_up], atol=1e-5)
+
+    edited = [
+        dataclasses.replace(e, answer="Tickets cost 99 euros.") if e.question == question else e
+        for e in again.entries
+    ]
+    third = Embedder.load(settings)
+    assert third.cache is not None
+    KnowledgeBase(edited, embedder=third)
+    assert third.cache.misses == 1  # the edited answer alone
+
+    kept.write_bytes(b"not an npz")
+    broken = Embedder.load(settings)
+    assert broken.cache is not None
+    KnowledgeBase.from_file(SAMPLE, embedder=broken)
+    assert broken.cache.hits == 0 and broken.cache.misses > 0
+    assert [p.name for p in tmp_path.glob("*vectors*")] == [kept.name]  # rewritten, no temps
+    with np.load(kept) as data:
+        assert len(data["texts"]) == broken.cache.misses
 
 
 # --------------------------------------------------------------------------- hybrid ranking

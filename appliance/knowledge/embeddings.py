@@ -50,6 +50,7 @@ from safetensors import SafetensorError, safe_open
 from ..inference import InferenceSettings, SessionError, create_session
 from ..modelprep import cache_dir
 from ..models_manifest import ModelFile, load_manifest, require
+from .vectorcache import VectorCache
 
 if TYPE_CHECKING:
     import onnx
@@ -65,9 +66,11 @@ __all__ = [
     "WordPieceTokenizer",
     "build_bert_onnx",
     "graph_bytes",
+    "graph_key",
     "graph_path",
     "load_safetensors",
     "read_safetensors_header",
+    "vectors_path",
 ]
 
 MODEL_ID_WEIGHTS = "embedder_weights"
@@ -360,12 +363,21 @@ def build_bert_onnx(tensors: Mapping[str, TensorInfo]) -> onnx.ModelProto:
     return helper.make_model(graph, producer_name="appliance", opset_imports=opset, ir_version=8)
 
 
-def graph_path(tensors: Mapping[str, TensorInfo], directory: Path) -> Path:
-    """The cache file of the graph for these tensors: named after this module's source (the
-    builder) and the tensors' names and shapes, so either changing gets a new file."""
+def graph_key(tensors: Mapping[str, TensorInfo]) -> str:
+    """This module's source (the builder and tokenizer) and the tensors' names and shapes."""
     key = hashlib.sha256(Path(__file__).read_bytes())
     key.update(json.dumps(sorted((n, t.dtype, list(t.shape)) for n, t in tensors.items())).encode())
-    return directory / f"minilm-graph-{key.hexdigest()[:16]}.onnx"
+    return key.hexdigest()[:16]
+
+
+def graph_path(tensors: Mapping[str, TensorInfo], directory: Path) -> Path:
+    """The cache file of the graph for these tensors: either changing gets a new file."""
+    return directory / f"minilm-graph-{graph_key(tensors)}.onnx"
+
+
+def vectors_path(weights_sha256: str, graph: str, directory: Path) -> Path:
+    """The kept vectors' file: new weights, graph, tokenizer or onnxruntime get a new one."""
+    return directory / f"minilm-vectors-{weights_sha256[:16]}-{graph}-ort{ort.__version__}.npz"
 
 
 def graph_bytes(
@@ -412,11 +424,16 @@ class Embedder:
     dim = HIDDEN
 
     def __init__(
-        self, session: ort.InferenceSession, tokenizer: WordPieceTokenizer, providers: Sequence[str]
+        self,
+        session: ort.InferenceSession,
+        tokenizer: WordPieceTokenizer,
+        providers: Sequence[str],
+        cache: VectorCache | None = None,
     ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.providers = list(providers)
+        self.cache = cache  # the site's texts' vectors from earlier starts (`embed(keep=True)`)
 
     @classmethod
     def from_files(
@@ -424,11 +441,14 @@ class Embedder:
         weights: Path,
         vocab: Path,
         settings: InferenceSettings | None = None,
+        *,
+        weights_sha256: str | None = None,
     ) -> Embedder:
         """Read `weights` (safetensors), build the ONNX graph for them (or take it from the
         cache) and load it; blocking: ~0.13 s on 2 cores, ~0.55 s when the graph is built.
         Memory: ~+115 MiB once loaded, ~+230 MiB at the peak (the weights in numpy and in
-        onnxruntime at once)."""
+        onnxruntime at once). With `weights_sha256` (the verified hash) the site's texts'
+        vectors are kept on disk too (`VectorCache`)."""
         started = time.perf_counter()
         settings = settings if settings is not None else InferenceSettings(providers="cpu")
         tokenizer = WordPieceTokenizer.from_file(vocab)
@@ -453,7 +473,15 @@ class Embedder:
         except Exception as e:
             raise EmbedderError(f"embedder: cannot load {weights}: {e}") from e
         log.info("embedder: ready in %.2f s", time.perf_counter() - started)
-        return cls(session, tokenizer, providers)
+        cache = None
+        if weights_sha256 is not None:
+            try:
+                path = vectors_path(weights_sha256, graph_key(tensors), directory)
+            except OSError:  # this module's source is unreadable: no key, no cache
+                pass
+            else:
+                cache = VectorCache(path, HIDDEN)
+        return cls(session, tokenizer, providers, cache)
 
     @classmethod
     def load(
@@ -467,11 +495,17 @@ class Embedder:
         entries = dict(manifest) if manifest is not None else load_manifest()
         weights = require(entries, MODEL_ID_WEIGHTS, check_hash=check_hash)
         vocab = require(entries, MODEL_ID_VOCAB, check_hash=check_hash)
-        return cls.from_files(weights, vocab, settings)
+        sha = entries[MODEL_ID_WEIGHTS].sha256 if check_hash else None
+        return cls.from_files(weights, vocab, settings, weights_sha256=sha)
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 16) -> npt.NDArray[np.float32]:
+    def embed(
+        self, texts: Sequence[str], *, keep: bool = False, batch_size: int = 16
+    ) -> npt.NDArray[np.float32]:
         """[len(texts), 384] float32, each row unit length (an empty text gives [CLS][SEP]'s
-        vector, which is harmless: it is far from every real question)."""
+        vector, which is harmless: it is far from every real question). `keep`: the texts are
+        the site's own (FAQ, anchors), looked up in and added to the disk cache."""
+        if keep and self.cache is not None:
+            return self.cache.lookup(texts, lambda missing: self.embed(missing))
         out = np.zeros((len(texts), HIDDEN), dtype=np.float32)
         encoded = [self.tokenizer.encode(t) for t in texts]
         # Similar lengths per batch: padding costs attention work on every layer.

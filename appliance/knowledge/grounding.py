@@ -163,7 +163,7 @@ def _sentence_vectors(kb: KnowledgeBase) -> dict[FaqEntry, npt.NDArray[np.float3
     if index is None:
         assert kb.embedder is not None
         pieces = [(e, s) for e in kb.entries for s in _SENTENCE_END.split(e.answer) if s.strip()]
-        vecs = np.asarray(kb.embedder.embed([s for _, s in pieces]), dtype=np.float32)
+        vecs = np.asarray(kb.embedder.embed([s for _, s in pieces], keep=True), dtype=np.float32)
         index = {}
         for e in kb.entries:
             rows = [i for i, (owner, _) in enumerate(pieces) if owner is e]

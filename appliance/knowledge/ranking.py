@@ -133,8 +133,9 @@ class Ranking:
 class TextEmbedder(Protocol):
     """What `KnowledgeBase` needs from an embedding model (`embeddings.Embedder` is one)."""
 
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One unit-length row per text; blocking."""
+    def embed(self, texts: Sequence[str], *, keep: bool = False) -> npt.NDArray[np.float32]:
+        """One unit-length row per text; blocking. `keep`: the site's own texts (the FAQ,
+        the anchors), worth keeping between starts; a visitor's question is not."""
         ...
 
 
@@ -178,7 +179,7 @@ class KnowledgeBase:
         if embedder is not None and self.entries:
             texts = [e.question for e in self.entries] + [e.answer for e in self.entries]
             texts += list(chit_chat)
-            vecs = np.asarray(embedder.embed(texts), dtype=np.float32)
+            vecs = np.asarray(embedder.embed(texts, keep=True), dtype=np.float32)
             if vecs.ndim != 2 or vecs.shape[0] != len(texts):
                 raise ValueError(f"embedder returned shape {vecs.shape} for {len(texts)} texts")
             self._question_vecs = vecs[:n_docs]
