@@ -210,6 +210,49 @@ def test_directions_to_a_place_the_faq_describes_are_answered(museum: KnowledgeB
     assert d.entry.question == "How do I get here by public transport?"
 
 
+def test_the_way_to_a_place_is_not_part_of_the_place(hotel: KnowledgeBase) -> None:
+    """ "... to the airport from here on public transport": the destination is the airport,
+    which the hotel's FAQ describes; "public transport" is how, not where."""
+    d = turn(hotel, "how do I get to the airport from here on public transport")
+    assert d.kind == "faq" and d.entry is not None
+    assert d.entry.question == "How do I get to the airport?"
+    assert turn(hotel, "how do I get to the zoo from here by bus").kind == "decline"
+
+
+@pytest.mark.parametrize(
+    ("site", "question"),
+    [
+        ("museum", "how much is the lighthouse book they sell in the gift shop"),
+        ("museum", "how much is a tram ticket to harbour square"),
+        ("hotel", "do you have to pay to get into the botanical garden"),
+    ],
+)
+def test_a_price_question_is_not_answered_with_an_entry_that_names_no_price(
+    museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str
+) -> None:
+    """The gift shop's entry is on the topic of the book but says nothing of its price: it
+    would sound like an answer and not be one."""
+    d = turn(museum if site == "museum" else hotel, question)
+    assert d.kind in ("clarify", "decline"), d
+
+
+@pytest.mark.parametrize(
+    ("site", "question", "answer"),
+    [
+        # The café "without a museum ticket": no price is a price.
+        ("museum", "can I go to the cafe without paying for the museum", CAFE),
+        ("museum", "how much is it for a child", CHILD_TICKET),
+        ("hotel", "how much does it cost to check out late", "Can I check out late?"),
+        ("hotel", "do I have to pay for the wifi", "Is there free wifi?"),
+    ],
+)
+def test_a_price_question_is_answered_by_an_entry_that_names_one(
+    museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str, answer: str
+) -> None:
+    d = turn(museum if site == "museum" else hotel, question)
+    assert d.kind == "faq" and d.entry is not None and d.entry.question == answer, d
+
+
 def test_decline_texts_follow_the_settings(museum: KnowledgeBase) -> None:
     s = PolicySettings(
         topics=("tickets", "tours"),

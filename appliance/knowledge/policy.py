@@ -605,6 +605,11 @@ _DIRECTIONS_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Where a destination ends and the way there begins ("from here", "by bus", "on foot").
+_ROUTE_RE = re.compile(
+    r"\b(?:from|by|on|via|using|with|without|in|at|before|after|tonight|today|tomorrow)\b",
+    re.IGNORECASE,
+)
 
 # A request to the kiosk itself; the best entry's heading being one too ("Can you call me a
 # taxi?") means the staff answered that request.
@@ -625,7 +630,8 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         return category
     m = _DIRECTIONS_RE.search(text)
     if m is not None:
-        dest = _content_terms(m.group("dest"))
+        # The place alone: "the airport", not "... from here on public transport".
+        dest = _content_terms(_ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
         if dest and not (
             best is not None and all(_term_in(t, _entry_terms(best.entry)) for t in dest)
         ):
@@ -905,6 +911,27 @@ class _Candidate:
     # The lowest score of the sound-alike repairs (`Lookups.repairs`) whose words the entry
     # has: it matches what the visitor may have said, not what was heard. None: no such word.
     guess: float | None = None
+    # The question asks what something costs and the entry's answer names no price: it is on
+    # the topic ("the gift shop") without answering ("how much is the lighthouse book").
+    unpriced: bool = False
+
+
+# "How much is ...", "what does it cost", "do I have to pay": a question after a price. "How
+# much time" asks for a duration; "charge" is left out (an electric car's charging).
+_ASKS_PRICE_RE = re.compile(
+    r"\bhow much\b(?! (?:time|longer|later|earlier))|\b(?:cost|costs|price|prices|priced|fee|"
+    r"fees|pay|paying|expensive|cheap|cheaper|afford)\b",
+    re.IGNORECASE,
+)
+# What answers one: an amount of money, or that there is none to pay ("without a museum
+# ticket", "no extra charge").
+_PRICE_RE = re.compile(
+    r"[€$£¥]|\d\s*(?:eur|euros?|usd|dollars?|gbp|pounds?|cents?|pence|p)\b|"
+    r"\b(?:free|at no cost|included|costs? nothing|complimentary|half price|discount|"
+    r"discounts|reduced)\b|"
+    r"\b(?:without|no)\s+(?:(?:a|an|any)\s+)?(?:\w+\s+)?(?:ticket|charge|fee|payment|cost)s?\b",
+    re.IGNORECASE,
+)
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
@@ -929,6 +956,7 @@ def _candidates(
     total = sum(weights.values())
     query_terms = {t for t, _ in terms_df}
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
+    asks_price = _ASKS_PRICE_RE.search(g.query) is not None
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
@@ -951,7 +979,10 @@ def _candidates(
         guesses = [r.score for r in repairs if r.terms & have]
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
-        out.append(_Candidate(hit, semantic, coverage, support, anchored, unmatched, guess))
+        unpriced = asks_price and not _PRICE_RE.search(hit.entry.answer)
+        out.append(
+            _Candidate(hit, semantic, coverage, support, anchored, unmatched, guess, unpriced)
+        )
     out.sort(key=lambda c: c.support, reverse=True)
     return out
 
@@ -1094,6 +1125,8 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
     answer is like the question."""
     if c.unmatched >= settings.unmatched_confirm:
         return True  # see _Candidate.unmatched
+    if c.unpriced:
+        return True  # see _Candidate.unpriced
     if c.guess is not None and c.guess < settings.soundalike_answer:
         return True
     return _sentence_match(c, settings)
