@@ -29,6 +29,7 @@ import logging
 import resource
 import signal
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +171,13 @@ async def run_service(
     handle_signals: bool = True,
     config_path: Path | None = None,
     tune_gc: bool = False,
+    voice_models: Future[VoiceEngine] | None = None,
     task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the appliance until SIGTERM (or `Service.stop()`), then stop gracefully.
+
+    `voice_models`: their load, started before this module was imported (`appliance run`);
+    None: started here.
 
     `config_path` is where the admin page saves settings edits (None: edits cannot be saved).
     `tune_gc` freezes the start-up heap once READY: for a process that runs one service (the CLI),
@@ -206,7 +211,7 @@ async def run_service(
         voice = _VoiceLoad()
         if cfg.voice.enabled is not False:
             # The voice models load while the knowledge does (the longest part of a start).
-            root.start_soon(voice.run, cfg)
+            root.start_soon(voice.run, cfg, voice_models)
         await _serve(
             cfg,
             notifier,
@@ -440,9 +445,12 @@ class _VoiceLoad:
         self._engine: VoiceEngine | None = None
         self._error: Exception | None = None
 
-    async def run(self, cfg: Config) -> None:
+    async def run(self, cfg: Config, started: Future[VoiceEngine] | None = None) -> None:
         try:
-            self._engine = await load_engine(cfg)
+            if started is None:
+                self._engine = await load_engine(cfg)
+            else:
+                self._engine = await trio.to_thread.run_sync(started.result, abandon_on_cancel=True)
         except _VOICE_LOAD_ERRORS as exc:
             self._error = exc
         finally:

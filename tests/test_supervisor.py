@@ -1,4 +1,5 @@
 import itertools
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -6,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support import StartService
+from support import StartService, make_config
 
 from appliance.backoff import Backoff
 from appliance.config import LLMConfig
@@ -14,8 +15,10 @@ from appliance.fakes.scripted_llm import ScriptedLLM
 from appliance.llm import local
 from appliance.llm.local import local_server_args, local_threads, run_local_llm
 from appliance.metrics import Metrics
-from appliance.supervisor import supervised
-from appliance.voice.engine import engine_of
+from appliance.models_manifest import ModelError
+from appliance.supervisor import Service, run_service, supervised
+from appliance.systemd import Notifier
+from appliance.voice.engine import VoiceEngine, engine_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,6 +137,29 @@ async def test_local_llm_child_is_restarted_at_once_after_a_one_off_crash(
     assert first == 0.0
     assert loop == [1.0, 2.0, 4.0]  # crashing again and again: backed off
     assert after_health == 0.0
+
+
+async def test_a_voice_load_started_before_the_service_is_taken_over(
+    nursery: trio.Nursery, tmp_path: Path, llm: ScriptedLLM
+) -> None:
+    """`appliance run` starts loading the voice models before it imports the service; the
+    service waits for that load instead of starting its own, and its failure (here: a model
+    file missing) leaves a text-only kiosk that says why, as a failure of its own load does."""
+    early: Future[VoiceEngine] = Future()
+    early.set_exception(ModelError("asr_decoder: file missing: /nowhere"))
+    cfg = make_config(tmp_path, [{"name": "scripted", "url": llm.url}], voice={"enabled": True})
+    svc: Service = await nursery.start(
+        partial(
+            run_service,
+            cfg,
+            notifier=Notifier.from_env({}),
+            handle_signals=False,
+            voice_models=early,
+        )
+    )
+    assert engine_of(svc.ctx) is None
+    assert svc.ctx.readiness.notes == ["voice unavailable: asr_decoder: file missing: /nowhere"]
+    assert svc.ctx.readiness.models_warm
 
 
 async def test_voice_models_that_fail_to_load_leave_a_text_only_kiosk(

@@ -157,14 +157,17 @@ def _load_vad(
     return session
 
 
+def load_engine_blocking(cfg: Config) -> VoiceEngine:
+    """`VoiceEngine.load_blocking` as `cfg` says; blocking."""
+    options = DecodeOptions(beam=cfg.voice.asr_beam, bias_weight=cfg.voice.asr_bias)
+    return VoiceEngine.load_blocking(
+        inference_settings(cfg), check_hash=cfg.voice.check_hashes, asr_options=options
+    )
+
+
 async def load_engine(cfg: Config) -> VoiceEngine:
     """Load + warm up off the event loop."""
-    settings = inference_settings(cfg)
-    check = cfg.voice.check_hashes
-    options = DecodeOptions(beam=cfg.voice.asr_beam, bias_weight=cfg.voice.asr_bias)
-    return await trio.to_thread.run_sync(
-        lambda: VoiceEngine.load_blocking(settings, check_hash=check, asr_options=options)
-    )
+    return await trio.to_thread.run_sync(load_engine_blocking, cfg)
 
 
 # The service context types the field as `object` (it must not import voice/); these two keep
