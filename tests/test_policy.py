@@ -253,6 +253,17 @@ def test_a_price_question_is_answered_by_an_entry_that_names_one(
     assert d.kind == "faq" and d.entry is not None and d.entry.question == answer, d
 
 
+@pytest.mark.parametrize("question", ["what is your email", "do you have a website"])
+def test_the_entry_holding_the_contact_detail_asked_for_answers(
+    hotel: KnowledgeBase, question: str
+) -> None:
+    """The embedding puts "what is your email" at 0.23 from "How do I contact reception?" (its
+    floor is 0.25); the e-mail address in that answer says more."""
+    d = turn(hotel, question)
+    assert d.kind == "faq" and d.entry is not None, d
+    assert d.entry.question == "How do I contact reception?"
+
+
 def test_decline_texts_follow_the_settings(museum: KnowledgeBase) -> None:
     s = PolicySettings(
         topics=("tickets", "tours"),

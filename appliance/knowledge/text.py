@@ -54,6 +54,20 @@ SYNONYMS = {
     "purchase": "buy",
     "telephone": "phone",
     "call": "phone",
+    # Comparatives and superlatives of the words visitors ask times, prices and ways with
+    # ("can we stay later", "the nearest stop") meet the FAQ's "late", "near".
+    "later": "late",
+    "latest": "late",
+    "earlier": "early",
+    "earliest": "early",
+    "cheaper": "cheap",
+    "cheapest": "cheap",
+    "nearer": "near",
+    "nearest": "near",
+    "closer": "close",
+    "closest": "close",
+    "sooner": "soon",
+    "soonest": "soon",
 }
 
 _WORD_RE = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
