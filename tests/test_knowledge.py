@@ -170,6 +170,8 @@ def test_tokenize_unicode_stopwords_synonyms_hyphens() -> None:
     assert "wifi" in tokenize("Is there wi-fi?")
     assert tokenize("Museum's") == tokenize("museum")
     assert tokenize("Größe") == tokenize("GROSSE") == ["gross"]
+    assert tokenize("later latest") == tokenize("late late")
+    assert tokenize("the nearest stop") == tokenize("near stop")
 
 
 # --------------------------------------------------------------------------- sample FAQ
