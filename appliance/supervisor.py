@@ -413,8 +413,8 @@ def _drain(rx: trio.MemoryReceiveChannel[None]) -> None:
 async def _rewarm_after_restarts(
     ctx: ServiceContext, llm_up: trio.MemoryReceiveChannel[None]
 ) -> None:
-    """A (re)started local LLM server has an empty prompt cache: probe it (its first request
-    pays for ORT-like lazy set-up) and warm the prefix again."""
+    """A (re)started local LLM server has an empty prompt cache: probe it until it answers
+    (which records its health) and warm the prefix again."""
     async for _ in llm_up:
         ctx.warmed_prefix = None
         await warm_up_endpoints(ctx.cfg, ctx.pool, ctx.stopping)
