@@ -61,6 +61,13 @@ def entry(kb: KnowledgeBase, question: str) -> FaqEntry:
     return next(e for e in kb.entries if e.question == question)
 
 
+def answered_with(kb: KnowledgeBase, question: str) -> str:
+    """The heading of the entry a turn answers `question` with (failing if not answered)."""
+    d = turn(kb, question)
+    assert d.kind == "faq" and d.entry is not None, d
+    return d.entry.question
+
+
 # --------------------------------------------------------------------------- grounding fields
 
 
@@ -164,9 +171,7 @@ def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
 def test_an_faq_request_beats_the_request_pattern(hotel: KnowledgeBase) -> None:
     """ "Can you get me a taxi" is a request to the kiosk, but the hotel FAQ answers exactly
     that request ("Can you call me a taxi?"), so the staff's answer is read."""
-    d = turn(hotel, "can you get me a taxi please")
-    assert d.kind == "faq" and d.entry is not None
-    assert d.entry.question == "Can you call me a taxi?"
+    assert answered_with(hotel, "can you get me a taxi please") == "Can you call me a taxi?"
     # ... while the museum FAQ has no such entry: booking a ticket is declined.
     assert turn(hotel, "can you book me a room for next weekend").kind == "decline"
 
@@ -205,17 +210,15 @@ def test_what_the_box_cannot_answer_is_declined(
 
 
 def test_directions_to_a_place_the_faq_describes_are_answered(museum: KnowledgeBase) -> None:
-    d = turn(museum, "how do I get to the central station")
-    assert d.kind == "faq" and d.entry is not None
-    assert d.entry.question == "How do I get here by public transport?"
+    answer = answered_with(museum, "how do I get to the central station")
+    assert answer == "How do I get here by public transport?"
 
 
 def test_the_way_to_a_place_is_not_part_of_the_place(hotel: KnowledgeBase) -> None:
     """ "... to the airport from here on public transport": the destination is the airport,
     which the hotel's FAQ describes; "public transport" is how, not where."""
-    d = turn(hotel, "how do I get to the airport from here on public transport")
-    assert d.kind == "faq" and d.entry is not None
-    assert d.entry.question == "How do I get to the airport?"
+    answer = answered_with(hotel, "how do I get to the airport from here on public transport")
+    assert answer == "How do I get to the airport?"
     assert turn(hotel, "how do I get to the zoo from here by bus").kind == "decline"
 
 
@@ -249,8 +252,7 @@ def test_a_price_question_is_not_answered_with_an_entry_that_names_no_price(
 def test_a_price_question_is_answered_by_an_entry_that_names_one(
     museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str, answer: str
 ) -> None:
-    d = turn(museum if site == "museum" else hotel, question)
-    assert d.kind == "faq" and d.entry is not None and d.entry.question == answer, d
+    assert answered_with(museum if site == "museum" else hotel, question) == answer
 
 
 @pytest.mark.parametrize("question", ["what is your email", "do you have a website"])
@@ -259,9 +261,7 @@ def test_the_entry_holding_the_contact_detail_asked_for_answers(
 ) -> None:
     """The embedding puts "what is your email" at 0.23 from "How do I contact reception?" (its
     floor is 0.25); the e-mail address in that answer says more."""
-    d = turn(hotel, question)
-    assert d.kind == "faq" and d.entry is not None, d
-    assert d.entry.question == "How do I contact reception?"
+    assert answered_with(hotel, question) == "How do I contact reception?"
 
 
 def test_decline_texts_follow_the_settings(museum: KnowledgeBase) -> None:
