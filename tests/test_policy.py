@@ -227,6 +227,8 @@ def test_the_way_to_a_place_is_not_part_of_the_place(hotel: KnowledgeBase) -> No
     [
         ("museum", "how much is the lighthouse book they sell in the gift shop"),
         ("museum", "how much is a tram ticket to harbour square"),
+        # "You can visit the café without a museum ticket" says whether to pay, not how much.
+        ("museum", "how much is a sandwich in the café"),
         ("hotel", "do you have to pay to get into the botanical garden"),
     ],
 )
@@ -309,6 +311,7 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("how are you today?", "how_are_you"),
         ("who are you? are you a robot?", "identity"),
         ("hi, what's your name?", "identity"),
+        ("are you a real person or a computer?", "identity"),
         ("tell me a joke", "joke"),
         ("tell me something funny", "joke"),
         ("ok great", "ack"),
@@ -560,6 +563,16 @@ def test_follow_ups_are_read_with_the_previous_topic(museum: KnowledgeBase) -> N
     assert turn(museum, "and for the kids?").entry == entry(museum, "What is there for kids to do?")
     # Without the context, "until what time?" is about the opening hours, not the café.
     assert turn(museum, "until what time?").entry != entry(museum, CAFE)
+
+
+def test_a_follow_up_is_rarely_the_same_answer_again(hotel: KnowledgeBase) -> None:
+    """The combined reading holds the previous heading, which favours the entry just given:
+    "can we stay a bit later?" after the check-out time asks about a late check-out."""
+    before = "what time is check-out?"
+    first = turn(hotel, before)
+    assert first.entry == entry(hotel, "What time is check-out?")
+    d = turn(hotel, "can we stay a bit later?", PolicyContext.after(before, first, None))
+    assert d.kind != "faq" or d.entry == entry(hotel, "Can I check out late?"), d
 
 
 def test_a_short_question_naming_another_entry_is_not_read_as_a_follow_up(

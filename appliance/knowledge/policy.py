@@ -185,7 +185,7 @@ class PolicySettings:
     weak_semantic: float = 0.40
     # A follow-up answered with the previous turn's entry again needs this lead (its combined
     # query contains that entry's heading, which favours it).
-    repeat_margin: float = 0.15
+    repeat_margin: float = 0.20
     # Without an embedder: entries offered when they hold this share of the question's words.
     lexical_coverage: float = 0.5
     # A question word repaired to a FAQ word that sounds like it (`lookups(..., sounds=)`,
@@ -461,7 +461,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "identity",
             r"\bwho (?:are|r) (?:you|u)\b|\bwhat (?:are|r) (?:you|u)\b(?! (?:doing|open|selling))|"
             r"\bare you (?:a |an )?(?:real|human|robot|bot|computer|machine|person|ai|"
-            r"artificial|alive)\b(?: (?:person|being|intelligence))?|"
+            r"artificial|alive)\b(?: (?:person|being|intelligence))?"
+            r"(?:,? or (?:a |an |just )?(?:real |actual )?(?:human|robot|bot|computer|machine|"
+            r"person|ai|program|recording)(?: being)?\b)?|"
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b",
         ),
         (
@@ -913,8 +915,7 @@ class _Candidate:
     # The lowest score of the sound-alike repairs (`Lookups.repairs`) whose words the entry
     # has: it matches what the visitor may have said, not what was heard. None: no such word.
     guess: float | None = None
-    # The question asks what something costs and the entry's answer names no price: it is on
-    # the topic ("the gift shop") without answering ("how much is the lighthouse book").
+    # The question asks a price the entry's answer does not name (`_names_no_price`).
     unpriced: bool = False
 
 
@@ -934,22 +935,37 @@ _CONTACTS = (
     ),
 )
 
-# "How much is ...", "what does it cost", "do I have to pay": a question after a price. "How
-# much time" asks for a duration; "charge" is left out (an electric car's charging).
-_ASKS_PRICE_RE = re.compile(
+# "How much is ...", "what does it cost": a question after an amount of money. "How much
+# time" asks for a duration; "charge" is left out (an electric car's charging).
+_ASKS_AMOUNT_RE = re.compile(
     r"\bhow much\b(?! (?:time|longer|later|earlier))|\b(?:cost|costs|price|prices|priced|fee|"
-    r"fees|pay|paying|expensive|cheap|cheaper|afford)\b",
+    r"fees|expensive|cheap|cheaper|afford)\b",
     re.IGNORECASE,
 )
-# What answers one: an amount of money, or that there is none to pay ("without a museum
-# ticket", "no extra charge").
-_PRICE_RE = re.compile(
+# "Do I have to pay", "without paying": whether there is anything to pay.
+_ASKS_PAYING_RE = re.compile(r"\b(?:pay|paying|paid)\b", re.IGNORECASE)
+# What answers either: an amount of money, or that it is free.
+_AMOUNT_RE = re.compile(
     r"[€$£¥]|\d\s*(?:eur|euros?|usd|dollars?|gbp|pounds?|cents?|pence|p)\b|"
-    r"\b(?:free|at no cost|included|costs? nothing|complimentary|half price|discount|"
-    r"discounts|reduced)\b|"
-    r"\b(?:without|no)\s+(?:(?:a|an|any)\s+)?(?:\w+\s+)?(?:ticket|charge|fee|payment|cost)s?\b",
+    r"\b(?:free|at no cost|no charge|included|costs? nothing|complimentary|half price)\b",
     re.IGNORECASE,
 )
+# What answers only whether to pay: "you can visit the café without a museum ticket".
+_NO_PAYING_RE = re.compile(
+    r"\b(?:without|no)\s+(?:(?:a|an|any)\s+)?(?:\w+\s+)?(?:ticket|charge|fee|payment|cost)s?\b|"
+    r"\b(?:discount|discounts|reduced)\b",
+    re.IGNORECASE,
+)
+
+
+def _names_no_price(query: str, answer: str) -> bool:
+    """The question asks what something costs (or whether to pay) and `answer` does not say:
+    it is on the topic ("the café") without answering ("how much is a sandwich")."""
+    if _AMOUNT_RE.search(answer):
+        return False
+    if _ASKS_AMOUNT_RE.search(query):
+        return True
+    return _ASKS_PAYING_RE.search(query) is not None and not _NO_PAYING_RE.search(answer)
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
@@ -974,7 +990,6 @@ def _candidates(
     total = sum(weights.values())
     query_terms = {t for t, _ in terms_df}
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
-    asks_price = _ASKS_PRICE_RE.search(g.query) is not None
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
@@ -1003,7 +1018,7 @@ def _candidates(
         guesses = [r.score for r in repairs if r.terms & have]
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
-        unpriced = asks_price and not _PRICE_RE.search(hit.entry.answer)
+        unpriced = _names_no_price(g.query, hit.entry.answer)
         out.append(
             _Candidate(hit, semantic, coverage, support, anchored, unmatched, guess, unpriced)
         )
