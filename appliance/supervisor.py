@@ -341,8 +341,9 @@ async def _serve(
                     _start_local_voice(ctx, turns)
                     _start_prefill(ctx, turns)
                     if not llm_first:
-                        llm_go.set()  # our own server (its listening notice warms it) ...
-                        services.start_soon(_warm_other_endpoints, ctx, metrics)  # ... or others
+                        llm_go.set()  # our own server: its listening notice warms it
+                        if not cfg.llm.spawn_local:  # a separate appliance-llm.service
+                            services.start_soon(warm_prefix, ctx)
                     task_status.started(Service(ctx=ctx, urls=urls))
 
                     await ctx.stopping.wait()
@@ -387,14 +388,6 @@ async def _local_llm_after(
     """The local LLM server, started once `go` is set (at READY)."""
     await go.wait()
     await _local_llm_task(cfg, metrics, notifier, listening)
-
-
-async def _warm_other_endpoints(ctx: ServiceContext, metrics: Metrics) -> None:
-    """faq mode, after READY: the prefix into endpoints that were already up at READY (a
-    separate `appliance-llm.service`); our own server is warmed by its listening notice."""
-    if not ctx.cfg.llm.spawn_local:
-        await warm_prefix(ctx)
-    _publish_health(ctx.pool, metrics)
 
 
 def _publish_health(pool: LLMPool, metrics: Metrics) -> None:
