@@ -122,10 +122,13 @@ class VoiceEngine:
         """
         m = manifest if manifest is not None else load_manifest()
         t0 = time.perf_counter()
-        # One after another: loading the TTS on a second thread beside the ASR saved ~0.8 s
-        # alone but ~+130 MB of RSS in the service (a second malloc arena), and little of a
-        # start, where the knowledge loads beside the voice models anyway (stop 9).
-        vad_session = _load_vad(settings, m, check_hash)
+        vad_path = require(m, "vad", check_hash=check_hash)
+        # One thread for the tiny VAD: fan-out would cost more than it saves.
+        vad_session, _ = create_session(
+            vad_path, dataclasses.replace(settings, intra_op_threads=1), name="vad"
+        )
+        # One after another: the TTS on a second thread beside the ASR cost ~130 MB of RSS (a
+        # second malloc arena) and no start-up time, the knowledge loading beside them anyway.
         asr = MoonshineAsr.load(settings, m, check_hash=check_hash, options=asr_options)
         tts = PiperTts.load(settings, m, check_hash=check_hash)
         t1 = time.perf_counter()
@@ -144,15 +147,6 @@ class VoiceEngine:
             load_s=t1 - t0,
             warm_s=t2 - t1,
         )
-
-
-def _load_vad(
-    settings: InferenceSettings, manifest: dict[str, ModelFile], check_hash: bool
-) -> ort.InferenceSession:
-    path = require(manifest, "vad", check_hash=check_hash)
-    # One thread for the tiny VAD: fan-out would cost more than it saves.
-    session, _ = create_session(path, dataclasses.replace(settings, intra_op_threads=1), name="vad")
-    return session
 
 
 def load_engine_blocking(cfg: Config) -> VoiceEngine:
