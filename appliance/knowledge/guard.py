@@ -33,6 +33,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 __all__ = [
+    "EMAIL_RE",
+    "PHONE_RE",
     "ClauseGate",
     "FactGuard",
     "Violation",
@@ -201,7 +203,7 @@ _WEEKDAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?"
 _ORDINAL_WORD = "|".join(sorted(_ORDINAL_WORDS, key=len, reverse=True))
 _DAY = rf"(?i:\d{{1,2}}(?:st|nd|rd|th)?|(?:twenty[\s-]|thirty[\s-])?(?:{_ORDINAL_WORD}))"
 
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 # "info at harbourlight dot example": how a model writes an address to be read aloud.
 _SPOKEN_EMAIL_RE = re.compile(
     r"\b([a-z0-9][\w.+-]*)\s+at\s+([a-z0-9][\w-]*(?:\s+dot\s+[a-z0-9][\w-]*)+)\b", re.IGNORECASE
@@ -212,7 +214,7 @@ _URL_RE = re.compile(
     re.IGNORECASE,
 )
 _NOT_HOSTS = frozenset({"a.m", "p.m", "e.g", "i.e", "etc"})
-_PHONE_RE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()/-]{5,}\d(?!\w)")
+PHONE_RE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()/-]{5,}\d(?!\w)")
 _CURRENCY_SYMBOL = {"€": "EUR", "$": "USD", "£": "GBP"}
 _CURRENCY_WORD = r"(?:euros?|eur|dollars?|usd|pounds?|gbp|quid|cents?|pence)(?![\w])"
 _AMOUNT = rf"(?:\d+(?:[.,]\d{{1,2}})?|(?:{_NUMBER_WORD})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORD}))*)"
@@ -356,7 +358,7 @@ def _extract(text: str, *, source: bool) -> tuple[list[_Found], str]:
         found.append(_Found(kind, m.group(0).strip().rstrip(".,;:"), value))
         work = _blank(work, m.start(), m.end())
 
-    for m in _EMAIL_RE.finditer(work):
+    for m in EMAIL_RE.finditer(work):
         take(m, "email", m.group(0).lower().rstrip("."))
     for m in _SPOKEN_EMAIL_RE.finditer(work):
         local = m.group(1).lower()
@@ -378,7 +380,7 @@ def _extract(text: str, *, source: bool) -> tuple[list[_Found], str]:
         minutes = _time_value(m)
         if minutes is not None:
             take(m, "time", minutes)
-    for m in _PHONE_RE.finditer(work):
+    for m in PHONE_RE.finditer(work):
         digits = re.sub(r"\D", "", m.group(0))
         grouped = m.group(0).lstrip().startswith(("+", "0")) or " " in m.group(0).strip()
         if len(digits) >= 7 and grouped and ":" not in m.group(0):

@@ -59,6 +59,7 @@ from typing import Literal, TypedDict
 from .concepts import related
 from .faq import FaqEntry
 from .grounding import Grounding, strip_fillers
+from .guard import EMAIL_RE, PHONE_RE
 from .ranking import Hit
 from .soundalike import Repair, SoundIndex
 from .text import STOPWORDS, tokenize
@@ -923,11 +924,11 @@ class _Candidate:
 _CONTACTS = (
     (
         re.compile(r"\be-?mail\b|\bmail address\b|\bwrite (?:to|an?)\b", re.IGNORECASE),
-        re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+        EMAIL_RE,
     ),
     (
         re.compile(r"\b(?:phone|telephone|ring|number to call|call (?:you|them|the))\b", re.I),
-        re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()/-]{5,}\d(?!\w)"),
+        PHONE_RE,
     ),
     (
         re.compile(r"\b(?:website|web site|web page|webpage|url)\b", re.IGNORECASE),
