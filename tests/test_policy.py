@@ -11,6 +11,7 @@ from support import SAMPLE, UNDERSTAND
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, Hit, KnowledgeBase
 from appliance.knowledge.concepts import related
+from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.grounding import RANKED, Grounding, ground, prepare
 from appliance.knowledge.policy import (
     DEFAULT_CHAT_REPLIES,
@@ -565,6 +566,48 @@ def test_follow_ups_are_read_with_the_previous_topic(museum: KnowledgeBase) -> N
     assert turn(museum, "until what time?").entry != entry(museum, CAFE)
 
 
+@pytest.fixture(scope="module")
+def zoo(embedder: Embedder) -> KnowledgeBase:
+    return KnowledgeBase.from_file(UNDERSTAND / "zoo_faq.md", embedder=embedder)
+
+
+def test_a_fragment_continues_the_previous_question(
+    museum: KnowledgeBase, hotel: KnowledgeBase, zoo: KnowledgeBase
+) -> None:
+    """ "And in the winter?" asks nothing alone: read alone it was answered with the petting
+    farm, whose answer says "until 16:00 in winter"; it asks the previous question again, even
+    when that was only asked back. A fragment that names another entry still gets it."""
+    before = "when do you open in the summer?"
+    ctx = PolicyContext.after(before, turn(zoo, before), None)
+    d = turn(zoo, "and in the winter?", ctx)
+    farm = entry(zoo, "Is there a petting farm?")
+    assert d.entry != farm and (d.entry == entry(zoo, HOURS) or HOURS in labels(d)), d
+    assert turn(zoo, "and in the winter?").entry == farm  # alone: why the context matters
+    # Two sentences: the first ("for the kids?") is not answered on its own either.
+    ctx = PolicyContext.after(TICKET, turn(museum, TICKET), None)
+    d = turn(museum, "and for the kids? they're eight and ten", ctx)
+    assert d.entry != entry(museum, "What is there for kids to do?"), d
+    assert d.entry == entry(museum, CHILD_TICKET) or CHILD_TICKET in labels(d), d
+    # "And a pool?" after the gym names its own entry.
+    gym = "when is the gym open?"
+    d = turn(hotel, "and a pool?", PolicyContext.after(gym, turn(hotel, gym), None))
+    assert d.kind == "faq" and d.entry == entry(hotel, "Is there a swimming pool or sauna?"), d
+
+
+def test_a_pronoun_keeps_the_previous_topic(museum: KnowledgeBase) -> None:
+    """ "How long do *they* take?" after the tours: its words are all in "How long does a
+    visit take?", which answered it as if it stood alone."""
+    tours = "When are the guided tours?"
+    ctx = PolicyContext.after(tours, turn(museum, tours), None)
+    d = turn(museum, "how long do they take?", ctx)
+    assert d.entry != entry(museum, "How long does a visit take?"), d
+    assert d.entry == entry(museum, tours) or tours in labels(d), d
+
+
+def labels(d: Decision) -> list[str]:
+    return [c.label for c in d.choices]
+
+
 def test_a_follow_up_is_rarely_the_same_answer_again(hotel: KnowledgeBase) -> None:
     """The combined reading holds the previous heading, which favours the entry just given:
     "can we stay a bit later?" after the check-out time asks about a late check-out."""
@@ -668,6 +711,10 @@ def test_context_bookkeeping() -> None:
     assert contextual_query("and on sundays?", None) is None
     assert contextual_query("and on sundays?", declined) is None
     assert contextual_query("and on sundays?", ctx) == f"{HOURS} on sundays?"
+    # Asked back: a fragment continues the question asked, a whole question does not.
+    asked = PolicyContext.after("open in may?", Decision("clarify", "?", "confirm"), ctx)
+    assert contextual_query("and in june?", asked) == "open in may? in june?"
+    assert contextual_query("is there a cafe?", asked) is None
 
 
 # --------------------------------------------------------------------------- bad input

@@ -758,10 +758,19 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
     children?", "what about on Sunday?", "how much is it?"): the previous entry's heading, then
     the question. None when there is no previous answer or the question stands on its own.
     Ground both; `decide` picks (pass the second grounding as `contextual`)."""
-    if context is None or context.topic is None:
+    if context is None:
         return None
     cleaned = strip_fillers(question)
-    if not cleaned or context.choices:
+    if not cleaned:
+        return None
+    if context.topic is None:
+        # Asked back before: a fragment still continues the previous question ("when do you
+        # open in summer?" - "Do you mean ...?" - "and in winter?"). A decline ends it.
+        asked_back = context.previous is not None and context.previous.kind == "clarify"
+        if asked_back and _fragment(question):
+            return f"{context.previous_question} {cleaned}"
+        return None
+    if context.choices:
         return None
     words = _words(cleaned)
     terms = _content_terms(cleaned)
@@ -1269,6 +1278,8 @@ def _names_its_entry(question: str, own: _Ranked, topic: FaqEntry | None) -> boo
         return False
     if _CONNECTOR_RE.match(question) is not None:  # "and for the kids?": about the topic
         return False
+    if _points_back(_words(question)):  # "how long do *they* take?" after the tours
+        return False
     entry = own.best.hit.entry
     terms = _content_terms(question)
     return entry != topic and bool(terms) and set(terms) <= set(tokenize(entry.question))
@@ -1282,6 +1293,33 @@ def _stands_alone(question: str, cleaned: str, own: _Ranked, topic: FaqEntry | N
     if not _is_answer(own) or own.best is None or topic is None or own.best.hit.entry == topic:
         return False
     return _ASKS_RE.match(cleaned) is not None and not _refers_back(question)
+
+
+_ASKS_ANYWHERE_RE = re.compile(rf"\b{_QUESTION_WORD}\b", re.IGNORECASE)
+
+
+def _fragment(question: str) -> bool:
+    """A follow-up that asks nothing of its own: a connector, then only a thing, a person or a
+    time ("and for the kids?", "what about in winter?"). It asks what the previous question
+    asked."""
+    said = question.strip()
+    m = _CONNECTOR_RE.match(said)
+    return m is not None and _ASKS_ANYWHERE_RE.search(said[m.end() :]) is None
+
+
+_FOR_RE = re.compile(r"^(?:and\s+|but\s+)?(?:what about\s+|how about\s+)?for\b", re.IGNORECASE)
+
+
+def _names(fragment: str, own: _Ranked) -> bool:
+    """A fragment follow-up that names its own entry: each of its words is in the heading of
+    the entry its standalone reading answers ("and a pool?" after the gym's hours: "Is there a
+    swimming pool or sauna?"), itself or through a related word. Not one that says who for
+    ("and for the kids?" after a ticket price): that still asks the previous question."""
+    if not _is_answer(own) or own.best is None or _FOR_RE.match(fragment) is not None:
+        return False
+    terms = _content_terms(fragment)
+    heading = _heading_terms(own.best.hit.entry)
+    return bool(terms) and all(_shares(t, heading) for t in terms)
 
 
 def _refers_back(question: str) -> bool:
@@ -1382,20 +1420,25 @@ def decide(
         return _decline("language", settings, "language")
 
     weighed = _weigh(grounding, settings)
+    continued: _Ranked | None = None  # the previous question's reading, taken for a fragment
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         other = _weigh(contextual, settings, repeat)
         alone = _names_its_entry(cleaned, weighed, repeat) or _stands_alone(
             question, cleaned, weighed, repeat
         )
-        if not alone and (_is_answer(other) or _refers_back(question)):
+        if other.decision is not None and _fragment(question) and not _names(cleaned, weighed):
+            # "and in winter?" asks nothing alone: what it asks is what came before. Alone it
+            # was answered with the petting farm, whose answer says "until 16:00 in winter".
+            weighed = continued = other
+        elif not alone and (_is_answer(other) or _refers_back(question)):
             weighed = _pick(weighed, other)
     split = [_weigh(p, settings) for p in parts if _ranked(p)]
     if len(split) >= 2:
         several = _two_answers(split, settings)
         if several is not None:
             return several
-    if split and not _is_answer(weighed):
+    if split and not _is_answer(weighed) and continued is None:
         # A long ramble or two questions: one part may be clearly answerable on its own.
         answers = [r for r in split if _is_answer(r) and not _qualified(r, grounding, settings)]
         if answers:
