@@ -464,12 +464,18 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bare you (?:a |an )?(?:real|human|robot|bot|computer|machine|person|ai|"
             r"artificial|alive)\b(?: (?:person|being|intelligence))?"
             r"(?:,? or (?:a |an |just )?(?:real |actual )?(?:human|robot|bot|computer|machine|"
-            r"person|ai|program|recording)(?: being)?\b)?|"
-            r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b",
+            r"person|ai|program|recording)(?: being)?\b)?"
+            r"(?:,? or is (?:there|it) (?:a |an |just )?(?:real |actual )?(?:person|human|"
+            r"someone|somebody|people)(?: in there| inside| behind (?:it|this|you))?\b)?|"
+            r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
+            r"\b(?:who|what) am i (?:talking|speaking) (?:to|with)\b|"
+            r"\bam i (?:talking|speaking) (?:to|with) (?:a |an )?(?:real )?(?:computer|machine|"
+            r"robot|bot|person|human|ai|recording)\b",
         ),
         (
             "joke",
-            r"\b(?:tell|know|got|have) (?:me |us )?(?:a |any |another )?(?:good )?jokes?\b|"
+            r"\b(?:tell|know|got|have) (?:me |us )?(?:a |any |another )?(?:good |funny )?jokes?"
+            r"(?: about (?:a |an |the )?[\w-]+)?\b|"
             r"\btell (?:me|us) something funny\b|\bsay something funny\b|\bmake (?:me|us) laugh\b",
         ),
         (
@@ -481,7 +487,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "goodbye",
             r"\b(?:good ?bye|bye(?: bye)?|byebye|see (?:you|ya)(?: later| soon)?|good ?night|"
-            r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b",
+            r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
+            r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today))?,? (?:then,? )?"
+            r"(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)",
         ),
         (
             "thanks",
@@ -489,7 +497,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?: (?:so|very) much| a lot| again)?|"
             r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
             r"(?:really |very |so |super )?(?:helpful|great|perfect|useful|lovely|brilliant|"
-            r"wonderful|amazing|kind)\b",
+            r"wonderful|amazing|kind)\b|"
+            r"\b(?:that|this|it|you)(?: (?:really|very much|so much|a lot))? helped(?: (?:me|us))?"
+            r"(?: (?:a lot|so much|very much|loads))?\b",
         ),
         (
             "greeting",
@@ -507,7 +517,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _CHAT_FILLER = frozenset(
     """ok okay so well oh ah and then yes yeah yep no nope great nice cool alright right
     really very much a lot again you too again all sir madam friend young man lady there
-    just i we wanted to say please""".split()
+    just i we wanted to say please wait exactly actually can could would you me us""".split()
 )
 
 
