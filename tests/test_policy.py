@@ -780,6 +780,24 @@ def test_question_parts() -> None:
         "I need the toilet",
         "I am in a hurry.",
     )  # nothing asks: as before
+    # A ramble's question led up to with "so" / "what I wanted to ask was", not at its end.
+    ramble = (
+        "right, so, we checked out this morning, lovely stay by the way, and our train isn't "
+        "until eight, so is there somewhere we could leave our bags for the day"
+    )
+    assert question_parts(ramble) == ("is there somewhere we could leave our bags for the day",)
+    ramble = (
+        "we got in last night and the kids are tired, anyway what I wanted to ask was what "
+        "time we need to check out tomorrow, because the train is early"
+    )
+    assert question_parts(ramble) == ("what time we need to check out tomorrow",)
+    # A question first, explained after: read whole (the explanation may be what matters).
+    assert (
+        question_parts(
+            "where do i leave the key cards when i go, there's nobody at the desk this early"
+        )
+        == ()
+    )
 
 
 def test_a_clause_that_asks_nothing_is_not_answered_on_its_own(hotel: KnowledgeBase) -> None:

@@ -815,9 +815,16 @@ _SPLIT_RE = re.compile(
     rf"[?!;]+\s+|\.\s+(?=[A-Za-z])|,?\s+(?:and|also|plus|but)\s+(?={_QUESTION_WORD}\b)",
     re.IGNORECASE,
 )
-# The last clause that asks something, in a long ramble: "..., but first of all, where can we
-# get some cash?"
-_FOCUS_RE = re.compile(rf"(?:^|[,;:.!?]\s*)({_QUESTION_WORD}\b[^,;:.!?]*[?]?)\s*$", re.IGNORECASE)
+# In a long ramble, the last clause that asks something, without what leads up to it: "...,
+# but first of all, where can we get some cash?", "..., so is there somewhere we could leave
+# them", "... anyway what I wanted to ask was what time we need to check out, because ...".
+_CLAUSE_RE = re.compile(r"[^,;:.!?]+[?]?")
+_LEAD_RE = re.compile(
+    r"^(?:(?:so|and|but|anyway|well|now|then|right|okay|ok|yeah|first of all|basically)\b"
+    r"[\s,]*)*(?:(?:what )?i (?:wanted|want|meant|need|needed) to (?:ask|know)(?: (?:is|was))?\s+|"
+    r"i (?:was|am|'m) (?:just )?wondering(?: if| whether)?\s+)?",
+    re.IGNORECASE,
+)
 LONG_WORDS = 16
 _ASKS_RE = re.compile(rf"{_QUESTION_WORD}\b", re.IGNORECASE)  # starts like a question
 
@@ -855,9 +862,17 @@ def question_parts(question: str) -> tuple[str, ...]:
     if texts and len(cut) >= 2:  # the utterance was cut: its questions (or its one question)
         return tuple(texts[:3])
     if len(_words(cleaned)) >= LONG_WORDS:
-        m = _FOCUS_RE.search(cleaned)
-        if m is not None and _content_terms(m.group(1)) and m.group(1).strip() != cleaned:
-            return (m.group(1).strip(),)
+        clauses = [m.group().strip() for m in _CLAUSE_RE.finditer(cleaned)]
+        for i, clause in enumerate(reversed(clauses)):
+            lead = _LEAD_RE.match(clause)
+            start = lead.end() if lead is not None else 0
+            if i > 0 and start == 0:
+                # Before the last clause, only a question the visitor leads up to ("..., so
+                # where is ..."): a first clause that asks is explained by what follows it.
+                continue
+            focus = clause[start:].strip()
+            if _ASKS_RE.match(focus) and _content_terms(focus):
+                return (focus,) if focus != cleaned else ()
     return ()
 
 
