@@ -237,9 +237,16 @@ def test_a_price_question_is_not_answered_with_an_entry_that_names_no_price(
     museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str
 ) -> None:
     """The gift shop's entry is on the topic of the book but says nothing of its price: it
-    would sound like an answer and not be one."""
+    would sound like an answer and not be one. Nor is it offered back ("Do you mean: Is
+    there a gift shop?" was not the question) when no entry close to it names a price."""
     d = turn(museum if site == "museum" else hotel, question)
-    assert d.kind in ("clarify", "decline"), d
+    assert d.kind == "decline", d
+
+
+def test_a_price_question_offers_the_entries_that_name_one(museum: KnowledgeBase) -> None:
+    """Declined only when every entry close to the question names no price."""
+    d = turn(museum, "how much is the audio guide")
+    assert d.kind != "decline" and (d.kind == "faq" or d.choices), d
 
 
 @pytest.mark.parametrize(

@@ -1141,6 +1141,10 @@ def _weigh(
     # anchor: the visitor picks, nothing is asserted).
     offer = [c for c in cands if c is best or _offerable(c, settings)]
     close = [c for c in offer if abs(best.support - c.support) <= settings.clarify_window]
+    if all(c.unpriced for c in close):
+        # A price no entry close to the question names ("how much is a sandwich" and the
+        # café's entry): asking "Do you mean: Is there a café?" offers what was not asked.
+        return _Ranked(None, best)
     if len(close) >= 2:
         plain = _plainest(close, g)
         if plain is not None and _answerable(plain, settings) and not _held(plain, settings):
