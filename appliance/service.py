@@ -156,18 +156,22 @@ def is_local_endpoint(cfg: Config, ep: Endpoint) -> bool:
 
 
 async def warm_up_endpoints(
-    cfg: Config, pool: LLMPool, stopping: trio.Event, *, local: bool = True
+    cfg: Config, pool: LLMPool, stopping: trio.Event, *, local: bool = True, others: bool = True
 ) -> None:
     """Probe every endpoint. Our own local server may still be loading, so it is retried until
     `budgets.probe_s`; remote endpoints get one probe each (a dead cloud must not block boot).
-    `local=False`: leave our own server alone (not started yet); probe only the others."""
-    ours = [ep.name for ep in endpoints_from_config(cfg) if is_local_endpoint(cfg, ep)]
+    `local=False`: leave our own server alone (not started yet); probe only the others.
+    `others=False`: only our own server (it restarted; the others' health is the health
+    loop's business)."""
+    endpoints = endpoints_from_config(cfg)
+    ours = [ep.name for ep in endpoints if is_local_endpoint(cfg, ep)]
     if not local:
         await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s), skip=ours)
         return
+    skip = [] if others else [ep.name for ep in endpoints if ep.name not in ours]
     with trio.move_on_after(cfg.budgets.probe_s):
         while not stopping.is_set():
-            health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s))
+            health = await pool.probe_all(timeout_s=min(10.0, cfg.budgets.probe_s), skip=skip)
             ok = {h.name for h in health if h.ok}
             if len(ok) == len(health) or not ours or set(ours) <= ok:
                 return

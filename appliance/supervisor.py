@@ -410,7 +410,7 @@ async def _rewarm_after_restarts(
     (which records its health) and warm the prefix again."""
     async for _ in llm_up:
         ctx.warmed_prefix = None
-        await warm_up_endpoints(ctx.cfg, ctx.pool, ctx.stopping)
+        await warm_up_endpoints(ctx.cfg, ctx.pool, ctx.stopping, others=False)
         _publish_health(ctx.pool, ctx.metrics)
         await warm_prefix(ctx)
 

@@ -486,3 +486,35 @@ async def test_coalesced_failover_still_resets(
         ("from the scripted model. ", False),
     ]
     assert (result.endpoint, result.text) == ("b", REPLY)
+
+
+@pytest.mark.parametrize("others", [True, False])
+async def test_a_restarted_local_server_is_probed_without_the_others(
+    mock_clock: MockClock,
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    dead_url: str,
+    others: bool,
+) -> None:
+    """`warm_up_endpoints(others=False)`, after our own server restarted: it is probed until it
+    answers; a remote endpoint (here a dead one) is left to the health loop, not probed again."""
+    from dataclasses import replace
+
+    from appliance.config import Config, LLMEndpointConfig
+    from appliance.service import endpoints_from_config, warm_up_endpoints
+
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+    cfg = Config()
+    eps = (
+        LLMEndpointConfig("local", server.url, "script:ok"),
+        LLMEndpointConfig("cloud", dead_url, "m"),
+    )
+    cfg = replace(cfg, llm=replace(cfg.llm, endpoints=eps, local_port=port, spawn_local=True))
+    pool = LLMPool(
+        endpoints_from_config(cfg), client, first_token_s=1.0, stall_s=3.0, keepalive=via
+    )
+    await warm_up_endpoints(cfg, pool, trio.Event(), others=others)
+    local, cloud = pool.health
+    assert local.ok and local.last_latency_s is not None
+    assert (cloud.last_error is not None) == others, cloud
