@@ -271,11 +271,18 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def test_cli_tiny_run_writes_json_and_markdown(tmp_path: Path) -> None:
+@pytest.mark.parametrize("frontend", ["off", "ns2"])
+def test_cli_tiny_run_writes_json_and_markdown(tmp_path: Path, frontend: str) -> None:
+    """Also with the microphone's noise suppression on (`[audio]` of `--config`): the clips go
+    through it before the pipeline, as the box's own microphone's audio would."""
     out = tmp_path / "understand.json"
     cmd = [sys.executable, "-m", "appliance", "bench", "understand", "--set", "tune"]
     cmd += ["--limit", "2", "--llm", "scripted", "--first-token-ms", "20", "--token-ms", "2"]
     cmd += ["--cache", str(tmp_path / "clips"), "--out", str(out)]
+    if frontend != "off":
+        config = tmp_path / "ns.toml"
+        config.write_text(f"[audio]\nnoise_suppression = true\nns_level = {frontend[2:]}\n")
+        cmd += ["--config", str(config)]
     run = run_cli(
         cmd,
         timeout=300,
@@ -287,7 +294,7 @@ def test_cli_tiny_run_writes_json_and_markdown(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["bench"] == "understand" and report["set"] == "tune"
     assert report["questions_asked"] == 2 and report["errors"] == 0
-    assert report["llm"].startswith("scripted")
+    assert report["llm"].startswith("scripted") and report["frontend"] == frontend
     for key in ("correct", "clarify", "decline", "wrong", "missed"):
         assert isinstance(report[key], int)
     assert sum(report[k] for k in ("correct", "clarify", "decline", "wrong", "missed")) == 2

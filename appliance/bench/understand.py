@@ -170,6 +170,18 @@ async def ask(
     from ..voice.sinks import MemorySink
 
     cfg = runner.cfg
+    if cfg.audio.noise_suppression:
+        # The box's microphone front end (echo cancellation needs a speaker: not here), one per
+        # question, fed in order like the stream it would see.
+        from ..audio.frontend import AudioFrontEnd, FrontEndSettings
+
+        front = AudioFrontEnd(
+            FrontEndSettings(
+                echo_cancellation=False, noise_suppression=True, ns_level=cfg.audio.ns_level
+            )
+        )
+        before_clip = None if before_clip is None else front.process(before_clip)
+        clip = front.process(clip)
     sessions = SessionRegistry(
         idle_reset_s=cfg.dialog.idle_reset_s, history_turns=cfg.llm.history_turns
     )
@@ -436,6 +448,8 @@ async def run_understand(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "llm": llm_name,
+        # The microphone front end the clips went through (`[audio] noise_suppression`).
+        "frontend": f"ns{base.audio.ns_level}" if base.audio.noise_suppression else "off",
         # wall time of a question (its `before` included), and what came before the first
         "seconds_per_question": round(sum(r["wall_s"] for r in rows) / max(1, len(rows)), 2),
         "setup_s": {

@@ -388,7 +388,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- Date: {report.get('date')}; commit {m.get('git_commit') or 'unknown'}; "
         f"machine {m.get('short_name')} ({m.get('cpu_model')}, {m.get('cores')} cores)",
         f"- Command: `{report.get('command')}`",
-        f"- LLM: {report.get('llm')}; reply kinds: {report.get('kind_source')}",
+        f"- LLM: {report.get('llm')}; reply kinds: {report.get('kind_source')}; microphone "
+        f"front end: {report.get('frontend', 'off')}",
         f"- Clips: {report.get('clips')}",
         f"- Took {report.get('bench_wall_s')} s, {report.get('seconds_per_question')} s per "
         f"question; load average {report.get('loadavg_1m_before_after')}; harness errors "
