@@ -330,6 +330,9 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("can you tell me a joke about monkeys", "joke"),
         ("thanks a lot, that really helped", "thanks"),
         ("okay that's all, bye bye", "goodbye"),
+        ("cheers, that's all I needed", "goodbye"),
+        ("what are you for? what can I ask you", "identity"),  # held-out 7, after its run
+        ("what can you do?", "identity"),
     ],
 )
 def test_small_talk(museum: KnowledgeBase, text: str, intent: str) -> None:

@@ -460,7 +460,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for intent, pattern in (
         (
             "identity",
-            r"\bwho (?:are|r) (?:you|u)\b|\bwhat (?:are|r) (?:you|u)\b(?! (?:doing|open|selling))|"
+            r"\bwho (?:are|r) (?:you|u)\b|"
+            r"\bwhat (?:are|r) (?:you|u)\b(?: for\b)?(?! (?:doing|open|selling))|"
             r"\bare you (?:a |an )?(?:real|human|robot|bot|computer|machine|person|ai|"
             r"artificial|alive)\b(?: (?:person|being|intelligence))?"
             r"(?:,? or (?:a |an |just )?(?:real |actual )?(?:human|robot|bot|computer|machine|"
@@ -470,7 +471,10 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
             r"\b(?:who|what) am i (?:talking|speaking) (?:to|with)\b|"
             r"\bam i (?:talking|speaking) (?:to|with) (?:a |an )?(?:real )?(?:computer|machine|"
-            r"robot|bot|person|human|ai|recording)\b",
+            r"robot|bot|person|human|ai|recording)\b|"
+            r"\bwhat is this(?: thing| machine| screen)? for\b|"
+            r"\bwhat (?:can|could|should) (?:i|we) ask(?: you)?(?: about| for)?\b|"
+            r"\bwhat (?:can|do) you (?:do|know)\b",
         ),
         (
             "joke",
@@ -488,8 +492,10 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "goodbye",
             r"\b(?:good ?bye|bye(?: bye)?|byebye|see (?:you|ya)(?: later| soon)?|good ?night|"
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
-            r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today))?,? (?:then,? )?"
-            r"(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)",
+            r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
+            r"(?: to know)?)?,? (?:then,? )?(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)|"
+            r"\b(?:thanks|cheers|thank you)[,.!]? that(?:'s| is| was) (?:all|it|everything)"
+            r"(?: i (?:needed|wanted)(?: to know)?)?\b",
         ),
         (
             "thanks",
