@@ -62,12 +62,16 @@ def test_bench_load_runs_the_appliance_from_under_test(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "__main__.py").write_text("raise SystemExit(7)\n")
+    work = tmp_path / "new" / "workdir"  # not there yet: made, not a FileNotFoundError
     code, report, _ = _bench(
         tmp_path, "load", "--conversations", "2", "--churn", "2", "--sse", "1",
-        "--voice", "false", "--under-test", str(tmp_path / "tree"),
+        "--voice", "false", "--under-test", str(tmp_path / "tree"), "--workdir", str(work),
     )  # fmt: skip
     assert code != 0
     assert "exited with code 7" in report["failed"]
+    assert work.is_dir()
+    # The Markdown page says why instead of failing on the missing figures.
+    assert "exited with code 7" in (tmp_path / "result.md").read_text()
 
 
 def test_bench_all_tiny_writes_every_field(tmp_path: Path) -> None:

@@ -175,6 +175,9 @@ def run_benches(names: list[str], args: argparse.Namespace, *, combined: bool = 
         if combined:
             md.write_text(markdown_summary(report, {n: BENCHES[n].headline for n in names}))
             print(f"wrote {md}", file=sys.stderr)
+        elif "failed" in report:  # nothing to tabulate: say why on the page too
+            md.write_text(f"# Bench {names[0]}: failed\n\n- {report['failed']}\n")
+            print(f"wrote {md}", file=sys.stderr)
         elif (page := BENCHES[names[0]].markdown) is not None:
             md.write_text(page(report))
             print(f"wrote {md}", file=sys.stderr)

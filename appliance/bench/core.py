@@ -128,6 +128,8 @@ def service_config(
 def bench_dir(name: str, args: argparse.Namespace) -> Iterator[Path]:
     """A temp dir for one bench (configs, the appliance's log, its store); removed afterwards
     unless `--keep` asked to look at the logs."""
+    if args.workdir is not None:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a new --workdir is made
     path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=args.workdir))
     try:
         yield path
