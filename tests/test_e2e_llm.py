@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -122,6 +123,45 @@ async def test_local_llm_crash_is_restarted(
     with trio.fail_after(90):
         while (await _ask(connect, svc, "Hello!"))["outcome"] != "ok":
             await trio.sleep(0.5)
+
+
+async def test_a_second_request_does_not_cut_a_streaming_reply_short(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """llama-cpp-python's server ends a streaming reply with [DONE] when another request
+    arrives (`interrupt_requests`, on by default): a second visitor's turn, or our prompt-prefix
+    warm-up after a restart, cut a reply short (an empty one got the fallback). Ours queues."""
+    _, port = await _start(nursery, tmp_path, knowledge={"semantic": False, "answer_mode": "open"})
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Count from one to one hundred in words."}],
+        "max_tokens": 24,
+        "temperature": 0.0,
+        "stream": True,
+    }
+    first_chunk = trio.Event()
+    finish: list[str | None] = []
+
+    async def stream(http: httpx.AsyncClient) -> None:
+        reason = None
+        async with http.stream("POST", url, json=body) as r:
+            async for line in r.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                first_chunk.set()
+                choice = json.loads(line[6:])["choices"][0]
+                reason = choice.get("finish_reason") or reason
+        finish.append(reason)
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as both:
+                both.start_soon(stream, http)
+                await first_chunk.wait()
+                both.start_soon(stream, http)  # arrives while the first one streams
+    # Each ran to its own end (an interrupted one ends with [DONE] and no finish reason).
+    assert len(finish) == 2 and all(f in ("stop", "length") for f in finish), finish
 
 
 def _is_llama(pid: int, port: int) -> bool:

@@ -84,6 +84,12 @@ def local_server_args(cfg: LLMConfig, model: Path) -> list[str]:
         threads,
         "--model_alias",
         "smollm2",
+        # Its default ends a streaming reply with [DONE] as soon as another request arrives:
+        # a visitor's reply was cut short by a second visitor's turn or by our own prompt-prefix
+        # warm-up after a restart (an empty reply, then the fallback). Requests queue instead;
+        # the turn budgets bound the wait.
+        "--interrupt_requests",
+        "false",
     ]
 
 
