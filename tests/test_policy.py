@@ -620,6 +620,12 @@ def test_a_fragment_continues_the_previous_question(
     d = turn(museum, "and for the kids? they're eight and ten", ctx)
     assert d.entry != entry(museum, "What is there for kids to do?"), d
     assert d.entry == entry(museum, CHILD_TICKET) or CHILD_TICKET in labels(d), d
+    # "And if ...": the "and" that strip_fillers drops still makes it a follow-up.
+    garden = KnowledgeBase.from_file(UNDERSTAND / "garden_faq.md", embedder=zoo.embedder)
+    before = "how much is delivery?"
+    ctx = PolicyContext.after(before, turn(garden, before), None)
+    d = turn(garden, "and if I spend more, like a hundred euros?", ctx)
+    assert d.kind == "faq" and d.entry == entry(garden, "Do you deliver?"), d
     # "And a pool?" after the gym names its own entry.
     gym = "when is the gym open?"
     d = turn(hotel, "and a pool?", PolicyContext.after(gym, turn(hotel, gym), None))

@@ -792,6 +792,7 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
     terms = _content_terms(cleaned)
     elliptical = (
         _CONNECTOR_RE.match(cleaned) is not None
+        or _fragment(question)  # "and if ...": strip_fillers drops the "and"
         or len(terms) <= 2
         or (_points_back(words) and len(terms) <= 4)
     )
