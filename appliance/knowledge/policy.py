@@ -772,8 +772,9 @@ def _points_back(words: Sequence[str]) -> bool:
 def contextual_query(question: str, context: PolicyContext | None) -> str | None:
     """A query for a follow-up that only makes sense after the previous answer ("and for
     children?", "what about on Sunday?", "how much is it?"): the previous entry's heading, then
-    the question. None when there is no previous answer or the question stands on its own.
-    Ground both; `decide` picks (pass the second grounding as `contextual`)."""
+    the question; after a question back, a fragment ("and in winter?") follows the question
+    asked instead. None when the question stands on its own or there is nothing to read it
+    with. Ground both; `decide` picks (pass the second grounding as `contextual`)."""
     if context is None:
         return None
     cleaned = strip_fillers(question)
@@ -785,8 +786,6 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
         asked_back = context.previous is not None and context.previous.kind == "clarify"
         if asked_back and _fragment(question):
             return f"{context.previous_question} {cleaned}"
-        return None
-    if context.choices:
         return None
     words = _words(cleaned)
     terms = _content_terms(cleaned)
@@ -833,7 +832,8 @@ _LEAD_RE = re.compile(
     re.IGNORECASE,
 )
 LONG_WORDS = 16
-_ASKS_RE = re.compile(rf"{_QUESTION_WORD}\b", re.IGNORECASE)  # starts like a question
+# A question word: `.match` says a clause starts like a question, `.search` that it asks one.
+_ASKS_RE = re.compile(rf"\b{_QUESTION_WORD}\b", re.IGNORECASE)
 
 
 def _pieces(cleaned: str) -> list[tuple[str, bool]]:
@@ -1331,16 +1331,13 @@ def _stands_alone(question: str, cleaned: str, own: _Ranked, topic: FaqEntry | N
     return _ASKS_RE.match(cleaned) is not None and not _refers_back(question)
 
 
-_ASKS_ANYWHERE_RE = re.compile(rf"\b{_QUESTION_WORD}\b", re.IGNORECASE)
-
-
 def _fragment(question: str) -> bool:
     """A follow-up that asks nothing of its own: a connector, then only a thing, a person or a
     time ("and for the kids?", "what about in winter?"). It asks what the previous question
     asked."""
     said = question.strip()
     m = _CONNECTOR_RE.match(said)
-    return m is not None and _ASKS_ANYWHERE_RE.search(said[m.end() :]) is None
+    return m is not None and _ASKS_RE.search(said[m.end() :]) is None
 
 
 _FOR_RE = re.compile(r"^(?:and\s+|but\s+)?(?:what about\s+|how about\s+)?for\b", re.IGNORECASE)
@@ -1456,7 +1453,7 @@ def decide(
         return _decline("language", settings, "language")
 
     weighed = _weigh(grounding, settings)
-    continued: _Ranked | None = None  # the previous question's reading, taken for a fragment
+    continued = False  # a fragment: read with the previous question, not in parts
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         other = _weigh(contextual, settings, repeat)
@@ -1466,7 +1463,7 @@ def decide(
         if other.decision is not None and _fragment(question) and not _names(cleaned, weighed):
             # "and in winter?" asks nothing alone: what it asks is what came before. Alone it
             # was answered with the petting farm, whose answer says "until 16:00 in winter".
-            weighed = continued = other
+            weighed, continued = other, True
         elif not alone and (_is_answer(other) or _refers_back(question)):
             weighed = _pick(weighed, other)
     split = [_weigh(p, settings) for p in parts if _ranked(p)]
@@ -1474,7 +1471,7 @@ def decide(
         several = _two_answers(split, settings)
         if several is not None:
             return several
-    if split and not _is_answer(weighed) and continued is None:
+    if split and not _is_answer(weighed) and not continued:
         # A long ramble or two questions: one part may be clearly answerable on its own.
         answers = [r for r in split if _is_answer(r) and not _qualified(r, grounding, settings)]
         if answers:
