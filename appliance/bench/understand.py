@@ -41,6 +41,7 @@ from ..events import ReplyDone, ServerEvent
 from ..metrics import Metrics
 from ..turns import TurnResult, TurnRunner
 from .core import DEFAULT_REPLY, Bench
+from .hearing import frontend_settings
 from .procs import free_port, run_scripted_llm
 from .understand_score import (
     Question,
@@ -158,6 +159,13 @@ async def _feed(pipe: Any, audio: F32) -> None:
     await pipe.wait_idle()
 
 
+def frontend_name(cfg: Config) -> str:
+    """The microphone front end the clips go through, named as `bench hearing` names them:
+    "off", or "nsL" for `[audio] noise_suppression` at level L (echo cancellation needs a
+    speaker, and the bench plays nothing)."""
+    return f"ns{cfg.audio.ns_level}" if cfg.audio.noise_suppression else "off"
+
+
 async def ask(
     engine: Any,
     runner: RecordingRunner,
@@ -170,16 +178,13 @@ async def ask(
     from ..voice.sinks import MemorySink
 
     cfg = runner.cfg
-    if cfg.audio.noise_suppression:
-        # The box's microphone front end (echo cancellation needs a speaker: not here), one per
-        # question, fed in order like the stream it would see.
-        from ..audio.frontend import AudioFrontEnd, FrontEndSettings
+    front_settings = frontend_settings(frontend_name(cfg))
+    if front_settings is not None:
+        # The box's microphone front end, one per question, fed in order like the stream it
+        # would see.
+        from ..audio.frontend import AudioFrontEnd
 
-        front = AudioFrontEnd(
-            FrontEndSettings(
-                echo_cancellation=False, noise_suppression=True, ns_level=cfg.audio.ns_level
-            )
-        )
+        front = AudioFrontEnd(front_settings)
         before_clip = None if before_clip is None else front.process(before_clip)
         clip = front.process(clip)
     sessions = SessionRegistry(
@@ -448,8 +453,7 @@ async def run_understand(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "llm": llm_name,
-        # The microphone front end the clips went through (`[audio] noise_suppression`).
-        "frontend": f"ns{base.audio.ns_level}" if base.audio.noise_suppression else "off",
+        "frontend": frontend_name(base),
         # wall time of a question (its `before` included), and what came before the first
         "seconds_per_question": round(sum(r["wall_s"] for r in rows) / max(1, len(rows)), 2),
         "setup_s": {
