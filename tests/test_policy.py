@@ -187,6 +187,8 @@ def test_an_faq_request_beats_the_request_pattern(hotel: KnowledgeBase) -> None:
         ("can I pay for my ticket here with my bank card", "off_topic:payment"),
         ("could you phone my husband and tell him I'm waiting", "off_topic:calling"),
         ("what's the weather going to be like this afternoon", "off_topic:weather"),
+        ("will there be frost tonight? should I cover my plants", "off_topic:weather"),
+        ("is it going to be windy on the beach later", "off_topic:weather"),
         ("who won the football last night", "off_topic:sports"),
         ("what's in the news today", "off_topic:news"),
         ("who painted the Mona Lisa", "off_topic:general"),
@@ -626,6 +628,19 @@ def test_a_fragment_continues_the_previous_question(
     ctx = PolicyContext.after(before, turn(garden, before), None)
     d = turn(garden, "and if I spend more, like a hundred euros?", ctx)
     assert d.kind == "faq" and d.entry == entry(garden, "Do you deliver?"), d
+    # "What about a computer?" after the study rooms names its own entry: the reading with the
+    # study rooms had more support and answered with them again.
+    library = KnowledgeBase.from_file(UNDERSTAND / "library_faq.md", embedder=zoo.embedder)
+    rooms = "can I book a study room?"
+    ctx = PolicyContext.after(rooms, turn(library, rooms), None)
+    d = turn(library, "what about a computer?", ctx)
+    assert d.kind == "faq" and d.entry == entry(library, "Can I use a computer?"), d
+    # ... but one that says where asks the previous question there.
+    dog = "Can I bring my dog?"
+    d = turn(
+        hotel, "what about in the restaurant?", PolicyContext.after(dog, turn(hotel, dog), None)
+    )
+    assert d.entry == entry(hotel, dog) or dog in labels(d), d
     # "And a pool?" after the gym names its own entry.
     gym = "when is the gym open?"
     d = turn(hotel, "and a pool?", PolicyContext.after(gym, turn(hotel, gym), None))
@@ -999,6 +1014,19 @@ def test_the_plainest_entry_must_have_every_word_its_rivals_have(museum: Knowled
     # The follow-up's reading has the hours' heading words, so the hours entry adds nothing
     # unsaid; but "holidays" is a word only the holidays entry has: asked back, not answered.
     assert d.kind == "clarify" and {c.label for c in d.choices} == {HOURS, HOLIDAYS}
+
+
+def test_the_plainest_entry_is_not_one_whose_heading_the_question_misses(
+    zoo: KnowledgeBase,
+) -> None:
+    """ "Is there a petting zoo?": "petting" shares a stem with "pet", a word related to the dog
+    entry's "dog", so that heading added nothing unsaid, and the dog entry, whose answer names
+    the petting farm, was answered as the plainest. The farm's heading is the one it matches."""
+    d = turn(zoo, "is there a petting zoo?")
+    assert d.entry != entry(zoo, "Can I bring my dog?"), d
+    assert d.entry == entry(
+        zoo, "Is there a petting farm?"
+    ) or "Is there a petting farm?" in labels(d), d
 
 
 # --------------------------------------------------------------------------- n-best

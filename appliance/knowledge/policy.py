@@ -575,6 +575,8 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "weather",
             r"\b(?:weather|forecast|rain(?:ing|y)?|snow(?:ing)?|sunny|temperature outside|"
+            r"frost(?:y)?|storms?|stormy|windy|thunder(?:storms?)?|hail(?:ing)?|fog(?:gy)?|"
+            r"heat ?wave|freezing (?:outside|tonight|today|tomorrow)|"
             r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b",
         ),
         ("news", r"\b(?:news|headlines)\b"),
@@ -1197,6 +1199,10 @@ def _plainest(close: Sequence[_Candidate], g: Grounding) -> _Candidate | None:
     if fewest > 0 or runner == 0:
         return None
     plain = close[i]
+    if not plain.anchored and any(c.anchored for c in close):
+        return (
+            None  # "is there a petting zoo": the dog entry says "pet", the farm's heading matches
+        )
     asked = [t for t, _ in g.term_df if t not in _GENERIC]
     has = _covered(plain, asked)
     if any(_covered(c, asked) - has for c in close if c is not plain):
@@ -1340,14 +1346,22 @@ def _fragment(question: str) -> bool:
     return m is not None and _ASKS_RE.search(said[m.end() :]) is None
 
 
-_FOR_RE = re.compile(r"^(?:and\s+|but\s+)?(?:what about\s+|how about\s+)?for\b", re.IGNORECASE)
+# A fragment that starts with a preposition says who, where or when the previous question is
+# now asked for ("and for the kids?", "what about in the restaurant?" after the dog): not a new
+# thing to ask about, as a bare noun is ("what about a computer?").
+_FOR_RE = re.compile(
+    r"^(?:and\s+|but\s+)?(?:what about\s+|how about\s+)?"
+    r"(?:for|in|at|with|without|inside|outside|near)\b",
+    re.IGNORECASE,
+)
 
 
 def _names(fragment: str, own: _Ranked) -> bool:
     """A fragment follow-up that names its own entry: each of its words is in the heading of
     the entry its standalone reading answers ("and a pool?" after the gym's hours: "Is there a
-    swimming pool or sauna?"), itself or through a related word. Not one that says who for
-    ("and for the kids?" after a ticket price): that still asks the previous question."""
+    swimming pool or sauna?"), itself or through a related word. Not one that says who for or
+    where (`_FOR_RE`: "and for the kids?" after a ticket price): that still asks the previous
+    question."""
     if not _is_answer(own) or own.best is None or _FOR_RE.match(fragment) is not None:
         return False
     terms = _content_terms(fragment)
@@ -1457,10 +1471,16 @@ def decide(
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
         other = _weigh(contextual, settings, repeat)
-        alone = _names_its_entry(cleaned, weighed, repeat) or _stands_alone(
-            question, cleaned, weighed, repeat
+        fragment = _fragment(question)
+        # A fragment that names its own entry ("what about a computer?" after the study rooms)
+        # asks that entry's question: the previous reading would win on support alone.
+        named = fragment and _names(cleaned, weighed)
+        alone = (
+            named
+            or _names_its_entry(cleaned, weighed, repeat)
+            or _stands_alone(question, cleaned, weighed, repeat)
         )
-        if other.decision is not None and _fragment(question) and not _names(cleaned, weighed):
+        if other.decision is not None and fragment and not named:
             # "and in winter?" asks nothing alone: what it asks is what came before. Alone it
             # was answered with the petting farm, whose answer says "until 16:00 in winter".
             weighed, continued = other, True
