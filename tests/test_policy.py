@@ -195,6 +195,7 @@ def test_an_faq_request_beats_the_request_pattern(hotel: KnowledgeBase) -> None:
         ("I've got a really bad headache, what should I take", "off_topic:medical"),
         ("how do I get to the zoo from here", "off_topic:directions"),
         ("what time is it", "off_topic:clock"),
+        ("what time does the nearest supermarket close?", "off_topic:elsewhere"),
         # In-domain wording, but nothing in the FAQ answers it.
         ("do you have a swimming pool", "no_match"),
         ("do you sell umbrellas", "no_match"),
@@ -267,6 +268,40 @@ def test_a_price_question_is_answered_by_an_entry_that_names_one(
     assert answered_with(museum if site == "museum" else hotel, question) == answer
 
 
+@pytest.fixture(scope="module")
+def leisure(embedder: Embedder) -> KnowledgeBase:
+    return KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "how much is a smoothie in the cafe",
+        "how much does it cost to charge my electric car in your car park",
+    ],
+)
+def test_a_price_question_needs_the_price_in_the_sentence_about_it(
+    leisure: KnowledgeBase, question: str
+) -> None:
+    """The café's answer says it serves smoothies and prices a lunch box in another sentence;
+    the parking answer prices parking and names its car chargers in another. Neither answers
+    what the thing asked about costs (both were answered)."""
+    assert turn(leisure, question).kind != "faq"
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("how much is parking after the first three hours", "Is there parking?"),
+        ("how much is the children's lunch box in the cafe", "When is the cafe open?"),
+    ],
+)
+def test_a_price_question_is_answered_by_the_sentence_that_prices_it(
+    leisure: KnowledgeBase, question: str, answer: str
+) -> None:
+    assert answered_with(leisure, question) == answer
+
+
 @pytest.mark.parametrize("question", ["what is your email", "do you have a website"])
 def test_the_entry_holding_the_contact_detail_asked_for_answers(
     hotel: KnowledgeBase, question: str
@@ -335,6 +370,9 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("cheers, that's all I needed", "goodbye"),
         ("what are you for? what can I ask you", "identity"),  # held-out 7, after its run
         ("what can you do?", "identity"),
+        ("Brilliant, cheers for that.", "thanks"),  # held-out 8, after its run
+        ("Right, bye then, see you next week.", "goodbye"),
+        ("bye bye robot!", "goodbye"),
     ],
 )
 def test_small_talk(museum: KnowledgeBase, text: str, intent: str) -> None:
@@ -641,6 +679,16 @@ def test_a_fragment_continues_the_previous_question(
         hotel, "what about in the restaurant?", PolicyContext.after(dog, turn(hotel, dog), None)
     )
     assert d.entry == entry(hotel, dog) or dog in labels(d), d
+    # After a question back, a question that points back is read with the question asked.
+    leisure = KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=zoo.embedder)
+    before = "can I try climbing here as a complete beginner?"
+    first = turn(leisure, before)
+    assert first.kind == "clarify"
+    d = turn(
+        leisure, "um, and when are those sessions on?", PolicyContext.after(before, first, None)
+    )
+    wall = "Can I use the climbing wall?"
+    assert d.entry == entry(leisure, wall) or wall in labels(d), d
     # "And a pool?" after the gym names its own entry.
     gym = "when is the gym open?"
     d = turn(hotel, "and a pool?", PolicyContext.after(gym, turn(hotel, gym), None))

@@ -60,6 +60,7 @@ __all__ = [
     "build_system_prompt",
     "ground",
     "prepare",
+    "split_sentences",
     "strip_fillers",
 ]
 
@@ -151,6 +152,13 @@ def _terms(
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9€$£\"'(])")
 
+
+def split_sentences(text: str) -> list[str]:
+    """An answer's sentences (a new one starts after . ! ? ; and a space before a capital, a
+    digit, a currency sign or a quote), as the ranking embeds them. Pure."""
+    return _SENTENCE_END.split(text)
+
+
 # Per knowledge base: entry -> unit vectors of its answer's sentences. Embedded on first use
 # (about 50 short sentences for a 25-entry FAQ: a few hundred ms once, on the worker thread).
 _SENTENCES: weakref.WeakKeyDictionary[KnowledgeBase, dict[FaqEntry, npt.NDArray[np.float32]]] = (
@@ -162,7 +170,7 @@ def _sentence_vectors(kb: KnowledgeBase) -> dict[FaqEntry, npt.NDArray[np.float3
     index = _SENTENCES.get(kb)
     if index is None:
         assert kb.embedder is not None
-        pieces = [(e, s) for e in kb.entries for s in _SENTENCE_END.split(e.answer) if s.strip()]
+        pieces = [(e, s) for e in kb.entries for s in split_sentences(e.answer) if s.strip()]
         vecs = np.asarray(kb.embedder.embed([s for _, s in pieces], keep=True), dtype=np.float32)
         index = {}
         for e in kb.entries:

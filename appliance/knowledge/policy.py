@@ -50,7 +50,7 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import log
@@ -58,7 +58,7 @@ from typing import Literal, TypedDict
 
 from .concepts import related
 from .faq import FaqEntry
-from .grounding import Grounding, strip_fillers
+from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
 from .ranking import Hit
 from .soundalike import Repair, SoundIndex
@@ -129,6 +129,7 @@ DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
     "legal": "Sorry, I can't give legal advice.",
     "financial": "Sorry, I can't give financial advice.",
     "directions": "Sorry, I only know the way to and around this place.",
+    "elsewhere": "Sorry, I only know about this place, not the others around it.",
     "language": "Sorry, I only understand English.",
     "rejected": "Sorry, I misunderstood. Could you ask it in other words?",
 }
@@ -490,7 +491,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "goodbye",
-            r"\b(?:good ?bye|bye(?: bye)?|byebye|see (?:you|ya)(?: later| soon)?|good ?night|"
+            r"\b(?:good ?bye|bye(?: bye)?|byebye|good ?night|"
+            r"see (?:you|ya)(?: later| soon| again| around| tomorrow| next (?:week|time|month|"
+            r"year|weekend))?|"
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
             r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
             r"(?: to know)?)?,? (?:then,? )?(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)|"
@@ -500,7 +503,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "thanks",
             r"\b(?:thank you|thanks|thank u|thx|cheers|much appreciated|appreciate it)\b"
-            r"(?: (?:so|very) much| a lot| again)?|"
+            r"(?: (?:so|very) much| a lot| again)?(?: for (?:that|this|all (?:that|this)|"
+            r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
             r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
             r"(?:really |very |so |super )?(?:helpful|great|perfect|useful|lovely|brilliant|"
             r"wonderful|amazing|kind)\b|"
@@ -523,7 +527,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _CHAT_FILLER = frozenset(
     """ok okay so well oh ah and then yes yeah yep no nope great nice cool alright right
     really very much a lot again you too again all sir madam friend young man lady there
-    just i we wanted to say please wait exactly actually can could would you me us""".split()
+    just i we wanted to say please wait exactly actually can could would you me us
+    brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
+    robot kiosk machine mate buddy guys folks everyone""".split()
 )
 
 
@@ -628,6 +634,12 @@ _DIRECTIONS_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Anything else about another place: "what time does the nearest supermarket close?".
+_ELSEWHERE_RE = re.compile(
+    r"\bthe (?:nearest|closest)\s+(?P<dest>[^?.!,]*)",
+    re.IGNORECASE,
+)
+
 # Where a destination ends and the way there begins ("from here", "by bus", "on foot").
 _ROUTE_RE = re.compile(
     r"\b(?:from|by|on|via|using|with|without|in|at|before|after|tonight|today|tomorrow)\b",
@@ -651,14 +663,16 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
             continue
         return category
-    m = _DIRECTIONS_RE.search(text)
-    if m is not None:
+    for category, found in (("directions", _DIRECTIONS_RE), ("elsewhere", _ELSEWHERE_RE)):
+        m = found.search(text)
+        if m is None:
+            continue
         # The place alone: "the airport", not "... from here on public transport".
         dest = _content_terms(_ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
         if dest and not (
             best is not None and all(_term_in(t, _entry_terms(best.entry)) for t in dest)
         ):
-            return "directions"
+            return category
     return None
 
 
@@ -774,23 +788,25 @@ def _points_back(words: Sequence[str]) -> bool:
 def contextual_query(question: str, context: PolicyContext | None) -> str | None:
     """A query for a follow-up that only makes sense after the previous answer ("and for
     children?", "what about on Sunday?", "how much is it?"): the previous entry's heading, then
-    the question; after a question back, a fragment ("and in winter?") follows the question
-    asked instead. None when the question stands on its own or there is nothing to read it
-    with. Ground both; `decide` picks (pass the second grounding as `contextual`)."""
+    the question; after a question back, a fragment ("and in winter?") or a question that
+    points back follows the question asked instead. None when the question stands on its own
+    or there is nothing to read it with. Ground both; `decide` picks (pass the second
+    grounding as `contextual`)."""
     if context is None:
         return None
     cleaned = strip_fillers(question)
     if not cleaned:
         return None
-    if context.topic is None:
-        # Asked back before: a fragment still continues the previous question ("when do you
-        # open in summer?" - "Do you mean ...?" - "and in winter?"). A decline ends it.
-        asked_back = context.previous is not None and context.previous.kind == "clarify"
-        if asked_back and _fragment(question):
-            return f"{context.previous_question} {cleaned}"
-        return None
     words = _words(cleaned)
     terms = _content_terms(cleaned)
+    if context.topic is None:
+        # Asked back before: a fragment still continues the previous question ("when do you
+        # open in summer?" - "Do you mean ...?" - "and in winter?"), and so does a short
+        # question that points back ("when are those sessions on?"). A decline ends it.
+        asked_back = context.previous is not None and context.previous.kind == "clarify"
+        if asked_back and (_fragment(question) or (_points_back(words) and len(terms) <= 4)):
+            return f"{context.previous_question} {cleaned}"
+        return None
     elliptical = (
         _CONNECTOR_RE.match(cleaned) is not None
         or _fragment(question)  # "and if ...": strip_fillers drops the "and"
@@ -1002,14 +1018,61 @@ _NO_PAYING_RE = re.compile(
 )
 
 
-def _names_no_price(query: str, answer: str) -> bool:
-    """The question asks what something costs (or whether to pay) and `answer` does not say:
-    it is on the topic ("the café") without answering ("how much is a sandwich")."""
+def _names_no_price(query: str, entry: FaqEntry, specific: Collection[str] = ()) -> bool:
+    """The question asks what something costs (or whether to pay) and the entry's answer does
+    not say: it is on the topic ("the café") without answering ("how much is a smoothie": the
+    café's answer prices a lunch box, in another sentence than the one on its smoothies).
+    `specific`: the question's words that few entries have (see `_prices_what_is_asked`)."""
+    answer = entry.answer
+    if _ASKS_AMOUNT_RE.search(query):
+        return not _prices_what_is_asked(query, entry, specific)
     if _AMOUNT_RE.search(answer):
         return False
-    if _ASKS_AMOUNT_RE.search(query):
-        return True
     return _ASKS_PAYING_RE.search(query) is not None and not _NO_PAYING_RE.search(answer)
+
+
+_PRICE_TERMS = frozenset(
+    tokenize("how much cost costs price prices priced fee fees expensive cheap cheaper afford")
+)
+
+
+def _prices_what_is_asked(query: str, entry: FaqEntry, specific: Collection[str]) -> bool:
+    """An amount is in the answer, and in its sentence most about the thing the question
+    names beyond the entry's own topic, when a sentence names it: "how much to charge my car"
+    is about the parking entry's sentence on its car chargers, not the one with the parking
+    fee; "how much is a term of lessons" about the lessons entry's sentence on its term. The
+    thing: the question's `specific` words (few entries have them), less price words and the
+    heading's words (the topic, priced anywhere in its answer). A sentence that goes on with
+    "it" or "they" counts with the one before."""
+    sentences: list[str] = []
+    for s in split_sentences(entry.answer):
+        if sentences and _GOES_ON_RE.match(s):
+            sentences[-1] += " " + s  # "It costs €3": the audio guide of the sentence before
+        elif s.strip():
+            sentences.append(s)
+    priced = [_AMOUNT_RE.search(s) is not None for s in sentences]
+    if not any(priced):
+        return False
+    heading = _heading_terms(entry)
+    thing = [
+        t
+        for t in _content_terms(query)
+        if t in specific and t not in _PRICE_TERMS and t not in _INCIDENTAL and t not in heading
+    ]
+    # Words themselves, not related ones: "lunch", related to "cafe", is in the sentence
+    # pricing the café's lunch box, not in the one on its smoothies.
+    overlaps = [sum(1 for t in thing if _term_in(t, _sentence_terms(s))) for s in sentences]
+    best = max(overlaps)
+    return best == 0 or any(p for p, o in zip(priced, overlaps, strict=True) if o == best)
+
+
+# A sentence that goes on about the thing the sentence before named.
+_GOES_ON_RE = re.compile(r"\s*(?:it|its|they|their|this|that|these|those)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def _sentence_terms(sentence: str) -> frozenset[str]:
+    return frozenset(tokenize(sentence))
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
@@ -1033,6 +1096,7 @@ def _candidates(
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
     total = sum(weights.values())
     query_terms = {t for t, _ in terms_df}
+    specifics = {t for t, df in terms_df if 0 < df <= specific}
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -1062,7 +1126,7 @@ def _candidates(
         guesses = [r.score for r in repairs if r.terms & have]
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
-        unpriced = _names_no_price(g.query, hit.entry.answer)
+        unpriced = _names_no_price(g.query, hit.entry, specifics)
         out.append(
             _Candidate(hit, semantic, coverage, support, anchored, unmatched, guess, unpriced)
         )
