@@ -10,7 +10,15 @@ import trio
 from trio.testing import MockClock
 
 from appliance.fakes.scripted_llm import Script, ScriptedLLM
-from appliance.llm.client import Endpoint, LLMError, SSEParser, parse_chunk, probe, stream_chat
+from appliance.llm.client import (
+    Endpoint,
+    LLMError,
+    ReadPace,
+    SSEParser,
+    parse_chunk,
+    probe,
+    stream_chat,
+)
 from appliance.llm.conn import KeepAlive
 
 MESSAGES = [{"role": "user", "content": "When do you open?"}]
@@ -139,6 +147,58 @@ async def test_echo_reply(
     async with aclosing(stream) as tokens:
         text = "".join([t async for t in tokens])
     assert text.strip() == "ECHO the tower opens at 9:30"
+
+
+class CountingPace(ReadPace):
+    def __init__(self, every_s: float) -> None:
+        super().__init__(every_s, self._burst)
+        self.reads = 0
+        self.bursts = 0
+
+    def _burst(self) -> None:
+        self.bursts += 1
+
+    def after_read(self) -> None:
+        self.reads += 1
+        super().after_read()
+
+
+@pytest.mark.parametrize("paced", [False, True])
+async def test_a_paced_stream_reads_its_tokens_in_bursts(
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    mock_clock: MockClock,
+    paced: bool,
+) -> None:
+    """13 tokens 15 ms apart over a kept-alive connection: one network read (one wake-up)
+    each, or, paced at 40 ms, about one read per 40 ms with all that came in between; the
+    text is the same and ends at most one interval later."""
+    reply = "one two three four five six seven eight nine ten eleven twelve thirteen."
+    server.script = Script(reply=reply, token_interval_s=0.015)
+    pace = CountingPace(0.04)
+    pace.on = paced
+    stream = stream_chat(
+        client,
+        Endpoint("ep", server.url, "m"),
+        MESSAGES,
+        max_tokens=32,
+        temperature=0,
+        stall_s=5,
+        keepalive=via,
+        pace=pace,
+    )
+    t0 = trio.current_time()
+    async with aclosing(stream) as tokens:
+        text = "".join([t async for t in tokens])
+    assert text == reply + " "
+    if via is None:  # httpx hands over a chunk at a time: spacing those would only delay
+        assert pace.reads == 0
+    elif paced:
+        assert 4 <= pace.reads <= 8 and pace.bursts == pace.reads
+        assert trio.current_time() - t0 <= 13 * 0.015 + 0.04 + 0.02
+    else:
+        assert pace.reads >= 13 and pace.bursts == 0
 
 
 async def test_closing_early_closes_the_http_stream(

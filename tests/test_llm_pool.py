@@ -451,13 +451,20 @@ class TimedRecorder(Recorder):
 
 
 async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
+    """Over a kept-alive connection the stream is also read in 40 ms bursts after the first
+    clause (ReadPace): the deltas look the same, the last comes at most one interval later."""
     reply = "one two three four five six seven eight, nine ten eleven twelve thirteen."
     server.script = Script(reply=reply, token_interval_s=0.015)
     rec = TimedRecorder()
     pool = LLMPool(
-        [Endpoint("a", server.url, "a")], client, first_token_s=1.0, stall_s=3.0, coalesce_s=0.04
+        [Endpoint("a", server.url, "a")],
+        client,
+        first_token_s=1.0,
+        stall_s=3.0,
+        coalesce_s=0.04,
+        keepalive=via,
     )
     t0 = trio.current_time()
     result = await pool.complete(MESSAGES, rec.on_delta)
@@ -465,10 +472,12 @@ async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
     assert "".join(texts) == result.text == reply + " "
     assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
     assert 4 <= len(texts) <= 7  # 13 tokens, 15 ms apart: about one delta per 40 ms
-    assert any(t.endswith("eight, ") for t in texts)  # a clause end goes out when it arrives
+    eight = next(i for i, t in enumerate(texts) if t.endswith("eight, "))
+    assert rec.at[eight] - t0 < 8 * 0.015 + 0.005  # a clause end goes out when it arrives
     gaps = [b - a for a, b in zip(rec.at, rec.at[1:], strict=False)]
     timed = [g for g, t in zip(gaps, texts[1:], strict=False) if not {",", "."} & set(t)]
     assert timed and all(g >= 0.039 for g in timed)
+    assert rec.at[-1] - t0 <= 13 * 0.015 + 0.04 + 0.005
     assert not any(reset for _, reset in rec.deltas)
 
 

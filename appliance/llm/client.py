@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -25,6 +25,7 @@ __all__ = [
     "LLM_ERROR_KINDS",
     "Endpoint",
     "LLMError",
+    "ReadPace",
     "SSEParser",
     "StallWatch",
     "parse_chunk",
@@ -105,6 +106,29 @@ class StallWatch:
         return LLMError(
             endpoint, "stall", f"no bytes for {self.wait_s:g} s after {self.tokens} tokens"
         )
+
+
+class ReadPace:
+    """Spaces a stream's network reads `every_s` apart once switched `on`, so that the tokens
+    arriving in between come in one read: one wake-up of the reading task per interval instead
+    of one per token, the main CPU cost of a streamed reply under load (docs/bench/load-stop5).
+    Before each paced read `on_burst` is called: what the last read brought is complete and
+    may go out together. The pool switches it on after the first clause, whose end is what a
+    spoken reply waits for; later text is read at most `every_s` late."""
+
+    def __init__(self, every_s: float, on_burst: Callable[[], None]) -> None:
+        self.every_s = every_s
+        self.on_burst = on_burst
+        self.on = False
+        self._read_at = -math.inf
+
+    async def before_read(self) -> None:
+        if self.on:
+            self.on_burst()
+            await trio.sleep_until(self._read_at + self.every_s)
+
+    def after_read(self) -> None:
+        self._read_at = trio.current_time()
 
 
 class SSEParser:
@@ -216,6 +240,9 @@ class _Body(Protocol):
     its body piece by piece (None at the end). Transport faults come out as LLMError."""
 
     status: int
+    # Whether `receive` hands over everything that has come in (one call per network read),
+    # so that a ReadPace may space the calls.
+    drains: bool
 
     async def receive(self) -> bytes | None: ...
 
@@ -229,6 +256,7 @@ class _HttpxBody:
         self._ep = ep
         self._response = response
         self.status = response.status_code
+        self.drains = False  # httpx hands over a chunk at a time
         # httpx's iterator is an async generator; closed by aclose rather than left to GC.
         self._chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
@@ -253,6 +281,7 @@ class _KeptBody:
         self._ep = ep
         self._exchange = exchange
         self.status = exchange.status
+        self.drains = True
 
     async def receive(self) -> bytes | None:
         try:
@@ -359,6 +388,7 @@ async def stream_chat(
     first_s: float | None = None,
     watch: StallWatch | None = None,
     keepalive: KeepAlive | None = None,
+    pace: ReadPace | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield each non-empty content delta of one streamed completion.
 
@@ -368,8 +398,10 @@ async def stream_chat(
     does), so that wait is the first-token budget's. With `watch`, the caller times the stream
     instead (see StallWatch, which has its own first_s) and raises its error. With `keepalive`,
     a loopback endpoint is reached over a kept-alive connection (conn.py), reused only after a
-    stream read to its end. Use it with `contextlib.aclosing`: closing the generator closes the
-    HTTP stream (and its connection) immediately.
+    stream read to its end. With `pace`, reads over a kept-alive connection are spaced (see
+    ReadPace; httpx hands over a chunk at a time, which spacing would delay). Use it with
+    `contextlib.aclosing`: closing the generator closes the HTTP stream (and its connection)
+    immediately.
     """
     first_s = stall_s if first_s is None else first_s
     body = {
@@ -401,6 +433,8 @@ async def stream_chat(
         tokens = 0
         while True:
             chunk: bytes | None = None
+            if pace is not None and response.drains:
+                await pace.before_read()
             if watch is not None:
                 chunk = await response.receive()
                 watch.bump()
@@ -412,6 +446,8 @@ async def stream_chat(
                     raise LLMError(
                         ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
                     )
+            if pace is not None and response.drains:
+                pace.after_read()
             texts, done = _decode(ep, parser, chunk)
             for text in texts:
                 tokens += 1

@@ -70,23 +70,32 @@ class Exchange:
         self._conn: _Conn | None = conn
         self.status = head.status_code
         self.headers = head.headers
+        self._ended = False
 
     async def receive(self) -> bytes | None:
-        """The next piece of the body; None at its end. Raises TransportError."""
+        """All of the body that has come in, waiting for a first piece if none has; None at
+        its end. Every chunk one network read brought comes out at once (a paced reader,
+        client.ReadPace, relies on it: one call per read, not per HTTP chunk). Raises
+        TransportError."""
         conn = self._conn
-        if conn is None:
+        if conn is None or self._ended:
             return None
         h = conn.h11
+        parts: list[bytes] = []
         try:
             while True:
                 event = h.next_event()
                 if event is h11.NEED_DATA:
+                    if parts:
+                        return b"".join(parts)
                     h.receive_data(await conn.stream.receive_some(_READ_SIZE))
                     continue
                 if isinstance(event, h11.Data):
-                    return bytes(event.data)
+                    parts.append(bytes(event.data))
+                    continue
                 if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return None
+                    self._ended = True
+                    return b"".join(parts) if parts else None
         except h11.RemoteProtocolError as e:
             raise TransportError("malformed", f"RemoteProtocolError: {e}") from e
         except (trio.BrokenResourceError, OSError) as e:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trio
 
-from appliance.llm.client import Endpoint, LLMError, StallWatch, probe, stream_chat
+from appliance.llm.client import Endpoint, LLMError, ReadPace, StallWatch, probe, stream_chat
 from appliance.llm.conn import KeepAlive, on_loopback
 
 __all__ = [
@@ -293,6 +293,7 @@ class LLMPool:
         stop: Sequence[str],
         errors: list[LLMError],
         poke: Callable[[], None],
+        pace: ReadPace | None,
     ) -> None:
         with scope:
             started = trio.current_time()
@@ -314,6 +315,7 @@ class LLMPool:
                         stop=stop,
                         watch=watch,
                         keepalive=self._keepalive,
+                        pace=pace,
                     )
                     async with aclosing(stream) as tokens:
                         async for text in tokens:
@@ -323,6 +325,8 @@ class LLMPool:
                             send.send_nowait(_Token(i, text))
                             if _ends_clause(text):
                                 poke()
+                                if pace is not None:
+                                    pace.on = True  # the first clause is out: read in bursts
                 if watch.scope.cancelled_caught:
                     raise watch.error(ep.name)
             except LLMError as e:
@@ -355,6 +359,9 @@ class LLMPool:
         ends a clause (the voice pipeline speaks clause by clause) and the end or failure of
         the stream deliver at once: each delta costs the whole way out (masking, one event,
         one frame per screen), a token costs little, and ~40 ms batches of text look the same.
+        After the first clause the attempts also read their streams once per `coalesce_s`
+        (ReadPace), each read's tokens going out together: the reads, not the deltas, were
+        most of a turn's CPU.
         """
         cands = self.candidates(need_vision)
         if not cands:
@@ -372,6 +379,7 @@ class LLMPool:
         held: list[str] = []  # the winner's tokens not yet handed to on_delta
         delivered_at: float | None = None  # when on_delta last ran
         hold: trio.CancelScope | None = None  # the wait for the next flush, while coalescing
+        paces: dict[int, ReadPace] = {}
 
         def poke() -> None:
             """An attempt has something that should go out now (clause end, end, failure)."""
@@ -426,6 +434,8 @@ class LLMPool:
             def launch(indices: list[int]) -> None:
                 for i in indices:
                     scopes[i] = trio.CancelScope()
+                    if self.coalesce_s > 0:
+                        paces[i] = ReadPace(self.coalesce_s, poke)
                     nursery.start_soon(
                         self._attempt,
                         i,
@@ -438,6 +448,7 @@ class LLMPool:
                         stop,
                         errors,
                         poke,
+                        paces.get(i),
                     )
 
             launch(plan.start(trio.current_time()))
@@ -445,8 +456,12 @@ class LLMPool:
             while going and not plan.exhausted:
                 if self.coalesce_s > 0 and delivered_at is not None and plan.winner is not None:
                     # Coalescing: the winner's tokens gather in the channel without waking us,
-                    # until the flush time or a poke; then they go out as one delta.
-                    with trio.move_on_at(delivered_at + self.coalesce_s) as hold:
+                    # until the flush time or a poke; then they go out as one delta. A paced
+                    # reader pokes after each read: the window is only a backstop then, late
+                    # enough not to flush just before a read's tokens come in.
+                    pace = paces.get(plan.winner)
+                    window = self.coalesce_s * (1.5 if pace is not None and pace.on else 1.0)
+                    with trio.move_on_at(delivered_at + window) as hold:
                         await trio.sleep_forever()
                     hold = None
                     batch: list[_Event] = []
