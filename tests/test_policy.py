@@ -268,6 +268,12 @@ def test_a_price_question_is_answered_by_an_entry_that_names_one(
     assert answered_with(museum if site == "museum" else hotel, question) == answer
 
 
+def test_a_related_word_in_the_heading_anchors_the_entry(hotel: KnowledgeBase) -> None:
+    """ "Drink" is a word visitors use for the bar (concepts.py), and "bar" is in "When is the
+    bar open?": the entry is anchored, so a clear lead answers (it was only offered back)."""
+    assert answered_with(hotel, "where can I get a drink this evening") == "When is the bar open?"
+
+
 @pytest.fixture(scope="module")
 def leisure(embedder: Embedder) -> KnowledgeBase:
     return KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=embedder)

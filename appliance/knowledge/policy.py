@@ -1108,7 +1108,7 @@ def _candidates(
         if i < len(g.facts):
             semantic = (1.0 - settings.fact_weight) * semantic + settings.fact_weight * g.facts[i]
         anchored = any(
-            df <= specific or (df <= in_heading and _term_in(t, heading_terms)) for t, df in matched
+            df <= specific or (df <= in_heading and _shares(t, heading_terms)) for t, df in matched
         )
         if any(ask.search(g.query) and has.search(hit.entry.answer) for ask, has in _CONTACTS):
             # The kind of detail asked for is in the answer (an e-mail address, a phone number,
@@ -1263,15 +1263,21 @@ def _plainest(close: Sequence[_Candidate], g: Grounding) -> _Candidate | None:
     if fewest > 0 or runner == 0:
         return None
     plain = close[i]
-    if not plain.anchored and any(c.anchored for c in close):
-        return (
-            None  # "is there a petting zoo": the dog entry says "pet", the farm's heading matches
-        )
+    if not _heading_says(plain, said) and any(_heading_says(c, said) for c in close):
+        # "Is there a petting zoo?": "petting" is only related to the dog entry's "dog" (through
+        # "pet"); the farm's heading has the word itself.
+        return None
     asked = [t for t, _ in g.term_df if t not in _GENERIC]
     has = _covered(plain, asked)
     if any(_covered(c, asked) - has for c in close if c is not plain):
         return None  # "and on a bank holiday?": the holidays entry has a word it lacks
     return plain
+
+
+def _heading_says(c: _Candidate, said: frozenset[str]) -> bool:
+    """`c`'s heading has a specific word of the question itself, not only a related one."""
+    heading = _heading_terms(c.hit.entry)
+    return any(_term_in(t, heading) for t in said if t not in _GENERIC and t not in _INCIDENTAL)
 
 
 def _held(c: _Candidate, settings: PolicySettings) -> bool:
