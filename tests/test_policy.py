@@ -274,6 +274,23 @@ def test_a_related_word_in_the_heading_anchors_the_entry(hotel: KnowledgeBase) -
     assert answered_with(hotel, "where can I get a drink this evening") == "When is the bar open?"
 
 
+def test_a_heading_that_states_a_situation_needs_the_question_to_state_it(
+    hotel: KnowledgeBase,
+) -> None:
+    """ "I lost my key card. What should I do?" answered "where do I leave my key card when I
+    go" (three tuning sets): the key card matched, what happened to it did not. Offered back
+    now; a question that says it was lost, in any of the usual ways, is still answered."""
+    lost = "I lost my key card. What should I do?"
+    d = turn(hotel, "where do I leave my key card when I go")
+    assert d.kind != "faq", d
+    for question in (
+        "I lost my room key, what do I do?",
+        "I can't find my room key anywhere",
+        "do I have to pay if I lose my key?",
+    ):
+        assert answered_with(hotel, question) == lost, question
+
+
 @pytest.fixture(scope="module")
 def leisure(embedder: Embedder) -> KnowledgeBase:
     return KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=embedder)

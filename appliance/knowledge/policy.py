@@ -977,6 +977,9 @@ class _Candidate:
     guess: float | None = None
     # The question asks a price the entry's answer does not name (`_names_no_price`).
     unpriced: bool = False
+    # The heading states a visitor's situation ("I lost my key card.") that the question does
+    # not ("where do I leave my key card when I go"): on its words, not its meaning.
+    unstated: bool = False
 
 
 # A question after an e-mail address, a phone number or a web site, and what answers it.
@@ -1075,6 +1078,37 @@ def _sentence_terms(sentence: str) -> frozenset[str]:
     return frozenset(tokenize(sentence))
 
 
+# A heading that starts by stating the visitor's situation, and its verb: "I lost my key
+# card. ...", "We have lost ...".
+_SITUATION_RE = re.compile(
+    r"\s*(?:i|we)\s+(?:have\s+|'ve\s+|just\s+)?(?P<verb>[a-z']+)\b[^.?!]*[.!]", re.IGNORECASE
+)
+# Ways of saying one has lost something without the word: "I can't find my key", "I left it in
+# the taxi".
+_LOST_RE = re.compile(
+    r"\b(?:can ?not|can'?t|could ?not|couldn'?t) find\b|\b(?:i|we) (?:think (?:i|we) )?left\b",
+    re.IGNORECASE,
+)
+
+
+def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
+    """The entry's heading states the visitor's situation ("I lost my key card.") and the
+    question does not say what happened ("where do I leave my key card when I go"): neither
+    the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find"."""
+    m = _SITUATION_RE.match(entry.question)
+    if m is None:
+        return False
+    verb = tokenize(m.group("verb"))
+    if not verb or verb[0] in _GENERIC:
+        return False
+    if _shares(verb[0], said):
+        return False
+    return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
+
+
+_LOST_TERMS = frozenset(tokenize("lost"))
+
+
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
     """The entries to weigh; a Grounding built the old way has only `hits`."""
     return g.ranked or tuple(g.hits)
@@ -1097,6 +1131,7 @@ def _candidates(
     total = sum(weights.values())
     query_terms = {t for t, _ in terms_df}
     specifics = {t for t, df in terms_df if 0 < df <= specific}
+    said = frozenset(t for t, _ in g.term_df)
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -1127,8 +1162,11 @@ def _candidates(
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
         unpriced = _names_no_price(g.query, hit.entry, specifics)
+        unstated = _unstated_situation(hit.entry, g.query, said)
         out.append(
-            _Candidate(hit, semantic, coverage, support, anchored, unmatched, guess, unpriced)
+            _Candidate(
+                hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
+            )
         )
     out.sort(key=lambda c: c.support, reverse=True)
     return out
@@ -1288,6 +1326,8 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
         return True  # see _Candidate.unmatched
     if c.unpriced:
         return True  # see _Candidate.unpriced
+    if c.unstated:
+        return True  # see _Candidate.unstated
     if c.guess is not None and c.guess < settings.soundalike_answer:
         return True
     return _sentence_match(c, settings)
