@@ -41,6 +41,29 @@ async def collect(
     return got, None
 
 
+async def whole_reply(
+    client: httpx.AsyncClient,
+    server: ScriptedLLM,
+    via: KeepAlive | None,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+    pace: ReadPace | None = None,
+) -> str:
+    stream = stream_chat(
+        client,
+        Endpoint("ep", server.url, "m"),
+        messages,
+        max_tokens=max_tokens,
+        temperature=0,
+        stall_s=5,
+        keepalive=via,
+        pace=pace,
+    )
+    async with aclosing(stream) as tokens:
+        return "".join([t async for t in tokens])
+
+
 async def test_streams_words_and_sends_the_request(
     server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
 ) -> None:
@@ -135,17 +158,7 @@ async def test_echo_reply(
         {"role": "system", "content": "FAQ"},
         {"role": "user", "content": "ECHO the tower opens at 9:30"},
     ]
-    stream = stream_chat(
-        client,
-        Endpoint("ep", server.url, "m"),
-        messages,
-        max_tokens=8,
-        temperature=0,
-        stall_s=5,
-        keepalive=via,
-    )
-    async with aclosing(stream) as tokens:
-        text = "".join([t async for t in tokens])
+    text = await whole_reply(client, server, via, messages, max_tokens=8)
     assert text.strip() == "ECHO the tower opens at 9:30"
 
 
@@ -178,19 +191,8 @@ async def test_a_paced_stream_reads_its_tokens_in_bursts(
     server.script = Script(reply=reply, token_interval_s=0.015)
     pace = CountingPace(0.04)
     pace.on = paced
-    stream = stream_chat(
-        client,
-        Endpoint("ep", server.url, "m"),
-        MESSAGES,
-        max_tokens=32,
-        temperature=0,
-        stall_s=5,
-        keepalive=via,
-        pace=pace,
-    )
     t0 = trio.current_time()
-    async with aclosing(stream) as tokens:
-        text = "".join([t async for t in tokens])
+    text = await whole_reply(client, server, via, MESSAGES, max_tokens=32, pace=pace)
     assert text == reply + " "
     if via is None:  # httpx hands over a chunk at a time: spacing those would only delay
         assert pace.reads == 0
