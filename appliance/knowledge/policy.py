@@ -1,6 +1,6 @@
 """The answer policy: what the kiosk does with a question, given the FAQ ranking.
 
-One module (~1,050 lines): the decision and the pattern tables it reads (small talk, requests,
+One module (~1,700 lines): the decision and the pattern tables it reads (small talk, requests,
 off-topic categories, choices, incidental words) change together; all of it is pure.
 
 The embedded LLM (SmolLM2-135M) invents facts, so with `answer_mode = "faq"` (the default) a
@@ -37,13 +37,17 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
    faq; two or three close plausible ones, or a good one without a clear lead -> clarify.
    An entry whose own heading adds what the visitor never said ("after check-out", "online")
    is offered back, not answered, when another entry is about as close and has a question word
-   it lacks. A follow-up ("and for children?") is also read with the previous answer's
-   heading, and two questions in one breath part by part (both confidently answered: both
-   answers); a clause that asks nothing is read with the question after it, never alone.
+   it lacks; so is one that cannot answer what was asked: a price question whose price is not
+   in the answer's sentence about the thing asked, a heading stating a situation ("I lost my
+   key card.") the question does not state, a question word the whole FAQ lacks. A follow-up
+   ("and for children?") is also read with the previous answer's heading, and two questions
+   in one breath part by part (both confidently answered: both answers); a clause that asks
+   nothing is read with the question after it, never alone.
 4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
-   weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere, the
-   time) -> decline, unless the chosen entry's own heading is about that request (a hotel FAQ's
-   "Can you call me a taxi?") or names the destination.
+   weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere or
+   anything about "the nearest X", the time) -> decline, unless the chosen entry's own
+   heading is about that request (a hotel FAQ's "Can you call me a taxi?") or names the
+   destination.
 5. Nothing plausible: a cut-off sentence -> say_again, else decline.
 """
 
@@ -168,11 +172,12 @@ class PolicySettings:
     # offer the entry back ("Do you mean ...?") instead of answering with it.
     unmatched_confirm: int = 1
     # An entry is *anchored* when it has one of the question's specific words: one at most
-    # `specific_share` of the entries use (2 at least), a word of its own heading at most
-    # `heading_share` of them use, or a word the FAQ lacks whose stem it has ("charger" /
-    # "charge"). An unanchored entry shares only common words ("room", "ticket") or none with
-    # the question, and needs `unanchored_semantic`: that keeps "is there a kettle in the room"
-    # off "Do you have accessible rooms?".
+    # `specific_share` of the entries use (2 at least), a word of its own heading (or related
+    # to one: "drink" and the bar, concepts.py) at most `heading_share` of them use, or a word
+    # the FAQ lacks whose stem it has ("charger" / "charge"). An unanchored entry shares only
+    # common words ("room", "ticket") or none with the question, and needs
+    # `unanchored_semantic`: that keeps "is there a kettle in the room" off "Do you have
+    # accessible rooms?".
     specific_share: float = 0.08
     heading_share: float = 0.20
     unanchored_semantic: float = 0.50
@@ -1094,6 +1099,8 @@ _LOST_RE = re.compile(
     re.IGNORECASE,
 )
 
+_LOST_TERMS = frozenset(tokenize("lost"))
+
 
 def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
     """The entry's heading states the visitor's situation ("I lost my key card.") and the
@@ -1108,9 +1115,6 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
     if _shares(verb[0], said):
         return False
     return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
-
-
-_LOST_TERMS = frozenset(tokenize("lost"))
 
 
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
