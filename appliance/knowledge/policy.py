@@ -1105,7 +1105,8 @@ _LOST_TERMS = frozenset(tokenize("lost"))
 def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
     """The entry's heading states the visitor's situation ("I lost my key card.") and the
     question does not say what happened ("where do I leave my key card when I go"): neither
-    the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find"."""
+    the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find", nor
+    a word of the question the heading goes on to ask ("Where is lost and found?")."""
     m = _SITUATION_RE.match(entry.question)
     if m is None:
         return False
@@ -1114,6 +1115,9 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
         return False
     if _shares(verb[0], said):
         return False
+    asks = [t for t in tokenize(entry.question[m.end() :]) if t not in _GENERIC]
+    if any(_shares(t, said) for t in asks):
+        return False  # it asks the heading's own question: "where's the lost and found?"
     return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
 
 
