@@ -784,13 +784,23 @@ _ANAPHORA = frozenset("it that this there they them those these its".split())
 _EXISTENTIAL = frozenset("is are was were isn't aren't".split())  # "is there ...": not "there"
 
 
+# "One" standing for a thing said before ("is there *one* for wheelchairs?", "a bigger one"):
+# after one of these and before a preposition or nothing, not before a noun ("one ticket").
+_ONE_AFTER = frozenset("a an the that this any another there other bigger smaller new".split())
+_ONE_BEFORE = frozenset("for with in near at on that which of like too as here please".split())
+
+
 def _points_back(words: Sequence[str]) -> bool:
-    """A word that names what was said before ("how much is *it*", "how do I get *there*"); the
-    "there" of "is there ...", which only says something exists, does not."""
+    """A word that names what was said before ("how much is *it*", "how do I get *there*",
+    "is there *one* for wheelchairs"); the "there" of "is there ...", which only says
+    something exists, does not."""
     for i, w in enumerate(words):
         near = {*words[max(0, i - 1) : i], *words[i + 1 : i + 2]}
         if w in _ANAPHORA and not (w == "there" and near & _EXISTENTIAL):
             return True
+        if w == "one" and i > 0 and words[i - 1] in _ONE_AFTER:
+            if i + 1 == len(words) or words[i + 1] in _ONE_BEFORE:
+                return True
     return False
 
 
