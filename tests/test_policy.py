@@ -684,7 +684,7 @@ def zoo(embedder: Embedder) -> KnowledgeBase:
 
 
 def test_a_fragment_continues_the_previous_question(
-    museum: KnowledgeBase, hotel: KnowledgeBase, zoo: KnowledgeBase
+    museum: KnowledgeBase, hotel: KnowledgeBase, zoo: KnowledgeBase, leisure: KnowledgeBase
 ) -> None:
     """ "And in the winter?" asks nothing alone: read alone it was answered with the petting
     farm, whose answer says "until 16:00 in winter"; it asks the previous question again, even
@@ -720,7 +720,6 @@ def test_a_fragment_continues_the_previous_question(
     )
     assert d.entry == entry(hotel, dog) or dog in labels(d), d
     # After a question back, a question that points back is read with the question asked.
-    leisure = KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=zoo.embedder)
     before = "can I try climbing here as a complete beginner?"
     first = turn(leisure, before)
     assert first.kind == "clarify"

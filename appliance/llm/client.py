@@ -431,10 +431,11 @@ async def stream_chat(
             )
         parser = SSEParser()
         tokens = 0
+        paced = pace if response.drains else None  # httpx: a chunk at a time, never spaced
         while True:
             chunk: bytes | None = None
-            if pace is not None and response.drains:
-                await pace.before_read()
+            if paced is not None:
+                await paced.before_read()
             if watch is not None:
                 chunk = await response.receive()
                 watch.bump()
@@ -446,8 +447,8 @@ async def stream_chat(
                     raise LLMError(
                         ep.name, "stall", f"no bytes for {wait_s:g} s after {tokens} tokens"
                     )
-            if pace is not None and response.drains:
-                pace.after_read()
+            if paced is not None:
+                paced.after_read()
             texts, done = _decode(ep, parser, chunk)
             for text in texts:
                 tokens += 1
