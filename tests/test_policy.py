@@ -875,6 +875,18 @@ def test_two_questions_at_once_get_both_answers(hotel: KnowledgeBase) -> None:
     assert d.text == f"{wifi.answer} {gym.answer}"
 
 
+def test_one_of_two_questions_answered_says_the_other_is_open(hotel: KnowledgeBase) -> None:
+    # Only the wifi is in the FAQ: its answer, and a word that the casino went unanswered
+    # (silence about it would read as an answer).
+    wifi = entry(hotel, "Is there free wifi?")
+    d = turn(hotel, "what's the wifi password? and is there a casino in town?")
+    assert d.kind == "faq" and d.entry == wifi
+    assert d.text == f"{wifi.answer} {PolicySettings().other_part}"
+    # Small talk beside the question is not a question left open.
+    d = turn(hotel, "hi, how are you? what's the wifi password?")
+    assert d.kind == "faq" and d.entry == wifi and d.text == wifi.answer
+
+
 def test_a_ramble_is_answered_by_its_question(museum: KnowledgeBase) -> None:
     ramble = (
         "so we came here last year with my parents and my dad really loved all the old ships, "

@@ -154,6 +154,11 @@ class PolicySettings:
     decline_leads: Mapping[str, str] = field(default_factory=dict)  # overrides the defaults
     say_again: str = "Sorry, I didn't catch that. Could you say it again?"
     clarify_intro: str = "Do you mean:"
+    # After the answer to one of several questions asked in one breath, when another of them
+    # got none: the visitor would otherwise take the silence about it for an answer.
+    other_part: str = (
+        "I'm not sure about the other part of your question: could you ask it on its own?"
+    )
     # Calibration on tests/data/understand/tune.toml (appliance/bench/understand_text.py).
     # Each ranked entry gets a *support*: semantic + coverage_weight * coverage, where semantic
     # blends the entry's embedding similarity with its best single sentence's (`fact_weight`),
@@ -1558,6 +1563,21 @@ def _two_answers(parts: Sequence[_Ranked], settings: PolicySettings) -> Decision
     return Decision("faq", text, "several_questions", hit=answered[0], hits=tuple(answered))
 
 
+def _left_open(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked) -> int:
+    """How many of the questions asked in one breath (`parts`, each with its weighing) the
+    part `answered` leaves open: those that are not small talk ("how are you?") and lead to
+    no entry or to another entry than the one answered (a part about the same entry, offered
+    back on its own, is answered with it)."""
+    entry = answered.best.hit.entry if answered.best is not None else None
+    n = 0
+    for g, r in parts:
+        if r is answered or (g.query and _chat_intent(g.query) is not None):
+            continue
+        if r.best is None or r.best.hit.entry != entry:
+            n += 1
+    return n
+
+
 def decide(
     question: str,
     grounding: Grounding,
@@ -1618,16 +1638,19 @@ def decide(
             weighed, continued = other, True
         elif not alone and (_is_answer(other) or _refers_back(question)):
             weighed = _pick(weighed, other)
-    split = [_weigh(p, settings) for p in parts if _ranked(p)]
+    weighed_parts = [(p, _weigh(p, settings) if _ranked(p) else _Ranked(None, None)) for p in parts]
+    split = [r for p, r in weighed_parts if _ranked(p)]
     if len(split) >= 2:
         several = _two_answers(split, settings)
         if several is not None:
             return several
+    unanswered = 0  # questions asked in the same breath that the answer given leaves open
     if split and not _is_answer(weighed) and not continued:
         # A long ramble or two questions: one part may be clearly answerable on its own.
         answers = [r for r in split if _is_answer(r) and not _qualified(r, grounding, settings)]
         if answers:
             weighed = max(answers, key=_support)
+            unanswered = _left_open(weighed_parts, weighed)
     if repaired is not None and repairs and not _is_answer(weighed):
         # What was heard leads nowhere, or only to a question back: the reading with misheard
         # words put right may. Over a question back it must answer: a guess that only offers
@@ -1641,6 +1664,8 @@ def decide(
     if category is not None:
         return _decline(category, settings)
     decision = weighed.decision
+    if decision is not None and unanswered and decision.kind == "faq":
+        decision = replace(decision, text=f"{decision.text} {settings.other_part}")
     if decision is not None and not _cut_off(cleaned):
         return decision
     if _cut_off(cleaned):
