@@ -202,5 +202,5 @@ def test_bench_on_the_misheard_tuning_set(museum: KnowledgeBase, hotel: Knowledg
     on = bench.summarize(bench.evaluate(cases, kbs, soundalike=True))
     assert off["aims"]["wrong"] == on["aims"]["wrong"] == 0
     assert on["aims"]["offtopic_declined"] >= off["aims"]["offtopic_declined"]
-    assert (off["overall"]["correct"], off["overall"]["miss"]) == (9, 8)
-    assert on["overall"]["correct"] >= 12 and on["overall"]["miss"] <= 3  # measured 12, 3
+    assert (off["overall"]["correct"], off["overall"]["miss"]) == (10, 8)
+    assert on["overall"]["correct"] >= 13 and on["overall"]["miss"] <= 3  # measured 13, 3

@@ -73,7 +73,7 @@ RANKED = 5
 
 # Hesitations carry nothing anywhere in a sentence ("um", "uhh", "erm", "hmm", "mm").
 _HESITATION_RE = re.compile(
-    r"(?<![\w'’-])(?:u+h+m*|u+m+|e+r+m*|h+m+|m+h*m+|a+h+)(?![\w'’-])[,.]?", re.IGNORECASE
+    r"(?<![\w'’-])(?:u+h+m*|u+m+|e+r+m*|h+m+|m+h*m+|a+h+)(?![\w'’-])[,.…]*", re.IGNORECASE
 )
 # Discourse openers that a transcript often starts with ("so um like is there ..."). Removed
 # only at the start: "so", "like" and "well" are ordinary words further in.
@@ -90,7 +90,8 @@ def strip_fillers(text: str) -> str:
     "okay") at the start: noise for BM25 and the embedding alike. A greeting or filler alone
     ("hello", "um so yeah") becomes "" (nothing to look up)."""
     text = _HESITATION_RE.sub(" ", text)
-    text = _OPENER_RE.sub("", text)
+    # "um... so... yeah": what is left of the hesitations' trailing dots opens nothing.
+    text = _OPENER_RE.sub("", text.lstrip(" ,.…"))
     return " ".join(text.split())
 
 

@@ -376,8 +376,31 @@ _INCIDENTAL_WORDS = """
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
     often anymore again supposed normally till
+    goes went came coming gets getting got bought asked asking told knew thought
+    wanted looking looked trying tried brought
+    yesterday january february march april june july august september october november december
 """
-_INCIDENTAL = frozenset(t for w in _INCIDENTAL_WORDS.split() for t in tokenize(w))
+_INCIDENTAL_SET = frozenset(t for w in _INCIDENTAL_WORDS.split() for t in tokenize(w))
+# Words that name no topic, though a heading may need them ("after check-out"): a question
+# word of these that the FAQ never uses is no sign that it asks about something else.
+_UNTOLD_OK = frozenset(
+    t
+    for w in """whether your yours up down under over through past already exactly quickest
+        typical general""".split()
+    for t in tokenize(w)
+)
+# Numbers spoken in words, compounds and ordinals included ("sixty-eight", "twenty-fourth",
+# "eight-year-old"): how many or when, never what about.
+_NUMBER_TERM_RE = re.compile(
+    r"(?:one|two|thre|three|four|five|six|seven|eight|nine|ten|eleven|twelv|twelve|twenty|"
+    r"thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|first|second|third|fifth|"
+    r"eighth|ninth|twelfth)+(?:th|year|old|month|week|day)*"
+)
+
+
+def _incidental(term: str) -> bool:
+    """A question word that says who asks, when or how many, not what about."""
+    return term in _INCIDENTAL_SET or _NUMBER_TERM_RE.fullmatch(term) is not None
 
 
 _GENERIC = frozenset(t for w in _GENERIC_WORDS.split() for t in tokenize(w)) | frozenset(
@@ -465,6 +488,8 @@ def _cut_off(cleaned: str) -> bool:
     if stripped.endswith(("?", ".", "!")):
         return False
     words = _words(stripped)
+    if words[-2:-1] == ["the"] and words[-1] in ("nearest", "closest"):
+        return True  # "where's the nearest", not "which stop is closest"
     return bool(words) and words[-1] in _DANGLING
 
 
@@ -509,6 +534,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"see (?:you|ya)(?: later| soon| again| around| tomorrow| next (?:week|time|month|"
             r"year|weekend))?|"
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
+            r"\b(?:that(?:'s| is) me|i'm|i am|we're|we are) off\b|"
             r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
             r"(?: to know)?)?,? (?:then,? )?(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)|"
             r"\b(?:thanks|cheers|thank you)[,.!]? that(?:'s| is| was) (?:all|it|everything)"
@@ -527,13 +553,22 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "greeting",
-            r"\b(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))\b"
+            r"\b(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day)|"
+            r"morning|afternoon|evening)\b"
             r"(?: there| everyone| all| you)?",
         ),
         (
             "ack",
             r"^\W*(?:(?:yes|yeah|yep|no|nope|ok|okay|sure|alright|all right|great|cool|fine|nice|"
             r"good|right|i see|got it|understood)\W*)+$",
+        ),
+        (
+            # A compliment: "you're a funny talking box!"
+            "ack",
+            r"\byou(?:'re| are) (?:a |an |such a |so |very |really )*(?:funny|clever|smart|"
+            r"cute|sweet|good|great|nice|lovely|brilliant|amazing|helpful|cool|fun|polite)"
+            r"(?: (?:little|talking|wee|clever|funny))*(?: (?:box|machine|robot|kiosk|thing|"
+            r"computer|one))?\b",
         ),
     )
 )
@@ -543,7 +578,7 @@ _CHAT_FILLER = frozenset(
     really very much a lot again you too again all sir madam friend young man lady there
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
-    robot kiosk machine mate buddy guys folks everyone""".split()
+    robot kiosk machine mate buddy guys folks everyone now""".split()
 )
 
 
@@ -641,7 +676,7 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 # "How do I get to X", "where is the nearest X": declined unless the best entry names X.
 _DIRECTIONS_RE = re.compile(
-    r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find|"
+    r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find(?! out)|"
     r"where(?:'s| is| are) (?:the )?(?:nearest|closest)|directions to|how far (?:is|to)|"
     r"which way (?:is|to)|is there (?:a|an) \w+ (?:near ?by|close by|around here|near here))\s+"
     r"(?P<dest>[^?.!,]*)",
@@ -664,6 +699,8 @@ _ROUTE_RE = re.compile(
 # taxi?") means the staff answered that request.
 _REQUEST_RE = re.compile(rf"\b{_REQUEST}\b", re.IGNORECASE)
 _REQUESTS = frozenset({"booking", "calling"})
+# Requests that another question in the same breath does not depend on.
+_SEPARATE_REQUESTS = frozenset({"booking", "calling", "payment"})
 
 
 def _off_topic(text: str, best: Hit | None) -> str | None:
@@ -940,7 +977,7 @@ class Lookups:
 
 def _not_repaired(term: str) -> bool:
     """Words that say nothing about the topic are not worth a guess at what was meant."""
-    return term in _GENERIC or term in _INCIDENTAL
+    return term in _GENERIC or _incidental(term)
 
 
 def lookups(
@@ -1084,7 +1121,7 @@ def _prices_what_is_asked(query: str, entry: FaqEntry, specific: Collection[str]
     thing = [
         t
         for t in _content_terms(query)
-        if t in specific and t not in _PRICE_TERMS and t not in _INCIDENTAL and t not in heading
+        if t in specific and t not in _PRICE_TERMS and not _incidental(t) and t not in heading
     ]
     # Words themselves, not related ones: "lunch", related to "cafe", is in the sentence
     # pricing the café's lunch box, not in the one on its smoothies.
@@ -1181,7 +1218,9 @@ def _candidates(
         support = semantic + settings.coverage_weight * coverage
         have = {t for t, _ in matched}
         unmatched = sum(
-            1 for t, df in terms_df if df == 0 and t not in have and t not in _INCIDENTAL
+            1
+            for t, df in terms_df
+            if df == 0 and t not in have and not _incidental(t) and t not in _UNTOLD_OK
         )
         # A repaired word counts as heard only for an entry that has it; for any other entry
         # it is still a word the FAQ lacks (as before the repair).
@@ -1312,7 +1351,7 @@ def _unsaid(c: _Candidate, said: frozenset[str]) -> int:
     """How many specific words of `c`'s heading the question used neither itself nor through
     a related word ("public" in "Are you open on public holidays?")."""
     heading = [t for t in _heading_terms(c.hit.entry) if t not in _GENERIC]
-    return sum(1 for t in heading if t not in _INCIDENTAL and not _shares(t, said))
+    return sum(1 for t in heading if not _incidental(t) and not _shares(t, said))
 
 
 def _plainest(close: Sequence[_Candidate], g: Grounding) -> _Candidate | None:
@@ -1342,7 +1381,7 @@ def _plainest(close: Sequence[_Candidate], g: Grounding) -> _Candidate | None:
 def _heading_says(c: _Candidate, said: frozenset[str]) -> bool:
     """`c`'s heading has a specific word of the question itself, not only a related one."""
     heading = _heading_terms(c.hit.entry)
-    return any(_term_in(t, heading) for t in said if t not in _GENERIC and t not in _INCIDENTAL)
+    return any(_term_in(t, heading) for t in said if t not in _GENERIC and not _incidental(t))
 
 
 def _held(c: _Candidate, settings: PolicySettings) -> bool:
@@ -1391,7 +1430,7 @@ def _rivals(
     question lacks (see `PolicySettings.qualifier_semantic`); [] when it has none."""
     said = frozenset(t for t, _ in g.term_df)
     heading = [t for t in _heading_terms(best.hit.entry) if t not in _GENERIC]
-    unsaid = [t for t in heading if t not in _INCIDENTAL and not _shares(t, said)]
+    unsaid = [t for t in heading if not _incidental(t) and not _shares(t, said)]
     if not unsaid:
         return []
     specific = [t for t in said if t not in _GENERIC]
@@ -1578,6 +1617,21 @@ def _left_open(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked) ->
     return n
 
 
+def _in_scope_part(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked) -> bool:
+    """One of the questions asked in one breath is answered with `answered`'s entry on its
+    own and is not out of scope itself."""
+    if not _is_answer(answered) or answered.best is None:
+        return False
+    entry = answered.best.hit.entry
+    return any(
+        _is_answer(r)
+        and r.best is not None
+        and r.best.hit.entry == entry
+        and _off_topic(strip_fillers(g.query), r.best.hit) is None
+        for g, r in parts
+    )
+
+
 def decide(
     question: str,
     grounding: Grounding,
@@ -1661,6 +1715,16 @@ def decide(
 
     best = weighed.best.hit if weighed.best is not None else None
     category = _off_topic(cleaned, best)
+    if (
+        category in _SEPARATE_REQUESTS
+        and len(parts) >= 2
+        and _in_scope_part(weighed_parts, weighed)
+    ):
+        # "do you deliver, and can I pay by card?": the request the kiosk cannot carry out is
+        # one of two questions; the other is still answered, and the answer says the rest is
+        # not. A topic out of scope ("will there be frost tonight? should I cover my plants")
+        # is the setting of the whole utterance: declined as before.
+        category, unanswered = None, max(unanswered, 1)
     if category is not None:
         return _decline(category, settings)
     decision = weighed.decision
@@ -1678,6 +1742,9 @@ def decide(
         return Decision("say_again", settings.say_again, "incomplete")
     if decision is not None:
         return decision
+    if cleaned.rstrip().endswith(("...", "…")):
+        # "what was I...": the visitor trailed off before asking anything this FAQ knows.
+        return Decision("say_again", settings.say_again, "incomplete")
     return _decline("unknown", settings, "no_match")
 
 
