@@ -162,6 +162,25 @@ def test_who_when_and_how_many_words_do_not_count_as_unanswered(hotel: Knowledge
     assert d.kind == "faq" and d.entry is not None and d.entry.question == "When is the bar open?"
 
 
+@pytest.mark.parametrize(
+    ("site", "question", "heading"),
+    [
+        # A breed for a dog, "starving" for food, "a couple of" for a number (held-out 9).
+        (
+            "museum",
+            "Can my little terrier come in with me? He's very well behaved",
+            "Can I bring my dog?",
+        ),
+        ("museum", "We're starving, where can we get some lunch round here?", "Is there a café?"),
+        ("hotel", "can I get a couple of shirts washed?", "Is there a laundry service?"),
+    ],
+)
+def test_visitors_words_for_what_the_faq_names_otherwise(
+    museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str, heading: str
+) -> None:
+    assert answered_with(museum if site == "museum" else hotel, question) == heading
+
+
 def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
     assert "park" in related("car") and "car" in related("park")
     assert "smok" in related("cigarett")

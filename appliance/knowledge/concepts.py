@@ -21,7 +21,7 @@ __all__ = ["related"]
 
 _GROUPS = (
     "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles",
-    "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc",
+    "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc gents",
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
     " step-free lift lifts elevator elevators ramp mobility",
@@ -33,17 +33,19 @@ _GROUPS = (
     "cash atm cashpoint money currency dollars euros pounds",
     "lost lose dropped missing forgot forgotten",
     "contact phone telephone email e-mail",
-    "luggage bag bags suitcase suitcases backpack backpacks cloakroom locker lockers",
+    "luggage bag bags suitcase suitcases backpack backpacks rucksack rucksacks cloakroom locker"
+    " lockers coat coats jacket jackets",
     "wifi wi-fi internet wireless",
     "photo photos photograph photographs photography pictures camera cameras filming",
-    "dog dogs pet pets",
+    "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
     "quiet noise noisy loud",
-    "cafe café restaurant restaurants food eat eating lunch snack snacks hungry meal meals",
+    "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
+    " meal meals",
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
     "taxi taxis cab cabs",
-    "bus buses train trains tram trams metro subway station transport",
+    "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs gift gifts shop",
     "doctor pharmacy chemist medicine sick ill",
     "nappy nappies diaper diapers changing",

@@ -376,7 +376,7 @@ _INCIDENTAL_WORDS = """
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
     often anymore again supposed normally till
-    goes went came coming gets getting got bought asked asking told knew thought
+    couple goes went came coming gets getting got bought asked asking told knew thought
     wanted looking looked trying tried brought
     yesterday january february march april june july august september october november december
 """
