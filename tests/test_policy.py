@@ -173,6 +173,16 @@ def test_who_when_and_how_many_words_do_not_count_as_unanswered(hotel: Knowledge
         ),
         ("museum", "We're starving, where can we get some lunch round here?", "Is there a café?"),
         ("hotel", "can I get a couple of shirts washed?", "Is there a laundry service?"),
+        (
+            "hotel",
+            "what's the price per kilowatt hour for charging?",
+            "Can I charge my electric car?",
+        ),
+        (
+            "museum",
+            "Does the headset tour come in Chinese?",
+            "Which languages does the audio guide have?",
+        ),
     ],
 )
 def test_visitors_words_for_what_the_faq_names_otherwise(

@@ -48,10 +48,11 @@ _GROUPS = (
     "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs gift gifts shop",
     "doctor pharmacy chemist medicine sick ill",
-    "nappy nappies diaper diapers changing",
-    "headphone headphones audioguide audio",
-    "charger chargers charging electric",
+    "nappy nappies diaper diapers changing breastfeed breastfeeding",
+    "headphone headphones headset headsets audioguide audio",
+    "charger chargers charging electric ev kilowatt kwh",
     "website online web",
+    "cinema cinemas film films movie movies",
 )
 
 
