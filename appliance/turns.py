@@ -369,7 +369,7 @@ class TurnRunner:
                 timings.mark("grounding")
                 d = Decision("llm", "", "image", hits=tuple(g.hits))
                 outcome, endpoint, d = await self._stream_reply(
-                    conv, question, image, d, g, turn, timings, parts, emit
+                    conv, question, image, d, g, turn, timings, parts, emit, spoken=leg is not None
                 )
                 kind, choices = d.kind, d.choices
             else:
@@ -377,7 +377,16 @@ class TurnRunner:
                 timings.mark("grounding")
                 if d.kind == "llm":
                     outcome, endpoint, d = await self._stream_reply(
-                        conv, question, None, d, g, turn, timings, parts, emit
+                        conv,
+                        question,
+                        None,
+                        d,
+                        g,
+                        turn,
+                        timings,
+                        parts,
+                        emit,
+                        spoken=leg is not None,
                     )
                 else:
                     endpoint = "faq" if d.kind == "faq" else "policy"
@@ -472,12 +481,15 @@ class TurnRunner:
         timings: Timings,
         parts: list[str],
         emit: Emit,
+        *,
+        spoken: bool,
     ) -> tuple[str, str | None, Decision]:
         """The LLM's reply, streamed clause by clause through the fact guard: a clause that
         states a number, time, price, date, contact or name the facts, persona and question do
         not is never shown or spoken; the stream stops and the reply is replaced (clarify
         between the retrieved entries, or decline). Returns (outcome, endpoint, the decision
-        the reply ended as)."""
+        the reply ended as). A reply that is not `spoken` only shows: its stream may be read
+        in bursts from its first token on (no first clause to hurry for the speaker)."""
         t0 = trio.current_time()
         hits = self._facts(d, g)
         messages = self._messages(conv, question, image, hits)
@@ -548,6 +560,7 @@ class TurnRunner:
                     max_tokens=self.cfg.llm.max_tokens,
                     temperature=self.cfg.llm.temperature,
                     stop=_STOP,
+                    bursts_from_start=not spoken,
                 )
                 endpoint = completion.endpoint
                 self.metrics.observe_stage("llm_first_token", completion.first_token_s)

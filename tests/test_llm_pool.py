@@ -481,6 +481,38 @@ async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
     assert not any(reset for _, reset in rec.deltas)
 
 
+async def test_a_reply_only_shown_is_read_in_bursts_from_its_first_token(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
+) -> None:
+    """`bursts_from_start` (a typed question: nothing is spoken): after the first token, reads
+    of a kept-alive stream come once per 40 ms, the first clause's included; its end may wait
+    for the next read, at most one interval."""
+    reply = "one two three four five six seven eight, nine ten eleven twelve thirteen."
+    server.script = Script(reply=reply, token_interval_s=0.015)
+    rec = TimedRecorder()
+    pool = LLMPool(
+        [Endpoint("a", server.url, "a")],
+        client,
+        first_token_s=1.0,
+        stall_s=3.0,
+        coalesce_s=0.04,
+        keepalive=via,
+    )
+    t0 = trio.current_time()
+    result = await pool.complete(MESSAGES, rec.on_delta, bursts_from_start=True)
+    texts = [t for t, _ in rec.deltas]
+    assert "".join(texts) == result.text == reply + " "
+    assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
+    eight = next(i for i, t in enumerate(texts) if t.endswith("eight, "))
+    assert rec.at[eight] - t0 <= 8 * 0.015 + 0.04 + 0.005
+    assert rec.at[-1] - t0 <= 13 * 0.015 + 0.04 + 0.005
+    if via is not None:
+        # Paced from the start: no delta before the clause end comes on its own token.
+        assert eight <= 3
+        gaps = [b - a for a, b in zip(rec.at[1:], rec.at[2:], strict=False)]
+        assert all(g >= 0.039 for g in gaps)
+
+
 async def test_coalesced_failover_still_resets(
     mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient
 ) -> None:

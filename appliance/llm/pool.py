@@ -294,6 +294,7 @@ class LLMPool:
         errors: list[LLMError],
         poke: Callable[[], None],
         pace: ReadPace | None,
+        bursts_from_start: bool,
     ) -> None:
         with scope:
             started = trio.current_time()
@@ -319,10 +320,12 @@ class LLMPool:
                     )
                     async with aclosing(stream) as tokens:
                         async for text in tokens:
+                            send.send_nowait(_Token(i, text))
                             if first:
                                 first = False
                                 self._record_ok(ep.name, trio.current_time() - started)
-                            send.send_nowait(_Token(i, text))
+                                if pace is not None and bursts_from_start:
+                                    pace.on = True  # shown only: nothing waits for a clause
                             if _ends_clause(text):
                                 poke()
                                 if pace is not None:
@@ -347,6 +350,7 @@ class LLMPool:
         max_tokens: int = 160,
         temperature: float = 0.3,
         stop: Sequence[str] = (),
+        bursts_from_start: bool = False,
     ) -> Completion:
         """Stream one reply, forwarding only the winning endpoint's deltas to on_delta(text, reset).
 
@@ -361,7 +365,9 @@ class LLMPool:
         one frame per screen), a token costs little, and ~40 ms batches of text look the same.
         After the first clause the attempts also read their streams once per `coalesce_s`
         (ReadPace), each read's tokens going out together: the reads, not the deltas, were
-        most of a turn's CPU.
+        most of a turn's CPU. With `bursts_from_start` (a reply that is shown, not spoken) they
+        do so after the first token: a clause end then waits for the next read (at most
+        `coalesce_s`), which a reader cannot see.
         """
         cands = self.candidates(need_vision)
         if not cands:
@@ -449,6 +455,7 @@ class LLMPool:
                         errors,
                         poke,
                         paces.get(i),
+                        bursts_from_start,
                     )
 
             launch(plan.start(trio.current_time()))
