@@ -444,6 +444,7 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("bye bye robot!", "goodbye"),
         ("hello there! morning!", "greeting"),  # held-out 9, after its run
         ("right, that's me off then, bye now", "goodbye"),
+        ("We'll talk to you soon.", "goodbye"),
         ("you're a funny talking box!", "ack"),
     ],
 )

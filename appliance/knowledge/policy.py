@@ -535,6 +535,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"year|weekend))?|"
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
             r"\b(?:that(?:'s| is) me|i'm|i am|we're|we are) off\b|"
+            r"\b(?:talk|speak) to (?:you|ya) (?:soon|later|again|another time)\b|"
             r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
             r"(?: to know)?)?,? (?:then,? )?(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)|"
             r"\b(?:thanks|cheers|thank you)[,.!]? that(?:'s| is| was) (?:all|it|everything)"
@@ -578,7 +579,7 @@ _CHAT_FILLER = frozenset(
     really very much a lot again you too again all sir madam friend young man lady there
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
-    robot kiosk machine mate buddy guys folks everyone now""".split()
+    robot kiosk machine mate buddy guys folks everyone now we'll i'll""".split()
 )
 
 
