@@ -41,14 +41,16 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
    in the answer's sentence about the thing asked, a heading stating a situation ("I lost my
    key card.") the question does not state, a question word the whole FAQ lacks. A follow-up
    ("and for children?") is also read with the previous answer's heading, and two questions
-   in one breath part by part (both confidently answered: both answers); a clause that asks
-   nothing is read with the question after it, never alone.
+   in one breath part by part (both confidently answered: both answers; one only: its answer
+   and a request to ask the other on its own); a clause that asks nothing is read with the
+   question after it, never alone.
 4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
    weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere or
    anything about "the nearest X", the time) -> decline, unless the chosen entry's own
    heading is about that request (a hotel FAQ's "Can you call me a taxi?") or names the
-   destination.
-5. Nothing plausible: a cut-off sentence -> say_again, else decline.
+   destination, or the request (book, pay, call) is one of two questions and the other is
+   answered on its own.
+5. Nothing plausible: a cut-off or trailing-off sentence -> say_again, else decline.
 """
 
 from __future__ import annotations
