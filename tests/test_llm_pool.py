@@ -450,13 +450,19 @@ class TimedRecorder(Recorder):
         await super().on_delta(text, reset)
 
 
-async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
-    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
-) -> None:
-    """Over a kept-alive connection the stream is also read in 40 ms bursts after the first
-    clause (ReadPace): the deltas look the same, the last comes at most one interval later."""
-    reply = "one two three four five six seven eight, nine ten eleven twelve thirteen."
-    server.script = Script(reply=reply, token_interval_s=0.015)
+COALESCED_REPLY = "one two three four five six seven eight, nine ten eleven twelve thirteen."
+
+
+async def coalesced_reply(
+    server: ScriptedLLM,
+    client: httpx.AsyncClient,
+    via: KeepAlive | None,
+    *,
+    bursts_from_start: bool = False,
+) -> tuple[TimedRecorder, float]:
+    """COALESCED_REPLY, 13 tokens 15 ms apart, through a pool coalescing per 40 ms: the
+    deltas with their times, and the time the call started. The text arrives whole."""
+    server.script = Script(reply=COALESCED_REPLY, token_interval_s=0.015)
     rec = TimedRecorder()
     pool = LLMPool(
         [Endpoint("a", server.url, "a")],
@@ -467,9 +473,18 @@ async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
         keepalive=via,
     )
     t0 = trio.current_time()
-    result = await pool.complete(MESSAGES, rec.on_delta)
+    result = await pool.complete(MESSAGES, rec.on_delta, bursts_from_start=bursts_from_start)
+    assert "".join(t for t, _ in rec.deltas) == result.text == COALESCED_REPLY + " "
+    return rec, t0
+
+
+async def test_coalesced_deltas_first_token_and_clause_ends_at_once(
+    mock_clock: MockClock, server: ScriptedLLM, client: httpx.AsyncClient, via: KeepAlive | None
+) -> None:
+    """Over a kept-alive connection the stream is also read in 40 ms bursts after the first
+    clause (ReadPace): the deltas look the same, the last comes at most one interval later."""
+    rec, t0 = await coalesced_reply(server, client, via)
     texts = [t for t, _ in rec.deltas]
-    assert "".join(texts) == result.text == reply + " "
     assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
     assert 4 <= len(texts) <= 7  # 13 tokens, 15 ms apart: about one delta per 40 ms
     eight = next(i for i, t in enumerate(texts) if t.endswith("eight, "))
@@ -487,21 +502,8 @@ async def test_a_reply_only_shown_is_read_in_bursts_from_its_first_token(
     """`bursts_from_start` (a typed question: nothing is spoken): after the first token, reads
     of a kept-alive stream come once per 40 ms, the first clause's included; its end may wait
     for the next read, at most one interval."""
-    reply = "one two three four five six seven eight, nine ten eleven twelve thirteen."
-    server.script = Script(reply=reply, token_interval_s=0.015)
-    rec = TimedRecorder()
-    pool = LLMPool(
-        [Endpoint("a", server.url, "a")],
-        client,
-        first_token_s=1.0,
-        stall_s=3.0,
-        coalesce_s=0.04,
-        keepalive=via,
-    )
-    t0 = trio.current_time()
-    result = await pool.complete(MESSAGES, rec.on_delta, bursts_from_start=True)
+    rec, t0 = await coalesced_reply(server, client, via, bursts_from_start=True)
     texts = [t for t, _ in rec.deltas]
-    assert "".join(texts) == result.text == reply + " "
     assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
     eight = next(i for i, t in enumerate(texts) if t.endswith("eight, "))
     assert rec.at[eight] - t0 <= 8 * 0.015 + 0.04 + 0.005
