@@ -42,6 +42,8 @@ COMPLETE = [
     "Goodbye.",
     "Is there a café? I'm hungry.",
     "How far is it in 3.5 km",
+    "And on a Sunday",  # a follow-up fragment (held-out 9: it waited for the long hangover)
+    "and for my ten-year-old",
 ]
 
 INCOMPLETE = [
@@ -81,6 +83,9 @@ INCOMPLETE = [
     "I'm looking for",
     "We need the",
     "Do you know where the café is",  # ends on "is": conservative, normal hangover
+    "And on a Sunday,",  # the comma says more is coming
+    "and for my son who",
+    "My son is ten. And for him",  # only a fragment that stands alone
 ]
 
 

@@ -14,6 +14,8 @@ Only the last sentence decides, so an opening statement never ends the turn on i
 * a closed reply ("yes", "no thanks", "thank you")           -> complete
 * a statement ending with "." after an earlier question     -> complete
   ("Is there a café? I'm hungry.")
+* a follow-up fragment: "and" + a preposition + >= 1 word, alone, no dangling last word
+  ("and on a Sunday", "and for my ten-year-old")               -> complete
 * anything else (a bare statement, a trailing "and", "the", "um", a comma) -> not complete
 """
 
@@ -121,6 +123,15 @@ def _is_request(words: list[str]) -> bool:
     return any(head == p or head.startswith(p + " ") for p in _REQUEST_OPENERS)
 
 
+# After "and", the start of a follow-up that reads the previous question again.
+_FOLLOW_UP_PREPOSITIONS = frozenset("on for in at during with without".split())
+
+
+def _follow_up(words: list[str]) -> bool:
+    """ "and on a Sunday": a fragment asking the previous question again (words as said)."""
+    return len(words) >= 3 and words[0] == "and" and words[1] in _FOLLOW_UP_PREPOSITIONS
+
+
 def _closed(words: list[str]) -> bool:
     return " ".join(words) in _CLOSED
 
@@ -142,6 +153,8 @@ def looks_complete(text: str) -> bool:
     if _dangling(words):
         return False
     if (_is_question(words) or _is_request(words)) and len(words) >= 3:
+        return True
+    if len(sentences) == 1 and _follow_up(_words(last)):
         return True
     # a closing statement after a question: "Is there a café? I'm hungry."
     if last.endswith((".", "!")) and len(sentences) > 1:
