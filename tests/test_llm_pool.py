@@ -505,12 +505,13 @@ async def test_a_reply_only_shown_is_read_in_bursts_from_its_first_token(
     rec, t0 = await coalesced_reply(server, client, via, bursts_from_start=True)
     texts = [t for t, _ in rec.deltas]
     assert texts[0] == "one " and rec.at[0] - t0 < 0.01  # the first token is not held
-    eight = next(i for i, t in enumerate(texts) if t.endswith("eight, "))
+    # A read may bring the clause end with the tokens after it: "eight, nine ".
+    eight = next(i for i, t in enumerate(texts) if "eight," in t)
     assert rec.at[eight] - t0 <= 8 * 0.015 + 0.04 + 0.005
     assert rec.at[-1] - t0 <= 13 * 0.015 + 0.04 + 0.005
     if via is not None:
         # Paced from the start: no delta before the clause end comes on its own token.
-        assert eight <= 3
+        assert eight <= 4
         gaps = [b - a for a, b in zip(rec.at[1:], rec.at[2:], strict=False)]
         assert all(g >= 0.039 for g in gaps)
 
