@@ -1630,7 +1630,7 @@ def _in_scope_part(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked
         _is_answer(r)
         and r.best is not None
         and r.best.hit.entry == entry
-        and _off_topic(strip_fillers(g.query), r.best.hit) is None
+        and _off_topic(g.query, r.best.hit) is None  # the query is fillers-stripped already
         for g, r in parts
     )
 
