@@ -24,6 +24,11 @@ def own() -> F32:
 
 
 @pytest.fixture(scope="module")
+def own_sibilant() -> F32:
+    return speech_16k("Six sisters sell sea shells. The central station is across the street.")
+
+
+@pytest.fixture(scope="module")
 def visitor() -> F32:
     return speech_16k("Where are the toilets? And is there a cloakroom?")
 
@@ -152,3 +157,38 @@ def test_a_visitor_as_loud_as_the_echo_is_clear_and_a_faint_one_is_not(
     # 12 dB under the echo: never plainly someone else (mostly taken for our own voice: a visitor
     # that faint is not heard over the box at all, as the gate's leak * margin says)
     assert "clear" not in verdicts["faint"]
+
+
+def delayed(x: F32, delay: npt.NDArray[np.float64], gain: float) -> F32:
+    """`x` through a path whose delay (in samples, fractional, one per output sample) may
+    drift, as a room or a second sound card's clock makes it: windowed-sinc interpolation."""
+    half = 16
+    pos = np.arange(len(delay)) - delay  # where in `x` each output sample comes from
+    base = np.floor(pos).astype(int)
+    k = np.arange(-half + 1, half + 1)
+    idx = base[:, None] + k[None, :]
+    taps = np.sinc(k[None, :] - (pos - base)[:, None]) * np.hanning(2 * half + 1)[1:][None, :]
+    xs = np.where((idx >= 0) & (idx < len(x)), x[np.clip(idx, 0, len(x) - 1)], 0.0)
+    return (gain * np.sum(xs * taps, axis=1)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("start", "ppm"), [(640.5, 0.0), (640.33, 100.0)], ids=["half-sample", "usb-clocks"]
+)
+def test_an_echo_between_samples_or_drifting_is_still_our_voice(
+    own_sibilant: F32, start: float, ppm: float
+) -> None:
+    """A real echo arrives between two samples, and drifts when the speaker's and the
+    microphone's clocks differ (two USB devices: up to ~100 ppm). Fitted on whole samples
+    alone, 6 of 84 frames of this sibilant-rich reply at a half-sample delay were left
+    unexplained ("mixed": the VAD hears them while the box speaks)."""
+    delay = start + ppm * 1e-6 * np.arange(len(own_sibilant))
+    mic = sum(delayed(own_sibilant, delay + d - DIRECT[0], g) for d, g in [DIRECT, *REFLECTIONS])
+    assert isinstance(mic, np.ndarray)
+    ends = loud_frames(mic)
+    gate = EchoGate()
+    gate.add(own_sibilant, mic_now_sample=0)
+    verdicts = {i: gate.judge(mic[i - FRAME : i], i) for i in range(FRAME, len(mic), FRAME)}
+    loud = [verdicts[i] for i in ends]
+    assert len(loud) > 50
+    assert loud.count("echo") == len(loud)

@@ -242,9 +242,13 @@ def _p(values: Sequence[float], q: float) -> float | None:
 
 
 def _load_tap(pulse: PulseDaemon, delay_ms: int, gain_db: float) -> str:
-    """One `module-loopback` spk.monitor -> micfeed at `delay_ms`, its stream at `gain_db`."""
+    """One `module-loopback` spk.monitor -> micfeed at `delay_ms`, its stream at `gain_db`.
+
+    `adjust_time=0`: the loopback's rate control would move the delay towards `delay_ms`
+    while the reply plays (500-1000 ppm, 4-8 ms over a reply, measured), an echo path no room
+    has; both null sinks run on one clock, so a fixed delay stays fixed."""
     module = pulse.pactl(
-        "load-module", "module-loopback", "source=spk.monitor", "sink=micfeed",
+        "load-module", "module-loopback", "source=spk.monitor", "sink=micfeed", "adjust_time=0",
         f"latency_msec={delay_ms}", "source_dont_move=true", "sink_dont_move=true",
     ).strip()  # fmt: skip
     stream = None
@@ -423,15 +427,17 @@ async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
                 (work / name).mkdir()
                 async with pulse_for_children(work / name / "pulse") as pulse:
                     one = await _run_config(
-                        name, work / name, pulse, llm.url, questions, visitors, paths, barge_after
-                    )
+                        name, work / name, pulse, llm.url, questions, visitors, paths,
+                        barge_after, keep=bool(getattr(args, "keep", False)),
+                    )  # fmt: skip
                 result["configs"][name] = one
                 result.update({f"{name}_{k}": v for k, v in one.items() if k in _FLAT})
     result["errors"] = sum(c["errors"] for c in result["configs"].values())
     result["setup"] = {
         "audio": "private PulseAudio: null sinks spk/micfeed, remap source vmic (48 kHz)",
-        "echo_path": "module-loopback spk.monitor -> micfeed per tap (latency_msec = delay), "
-        "the tap's stream volume = gain; delay 20-80 ms, gain -6..-20 dB drawn per reply"
+        "echo_path": "module-loopback spk.monitor -> micfeed per tap (latency_msec = delay, "
+        "adjust_time=0: a fixed delay), the tap's stream volume = gain; delay 20-80 ms, "
+        "gain -6..-20 dB drawn per reply"
         + ("; reflections +7/+17/+29 ms at -13/-17/-21 dB" if args.reverb == "on" else ""),
         "echo_measured": "strongest tap by cross-correlation of 2 s of reply on spk.monitor "
         "and vmic; gain = echo energy over speaker energy (reflections included)",
@@ -469,6 +475,7 @@ async def _run_config(
     visitors: list[F32],
     paths: list[EchoPath],
     barge_after: list[float],
+    keep: bool = False,
 ) -> dict[str, Any]:
     n = len(paths) - len(barge_after)
     nq = len(REPLY_QUESTIONS)
@@ -497,7 +504,22 @@ async def _run_config(
             progress.advance(extra=extra)
         progress.close()
         after, cpu1 = await scrape_metrics(app.base_url), proc_sample(app.pid)
+        if keep:  # to look at what the gate got wrong: both recorders, with their read stamps
+            await trio.to_thread.run_sync(_save_recordings, work / "recordings.npz", s)
     return _summary(replies, barges, before, after, cpu_percent(cpu0, cpu1))
+
+
+def _save_recordings(path: Path, s: Session) -> None:
+    """The speaker's monitor and the microphone as recorded (`RATE`), each with its
+    (samples so far, trio time) read stamps, which align the two."""
+    np.savez_compressed(
+        path,
+        mic=s.mic.samples,
+        spk=s.spk.samples,
+        rate=RATE,
+        mic_arrivals=np.array(s.mic.arrivals),
+        spk_arrivals=np.array(s.spk.arrivals),
+    )
 
 
 def _erle(metrics_text: str) -> float | None:
