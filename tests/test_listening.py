@@ -113,3 +113,23 @@ def test_a_wake_is_false_when_its_words_lack_the_phrase(heard: str, false_wake: 
 )
 def test_stop_requests(text: str, stop: bool) -> None:
     assert is_stop_request(text) is stop
+    assert is_stop_request(text, barged_in=True) is stop
+
+
+@pytest.mark.parametrize(
+    ("text", "stop"),
+    [
+        # heard after barge-ins in `appliance bench echo`: our echo's tail, then the visitor
+        ("Percy, stop.", True),
+        ("Dot, stop, please.", True),
+        ("Third, okay stop.", True),
+        ("Bus stop?", False),
+        ("Don't stop.", False),
+        ("Which stop?", False),
+        ("Where is the bus stop?", False),
+        ("Please.", False),
+    ],
+)
+def test_a_stop_after_a_barge_in_may_follow_one_stray_word(text: str, stop: bool) -> None:
+    assert is_stop_request(text, barged_in=True) is stop
+    assert not is_stop_request(text)  # only after a barge-in

@@ -393,10 +393,12 @@ _UNTOLD_OK = frozenset(
 )
 # Numbers spoken in words, compounds and ordinals included ("sixty-eight", "twenty-fourth",
 # "eight-year-old"): how many or when, never what about.
+# Stems too ("fiv", "nin", "hundr"): `tokenize` stems the parts of a compound.
 _NUMBER_TERM_RE = re.compile(
-    r"(?:one|two|thre|three|four|five|six|seven|eight|nine|ten|eleven|twelv|twelve|twenty|"
-    r"thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|first|second|third|fifth|"
-    r"eighth|ninth|twelfth)+(?:th|year|old|month|week|day)*"
+    r"(?:one|two|thre|three|four|fiv|five|six|seven|eight|nin|nine|ten|eleven|twelv|twelve|"
+    r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|"
+    r"fifty|sixty|seventy|eighty|ninety|hundr|hundred|first|second|third|fifth|eighth|ninth|"
+    r"twelfth)+(?:th|year|old|month|week|day)*"
 )
 
 

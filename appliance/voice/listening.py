@@ -194,17 +194,25 @@ class InFlight:
             await self._none.wait()
 
 
-_STOP_RE = re.compile(
-    r"^\W*(?:(?:please|ok|okay|oh)\W+)*(?:stop|cancel|be quiet|quiet|shut up|that's enough|"
-    r"that is enough|enough|never mind|nevermind)(?:\W+(?:please|it|now|talking|thanks?))*\W*$",
+_STOP = (
+    r"(?:(?:please|ok|okay|oh)\W+)*(?:stop|cancel|be quiet|quiet|shut up|that's enough|"
+    r"that is enough|enough|never mind|nevermind)(?:\W+(?:please|it|now|talking|thanks?))*\W*$"
+)
+_STOP_RE = re.compile(r"^\W*" + _STOP, re.IGNORECASE)
+# After a barge-in the transcript often starts with one stray word: the tail of our own
+# echo in the pre-roll ("Percy, stop.", "Dot, stop, please." in `appliance bench echo`).
+# Not a word that makes "stop" a noun or its opposite ("bus stop", "don't stop").
+_STRAY_STOP_RE = re.compile(
+    r"^\W*(?!(?:don't|dont|do|not|no|never|bus|tram|train|next|last|which|what|where|the|a|an|"
+    r"one|first|full|pit|can|to)\b)[^\W\d_]+\W+" + _STOP,
     re.IGNORECASE,
 )
 
 
-def is_stop_request(text: str) -> bool:
+def is_stop_request(text: str, *, barged_in: bool = False) -> bool:
     """ "Stop", "cancel", "please stop", "that's enough": the visitor wants silence, not an
-    answer. Pure."""
-    return bool(_STOP_RE.match(text))
+    answer. `barged_in`: the utterance interrupted our reply, so one stray word may lead. Pure."""
+    return bool(_STOP_RE.match(text) or (barged_in and _STRAY_STOP_RE.match(text)))
 
 
 _SOUND_ALIKE = str.maketrans("cgqjvbdzx", "kkkkfptsk")

@@ -530,7 +530,7 @@ class VoicePipeline:
             alternatives = tuple(strip_wake_phrase(a, self.wake_phrase) for a in alternatives)
             if not usable_transcript(text):  # the wake word alone: the question follows
                 self.gate.open(self.audio_time)
-        if barge and is_stop_request(text):
+        if barge and is_stop_request(text, barged_in=True):
             log.info("the visitor asked the box to stop: no turn")
             await self._set_state(DialogEvent.SPEECH_ABANDONED)
             self.turns.append(VoiceTurn(text, outcome="stopped", timings=timings))
