@@ -871,6 +871,20 @@ def test_a_short_plain_question_is_not_asked_back_about_the_previous_topic(
     assert d.entry == entry(museum, before) or before in [c.label for c in d.choices], d
 
 
+@pytest.mark.parametrize("heard", ["The.", "Please.", "Yes, please."])
+def test_words_that_ask_nothing_are_not_read_as_a_follow_up(
+    museum: KnowledgeBase, heard: str
+) -> None:
+    """What ASR made of "Stop, please." over our own echo after a barge-in: read with the
+    previous topic, "The." and "Please." replayed the whole answer that was just cut off."""
+    first = turn(museum, CAFE)
+    ctx = PolicyContext.after(CAFE, first, None)
+    assert contextual_query(heard, ctx) is None
+    assert turn(museum, heard, ctx).entry is None
+    # A short question about the answer still is one.
+    assert contextual_query("how much?", ctx) is not None
+
+
 def test_a_full_question_after_an_answer_stands_on_its_own(museum: KnowledgeBase) -> None:
     first = turn(museum, TICKET)
     ctx = PolicyContext.after(TICKET, first, None)

@@ -334,9 +334,18 @@ class Playback:
                 await self._flush_wanted.wait()
                 self._flush_wanted = trio.Event()
                 self._aborting = True
+                t0 = trio.current_time()
                 try:
                     await trio.to_thread.run_sync(stream.abort)
+                    t1 = trio.current_time()
                     await trio.to_thread.run_sync(stream.start)
+                    log.debug(
+                        "audio output flushed",
+                        extra={
+                            "abort_ms": round((t1 - t0) * 1000, 1),
+                            "restart_ms": round((trio.current_time() - t1) * 1000, 1),
+                        },
+                    )
                 finally:
                     self._aborting = False
                     self._flushed.set()

@@ -876,7 +876,9 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
     elliptical = (
         _CONNECTOR_RE.match(cleaned) is not None
         or _fragment(question)  # "and if ...": strip_fillers drops the "and"
-        or len(terms) <= 2
+        # Short, but asking something ("how much?") or naming something ("for children?"):
+        # "The.", "Please.", "The same." (heard after a barge-in) ask nothing of the answer.
+        or (len(terms) <= 2 and (bool(terms) or _ASKS_RE.search(cleaned) is not None))
         or (_points_back(words) and len(terms) <= 4)
     )
     if not elliptical:

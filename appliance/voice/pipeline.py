@@ -638,6 +638,8 @@ class VoicePipeline:
         self.sink.stop()
         self._gate.clear()
         last = self.turns[-1] if self.turns else None
+        now = trio.current_time()
+        onset = now - self._clock.spoken_at(t, now)
         log.info(
             "barge-in: reply interrupted",
             extra={
@@ -645,10 +647,15 @@ class VoicePipeline:
                 "turn": last.turn if last else None,
                 "partial_reply": last.reply if last else "",
                 "residual_over_echo": list(self._gate_log),
+                # where the time to stop goes: the voice's onset -> this decision, and how far
+                # the frame that decided lags the microphone (capture buffers, a busy loop)
+                "onset_to_decision_ms": round(onset * 1000, 1),
+                "frame_lag_ms": round(
+                    (now - self._clock.spoken_at(self.audio_time, now)) * 1000, 1
+                ),
             },
         )
-        now = trio.current_time()
-        self._observe("barge_in", now - self._clock.spoken_at(t, now))
+        self._observe("barge_in", onset)
         self._utterances.begin()
         self._nursery.start_soon(self._listen_after_barge_in)
 
