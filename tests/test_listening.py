@@ -123,6 +123,7 @@ def test_stop_requests(text: str, stop: bool) -> None:
         ("Percy, stop.", True),
         ("Dot, stop, please.", True),
         ("Third, okay stop.", True),
+        ("No, stop.", True),
         ("Bus stop?", False),
         ("Don't stop.", False),
         ("Which stop?", False),

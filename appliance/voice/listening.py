@@ -203,7 +203,7 @@ _STOP_RE = re.compile(r"^\W*" + _STOP, re.IGNORECASE)
 # echo in the pre-roll ("Percy, stop.", "Dot, stop, please." in `appliance bench echo`).
 # Not a word that makes "stop" a noun or its opposite ("bus stop", "don't stop").
 _STRAY_STOP_RE = re.compile(
-    r"^\W*(?!(?:don't|dont|do|not|no|never|bus|tram|train|next|last|which|what|where|the|a|an|"
+    r"^\W*(?!(?:don't|dont|do|not|never|bus|tram|train|next|last|which|what|where|the|a|an|"
     r"one|first|full|pit|can|to)\b)[^\W\d_]+\W+" + _STOP,
     re.IGNORECASE,
 )
