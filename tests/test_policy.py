@@ -885,6 +885,18 @@ def test_words_that_ask_nothing_are_not_read_as_a_follow_up(
     assert contextual_query("how much?", ctx) is not None
 
 
+def test_a_word_the_answer_does_not_explain_does_not_get_it_again(museum: KnowledgeBase) -> None:
+    """ "Lost." (ASR's reading of "Stop, please." over the audio guide's answer in `bench echo`)
+    read with that topic got the whole answer again: nothing in it is about "lost"."""
+    guide = "Which languages does the audio guide have?"
+    first = turn(museum, guide)
+    assert first.entry == entry(museum, guide)
+    ctx = PolicyContext.after(guide, first, None)
+    assert turn(museum, "Lost.", ctx).entry != entry(museum, guide)
+    # A follow-up whose word the answer has still gets it: "and in Chinese?"
+    assert turn(museum, "and in Chinese?", ctx).entry == entry(museum, guide)
+
+
 def test_a_full_question_after_an_answer_stands_on_its_own(museum: KnowledgeBase) -> None:
     first = turn(museum, TICKET)
     ctx = PolicyContext.after(TICKET, first, None)

@@ -1552,6 +1552,21 @@ def _names(fragment: str, own: _Ranked) -> bool:
     return bool(terms) and all(_shares(t, heading) for t in terms)
 
 
+def _beside_the_topic(question: str, other: _Ranked, topic: FaqEntry | None) -> bool:
+    """A word or two that ask nothing, read with the previous topic, would get that answer
+    again, though none of them is in it or related to it ("Lost." after the audio guide's
+    answer: what ASR kept of "Stop, please." over our own voice). The topic does not explain
+    them. Longer follow-ups keep the topic ("just at cost anything", a garbled "does it cost
+    anything?", is about the free entry it follows)."""
+    if topic is None or other.best is None or other.best.hit.entry != topic:
+        return False
+    cleaned = strip_fillers(question)
+    if len(_words(cleaned)) > 2 or _ASKS_RE.search(cleaned) or _refers_back(question):
+        return False
+    terms = [t for t in _content_terms(cleaned) if not _incidental(t)]
+    return bool(terms) and not any(_shares(t, _entry_terms(topic)) for t in terms)
+
+
 def _refers_back(question: str) -> bool:
     """The question points at what was said before: it starts with a connector ("and for the
     kids?") or names it ("how much is it?"). A short question that does neither ("what is
@@ -1697,7 +1712,11 @@ def decide(
             # "and in winter?" asks nothing alone: what it asks is what came before. Alone it
             # was answered with the petting farm, whose answer says "until 16:00 in winter".
             weighed, continued = other, True
-        elif not alone and (_is_answer(other) or _refers_back(question)):
+        elif (
+            not alone
+            and (_is_answer(other) or _refers_back(question))
+            and not _beside_the_topic(question, other, repeat)
+        ):
             weighed = _pick(weighed, other)
     weighed_parts = [(p, _weigh(p, settings) if _ranked(p) else _Ranked(None, None)) for p in parts]
     split = [r for p, r in weighed_parts if _ranked(p)]
