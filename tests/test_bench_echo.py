@@ -176,12 +176,15 @@ def test_bench_echo_small_run_starts_no_turn_from_its_own_voice(tmp_path: Path) 
         assert _number(c["appliance_cpu_percent"]), name
         for t in c["bargein_turns"]:
             assert t["visitor_db"] == pytest.approx(0, abs=1), t  # at the echo's level
-        # Every barge-in measured was heard. One whose reply had already stopped itself before
-        # the visitor spoke (its own echo, in the clip's lead-in) is left out as `spoiled`: in
-        # about 1 of 3 small runs on a quiet box one is, a known limit of the one-tap gate
-        # (docs/bench/README.md, "Echo"); replies with no visitor must never stop themselves.
+        # Every barge-in was heard where the reply had not stopped itself before the visitor
+        # was played. The latency figures also leave out (`spoiled`) a turn whose speaker went
+        # silent before the onset the bench locates: the box can hear a visitor's first sound
+        # before that onset (docs/bench/echo-stop13/README.md), and once both turns of a gate
+        # run were left out that way, both heard (1 fresh-clone run in 4 at stop 13).
+        played = [t for t in c["bargein_turns"] if not t["barged_in_before"]]
+        assert played and all(t["barge_detected"] for t in played), c["bargein_turns"]
         heard, _, measured = c["bargein_detected"].partition(" of ")
-        assert heard == measured != "0", c["bargein_detected"]
+        assert heard == measured, c["bargein_detected"]
         assert int(measured) + c["bargein_spoiled"] == 2, c
     assert report["gate_erle_p50_db"] is None  # no front end, no ERLE
     assert _number(report["webrtc_erle_p50_db"]) and report["configs"]["webrtc"]["erle_measured"]
