@@ -10,7 +10,7 @@ from support import SAMPLE, UNDERSTAND
 
 from appliance.bench import understand_text as bench
 from appliance.knowledge import FaqEntry, Hit, KnowledgeBase
-from appliance.knowledge.concepts import related
+from appliance.knowledge.concepts import plain_words, related
 from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.grounding import RANKED, Grounding, ground, prepare
 from appliance.knowledge.policy import (
@@ -189,6 +189,57 @@ def test_visitors_words_for_what_the_faq_names_otherwise(
     museum: KnowledgeBase, hotel: KnowledgeBase, site: str, question: str, heading: str
 ) -> None:
     assert answered_with(museum if site == "museum" else hotel, question) == heading
+
+
+@pytest.fixture(scope="module")
+def station(embedder: Embedder) -> KnowledgeBase:
+    """Held-out 10's railway station: a taxi entry that is not a request to the kiosk."""
+    return KnowledgeBase.from_file(UNDERSTAND / "station_faq.md", embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("can I have my money back?", "can I have a refund?"),
+        ("do I get anything back?", "do I get a refund?"),
+        ("I need a wee, where do I go?", "I need the toilet, where do I go?"),
+        ("I think I left my scarf here", "I think I lost my scarf here"),
+        # Left alone: a wee bit, luggage left on purpose, money without "back".
+        ("a wee bit further", "a wee bit further"),
+        ("can I leave my bag here", "can I leave my bag here"),
+        ("where can I get money out", "where can I get money out"),
+    ],
+)
+def test_idioms_are_put_in_plain_words(text: str, plain: str) -> None:
+    assert plain_words(text) == plain
+
+
+def test_an_idiom_finds_the_entry_its_words_do_not(
+    museum: KnowledgeBase, station: KnowledgeBase
+) -> None:
+    """ "money" alone is the cash machine's word and "wee" no FAQ word at all (held-out 10: a
+    refund question answered with the cash machine, a toilet question declined)."""
+    refund = "Can I get a refund if my train is delayed or cancelled?"
+    question = (
+        "I bought a ticket for next week but I can't go now, is it possible to get the money back?"
+    )
+    assert answered_with(station, question) == refund
+    assert answered_with(museum, "I need a wee, where do I go?") == TOILETS
+    # A size says nothing about the topic: "big" had diluted the coat's match.
+    assert (
+        answered_with(museum, "where can I leave my big coat?")
+        == "Is there a cloakroom or lockers?"
+    )
+
+
+def test_a_request_to_call_a_taxi_is_declined_unless_the_faq_answers_that_request(
+    station: KnowledgeBase, hotel: KnowledgeBase
+) -> None:
+    """The station's "Where can I get a taxi or a bus?" says where the rank is; it does not
+    call one. The hotel's "Can you call me a taxi?" does (test above)."""
+    d = turn(station, "can you call me a taxi please?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:calling")
+    assert answered_with(hotel, "can you call me a taxi please?") == "Can you call me a taxi?"
 
 
 def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
@@ -1306,3 +1357,17 @@ def test_usual_replies_are_staff_text_the_box_gives_most(museum: KnowledgeBase) 
     llm = usual_replies(museum.entries, settings_for(museum, chat_replies=chat, answer_mode="llm"))
     assert llm == texts[: 2 + len(DEFAULT_CHAT_REPLIES)]
     assert "I'm much better with facts than with jokes" in " ".join(llm)  # all small talk
+
+
+def test_a_journey_cut_off_before_its_destination_is_not_answered(
+    museum: KnowledgeBase,
+) -> None:
+    """ "the one that goes to": where to is what was cut off (held-out 10's "the train to...
+    the one that goes to" was answered with the station's taxi and bus entry). A question
+    asking where ends on "to" and is answered."""
+    d = turn(museum, "the tram to... the one that goes to")
+    assert d.kind in ("clarify", "say_again") and d.reason == "incomplete", d
+    assert (
+        answered_with(museum, "where does the tram go to")
+        == "How do I get here by public transport?"
+    )

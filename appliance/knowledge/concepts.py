@@ -13,14 +13,15 @@ out: a wrong anchor may turn a decline into a wrong answer, which costs more tha
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from .text import tokenize
 
-__all__ = ["related"]
+__all__ = ["plain_words", "related"]
 
 _GROUPS = (
-    "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles",
+    "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes",
     "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc gents",
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
@@ -50,7 +51,7 @@ _GROUPS = (
     "doctor pharmacy chemist medicine sick ill",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
     "headphone headphones headset headsets audioguide audio",
-    "charger chargers charging electric ev kilowatt kwh",
+    "charger chargers charging electric ev kilowatt kwh plug plugs socket sockets",
     "website online web",
     "cinema cinemas film films movie movies",
 )
@@ -72,3 +73,37 @@ _RELATED = _build()
 def related(term: str) -> frozenset[str]:
     """The stems related to `term` (a `tokenize` stem), without `term`; empty if none."""
     return _RELATED.get(term, frozenset())
+
+
+# Idioms whose words point elsewhere: "money" in "can I have my money back" is not the cash
+# machine, "a wee" is the toilet. Each is rewritten in the words an FAQ uses before ranking;
+# expanding single words (above) cannot, as the words alone mean something else.
+_IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), plain)
+    for pattern, plain in (
+        (
+            r"\b(?:(?:my|the|our|your|their|his|her|some|any|all (?:my|the|our)) )?money back\b",
+            "a refund",
+        ),
+        (r"\b(?:get|have|claim) anything back\b", "get a refund"),
+        (
+            r"\b(?:a|the) (?:wee|wee-wee|pee|poo|number (?:one|two))\b(?! (?:bit|while|one|ones))",
+            "the toilet",
+        ),
+        (r"\bspend a penny\b", "use the toilet"),
+        # "I think I left my scarf here": lost property, not luggage left on purpose.
+        (
+            r"\b((?:i|we|he|she|they)(?: think (?:i|we|he|she|they))?) left "
+            r"((?:my|our|his|her|their)\b)",
+            r"\1 lost \2",
+        ),
+    )
+)
+
+
+def plain_words(text: str) -> str:
+    """`text` with visitors' idioms for FAQ topics in plain words ("my money back" -> "a
+    refund"); unchanged when it has none."""
+    for pattern, plain in _IDIOMS:
+        text = pattern.sub(plain, text)
+    return text

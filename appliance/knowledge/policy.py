@@ -62,7 +62,7 @@ from functools import lru_cache
 from math import log
 from typing import Literal, TypedDict
 
-from .concepts import related
+from .concepts import plain_words, related
 from .faq import FaqEntry
 from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
@@ -357,7 +357,7 @@ _GENERIC_WORDS = """
     tomorrow sure alright good great nice one lot kind sort anything everything something
     else there here able told mean inside outside around away back nearby near latest later
     early last next ago since per time times keep put give find see say try bring buy sell
-    visit wait stay show help work happen
+    visit wait stay show help work happen big bigger large larger huge small smaller tiny
 """
 # Words that say who asks, when, or how many, not what about: a question may carry them
 # without asking anything the FAQ lacks ("what do I pay for my boy, he's eight").
@@ -497,6 +497,24 @@ def _cut_off(cleaned: str) -> bool:
     return bool(words) and words[-1] in _DANGLING
 
 
+# "the one that goes to", "a ticket to": where to is what was cut off. "Where does it go to?"
+# asks where, and ends there.
+_TO_PLACE = frozenset(
+    """go goes going get getting travel travelling train trains bus buses tram trams ticket
+    tickets return single way fare journey""".split()
+)
+
+
+def _no_destination(cleaned: str) -> bool:
+    words = _words(cleaned)
+    return (
+        words[-1:] == ["to"]
+        and len(words) >= 2
+        and words[-2] in _TO_PLACE
+        and not any(w in ("where", "where's", "wherever") for w in words)
+    )
+
+
 # --------------------------------------------------------------------------- small talk
 
 _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -627,8 +645,7 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "calling",
-            rf"\b{_REQUEST} (?:call|phone|ring|text|message|contact|page|email)\b"
-            r"(?! (?:me |us )?(?:a |an )?(?:taxi|cab))|"
+            rf"\b{_REQUEST} (?:call|phone|ring|text|message|contact|page|email)\b|"
             r"\b(?:call|phone|ring|text) my (?:husband|wife|partner|friend|mum|mom|dad|son|"
             r"daughter|family|mobile|phone|number)\b",
         ),
@@ -993,6 +1010,7 @@ def lookups(
     """The queries `decide` wants ranked for `question` (see the module docstring). With
     `sounds` (the FAQ's `soundalike.SoundIndex`), question words the FAQ lacks that sound like
     FAQ words get a second reading, with them replaced ("calories" -> "galleries")."""
+    question = plain_words(question)
     primary = lookup_query(question, context)
     fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
     return Lookups(
@@ -1760,7 +1778,7 @@ def decide(
         return decision
     if _cut_off(cleaned):
         if decision is not None and _is_answer(weighed) and weighed.best is not None:
-            if _words(cleaned)[-1] not in _NEVER_LAST:
+            if _words(cleaned)[-1] not in _NEVER_LAST and not _no_destination(cleaned):
                 return decision  # "a room with a shower I can roll into"
             # "what time does the": the likely entry, offered back rather than asserted (in
             # either answer mode: the LLM would be as unsure of the question's end).
