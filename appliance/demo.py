@@ -33,7 +33,7 @@ from .dialog import SessionRegistry
 from .events import ServerEvent, Transcript
 from .llm.conn import KeepAlive
 from .llm.local import run_local_llm
-from .llm.pool import DELTA_COALESCE_S, LLMPool
+from .llm.pool import DELTA_COALESCE_S, SHOWN_COALESCE_S, LLMPool
 from .metrics import Metrics
 from .service import endpoints_from_config, load_knowledge, warm_up_endpoints
 from .turns import TurnRunner
@@ -116,6 +116,7 @@ async def turn_stack(cfg: Config, metrics: Metrics) -> AsyncIterator[TurnRunner]
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
             coalesce_s=DELTA_COALESCE_S,
+            shown_coalesce_s=SHOWN_COALESCE_S,
             keepalive=keepalive,
         )
         await warm_up_endpoints(cfg, pool, trio.Event())

@@ -469,9 +469,13 @@ class AsyncStore:
         *,
         max_retry: int = 1000,
         retry_s: float = 1.0,
+        gather_s: float = 0.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        # After the first queued turn, wait this long for more before writing: under load one
+        # transaction and one thread hand-over then carry several turns.
+        self._gather_s = gather_s
         self._send, self._recv = trio.open_memory_channel[TurnRecord](max_pending)
         self._limiter = trio.CapacityLimiter(1)
         self._drain_timeout = drain_timeout
@@ -533,36 +537,43 @@ class AsyncStore:
         task_status.started()
         try:
             while True:
+                # Taken turns are in self._batch from the moment they leave the queue: if
+                # cancellation arrives while gathering or before the worker thread starts, the
+                # drain writes them; a write already running in the thread finishes (threads
+                # are not abandoned) and clears it.
                 try:
-                    batch = await self._next_batch()
+                    await self._next_batch()
                 except trio.EndOfChannel:
                     break
-                # If cancellation arrives before the worker thread starts, the batch is still in
-                # self._batch and the drain writes it; a write already running in the thread
-                # finishes (threads are not abandoned) and clears it.
-                self._batch = batch
-                await self._write(batch)
+                await self._write(self._batch)
                 self._batch = []
         finally:
             self._running = False
             with trio.CancelScope(shield=True):
                 await self._drain()
 
-    async def _next_batch(self) -> list[TurnRecord]:
-        """Up to max_batch queued turns; none (a retry of the kept ones) once retry_s passed
-        without a new turn while some are kept."""
-        batch: list[TurnRecord] = []
+    async def _next_batch(self) -> None:
+        """Up to max_batch queued turns into self._batch, gathered for up to gather_s after
+        the first; none (a retry of the kept ones) once retry_s passed without a new turn
+        while some are kept."""
+        batch = self._batch = []
         if self._kept:
             with trio.move_on_after(self._retry_s):
                 batch.append(await self._recv.receive())
         else:
             batch.append(await self._recv.receive())
+        if batch and self._gather_s > 0:
+            with trio.move_on_after(self._gather_s):
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(await self._recv.receive())
+                    except trio.EndOfChannel:
+                        return  # the next call ends the writer; this batch is written first
         while batch and len(batch) < self._max_batch:
             try:
                 batch.append(self._recv.receive_nowait())
             except trio.WouldBlock:
                 break
-        return batch
 
     async def _drain(self) -> None:
         left, self._batch = self._batch, []

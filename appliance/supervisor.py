@@ -43,7 +43,7 @@ from .dialog import SessionRegistry
 from .inference import SessionError
 from .llm.conn import KeepAlive
 from .llm.local import run_local_llm
-from .llm.pool import DELTA_COALESCE_S, LLMPool
+from .llm.pool import DELTA_COALESCE_S, SHOWN_COALESCE_S, LLMPool
 from .looplag import LagMonitor
 from .metrics import Metrics
 from .models_manifest import ModelError
@@ -74,6 +74,9 @@ _WATCHDOG_MAX_LAG_S = 2.0
 _STOP_GRACE_S = 4.0
 # Speech is made ahead only after the voice models have been idle this long (nobody talking).
 _PREFILL_QUIET_S = 2.0
+# The conversation log's writer gathers turns this long (AsyncStore): unseen by anyone, and
+# under load one transaction and one thread hand-over carry several turns.
+_STORE_GATHER_S = 0.05
 
 
 @dataclass
@@ -249,7 +252,7 @@ async def _serve(
     knowledge = await trio.to_thread.run_sync(load_knowledge, cfg)
     store = Store(Path(cfg.store.path))
     await trio.to_thread.run_sync(store.open)
-    astore = AsyncStore(store, metrics=metrics)
+    astore = AsyncStore(store, gather_s=_STORE_GATHER_S, metrics=metrics)
 
     timeout = httpx.Timeout(connect=3.0, read=None, write=10.0, pool=5.0)
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
@@ -263,6 +266,7 @@ async def _serve(
             first_token_s=cfg.budgets.first_token_s,
             stall_s=cfg.budgets.stall_s,
             coalesce_s=DELTA_COALESCE_S,
+            shown_coalesce_s=SHOWN_COALESCE_S,
             on_error=lambda ep, kind: metrics.llm_errors.labels(endpoint=ep, kind=kind).inc(),
         )
         sessions = SessionRegistry(

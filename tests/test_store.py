@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -218,6 +218,58 @@ async def test_cancel_drains_queued_records(tmp_path: Path) -> None:
     check.open()
     assert sorted(r.turn for r in check.recent_turns(limit=100)) == list(range(40))
     check.close()
+
+
+class CountingStore(Store):
+    """A real store that remembers the size of each transaction's batch."""
+
+    batches: list[int]
+
+    def add_turns(self, recs: Sequence[TurnRecord]) -> int:
+        self.batches = [*getattr(self, "batches", []), len(recs)]
+        return super().add_turns(recs)
+
+
+async def test_turns_arriving_close_together_share_one_write(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    """`gather_s`: under load one transaction (and one thread hand-over) carries the turns
+    that finished within 50 ms of each other, instead of one or two each."""
+    store = CountingStore(tmp_path / "g.db")
+    astore = AsyncStore(store, gather_s=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(0))
+        await trio.sleep(0.03)  # virtual time
+        assert astore.written == 0  # still gathering
+        astore.log_turn(rec(1))
+        await trio.sleep(0.01)
+        astore.log_turn(rec(2))
+        await astore.flush()
+        assert trio.current_time() <= 0.06  # written when the window closed, not later
+        astore.log_turn(rec(3))  # a turn after a quiet spell: a batch of its own
+        await astore.flush()
+        nursery.cancel_scope.cancel()
+    assert store.batches == [3, 1]
+    assert sorted(r.turn for r in store.recent_turns(limit=10)) == [0, 1, 2, 3]
+    store.close()
+
+
+async def test_shutdown_while_gathering_loses_no_turn(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    path = tmp_path / "g.db"
+    store = Store(path)
+    astore = AsyncStore(store, gather_s=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(astore.run)
+        astore.log_turn(rec(0))
+        astore.log_turn(rec(1))
+        await trio.sleep(0.02)  # the writer holds both, waiting for more
+        nursery.cancel_scope.cancel()
+    assert astore.written == 2 and astore.pending == 0
+    assert sorted(r.turn for r in store.recent_turns(limit=10)) == [0, 1]
+    store.close()
 
 
 async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
