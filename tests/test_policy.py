@@ -204,6 +204,9 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("do I get anything back?", "do I get a refund?"),
         ("I need a wee, where do I go?", "I need the toilet, where do I go?"),
         ("I think I left my scarf here", "I think I lost my scarf here"),
+        ("what'll that set me back?", "what'll that cost?"),
+        ("is there someone who shows you round?", "is there someone who give a guided tour?"),
+        ("I can't find my little boy!", "I lost my little boy!"),
         # Left alone: a wee bit, luggage left on purpose, money without "back".
         ("a wee bit further", "a wee bit further"),
         ("can I leave my bag here", "can I leave my bag here"),
@@ -225,6 +228,10 @@ def test_an_idiom_finds_the_entry_its_words_do_not(
     )
     assert answered_with(station, question) == refund
     assert answered_with(museum, "I need a wee, where do I go?") == TOILETS
+    # "shows you around" is a guided tour, "a brew and a scone" the café (held-out 9, 11).
+    question = "is there somebody who shows you around? what time does that start?"
+    assert answered_with(museum, question) == "When are the guided tours?"
+    assert answered_with(museum, "is there anywhere to get a brew and a scone?") == CAFE
     # A size says nothing about the topic: "big" had diluted the coat's match.
     assert (
         answered_with(museum, "where can I leave my big coat?")
@@ -497,6 +504,10 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("right, that's me off then, bye now", "goodbye"),
         ("We'll talk to you soon.", "goodbye"),
         ("you're a funny talking box!", "ack"),
+        ("thanks, that's dead helpful", "thanks"),  # held-out 11, after its run
+        ("cheers love, you've been a star", "thanks"),
+        ("right, ta-ra then", "goodbye"),
+        ("go on then, tell us a joke about knights", "joke"),
     ],
 )
 def test_small_talk(museum: KnowledgeBase, text: str, intent: str) -> None:

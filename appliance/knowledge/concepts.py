@@ -27,6 +27,7 @@ _GROUPS = (
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
     " step-free lift lifts elevator elevators ramp mobility",
     "senior seniors pensioner pensioners elderly retired retiree",
+    "annual yearly",
     "group groups class classes school schools teacher teachers pupils",
     "tour tours guide guides guided",
     "smoke smoking smoker cigarette cigarettes cigar vape vaping",
@@ -41,7 +42,7 @@ _GROUPS = (
     "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
     "quiet noise noisy loud",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
-    " meal meals",
+    " meal meals coffee tea brew cuppa scone scones cake cakes",
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
@@ -91,6 +92,13 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "the toilet",
         ),
         (r"\bspend a penny\b", "use the toilet"),
+        (r"\bset (?:me|us|you|them|him|her) back\b", "cost"),
+        (
+            r"\b(?:take|takes|taking|show|shows|showing) (?:you|us|me|people|visitors|them) "
+            r"(?:a)?round\b",
+            "give a guided tour",
+        ),
+        (r"\bcan(?:'t|not| not) find (my|our|his|her|their)\b", r"lost \1"),
         # "I think I left my scarf here": lost property, not luggage left on purpose.
         (
             r"\b((?:i|we|he|she|they)(?: think (?:i|we|he|she|they))?) left "

@@ -555,7 +555,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:good ?bye|bye(?: bye)?|byebye|good ?night|"
             r"see (?:you|ya)(?: later| soon| again| around| tomorrow| next (?:week|time|month|"
             r"year|weekend))?|"
-            r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time))\b|"
+            r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time)|"
+            r"ta-ra|tara|ta ta|cheerio|laters)\b|"
             r"\b(?:that(?:'s| is) me|i'm|i am|we're|we are) off\b|"
             r"\b(?:talk|speak) to (?:you|ya) (?:soon|later|again|another time)\b|"
             r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
@@ -569,8 +570,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?: (?:so|very) much| a lot| again)?(?: for (?:that|this|all (?:that|this)|"
             r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
             r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
-            r"(?:really |very |so |super )?(?:helpful|great|perfect|useful|lovely|brilliant|"
-            r"wonderful|amazing|kind)\b|"
+            r"(?:really |very |so |super |dead |proper |ever so )?(?:helpful|great|perfect|"
+            r"useful|lovely|brilliant|wonderful|amazing|kind|(?:a )?(?:star|gem|great help|"
+            r"big help|life ?saver))\b|"
             r"\b(?:that|this|it|you)(?: (?:really|very much|so much|a lot))? helped(?: (?:me|us))?"
             r"(?: (?:a lot|so much|very much|loads))?\b",
         ),
@@ -601,7 +603,8 @@ _CHAT_FILLER = frozenset(
     really very much a lot again you too again all sir madam friend young man lady there
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
-    robot kiosk machine mate buddy guys folks everyone now we'll i'll""".split()
+    robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
+    go on""".split()
 )
 
 
