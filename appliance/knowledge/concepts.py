@@ -87,9 +87,11 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "a refund",
         ),
         (r"\b(?:get|have|claim) anything back\b", "get a refund"),
+        # Only after a verb: "a wee boy", "a wee look" are small.
         (
-            r"\b(?:a|the) (?:wee|wee-wee|pee|poo|number (?:one|two))\b(?! (?:bit|while|one|ones))",
-            "the toilet",
+            r"\b(need|needs|needed|needing|have|having|do|go for|going for|dying for|"
+            r"desperate for) (?:a|the) (?:wee|wee-wee|pee|poo)\b",
+            r"\1 the toilet",
         ),
         (r"\bspend a penny\b", "use the toilet"),
         (r"\bset (?:me|us|you|them|him|her) back\b", "cost"),
@@ -98,7 +100,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:a)?round\b",
             "give a guided tour",
         ),
-        (r"\bcan(?:'t|not| not) find (my|our|his|her|their)\b", r"lost \1"),
+        # Not "can't find my way": that is directions.
+        (r"\bcan(?:'t|not| not) find (my|our|his|her|their)\b(?! way)", r"lost \1"),
         # "I think I left my scarf here": lost property, not luggage left on purpose.
         (
             r"\b((?:i|we|he|she|they)(?: think (?:i|we|he|she|they))?) left "
