@@ -497,18 +497,20 @@ def _cut_off(cleaned: str) -> bool:
     return bool(words) and words[-1] in _DANGLING
 
 
-# "the one that goes to", "a ticket to": where to is what was cut off. "Where does it go to?"
-# asks where, and ends there.
+# Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
 _TO_PLACE = frozenset(
     """go goes going get getting travel travelling train trains bus buses tram trams ticket
     tickets return single way fare journey""".split()
 )
 
 
-def _no_destination(cleaned: str) -> bool:
-    words = _words(cleaned)
+def _unfinished(words: Sequence[str]) -> bool:
+    """The last word leaves the sentence open: it ends none ("the", `_NEVER_LAST`), or it is
+    the "to" of a journey ("a ticket to"). "Where does it go to?" asks where, and ends there."""
+    if words[-1] in _NEVER_LAST:
+        return True
     return (
-        words[-1:] == ["to"]
+        words[-1] == "to"
         and len(words) >= 2
         and words[-2] in _TO_PLACE
         and not any(w in ("where", "where's", "wherever") for w in words)
@@ -1781,7 +1783,7 @@ def decide(
         return decision
     if _cut_off(cleaned):
         if decision is not None and _is_answer(weighed) and weighed.best is not None:
-            if _words(cleaned)[-1] not in _NEVER_LAST and not _no_destination(cleaned):
+            if not _unfinished(_words(cleaned)):
                 return decision  # "a room with a shower I can roll into"
             # "what time does the": the likely entry, offered back rather than asserted (in
             # either answer mode: the LLM would be as unsure of the question's end).
