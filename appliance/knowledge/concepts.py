@@ -94,6 +94,9 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\1 the toilet",
         ),
         (r"\bspend a penny\b", "use the toilet"),
+        # An FAQ's prices say "adult"; "grown-up" otherwise sounds like "group".
+        (r"\bgrown[- ]?ups\b", "adults"),
+        (r"\b(one|a|an|per|each|every|1) grown[- ]?up\b", r"\1 adult"),
         (r"\bset (?:me|us|you|them|him|her) back\b", "cost"),
         (
             r"\b(?:take|takes|taking|show|shows|showing) (?:you|us|me|people|visitors|them) "

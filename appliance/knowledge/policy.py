@@ -1069,7 +1069,8 @@ class _Candidate:
     # The question asks a price the entry's answer does not name (`_names_no_price`).
     unpriced: bool = False
     # The heading states a visitor's situation ("I lost my key card.") that the question does
-    # not ("where do I leave my key card when I go"): on its words, not its meaning.
+    # not ("where do I leave my key card when I go"), or is for another kind of visitor than
+    # the question names (`_for_others`): on its words, not its meaning.
     unstated: bool = False
 
 
@@ -1203,6 +1204,36 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
     return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
 
 
+# Kinds of visitor an entry can be written for. A question that names one kind is not
+# answered with an entry whose heading is for another kind only: "two adults" is not "How
+# much are tickets for children?", whatever the ranking says ("adult" is in that answer).
+_VISITOR_KINDS = {
+    kind: frozenset(t for w in words.split() for t in tokenize(w))
+    for kind, words in (
+        ("adult", "adult adults grown-up grown-ups"),
+        ("child", "child children kid kids baby babies toddler toddlers infant infants"),
+        ("senior", "senior seniors pensioner pensioners elderly retired"),
+        ("student", "student students"),
+        ("family", "family families parent parents"),
+        ("group", "group groups school schools"),
+    )
+}
+# A family is adults with children: a question that names either may mean a family's entry.
+_ALSO_FOR = {"family": {"adult", "child"}}
+
+
+def _for_others(entry: FaqEntry, said: frozenset[str]) -> bool:
+    """The entry's heading is for a kind of visitor (`_VISITOR_KINDS`) and the question
+    names other kinds but not that one."""
+    asked = {k for k, words in _VISITOR_KINDS.items() if words & said}
+    if not asked:
+        return False
+    heading = _heading_terms(entry)
+    meant = {k for k, words in _VISITOR_KINDS.items() if words & heading}
+    meant |= {also for k in meant for also in _ALSO_FOR.get(k, ())}
+    return bool(meant) and not meant & asked
+
+
 def _ranked(g: Grounding) -> tuple[Hit, ...]:
     """The entries to weigh; a Grounding built the old way has only `hits`."""
     return g.ranked or tuple(g.hits)
@@ -1258,7 +1289,7 @@ def _candidates(
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
         unpriced = _names_no_price(g.query, hit.entry, specifics)
-        unstated = _unstated_situation(hit.entry, g.query, said)
+        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(hit.entry, said)
         out.append(
             _Candidate(
                 hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
