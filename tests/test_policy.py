@@ -209,6 +209,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("is there someone who shows you round?", "is there someone who give a guided tour?"),
         ("I can't find my little boy!", "I lost my little boy!"),
         ("how much for two grown-ups?", "how much for two adults?"),
+        ("loos?", "toilets?"),
+        ("Where's the gents, please?", "Where's the men's toilet, please?"),
         ("one grown-up ticket, please", "one adult ticket, please"),
         # Left alone: a wee bit, luggage left on purpose, money without "back".
         ("a wee bit further", "a wee bit further"),
@@ -233,6 +235,8 @@ def test_an_idiom_finds_the_entry_its_words_do_not(
     )
     assert answered_with(station, question) == refund
     assert answered_with(museum, "I need a wee, where do I go?") == TOILETS
+    # The embedder hardly knows "loo" (held-out 6, 8, 11: declined).
+    assert answered_with(museum, "where's the loo?") == TOILETS
     # "shows you around" is a guided tour, "a brew and a scone" the café (held-out 9, 11).
     question = "is there somebody who shows you around? what time does that start?"
     assert answered_with(museum, question) == "When are the guided tours?"
