@@ -65,7 +65,6 @@ from ..voice.pipeline import PipelineSettings, open_pipeline
 from ..voice.wake import wake_phrase
 from . import protocol as P
 from .audio_sink import WsSink
-from .frames import frame_writer
 from .ratelimit import TokenBucket
 
 __all__ = ["WsConnection"]
@@ -156,13 +155,9 @@ class WsConnection:
             self._flushed.set()
 
     async def _write_all(self) -> None:
-        write = frame_writer(self.ws)
         async with self._outbox:
             async for first in self._outbox:
-                # One scheduling round before the drain: a turn that emits two messages in a
-                # row (`state` then the first delta, `reply.done` then `idle`) has queued the
-                # second by then, and both leave in one socket write.
-                await trio.lowlevel.checkpoint()
+                # Under load several deltas wait here: one frame (one syscall) for all of them.
                 batch = [first]
                 while True:
                     try:
@@ -170,8 +165,8 @@ class WsConnection:
                     except trio.WouldBlock:
                         break
                 self._progress.unpark_all()  # room in the queue again (the mirror waits on it)
-                # Queued deltas merge into one message; all the messages go in one write.
-                await write([i if isinstance(i, bytes) else P.encode(i) for i in P.coalesce(batch)])
+                for item in P.coalesce(batch):
+                    await self.ws.send(item if isinstance(item, bytes) else P.encode(item))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
