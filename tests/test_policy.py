@@ -425,6 +425,14 @@ def test_an_entry_for_another_kind_of_visitor_is_not_the_answer(castle: Knowledg
     assert answered_with(castle, question) == "Is there a family ticket?"
 
 
+def test_a_family_entry_is_for_adults_with_children(museum: KnowledgeBase) -> None:
+    """ "does my child need a ticket? she's only two" was answered with the museum's family
+    ticket: a family's entry answers a question that names adults and children (or a
+    family), not a child alone."""
+    d = turn(museum, "does my child need a ticket? she's only two")
+    assert d.kind != "faq", d
+
+
 @pytest.fixture(scope="module")
 def leisure(embedder: Embedder) -> KnowledgeBase:
     return KnowledgeBase.from_file(UNDERSTAND / "leisure_faq.md", embedder=embedder)

@@ -1218,19 +1218,21 @@ _VISITOR_KINDS = {
         ("group", "group groups school schools"),
     )
 }
-# A family is adults with children: a question that names either may mean a family's entry.
-_ALSO_FOR = {"family": {"adult", "child"}}
+# A family is adults with children: a question that names both may mean a family's entry.
+_A_FAMILY = frozenset({"adult", "child"})
 
 
 def _for_others(entry: FaqEntry, said: frozenset[str]) -> bool:
     """The entry's heading is for a kind of visitor (`_VISITOR_KINDS`) and the question
-    names other kinds but not that one."""
+    names other kinds but not that one; a family's entry also fits a question that names
+    adults and children."""
     asked = {k for k, words in _VISITOR_KINDS.items() if words & said}
     if not asked:
         return False
     heading = _heading_terms(entry)
     meant = {k for k, words in _VISITOR_KINDS.items() if words & heading}
-    meant |= {also for k in meant for also in _ALSO_FOR.get(k, ())}
+    if "family" in meant and _A_FAMILY <= asked:
+        return False
     return bool(meant) and not meant & asked
 
 
