@@ -210,6 +210,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("I can't find my little boy!", "I lost my little boy!"),
         ("how much for two grown-ups?", "how much for two adults?"),
         ("loos?", "toilets?"),
+        ("do the little ones have to pay?", "do the children have to pay?"),
+        ("does my little one need a ticket?", "does my child need a ticket?"),
         ("Where's the gents, please?", "Where's the men's toilet, please?"),
         ("one grown-up ticket, please", "one adult ticket, please"),
         # Left alone: a wee bit, luggage left on purpose, money without "back".

@@ -99,6 +99,9 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:loos|lavatories|restrooms|wcs)\b", "toilets"),
         (r"\b(?:loo|lavatory|restroom|wc)\b", "toilet"),
         (r"\bthe gents\b", "the men's toilet"),
+        # "little one" names a young child; its own words name nothing.
+        (r"\blittle ones\b", "children"),
+        (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
         # An FAQ's prices say "adult"; "grown-up" otherwise sounds like "group".
         (r"\bgrown[- ]?ups\b", "adults"),
         (r"\b(one|a|an|per|each|every|1) grown[- ]?up\b", r"\1 adult"),
