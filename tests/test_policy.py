@@ -210,6 +210,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("I can't find my little boy!", "I lost my little boy!"),
         ("how much for two grown-ups?", "how much for two adults?"),
         ("loos?", "toilets?"),
+        ("what time do we have to be out of the room?", "what time do we have to check out?"),
+        ("when can I get into my room", "when can I check in"),
         ("do the little ones have to pay?", "do the children have to pay?"),
         ("does my little one need a ticket?", "does my child need a ticket?"),
         ("Where's the gents, please?", "Where's the men's toilet, please?"),
@@ -248,6 +250,18 @@ def test_an_idiom_finds_the_entry_its_words_do_not(
         answered_with(museum, "where can I leave my big coat?")
         == "Is there a cloakroom or lockers?"
     )
+
+
+def test_a_hotel_rooms_coming_and_going_are_check_in_and_check_out(hotel: KnowledgeBase) -> None:
+    """ "by what time do I have to leave the room tomorrow" was answered with check-in
+    (held-out 7, spoken); "be out of the room" and "get into our room" were asked back in
+    five sets by other hands."""
+    for question in (
+        "by what time do I have to leave the room tomorrow?",
+        "what time do we have to be out of the room?",
+    ):
+        assert answered_with(hotel, question) == "What time is check-out?", question
+    assert answered_with(hotel, "when can I get into my room?") == "What time is check-in?"
 
 
 def test_a_request_to_call_a_taxi_is_declined_unless_the_faq_answers_that_request(

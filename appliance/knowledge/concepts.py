@@ -99,6 +99,17 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:loos|lavatories|restrooms|wcs)\b", "toilets"),
         (r"\b(?:loo|lavatory|restroom|wc)\b", "toilet"),
         (r"\bthe gents\b", "the men's toilet"),
+        # A hotel's words for it: "what time do we have to leave the room?" is check-out.
+        (
+            r"\b(?:leave|vacate|be out of|get out of|clear out of|give back) "
+            r"(?:the|our|my|your) (?:room|rooms)\b",
+            "check out",
+        ),
+        (
+            r"\b(?:get|getting|go|going|move|moving) (?:into|in to|in) (?:the|our|my) "
+            r"(?:room|rooms)\b",
+            "check in",
+        ),
         # "little one" names a young child; its own words name nothing.
         (r"\blittle ones\b", "children"),
         (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
