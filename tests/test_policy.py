@@ -212,6 +212,14 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("loos?", "toilets?"),
         ("what time do we have to be out of the room?", "what time do we have to check out?"),
         ("when can I get into my room", "when can I check in"),
+        ("could we keep the room until one?", "could we check out late until one?"),
+        ("can I have food sent up to my room?", "can I have food brought by room service?"),
+        ("where do I leave the car", "where do I park the car"),
+        ("what's the code for the internet?", "what's the code for the wifi?"),
+        ("is it cheaper on the internet?", "is it cheaper online?"),
+        # Left alone: a room kept tidy, a car left earlier.
+        ("please keep the room tidy", "please keep the room tidy"),
+        ("I left the car by the gate", "I left the car by the gate"),
         ("do the little ones have to pay?", "do the children have to pay?"),
         ("does my little one need a ticket?", "does my child need a ticket?"),
         ("Where's the gents, please?", "Where's the men's toilet, please?"),
@@ -262,6 +270,24 @@ def test_a_hotel_rooms_coming_and_going_are_check_in_and_check_out(hotel: Knowle
     ):
         assert answered_with(hotel, question) == "What time is check-out?", question
     assert answered_with(hotel, "when can I get into my room?") == "What time is check-in?"
+
+
+@pytest.mark.parametrize(
+    ("question", "heading"),
+    [
+        ("how much to stay in the room till three in the afternoon?", "Can I check out late?"),
+        ("can I get some food brought up to my room?", "Is there room service?"),
+        ("where can I leave my car?", "Is there parking?"),
+        ("how do I get online? which network do I pick?", "Is there free wifi?"),
+    ],
+)
+def test_what_visitors_say_for_a_hotels_services(
+    hotel: KnowledgeBase, question: str, heading: str
+) -> None:
+    """Missed or asked back in six to nine sets by other hands each: the embedder does not
+    read "keep the room till three" as a late check-out, "food brought up" as room service,
+    "leave the car" as parking or "get online" as the wifi."""
+    assert answered_with(hotel, question) == heading
 
 
 def test_a_request_to_call_a_taxi_is_declined_unless_the_faq_answers_that_request(

@@ -110,6 +110,19 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:room|rooms)\b",
             "check in",
         ),
+        # Keeping the room past its time is a late check-out.
+        (
+            r"\b(?:keep|hang on to|hold on to|stay in) (?:the|our|my) room\b"
+            r"(?= (?:(?:a|an) (?:bit|little|hour|extra hour|few hours) )?"
+            r"(?:longer|later|until|till|past|beyond)\b)",
+            "check out late",
+        ),
+        (r"\b(?:brought|sent) up to (?:my|our|the) room\b", "brought by room service"),
+        (r"\bleave (my|our|the|your) (car|van|motorbike)\b", r"park \1 \2"),
+        # The internet a visitor asks to get on is the wifi; bought on the internet is online.
+        (r"\b(?:on|to|via|through|over|from|off) the internet\b", "online"),
+        (r"\b(?:get|go) online\b", "use the wifi"),
+        (r"\b(?:the )?internet\b", "the wifi"),
         # "little one" names a young child; its own words name nothing.
         (r"\blittle ones\b", "children"),
         (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
