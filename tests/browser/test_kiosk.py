@@ -247,6 +247,11 @@ def test_photo_on_the_kiosk_screen_uses_the_camera_never_a_file_dialog(
         page.focus("#file")
         page.keyboard.press("Enter")
         expect(page.locator("#camera")).to_be_visible()
+        # The buttons stay where they are when the picture arrives (it used to resize the
+        # video and move them: a click on Cancel then could land on the video).
+        cancel_at = page.locator("#camera-cancel").bounding_box()
+        expect(page.locator("#camera-shoot")).to_be_enabled()
+        assert page.locator("#camera-cancel").bounding_box() == cancel_at
         page.click("#camera-cancel")
         expect(page.locator("#camera")).to_be_hidden()
         assert choosers == [], "a native file dialog was opened on the kiosk screen"
