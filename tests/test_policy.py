@@ -217,13 +217,13 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("where do I leave the car", "where do I park the car"),
         ("what's the code for the internet?", "what's the code for the wifi?"),
         ("is it cheaper on the internet?", "is it cheaper online?"),
-        # Left alone: a room kept tidy, a car left earlier.
-        ("please keep the room tidy", "please keep the room tidy"),
-        ("I left the car by the gate", "I left the car by the gate"),
         ("do the little ones have to pay?", "do the children have to pay?"),
         ("does my little one need a ticket?", "does my child need a ticket?"),
         ("Where's the gents, please?", "Where's the men's toilet, please?"),
         ("one grown-up ticket, please", "one adult ticket, please"),
+        # Left alone: a room kept tidy, a car left earlier.
+        ("please keep the room tidy", "please keep the room tidy"),
+        ("I left the car by the gate", "I left the car by the gate"),
         # Left alone: a wee bit, luggage left on purpose, money without "back".
         ("a wee bit further", "a wee bit further"),
         ("I've got a wee boy with me", "I've got a wee boy with me"),

@@ -1222,15 +1222,18 @@ _VISITOR_KINDS = {
 _A_FAMILY = frozenset({"adult", "child"})
 
 
-def _for_others(entry: FaqEntry, said: frozenset[str]) -> bool:
-    """The entry's heading is for a kind of visitor (`_VISITOR_KINDS`) and the question
-    names other kinds but not that one; a family's entry also fits a question that names
-    adults and children."""
-    asked = {k for k, words in _VISITOR_KINDS.items() if words & said}
+def _kinds(terms: frozenset[str]) -> frozenset[str]:
+    """The kinds of visitor (`_VISITOR_KINDS`) that `terms` name."""
+    return frozenset(k for k, words in _VISITOR_KINDS.items() if words & terms)
+
+
+def _for_others(entry: FaqEntry, asked: frozenset[str]) -> bool:
+    """The entry's heading is for a kind of visitor and the question names other kinds
+    (`asked`, from `_kinds`) but not that one; a family's entry also fits a question that
+    names adults and children."""
     if not asked:
         return False
-    heading = _heading_terms(entry)
-    meant = {k for k, words in _VISITOR_KINDS.items() if words & heading}
+    meant = _kinds(_heading_terms(entry))
     if "family" in meant and _A_FAMILY <= asked:
         return False
     return bool(meant) and not meant & asked
@@ -1259,6 +1262,7 @@ def _candidates(
     query_terms = {t for t, _ in terms_df}
     specifics = {t for t, df in terms_df if 0 < df <= specific}
     said = frozenset(t for t, _ in g.term_df)
+    asked = _kinds(said)  # once per query, not per entry
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -1291,7 +1295,7 @@ def _candidates(
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
         unpriced = _names_no_price(g.query, hit.entry, specifics)
-        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(hit.entry, said)
+        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(hit.entry, asked)
         out.append(
             _Candidate(
                 hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
