@@ -23,7 +23,6 @@ from typing import Any
 
 import hypercorn.trio
 import trio
-from hypercorn.config import Config as HyperConfig
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import StreamClosed
 from hypercorn.trio import tcp_server
@@ -31,6 +30,7 @@ from wsproto.events import TextMessage
 
 from ..service import ServiceContext
 from .app import create_app
+from .listen import hyper_config
 
 __all__ = ["guard_hypercorn", "serve_web"]
 
@@ -90,14 +90,10 @@ async def serve_web(
     ctx: ServiceContext, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run until `ctx.stopping` is set; started() reports the bound URLs (port 0 is resolved)."""
-    hc = HyperConfig()
-    hc.bind = [f"{ctx.cfg.web.host}:{ctx.cfg.web.port}"]
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("appliance.http")
+    hc = hyper_config(f"{ctx.cfg.web.host}:{ctx.cfg.web.port}")
     # Frames a bit over our own limit still reach the app, which answers them with an `error`
     # and keeps the connection; far larger ones are cut off by hypercorn itself (close 1009).
     hc.websocket_max_message_size = ctx.cfg.web.max_frame_bytes * 4
-    hc.graceful_timeout = 3.0
     hc.keep_alive_timeout = 30.0
     app = create_app(ctx)
     await hypercorn.trio.serve(app, hc, shutdown_trigger=ctx.stopping.wait, task_status=task_status)

@@ -5,18 +5,17 @@ in `common`. Served on the kiosk listener and, when `admin.host` is set, on its 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import hypercorn.trio
 import trio
-from hypercorn.config import Config as HyperConfig
 from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
 
 from ...service import ServiceContext
 from ..bodies import BadJson, close_if_unread
+from ..listen import hyper_config
 from ..static import ui_dir
 from . import conversations, faq, session, settings, status
 from .common import AdminHttp, err, log
@@ -136,12 +135,8 @@ async def serve_admin(
             a.host,
             a.port,
         )
-    hc = HyperConfig()
     host = f"[{a.host}]" if ":" in a.host else a.host
-    hc.bind = [f"{host}:{a.port}"]
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("appliance.http")
-    hc.graceful_timeout = 3.0
+    hc = hyper_config(f"{host}:{a.port}")
     if tls is not None:
         hc.certfile, hc.keyfile = tls.cert, tls.key
 
