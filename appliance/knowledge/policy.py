@@ -531,7 +531,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:,? or (?:a |an |just )?(?:real |actual )?(?:human|robot|bot|computer|machine|"
             r"person|ai|program|recording)(?: being)?\b)?"
             r"(?:,? or is (?:there|it) (?:a |an |just )?(?:real |actual )?(?:person|human|"
-            r"someone|somebody|people)(?: in there| inside| behind (?:it|this|you))?\b)?|"
+            r"someone|somebody|people)(?: in there| inside| behind (?:it|this|you))?\b)?"
+            r"(?:,? or is (?:there )?(?:somebody|someone|anybody|anyone|a person|a human) "
+            r"(?:listening|there|in there|watching|real)\b)?|"
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
             r"\b(?:who|what) am i (?:talking|speaking) (?:to|with)\b|"
             r"\bam i (?:talking|speaking) (?:to|with) (?:a |an )?(?:real )?(?:computer|machine|"
@@ -550,7 +552,10 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "how_are_you",
             r"\bhow are (?:you|u|things)\b(?: doing| today)*|\bhow(?:'s| is) (?:it going|"
             r"your day(?: going)?|everything|life)\b|\bhow do you do\b|"
-            r"\bare you (?:ok|okay|well|alright|doing well)\b",
+            # Said, not written: "how you doin'?", "how's it goin'", "(are) you all right?"
+            r"\bhow(?: are| r)? (?:you|ya|u) doin(?:g|')?(?: today)?(?=\W|$)|"
+            r"\bhow(?:'s| is) it goin(?:g|')?(?=\W|$)|"
+            r"\b(?:are )?(?:you|ya) (?:ok|okay|well|alright|all right|doing well)\b",
         ),
         (
             "goodbye",
@@ -560,6 +565,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time)|"
             r"ta-ra|tara|ta ta|cheerio|laters)\b|"
             r"\b(?:that(?:'s| is) me|i'm|i am|we're|we are) off\b|"
+            r"\b(?:let's|let us|we'd better|i'd better|we must|i must) (?:be |get )?(?:off|going|"
+            r"make a move)\b|"
             r"\b(?:talk|speak) to (?:you|ya) (?:soon|later|again|another time)\b|"
             r"\bthat(?:'s| is| was) (?:all|it)(?: for (?:now|today)| i (?:needed|wanted)"
             r"(?: to know)?)?,? (?:then,? )?(?=.*\b(?:bye|goodbye|thanks|thank you|cheers)\b)|"
@@ -569,11 +576,13 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "thanks",
             r"\b(?:thank you|thanks|thank u|thx|cheers|much appreciated|appreciate it)\b"
-            r"(?: (?:so|very) much| a lot| again)?(?: for (?:that|this|all (?:that|this)|"
+            r"(?: (?:so|very) much| a lot| a million| a bunch| loads| again)?"
+            r"(?: for (?:that|this|all (?:that|this)|"
             r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
             r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
             r"(?:really |very |so |super |dead |proper |ever so )?(?:helpful|great|perfect|"
-            r"useful|lovely|brilliant|wonderful|amazing|kind|(?:a )?(?:star|gem|great help|"
+            r"useful|lovely|brilliant|wonderful|amazing|kind|grand|ace|magic|smashing|"
+            r"(?:a )?(?:star|gem|great help|"
             r"big help|life ?saver))\b|"
             r"\b(?:that|this|it|you)(?: (?:really|very much|so much|a lot))? helped(?: (?:me|us))?"
             r"(?: (?:a lot|so much|very much|loads))?\b",
@@ -582,7 +591,12 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "greeting",
             r"\b(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day)|"
             r"morning|afternoon|evening)\b"
-            r"(?: there| everyone| all| you)?",
+            r"(?: there| everyone| all| you)?|"
+            r"\b(?:good )?(?:mornin|evenin)'?(?=\W|$)|"
+            # A child says who they are: "hello robot! I'm six!", "my name's Zara".
+            r"(?<=\W)(?:i'm|i am) (?:only )?(?:\d{1,2}|one|two|three|four|five|six|seven|eight|"
+            r"nine|ten|eleven|twelve)(?: (?:and a half|years? old))?(?=\W*$)|"
+            r"\bmy name(?:'s| is) [a-z]+(?=\W*$)",
         ),
         (
             "ack",
