@@ -172,6 +172,8 @@ def test_tokenize_unicode_stopwords_synonyms_hyphens() -> None:
     assert tokenize("Größe") == tokenize("GROSSE") == ["gross"]
     assert tokenize("later latest") == tokenize("late late")
     assert tokenize("the nearest stop") == tokenize("near stop")
+    assert tokenize("when do you shut") == tokenize("when do you close")
+    assert tokenize("shuts shutting") == tokenize("closes closing")
 
 
 # --------------------------------------------------------------------------- sample FAQ

@@ -68,6 +68,8 @@ SYNONYMS = {
     "closest": "close",
     "sooner": "soon",
     "soonest": "soon",
+    # "What time do you shut?": the FAQ says when it closes.
+    "shut": "close",
 }
 
 _WORD_RE = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
