@@ -303,6 +303,7 @@ def test_a_request_to_call_a_taxi_is_declined_unless_the_faq_answers_that_reques
 def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
     assert "park" in related("car") and "car" in related("park")
     assert "smok" in related("cigarett")
+    assert "pushchair" in related("buggy") and "pram" in related("stroller")
     assert "car" not in related("car")
     assert related("ticket") == frozenset()  # means different things at different venues
 

@@ -51,6 +51,7 @@ _GROUPS = (
     "souvenir souvenirs gift gifts shop",
     "doctor pharmacy chemist medicine sick ill",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
+    "pushchair pushchairs buggy buggies stroller strollers pram prams",
     "headphone headphones headset headsets audioguide audio",
     "charger chargers charging electric ev kilowatt kwh plug plugs socket sockets",
     "website online web",

@@ -373,7 +373,7 @@ _INCIDENTAL_WORDS = """
     hundred seventytwo half quarter
     mum mom mummy mommy dad daddy father mother grandfather grandmother grandma grandpa granny
     parent parents friend friends husband wife partner son daughter boy girl man woman men women
-    young old little guy guys lady baby's us we
+    young old little guy guys lady baby's us we yall
     him her himself herself brother brothers sister sisters niece nephew cousin uncle aunt
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
