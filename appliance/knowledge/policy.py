@@ -374,6 +374,8 @@ _INCIDENTAL_WORDS = """
     mum mom mummy mommy dad daddy father mother grandfather grandmother grandma grandpa granny
     parent parents friend friends husband wife partner son daughter boy girl man woman men women
     young old little guy guys lady baby's us we yall
+    mate pal buddy hun love darling
+    grab explain manage allow allowed hold mind bother reckon fancy fancied
     him her himself herself brother brothers sister sisters niece nephew cousin uncle aunt
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
