@@ -323,6 +323,7 @@ def test_an_faq_request_beats_the_request_pattern(hotel: KnowledgeBase) -> None:
     ("question", "reason"),
     [
         ("can you book me two tickets for tomorrow morning", "off_topic:booking"),
+        ("could you book a table in the café for one o'clock?", "off_topic:booking"),
         ("can I pay for my ticket here with my bank card", "off_topic:payment"),
         ("could you phone my husband and tell him I'm waiting", "off_topic:calling"),
         ("what's the weather going to be like this afternoon", "off_topic:weather"),
@@ -639,6 +640,7 @@ def test_chat_replies_can_be_overridden(museum: KnowledgeBase) -> None:
         ),
         ("what's the wifi password, mate?", "Is there free wifi?"),
         ("sorry to bother you, where are the toilets please?", TOILETS),
+        ("is there a tour with a real person showing us round?", "When are the guided tours?"),
     ],
 )
 def test_words_that_ask_nothing_are_no_topic_the_faq_lacks(
@@ -648,6 +650,12 @@ def test_words_that_ask_nothing_are_no_topic_the_faq_lacks(
     leaves out, so they do not make the box ask back (held-out sets 4-12, after their runs)."""
     d = turn(museum, text)
     assert d.kind == "faq" and d.entry is not None and d.entry.question == entry, d
+
+
+def test_a_time_of_day_is_no_topic_the_faq_lacks(hotel: KnowledgeBase) -> None:
+    d = turn(hotel, "could I keep the room until one o'clock? what does that cost")
+    assert d.kind == "faq" and d.entry is not None
+    assert d.entry.question == "Can I check out late?"
 
 
 def test_a_greeting_before_a_question_is_not_small_talk(museum: KnowledgeBase) -> None:

@@ -376,6 +376,7 @@ _INCIDENTAL_WORDS = """
     young old little guy guys lady baby's us we yall
     mate pal buddy hun love darling
     grab explain manage allow allowed hold mind bother reckon fancy fancied
+    oclock o'clock real spot miss meet
     him her himself herself brother brothers sister sisters niece nephew cousin uncle aunt
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
@@ -655,7 +656,8 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             rf"\b{_REQUEST} (?:book|reserve|order|buy|get|cancel|change)\b.{{0,30}}"
             r"\b(?:for (?:me|us)|me|us)\b|\b(?:book|reserve) (?:me|us)\b|"
             r"\bi(?:'d| would) like to (?:book|reserve|order|cancel)\b|"
-            r"\bmake (?:me )?(?:a |an )?(?:booking|reservation)\b",
+            r"\bmake (?:me )?(?:a |an )?(?:booking|reservation)\b|"
+            rf"\b{_REQUEST} (?:book|reserve) (?:up |us |me )?(?:a |the )?table\b",
         ),
         (
             "payment",
