@@ -656,6 +656,22 @@ def test_a_time_of_day_is_no_topic_the_faq_lacks(hotel: KnowledgeBase) -> None:
     d = turn(hotel, "could I keep the room until one o'clock? what does that cost")
     assert d.kind == "faq" and d.entry is not None
     assert d.entry.question == "Can I check out late?"
+    d = turn(hotel, "the room next door is really loud, what time are folks supposed to be quiet?")
+    assert d.kind == "faq" and d.entry is not None
+    assert d.entry.question == "What are the quiet hours?"
+
+
+def test_how_children_play_is_no_topic_the_faq_lacks(zoo: KnowledgeBase) -> None:
+    """ "run", "turns six": how a visitor puts it, not a service the FAQ leaves out."""
+    for text, heading in (
+        ("is there somewhere the children can run around and climb?", "Is there a playground?"),
+        (
+            "my daughter's turning six, could she have her party here with her friends?",
+            "Can I have a birthday party at the zoo?",
+        ),
+    ):
+        d = turn(zoo, text)
+        assert d.kind == "faq" and d.entry is not None and d.entry.question == heading, d
 
 
 def test_a_greeting_before_a_question_is_not_small_talk(museum: KnowledgeBase) -> None:
