@@ -641,6 +641,10 @@ def test_chat_replies_can_be_overridden(museum: KnowledgeBase) -> None:
         ("what's the wifi password, mate?", "Is there free wifi?"),
         ("sorry to bother you, where are the toilets please?", TOILETS),
         ("is there a tour with a real person showing us round?", "When are the guided tours?"),
+        (
+            "my kids are getting bored, is there anything for them to do?",
+            "What is there for kids to do?",
+        ),
     ],
 )
 def test_words_that_ask_nothing_are_no_topic_the_faq_lacks(

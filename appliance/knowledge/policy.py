@@ -379,6 +379,7 @@ _INCIDENTAL_WORDS = """
     oclock o'clock real spot miss meet
     turn turns run running kindly thingy thingies folk folks lad lads lass absolutely whatll
     twice normal true meant nearly anyway immediately necessary necessarily solely quite
+    bored boring middle further catch fit dead hang
     him her himself herself brother brothers sister sisters niece nephew cousin uncle aunt
     auntie grandson granddaughter grandchildren grandkids teenager teenagers everybody everyone
     dear maam madam sir well yet havent hasnt proper properly desperate desperately completely
