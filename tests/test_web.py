@@ -266,31 +266,6 @@ def noise_png_data_url(w: int, h: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-# A client of its own: n requests at once, then {status code or error: count} as JSON.
-_BURST_CLIENT = """
-import json, resource, sys, httpx, trio
-url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 256)), hard))
-codes = {}
-async def main():
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        async def one(i):
-            try:
-                r = await http.post(path, json={"password": f"guess {i}"})
-                key = str(r.status_code)
-            except httpx.HTTPError as exc:
-                key = type(exc).__name__
-            codes[key] = codes.get(key, 0) + 1
-        async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(one, i)
-trio.run(main)
-print(json.dumps(codes))
-"""
-
-
 async def test_a_burst_of_connections_is_accepted_not_cut(start_service: StartService) -> None:
     """1,000 clients connecting at once (a page reloaded on many phones, every client back
     after a restart, an attack on the login) all get an answer. With hypercorn's default listen
@@ -299,10 +274,8 @@ async def test_a_burst_of_connections_is_accepted_not_cut(start_service: StartSe
     the service's own event loop they could only connect as fast as it accepts."""
     svc = await start_service()
     n = 1000
-    proc = await trio.run_process(
-        [sys.executable, "-c", _BURST_CLIENT, base_url(svc), "/admin/api/login", str(n)],
-        capture_stdout=True,
-    )
+    cmd = [sys.executable, "-m", "appliance.bench.loadgen", "logins", "--url", base_url(svc)]
+    proc = await trio.run_process([*cmd, "--logins", str(n)], capture_stdout=True)
     codes = json.loads(proc.stdout)
     assert sum(codes.values()) == n
     assert all(key.isdigit() for key in codes), codes

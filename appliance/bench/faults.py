@@ -52,6 +52,7 @@ from trio_websocket import (
 from ..config import AdminConfig
 from ..fakes.scripted_llm import MODES as LLM_MODES
 from .core import DEFAULT_REPLY, Bench, Target, bench_dir
+from .loadgen import burst, logins_phase
 from .procs import Appliance, children_of, free_port, proc_sample, run_appliance, scrape_metrics
 from .startup import local_llm_available, local_llm_section
 
@@ -712,22 +713,9 @@ async def fault_parallel_logins(env: Env, res: FaultResult) -> None:
             raise RuntimeError(f"admin setup: {r.status_code} {r.text[:200]}")
     before = await trio.to_thread.run_sync(_audit_counts, env.db)
     codes: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
 
     async def attack() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
-
-            async def guess(i: int) -> None:
-                try:
-                    r = await c.post("/admin/api/login", json={"password": f"guess {i}"})
-                    key = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                codes[key] = codes.get(key, 0) + 1
-
-            async with trio.open_nursery() as nursery:
-                for i in range(n):
-                    nursery.start_soon(guess, i)
+        codes.update(await logins_phase(base, logins=n))
 
     await _with_probe(env, res, attack)
     after = await trio.to_thread.run_sync(_audit_counts, env.db)
@@ -762,27 +750,16 @@ async def fault_image_bombs(env: Env, res: FaultResult) -> None:
     n = env.args.bombs
     bomb = await trio.to_thread.run_sync(image_bomb)
     answers: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+
+    async def post(client: httpx.AsyncClient, i: int) -> str:
+        r = await client.post("/api/chat", json={"text": f"What is this? {i}", "image": bomb})
+        if r.status_code == 400:
+            return f"400:{r.json().get('code')}"
+        return str(r.status_code)
 
     async def attack() -> None:
         assert env.app is not None
-        async with httpx.AsyncClient(base_url=env.app.base_url, timeout=60, limits=limits) as c:
-
-            async def post(i: int) -> None:
-                try:
-                    r = await c.post(
-                        "/api/chat", json={"text": f"What is this? {i}", "image": bomb}
-                    )
-                    key = str(r.status_code)
-                    if r.status_code == 400:
-                        key += ":" + str(r.json().get("code"))
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                answers[key] = answers.get(key, 0) + 1
-
-            async with trio.open_nursery() as nursery:
-                for i in range(n):
-                    nursery.start_soon(post, i)
+        answers.update(await burst(env.app.base_url, n, post))
 
     await _with_probe(env, res, attack)
     res.detail = {"bombs": n, "bomb_bytes": len(bomb), "answers": answers}

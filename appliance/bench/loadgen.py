@@ -3,6 +3,7 @@
     python -m appliance.bench.loadgen ws    --url ws://HOST:PORT/ws --conversations 500 ...
     python -m appliance.bench.loadgen sse   --url http://HOST:PORT --chats 100
     python -m appliance.bench.loadgen churn --url ws://HOST:PORT/ws --cycles 2000
+    python -m appliance.bench.loadgen logins --url http://HOST:PORT --logins 1000
 
 Each phase prints one JSON object on stdout (raw samples in ms; the caller computes the
 statistics) and a progress line on stderr. Every loop is bounded in count and time; it is meant
@@ -16,10 +17,11 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
@@ -27,7 +29,7 @@ from .machine import raise_nofile_limit
 from .progress import Progress
 from .text import QUESTIONS
 
-__all__ = ["Tally", "churn_phase", "main", "sse_phase", "ws_phase"]
+__all__ = ["Tally", "burst", "churn_phase", "logins_phase", "main", "sse_phase", "ws_phase"]
 
 _CONNECT_ERRORS = (HandshakeError, OSError, trio.TooSlowError, ConnectionClosed)
 
@@ -184,8 +186,6 @@ async def ws_phase(
 
 async def sse_phase(base_url: str, *, chats: int, timeout_s: float = 30.0) -> dict[str, Any]:
     """`chats` POST /api/chat streams started together; time to the first `reply.delta` event."""
-    import httpx
-
     tally = Tally()
     progress = Progress("sse chats", chats)
     go = trio.Event()
@@ -290,6 +290,42 @@ async def churn_phase(
     )
 
 
+# -- logins: wrong passwords all at once -----------------------------------------------------------
+
+
+async def burst(
+    base_url: str, n: int, request: Callable[[httpx.AsyncClient, int], Awaitable[str]]
+) -> dict[str, int]:
+    """`n` requests at once, each on its own connection: {outcome: count}, where the outcome is
+    what `request` returns (e.g. the status code) or the httpx error's class name. Used for
+    attacks: a reset connection reads as "ReadError"."""
+    codes: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            try:
+                key = await request(client, i)
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+            codes[key] = codes.get(key, 0) + 1
+
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+    return codes
+
+
+async def logins_phase(base_url: str, *, logins: int) -> dict[str, int]:
+    """`logins` wrong-password POSTs to the admin login at once (see `burst`)."""
+
+    async def guess(client: httpx.AsyncClient, i: int) -> str:
+        r = await client.post("/admin/api/login", json={"password": f"guess {i}"})
+        return str(r.status_code)
+
+    return await burst(base_url, logins, guess)
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
@@ -311,6 +347,9 @@ def _parser() -> argparse.ArgumentParser:
     ch.add_argument("--url", required=True)
     ch.add_argument("--cycles", type=int, default=2000)
     ch.add_argument("--concurrency", type=int, default=10)
+    lg = sub.add_parser("logins", help="parallel wrong admin logins")
+    lg.add_argument("--url", required=True)
+    lg.add_argument("--logins", type=int, default=1000)
     return ap
 
 
@@ -334,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
 
         async def run() -> dict[str, Any]:
             return await sse_phase(args.url, chats=args.chats)
+    elif args.phase == "logins":
+
+        async def run() -> dict[str, Any]:
+            return dict(await logins_phase(args.url, logins=args.logins))
     else:
 
         async def run() -> dict[str, Any]:
