@@ -376,7 +376,7 @@ _INCIDENTAL_WORDS = """
     young old little guy guys lady baby's us we yall
     mate pal buddy hun love darling
     grab explain manage allow allowed hold mind bother reckon fancy fancied
-    oclock o'clock real spot miss meet
+    oclock o'clock real spot meet
     turn turns run running kindly thingy thingies folk folks lad lads lass absolutely whatll
     twice normal true meant nearly anyway immediately necessary necessarily solely quite
     bored boring middle further catch fit dead hang
