@@ -978,7 +978,7 @@ def _pieces(cleaned: str) -> list[tuple[str, bool]]:
     return out
 
 
-# A question about what was just named: "does it cost anything?", "is that open on Sundays?"
+# A question about what was just named: "does it cost anything?", "when does it start?"
 _ABOUT_THE_LAST_RE = re.compile(
     r"\W*(?:(?:and|but|so|oh) )?(?:(?:how much|what|when|where|how long) )?"
     r"(?:does|do|is|are|was|will|would|can|could|did|has|have)\s+(?:it|that|this|they|those|these)\b",
@@ -986,8 +986,9 @@ _ABOUT_THE_LAST_RE = re.compile(
 )
 
 
-def _prices_the_last(part: str) -> bool:
-    """`part` asks about something named before it and names nothing of its own but a price."""
+def _asks_of_the_last(part: str) -> bool:
+    """`part` asks about something named before it ("does it cost anything?", "when does it
+    start?") and names nothing of its own: no word but price words and incidental ones."""
     own = [t for t in _content_terms(part) if t not in _PRICE_TERMS and not _incidental(t)]
     return not own and _ABOUT_THE_LAST_RE.match(part) is not None
 
@@ -1012,7 +1013,7 @@ def question_parts(question: str) -> tuple[str, ...]:
     if texts and len(cut) >= 2:  # the utterance was cut: its questions (or its one question)
         joined: list[str] = []
         for text in texts:
-            if joined and _prices_the_last(text):
+            if joined and _asks_of_the_last(text):
                 # "… can I put my name down for it? does it cost anything?": the price of the
                 # reservation, not of whatever else costs something.
                 joined[-1] += " " + text
