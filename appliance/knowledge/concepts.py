@@ -124,6 +124,12 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:on|to|via|through|over|from|off) the internet\b", "online"),
         (r"\b(?:get|go) online\b", "use the wifi"),
         (r"\b(?:the )?internet\b", "the wifi"),
+        # A named holiday is a public holiday, which is what an FAQ's heading calls it.
+        (
+            r"\b(easter (?:monday|sunday|day)|good friday|boxing day|new year's day|"
+            r"christmas day|whit monday)\b",
+            r"\1 (a public holiday)",
+        ),
         # "little one" names a young child; its own words name nothing.
         (r"\blittle ones\b", "children"),
         (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
