@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.phase == "logins":
 
         async def run() -> dict[str, Any]:
-            return dict(await logins_phase(args.url, logins=args.logins))
+            return await logins_phase(args.url, logins=args.logins)
     else:
 
         async def run() -> dict[str, Any]:
