@@ -941,6 +941,31 @@ def zoo(embedder: Embedder) -> KnowledgeBase:
     return KnowledgeBase.from_file(UNDERSTAND / "zoo_faq.md", embedder=embedder)
 
 
+def test_a_follow_up_to_a_question_back_needs_a_clear_lead(zoo: KnowledgeBase) -> None:
+    """The visitor picked neither entry offered back and asked on: the previous question, read
+    with the new one, could not tell them apart, so a small lead does not answer (held-out 14,
+    after its run: "are the kids allowed to feed them?" got the dogs by a lead of 0.08)."""
+    before = "have you got a petting zoo?"
+    first = turn(zoo, before)
+    dog, farm = entry(zoo, "Can I bring my dog?"), entry(zoo, "Is there a petting farm?")
+    assert first.kind == "clarify" and {c.entry for c in first.choices} == {dog, farm}, first
+    d = turn(zoo, "are the kids allowed to feed them?", PolicyContext.after(before, first, None))
+    assert d.entry != dog and (d.entry == farm or farm.question in labels(d)), d
+
+
+def test_a_lone_word_like_a_greeting_is_offered_back(embedder: Embedder) -> None:
+    """ "Hiya!" heard as "Hire." was answered with the car hire desks (held-out 14, after its
+    run). A lone word that sounds like a greeting is offered back; other lone words that name
+    a topic are answered as before."""
+    airport = KnowledgeBase.from_file(UNDERSTAND / "airport_faq.md", embedder=embedder)
+    hire = entry(airport, "Where do I pick up or return a hire car?")
+    d = turn(airport, "Hire.")
+    assert d.kind == "clarify" and [c.entry for c in d.choices] == [hire], d
+    assert turn(airport, "I need to return a hire car").entry == hire  # more than one word
+    assert turn(airport, "Toilets?").entry == entry(airport, "Where are the toilets?")
+    assert turn(airport, "Taxi.").entry == entry(airport, "Where can I get a taxi?")
+
+
 def test_a_fragment_continues_the_previous_question(
     museum: KnowledgeBase, hotel: KnowledgeBase, zoo: KnowledgeBase, leisure: KnowledgeBase
 ) -> None:
@@ -1242,6 +1267,9 @@ def test_question_parts() -> None:
         "how much is a ticket",
         "is it cheaper online?",
     )  # names a thing of its own: still a question of its own
+    # An ellipsis is a pause in one question, not the end of one (held-out 14, after its run:
+    # "lost the... parking ticket... how much" had "lost the" answered with lost property).
+    assert question_parts("lost the... parking ticket... how much... the") == ()
     assert question_parts("I need the toilet. I am in a hurry.") == (
         "I need the toilet",
         "I am in a hurry.",

@@ -67,7 +67,7 @@ from .faq import FaqEntry
 from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
 from .ranking import Hit
-from .soundalike import Repair, SoundIndex
+from .soundalike import Repair, SoundIndex, edit_distance, sound_key
 from .text import STOPWORDS, tokenize
 
 __all__ = [
@@ -198,7 +198,9 @@ class PolicySettings:
     weak_coverage: float = 0.40
     weak_semantic: float = 0.40
     # A follow-up answered with the previous turn's entry again needs this lead (its combined
-    # query contains that entry's heading, which favours it).
+    # query contains that entry's heading, which favours it); so does one of the entries just
+    # offered back when the visitor picked none (the previous question it is read with could
+    # not tell them apart).
     repeat_margin: float = 0.20
     # Without an embedder: entries offered when they hold this share of the question's words.
     lexical_coverage: float = 0.5
@@ -945,9 +947,10 @@ _QUESTION_WORD = (
     r"should|may|have|has)"
 )
 # Two questions in one breath: "where are the toilets and what time does the cafe close",
-# "what's the wifi password? when is the gym open".
+# "what's the wifi password? when is the gym open". An ellipsis is a pause, not a sentence's
+# end: "lost the... parking ticket... how much" is one broken question, not three.
 _SPLIT_RE = re.compile(
-    rf"[?!;]+\s+|\.\s+(?=[A-Za-z])|,?\s+(?:and|also|plus|but)\s+(?={_QUESTION_WORD}\b)",
+    rf"[?!;]+\s+|(?<!\.)\.\s+(?=[A-Za-z])|,?\s+(?:and|also|plus|but)\s+(?={_QUESTION_WORD}\b)",
     re.IGNORECASE,
 )
 # In a long ramble, the last clause that asks something, without what leads up to it: "...,
@@ -1399,10 +1402,13 @@ def _weigh(
     settings: PolicySettings,
     repeat: FaqEntry | None = None,
     repairs: Sequence[Repair] = (),
+    offered: Sequence[FaqEntry] = (),
 ) -> _Ranked:
     """faq / clarify from one ranking. `repeat`: the entry the previous turn answered; a
     follow-up's combined query contains its heading, so answering it again needs a clear lead.
-    `repairs`: misheard words put right in the query (`Lookups.repairs`)."""
+    `repairs`: misheard words put right in the query (`Lookups.repairs`). `offered`: the
+    entries the previous turn asked back between; a follow-up read with that question answers
+    one of them only with the same clear lead."""
     cands = _candidates(g, settings, repairs)
     ranked = _ranked(g)
     if ranked and all(h.semantic is None for h in ranked):
@@ -1418,7 +1424,7 @@ def _weigh(
     margin = settings.faq_margin
     if not best.anchored:
         margin = max(margin, settings.unanchored_margin)
-    if repeat is not None and best.hit.entry == repeat:
+    if (repeat is not None and best.hit.entry == repeat) or best.hit.entry in offered:
         margin = max(margin, settings.repeat_margin)
     if _answerable(best, settings) and lead >= margin and not _held(best, settings):
         rivals = _rivals(best, cands, g, settings)
@@ -1802,7 +1808,10 @@ def decide(
     continued = False  # a fragment: read with the previous question, not in parts
     if contextual is not None and _ranked(contextual):
         repeat = context.topic if context is not None else None
-        other = _weigh(contextual, settings, repeat)
+        # "Have you got a petting zoo?" - "Do you mean: dogs, or the petting farm?" - "are the
+        # kids allowed to feed them?" was answered with the dogs by a lead of 0.08.
+        offered = [c.entry for c in context.choices] if context is not None else []
+        other = _weigh(contextual, settings, repeat, offered=offered)
         fragment = _fragment(question)
         # A fragment that names its own entry ("what about a computer?" after the study rooms)
         # asks that entry's question: the previous reading would win on support alone.
@@ -1858,6 +1867,10 @@ def decide(
     if category is not None:
         return _decline(category, settings)
     decision = weighed.decision
+    if _is_answer(weighed) and weighed.best is not None and _heard_as_greeting(cleaned):
+        # "Hiya!" heard as "Hire." was answered with the car hire desks: a lone word that may
+        # be a greeting misheard is offered back, not asserted.
+        return clarify_between([weighed.best.hit.entry], settings, "like_a_greeting")
     if decision is not None and unanswered and decision.kind == "faq":
         decision = replace(decision, text=f"{decision.text} {settings.other_part}")
     if decision is not None and not _cut_off(cleaned):
@@ -1876,6 +1889,24 @@ def decide(
         # "what was I...": the visitor trailed off before asking anything this FAQ knows.
         return Decision("say_again", settings.say_again, "incomplete")
     return _decline("unknown", settings, "no_match")
+
+
+# The sound keys (`soundalike.sound_key`) of one-word greetings: hi / hey, hiya, hello, howdy.
+_GREETING_KEYS = ("H", "HY", "HL", "HT")
+
+
+def _heard_as_greeting(cleaned: str) -> bool:
+    """The utterance is one word that sounds like a greeting without being one ("Hire." for
+    "Hiya!", "Hell." for "Hello"): the commonest one-word utterance at a kiosk is a greeting,
+    and a recogniser turns a short one into a real word. Same first sound, at most one other
+    sound added, dropped or changed."""
+    words = _words(cleaned)
+    if len(words) != 1:
+        return False
+    key = sound_key(words[0])
+    return any(
+        key[:1] == g[:1] and len(key) <= 2 and edit_distance(key, g) <= 1 for g in _GREETING_KEYS
+    )
 
 
 def _chat(intent: str, settings: PolicySettings) -> Decision:
