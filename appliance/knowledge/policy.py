@@ -628,7 +628,7 @@ _CHAT_FILLER = frozenset(
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
     robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
-    go on""".split()
+    go on aren't isn't ain't innit eh""".split()  # and tag questions: "you're clever, aren't you?"
 )
 
 
