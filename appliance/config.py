@@ -252,6 +252,11 @@ class VoiceConfig:
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
+    # The final pass starts from the last partial's words but its last few (`settled_words`
+    # left out): the decoder reads them in one call, so a long question's final pass only
+    # searches its end (`bench` offline on 480 held-out clips: WER no worse, the pass's
+    # time -33 %, its p95 -40 %). 0: every final pass searches from the start.
+    settled_words: int = 4
     asr_s: float = 3.0  # budget for the final transcript after the end of speech
     # The final pass's search: `asr_beam` hypotheses per step (1 = greedy), with a bonus of
     # `asr_bias` (0 = off) for tokens that continue the FAQ's words, so "galleries" wins over
@@ -596,6 +601,8 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
         problems.append(f"voice.echo_taps: must be 1..32, got {v.echo_taps}")
     if not 1 <= v.asr_beam <= 8:
         problems.append(f"voice.asr_beam: must be 1..8, got {v.asr_beam}")
+    if not 0 <= v.settled_words <= 50:
+        problems.append(f"voice.settled_words: must be 0..50, got {v.settled_words}")
     _positive(problems, "voice.max_browser_sessions", v.max_browser_sessions, allow_zero=True)
     if v.short_hangover_s > v.hangover_s:
         problems.append("voice.short_hangover_s: must not exceed voice.hangover_s")

@@ -12,6 +12,8 @@ from appliance.audio.resample import resample
 from appliance.inference import ModelRunner
 from appliance.voice.asr import TranscriptionAborted, check_audio
 from appliance.voice.moonshine import (
+    GREEDY,
+    DecodeOptions,
     MoonshineAsr,
     MoonshineTokenizer,
     max_tokens_for,
@@ -37,6 +39,15 @@ def test_tokenizer_file_format() -> None:
 def test_real_tokenizer_has_32000_entries(asr: MoonshineAsr) -> None:  # noqa: F811
     assert len(asr.tokenizer) == 32000
     assert asr.tokenizer.pieces[1] == b"<s>" and asr.tokenizer.pieces[2] == b"</s>"
+
+
+def test_settled_leaves_out_the_last_words() -> None:
+    pieces = [b"<unk>", b"<s>", b"</s>", *(w.encode() for w in ("▁where", "▁is", "▁the", "▁caf"))]
+    tok = MoonshineTokenizer([*pieces, "é".encode(), b"?"])
+    ids = [3, 4, 5, 6, 7, 8]  # "where is the café?": four words, the last of three pieces
+    assert tok.settled(ids, 2) == (3, 4)
+    assert tok.settled(ids, 1) == (3, 4, 5)
+    assert tok.settled(ids, 4) == () and tok.settled([], 2) == ()
 
 
 def test_repetition_cut() -> None:
@@ -113,6 +124,31 @@ def test_should_stop_aborts_between_decoder_steps(
     with pytest.raises(TranscriptionAborted, match="after 2 tokens"):
         asr.transcribe(question_16k, should_stop=stop_after_three)
     assert polls == 4  # one check before encoding, then one per decoder step
+
+
+@pytest.mark.parametrize("options", [GREEDY, DecodeOptions()], ids=["greedy", "beam"])
+def test_a_pass_from_settled_words_reads_them_in_one_call(
+    asr: MoonshineAsr,  # noqa: F811
+    question_16k: np.ndarray,  # noqa: F811
+    options: DecodeOptions,
+) -> None:
+    """Starting from the first words of what a pass heard gives the same transcript, with a
+    decoder step fewer for every token given (the prefix is read in the first call)."""
+    polls = 0
+
+    def count() -> bool:
+        nonlocal polls
+        polls += 1
+        return False
+
+    whole = asr.transcribe(question_16k, count, options)
+    steps = polls
+    prefix = asr.tokenizer.settled(whole.token_ids, 2)
+    assert 3 <= len(prefix) < len(whole.token_ids), whole.text
+    polls = 0
+    again = asr.transcribe(question_16k, count, options, prefix)
+    assert again.text == whole.text and again.token_ids == whole.token_ids
+    assert polls == steps - len(prefix)
 
 
 async def test_trio_caller_abandons_pass_via_flag(

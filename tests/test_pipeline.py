@@ -207,6 +207,25 @@ async def test_utterance_becomes_a_spoken_turn(runner: TurnRunner, tmp_path: Pat
     assert 'stage="voice_to_voice"' in text and 'stage="asr_final"' in text
 
 
+async def test_a_long_question_final_pass_starts_from_settled_words(runner: TurnRunner) -> None:
+    """The final pass reads what the last partial settled instead of searching it again (a
+    long question's final pass only searches its end), and still hears the whole question."""
+    h = Harness(runner.cfg)
+    question = (
+        "Good morning, could you tell me when the museum opens on Sunday, "
+        "and how much a ticket for a child costs?"
+    )
+    audio = np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        await feed(pipe, audio, live=True)
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    (final,) = [m["text"].lower() for m in h.of("transcript") if m["final"]]
+    for word in ("museum", "sunday", "ticket", "child"):
+        assert word in final, final
+    assert pipe.turns[0].timings.get("asr_settled_tokens", 0) >= 3, pipe.turns[0].timings
+
+
 async def test_noise_and_silence_start_no_turn(runner: TurnRunner) -> None:
     h = Harness(runner.cfg)
     sink = ListSink()

@@ -21,6 +21,9 @@ class Transcript:
     # The other hypotheses of a beam search, best first, without `text` and without repeats
     # that differ only in case or punctuation; () from a greedy search.
     alternatives: tuple[str, ...] = ()
+    # The best hypothesis as the engine's token ids, for a later pass over the same utterance
+    # with more audio to start from (`prefix`); () when the engine has none to give.
+    token_ids: tuple[int, ...] = ()
 
 
 class TranscriptionAborted(Exception):

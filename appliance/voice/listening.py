@@ -169,6 +169,8 @@ class AsrPass:
     alternatives: tuple[str, ...] = ()  # a beam search's other hypotheses, best first
     compute_s: float = 0.0
     audio_s: float = 0.0
+    prefix: tuple[int, ...] = ()  # token ids the pass starts from (an earlier pass settled)
+    token_ids: tuple[int, ...] = ()  # what it heard, as token ids
 
 
 class InFlight:

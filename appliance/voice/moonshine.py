@@ -41,6 +41,7 @@ TOKENS_EXTRA = 10
 MIN_SAMPLES = SAMPLE_RATE // 10
 
 _BYTE_TOKEN = re.compile(rb"^<0x([0-9A-Fa-f]{2})>$")
+_SPACE = "▁".encode()  # SentencePiece's mark of a word's first piece
 _KV_NAME = re.compile(r"^past_key_values\.(\d+)\.(decoder|encoder)\.(key|value)$")
 
 
@@ -115,6 +116,19 @@ class MoonshineTokenizer:
     def encode(self, text: str) -> list[int]:
         """`text` as token ids, word by word (pieces never span a space)."""
         return [t for word in text.split() for t in self.encode_word(word)]
+
+    def settled(self, ids: Sequence[int], last_words: int = 2) -> tuple[int, ...]:
+        """`ids` without their last `last_words` words (a word starts at a "▁" piece): what
+        a pass over audio cut while the visitor talked heard well enough to keep, for the
+        next pass over the whole utterance to start from. The words at a cut are guesses
+        (half a word, or one the rest of the sentence would change); () when that is all."""
+        starts = [i for i, t in enumerate(ids) if self._starts_word(t)]
+        if len(starts) <= last_words:
+            return ()
+        return tuple(ids[: starts[-last_words]])
+
+    def _starts_word(self, token: int) -> bool:
+        return N_SPECIAL <= token < len(self.pieces) and self.pieces[token].startswith(_SPACE)
 
     def decode(self, ids: Sequence[int]) -> str:
         out = bytearray()
@@ -375,12 +389,14 @@ class MoonshineAsr(AsrEngine):
         *,
         options: DecodeOptions,
         trie: BiasTrie | None,
+        prefix: Sequence[int] = (),
     ) -> list[tuple[int, ...]]:
-        """Token ids of the hypotheses, best first: one for greedy search, up to `beam` else."""
+        """Token ids of the hypotheses, best first: one for greedy search, up to `beam` else.
+        Each starts with `prefix` (`transcribe`)."""
         if options.beam == 1 and trie is None:
-            return [tuple(self.greedy(hidden, max_tokens, should_stop))]
+            return [tuple(self.greedy(hidden, max_tokens, should_stop, prefix))]
         hyps = self.beam_search(
-            hidden, max_tokens, should_stop, options.beam, options.length_penalty, trie
+            hidden, max_tokens, should_stop, options.beam, options.length_penalty, trie, prefix
         )
         return [h.tokens for h in hyps]
 
@@ -400,17 +416,19 @@ class MoonshineAsr(AsrEngine):
         hidden: npt.NDArray[np.float32],
         max_tokens: int,
         should_stop: StopFlag | None = None,
+        prefix: Sequence[int] = (),
     ) -> list[int]:
-        """Greedy search from the start token; returns the generated ids (no start/end)."""
+        """Greedy search from the start token (and `prefix`, read in the first call); returns
+        the ids after the start token, `prefix` first (no end id)."""
         feeds = self._first_step(hidden)
         first_outputs = ["logits"] + [p for p, _ in self._self_kv + self._cross_kv]
         step_outputs = ["logits"] + [p for p, _ in self._self_kv]
-        tokens: list[int] = []
-        token = START_TOKEN
-        for step in range(max_tokens):
+        tokens = list(prefix)
+        for step in range(max(max_tokens - len(tokens), 1)):
             if should_stop is not None and should_stop():
                 raise TranscriptionAborted(f"stopped after {len(tokens)} tokens")
-            feeds["input_ids"] = np.array([[token]], dtype=np.int64)
+            given = [START_TOKEN, *tokens] if step == 0 else tokens[-1:]
+            feeds["input_ids"] = np.array([given], dtype=np.int64)
             names = first_outputs if step == 0 else step_outputs
             outs = self._decoder.run(names, feeds)
             token = int(np.argmax(outs[0][0, -1, : self.vocab]))
@@ -429,6 +447,20 @@ class MoonshineAsr(AsrEngine):
                 feeds["use_cache_branch"] = np.array([True])
         return tokens
 
+    def _read_prefix(
+        self, prefix: Sequence[int], logits: npt.NDArray[np.float32], trie: BiasTrie | None
+    ) -> _Beam:
+        """The beam after `prefix` as if searched: `logits` of the first call, a row per
+        position ([start, *prefix]); each prefix token's log-prob, plus its bias bonus."""
+        logp = _log_softmax(np.asarray(logits[: len(prefix), : self.vocab], dtype=np.float32))
+        score = float(logp[np.arange(len(prefix)), list(prefix)].sum())
+        node = ROOT
+        if trie is not None:
+            for token in prefix:
+                node, bonus = trie.step(node, token)
+                score += bonus
+        return _Beam(tuple(prefix), score, node)
+
     def beam_search(
         self,
         hidden: npt.NDArray[np.float32],
@@ -437,6 +469,7 @@ class MoonshineAsr(AsrEngine):
         width: int,
         length_penalty: float = 1.0,
         trie: BiasTrie | None = None,
+        prefix: Sequence[int] = (),
     ) -> list[Hypothesis]:
         """Beam search, the live hypotheses batched into one decoder call per step; finished
         hypotheses best first (at least one). With `trie`, each step's log-probs get the bias
@@ -445,29 +478,34 @@ class MoonshineAsr(AsrEngine):
 
         Ends when `width` hypotheses have finished, or when the best finished one beats every
         live one even if that ended at the next step; loops are cut as in greedy search.
+        `prefix` is read in the first call and scored as if searched (its log-probs and bias),
+        so hypotheses rank as they would have without it.
         """
         feeds = self._first_step(hidden)
         n_self = len(self._self_kv)
         first_outputs = ["logits"] + [p for p, _ in self._self_kv + self._cross_kv]
         step_outputs = ["logits"] + [p for p, _ in self._self_kv]
         cross: dict[int, list[npt.NDArray[np.float32]]] = {}  # batch size -> tiled cross K/V
-        beams = [_Beam((), 0.0, ROOT)]
+        beams = [_Beam(tuple(prefix), 0.0, ROOT)]
         finished: list[Hypothesis] = []
 
         def finish(tokens: tuple[int, ...], score: float, ended: bool) -> None:
             n = len(tokens) + (1 if ended else 0)
             finished.append(Hypothesis(tokens, score, score / max(n, 1) ** length_penalty))
 
-        for step in range(max_tokens):
+        for step in range(max(max_tokens - len(prefix), 1)):
             if should_stop is not None and should_stop():
                 raise TranscriptionAborted(f"stopped after {step} tokens")
-            feeds["input_ids"] = np.array(
-                [[b.tokens[-1] if b.tokens else START_TOKEN] for b in beams], dtype=np.int64
-            )
+            if step == 0:
+                feeds["input_ids"] = np.array([[START_TOKEN, *prefix]], dtype=np.int64)
+            else:
+                feeds["input_ids"] = np.array([[b.tokens[-1]] for b in beams], dtype=np.int64)
             outs = self._decoder.run(first_outputs if step == 0 else step_outputs, feeds)
             if step == 0:
                 cross[1] = [np.asarray(v) for v in outs[1 + n_self :]]
                 feeds["use_cache_branch"] = np.array([True])
+                if prefix:
+                    beams = [self._read_prefix(prefix, outs[0][0], trie)]
             logp = _log_softmax(np.asarray(outs[0][:, -1, : self.vocab], dtype=np.float32))
             if trie is not None:
                 logp += np.stack([trie.row(b.node)[: self.vocab] for b in beams])
@@ -524,9 +562,13 @@ class MoonshineAsr(AsrEngine):
         audio: npt.NDArray[np.float32],
         should_stop: StopFlag | None = None,
         options: DecodeOptions | None = None,
+        prefix: Sequence[int] = (),
     ) -> Transcript:
         """Transcribe `audio` with the current search, or with `options` for this call
-        (`GREEDY` for a partial that is only shown)."""
+        (`GREEDY` for a partial that is only shown). `prefix`: token ids every hypothesis
+        starts with (what an earlier pass over the start of this audio settled, see
+        `MoonshineTokenizer.settled`); the decoder reads them in one call instead of a step
+        each, so a long utterance's final pass only searches its last words."""
         t0 = time.perf_counter()
         a = check_audio(audio)
         audio_s = len(a) / SAMPLE_RATE
@@ -540,7 +582,9 @@ class MoonshineAsr(AsrEngine):
         elif options.bias_weight != current.bias_weight:
             trie = None  # the trie was compiled for the current weight
         hidden = self.encode(a)
-        hyps = self.search(hidden, max_tokens_for(audio_s), should_stop, options=options, trie=trie)
+        hyps = self.search(
+            hidden, max_tokens_for(audio_s), should_stop, options=options, trie=trie, prefix=prefix
+        )
         best = self.tokenizer.decode(hyps[0])
         texts = {_text_key(best): best}
         for tokens in hyps[1:]:
@@ -549,5 +593,10 @@ class MoonshineAsr(AsrEngine):
                 texts.setdefault(_text_key(text), text)
         others = list(texts.values())[1:]
         return Transcript(
-            best, len(hyps[0]), audio_s, time.perf_counter() - t0, alternatives=tuple(others)
+            best,
+            len(hyps[0]),
+            audio_s,
+            time.perf_counter() - t0,
+            alternatives=tuple(others),
+            token_ids=hyps[0],
         )

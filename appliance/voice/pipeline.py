@@ -97,6 +97,7 @@ class PipelineSettings:
     post_roll_s: float = VoiceConfig.post_roll_s
     partial_interval_s: float = VoiceConfig.partial_interval_s
     speculative_final: bool = VoiceConfig.speculative_final
+    settled_words: int = VoiceConfig.settled_words
     asr_s: float = VoiceConfig.asr_s
     tts_first_s: float = VoiceConfig.tts_first_s
     length_scale: float = VoiceConfig.length_scale
@@ -163,6 +164,8 @@ class VoicePipeline:
         self._last_partial = 0.0
         self._partial: AsrPass | None = None
         self._spec: AsrPass | None = None
+        # The last finished partial's words but its last few: (utterance start, token ids).
+        self._settled: tuple[float, tuple[int, ...]] = (-1.0, ())
         self._turn_scope: trio.CancelScope | None = None
         self._leg: VoiceLeg | None = None
         self._turn_done = trio.Event()
@@ -329,7 +332,7 @@ class VoicePipeline:
                 if self._partial is not None:
                     self._partial.stop = True  # the final pass has priority on the ASR runner
                 if self.settings.speculative_final:
-                    self._spec = AsrPass(self._utt_start, t, final=True)
+                    self._spec = self._final_pass(self._utt_start, t)
                     self._nursery.start_soon(self._run_speculative, self._spec)
             case SpeechResumed():
                 if self._spec is not None:
@@ -409,8 +412,9 @@ class VoicePipeline:
                 await self.engine.sync_bias(
                     self.runner.knowledge, bias_wake_phrase(self.runner.cfg)
                 )
-            tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options)
+            tr = await asr.run(asr.model.transcribe, audio, lambda: p.stop, options, p.prefix)
             p.text, p.alternatives, p.compute_s = tr.text, tr.alternatives, tr.compute_s
+            p.token_ids = tr.token_ids
         except TranscriptionAborted:
             pass
         except Exception:
@@ -418,11 +422,20 @@ class VoicePipeline:
         finally:
             p.done.set()
 
+    def _final_pass(self, start: float, end: float) -> AsrPass:
+        """A final pass over [start, end], from the words the last partial of this utterance
+        settled (`settled_words`)."""
+        since, prefix = self._settled
+        return AsrPass(start, end, final=True, prefix=prefix if since == start else ())
+
     async def _run_partial(self, p: AsrPass) -> None:
         try:
             await self._run_asr(p)
         finally:
             self._partial = None
+        n = self.settings.settled_words
+        if n and p.token_ids and not p.stop:
+            self._settled = (p.start, self.engine.asr.model.tokenizer.settled(p.token_ids, n))
         if p.text and not p.stop and self._seg.state != "waiting":
             self._seg.set_complete_hint(looks_complete(p.text))
             if self._utt_shown:
@@ -492,7 +505,7 @@ class VoicePipeline:
         if spec is None or spec.start != ev.start or abs(spec.end - ev.end) > 1e-6:
             if spec is not None:
                 spec.stop = True
-            spec = AsrPass(ev.start, ev.end, final=True)
+            spec = self._final_pass(ev.start, ev.end)
             self._nursery.start_soon(self._run_asr, spec)
         # The budget bounds our wait, not the pass: it polls `stop` and ends on its own.
         with trio.move_on_at(wall_decided + s.asr_s):
@@ -517,6 +530,8 @@ class VoicePipeline:
         alternatives = spec.alternatives
         if spec.compute_s and spec.audio_s:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
+        if spec.prefix:
+            timings["asr_settled_tokens"] = len(spec.prefix)  # read, not searched
         if woken and self.wake_phrase:
             if not vouched and says_no_wake_phrase(text, self.wake_phrase):
                 # The detector fired on "...my dog..." (its near misses: "my <noun>"), and
