@@ -33,7 +33,7 @@ from appliance.metrics import Metrics
 from appliance.turns import TurnRunner
 from appliance.voice.echo import EchoGate
 from appliance.voice.engine import VoiceEngine
-from appliance.voice.listening import AudioRing, pcm16_to_float, usable_transcript
+from appliance.voice.listening import AudioRing, agreed, pcm16_to_float, usable_transcript
 from appliance.voice.pipeline import PipelineSettings, VoicePipeline, open_pipeline
 from appliance.voice.prefill import fill_spoken, warm_chunks
 from appliance.voice.speech import SpokenCache
@@ -134,6 +134,13 @@ async def feed(pipe: VoicePipeline, audio: F32, block: int = 1600, live: bool = 
 # -- pure pieces ------------------------------------------------------------------------------
 
 
+def test_two_passes_agree_on_their_common_start() -> None:
+    """An ending one pass invented ("... luggage? Do I need a pound") is not agreed on."""
+    assert agreed([5, 6, 7, 8, 9, 5, 6], [5, 6, 7, 8, 10, 11]) == (5, 6, 7, 8)
+    assert agreed([], [5, 6]) == () and agreed([5, 6], [5]) == (5,)
+    assert agreed([7, 6], [5, 6]) == ()
+
+
 def test_pcm16_and_usable_transcript() -> None:
     pcm = np.array([0, 16384, -32768, 32767], dtype="<i2").tobytes() + b"\x01"
     assert pcm16_to_float(pcm).tolist() == pytest.approx([0.0, 0.5, -1.0, 32767 / 32768])
@@ -208,8 +215,8 @@ async def test_utterance_becomes_a_spoken_turn(runner: TurnRunner, tmp_path: Pat
 
 
 async def test_a_long_question_final_pass_starts_from_settled_words(runner: TurnRunner) -> None:
-    """The final pass reads what the last partial settled instead of searching it again (a
-    long question's final pass only searches its end), and still hears the whole question."""
+    """The final pass reads what the last two partials agreed on instead of searching it again
+    (a long question's final pass only searches its end), and still hears the whole question."""
     h = Harness(runner.cfg)
     question = (
         "Good morning, could you tell me when the museum opens on Sunday, "

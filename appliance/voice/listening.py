@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "AudioRing",
     "FrameClock",
     "InFlight",
+    "agreed",
     "pcm16_to_float",
     "speech_end",
     "usable_transcript",
@@ -36,6 +38,18 @@ def pcm16_to_float(data: bytes) -> F32:
     """PCM s16le mono -> float32 in [-1, 1). An odd trailing byte is dropped."""
     n = len(data) // 2
     return np.frombuffer(data[: 2 * n], dtype="<i2").astype(np.float32) / 32768.0
+
+
+def agreed(before: Sequence[int], after: Sequence[int]) -> tuple[int, ...]:
+    """What two passes over the growing start of one utterance both heard: their common
+    prefix. A pass over audio cut while the visitor talks may invent an ending (a phrase said
+    again, a word made up); the next pass, over more audio, seldom invents the same one."""
+    n = 0
+    for a, b in zip(before, after, strict=False):
+        if a != b:
+            break
+        n += 1
+    return tuple(after[:n])
 
 
 _WORD = re.compile(r"[A-Za-z0-9]+")

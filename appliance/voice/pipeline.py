@@ -51,6 +51,7 @@ from .listening import (
     FrameClock,
     InFlight,
     ListenGate,
+    agreed,
     is_stop_request,
     says_no_wake_phrase,
     speech_end,
@@ -164,7 +165,9 @@ class VoicePipeline:
         self._last_partial = 0.0
         self._partial: AsrPass | None = None
         self._spec: AsrPass | None = None
-        # The last finished partial's words but its last few: (utterance start, token ids).
+        # The last finished partial's token ids, and what it and the one before agreed on but
+        # the last few words: (utterance start, token ids) each.
+        self._heard: tuple[float, tuple[int, ...]] = (-1.0, ())
         self._settled: tuple[float, tuple[int, ...]] = (-1.0, ())
         self._turn_scope: trio.CancelScope | None = None
         self._leg: VoiceLeg | None = None
@@ -423,8 +426,8 @@ class VoicePipeline:
             p.done.set()
 
     def _final_pass(self, start: float, end: float) -> AsrPass:
-        """A final pass over [start, end], from the words the last partial of this utterance
-        settled (`settled_words`)."""
+        """A final pass over [start, end], from the words the last two partials of this
+        utterance agreed on, but the last `settled_words` of them."""
         since, prefix = self._settled
         return AsrPass(start, end, final=True, prefix=prefix if since == start else ())
 
@@ -435,7 +438,10 @@ class VoicePipeline:
             self._partial = None
         n = self.settings.settled_words
         if n and p.token_ids and not p.stop:
-            self._settled = (p.start, self.engine.asr.model.tokenizer.settled(p.token_ids, n))
+            since, before = self._heard
+            both = agreed(before, p.token_ids) if since == p.start else ()
+            self._heard = (p.start, p.token_ids)
+            self._settled = (p.start, self.engine.asr.model.tokenizer.settled(both, n))
         if p.text and not p.stop and self._seg.state != "waiting":
             self._seg.set_complete_hint(looks_complete(p.text))
             if self._utt_shown:
