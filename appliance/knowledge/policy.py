@@ -1891,8 +1891,8 @@ def decide(
     return _decline("unknown", settings, "no_match")
 
 
-# The sound keys (`soundalike.sound_key`) of one-word greetings: hi / hey, hiya, hello, howdy.
-_GREETING_KEYS = ("H", "HY", "HL", "HT")
+# How one-word greetings sound (`soundalike.sound_key`: "H", "HY", "HL", "HT").
+_GREETING_KEYS = frozenset(sound_key(w) for w in ("hi", "hey", "hiya", "hello", "howdy"))
 
 
 def _heard_as_greeting(cleaned: str) -> bool:
