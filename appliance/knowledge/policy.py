@@ -552,7 +552,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "joke",
-            r"\b(?:tell|know|got|have) (?:me |us )?(?:a |any |another )?(?:good |funny )?jokes?"
+            # "tell me a science joke", "got any good dad jokes": up to two words before it.
+            r"\b(?:tell|know|got|have) (?:me |us )?(?:a |any |another )?(?:[\w-]+ ){0,2}?jokes?"
             r"(?: about (?:a |an |the )?[\w-]+)?\b|"
             r"\btell (?:me|us) something funny\b|\bsay something funny\b|\bmake (?:me|us) laugh\b",
         ),
@@ -662,7 +663,11 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:for (?:me|us)|me|us)\b|\b(?:book|reserve) (?:me|us)\b|"
             r"\bi(?:'d| would) like to (?:book|reserve|order|cancel)\b|"
             r"\bmake (?:me )?(?:a |an )?(?:booking|reservation)\b|"
-            rf"\b{_REQUEST} (?:book|reserve) (?:up |us |me )?(?:a |the )?table\b",
+            rf"\b{_REQUEST} (?:book|reserve) (?:up |us |me )?(?:a |the )?table\b|"
+            # "Please book me two seats" heard as "please work me two seats": the request is
+            # in its shape, whatever the verb was heard as.
+            r"\bplease (?!tell\b|show\b)\w+ (?:me|us) (?:a |an |one |two |three |four |five |six |"
+            r"\d+ )?(?:seats?|tickets?|places?|spaces?)\b",
         ),
         (
             "payment",
@@ -1173,6 +1178,20 @@ def _names_no_price(query: str, entry: FaqEntry, specific: Collection[str] = ())
     return _ASKS_PAYING_RE.search(query) is not None and not _NO_PAYING_RE.search(answer)
 
 
+def _prices_visitors(query: str, entry: FaqEntry, asked: frozenset[str]) -> bool:
+    """The question asks what one kind of visitor pays (`asked`, from `_kinds`: "how much for
+    a grown-up"), the entry's own question asks a price, and a sentence of its answer names an
+    amount and that kind of visitor: a price list."""
+    if not asked or _ASKS_AMOUNT_RE.search(query) is None:
+        return False
+    if _ASKS_AMOUNT_RE.search(entry.question) is None:
+        return False
+    return any(
+        _AMOUNT_RE.search(s) is not None and _kinds(_sentence_terms(s)) & asked
+        for s in split_sentences(entry.answer)
+    )
+
+
 _PRICE_TERMS = frozenset(
     tokenize("how much cost costs price prices priced fee fees expensive cheap cheaper afford")
 )
@@ -1328,6 +1347,13 @@ def _candidates(
             # a web site): evidence of meaning that the embedding misses ("what is your email"
             # is 0.23 from "How do I contact reception?" and its answer).
             semantic += settings.contact_bonus
+            anchored = True
+        if not anchored and coverage >= 1.0 - 1e-9 and _prices_visitors(g.query, hit.entry, asked):
+            # "How much for one grown-up?" and "How much are tickets?" (whose answer prices
+            # adults): every word of the question is in the entry, but only common ones, so it
+            # was unanchored (semantic 0.45) and declined. A price list for the kind of visitor
+            # asked about, with every word of the question, is on its topic. Not any priced
+            # entry for "what's it cost?": that answered a scooter's price with parking's.
             anchored = True
         support = semantic + settings.coverage_weight * coverage
         have = {t for t, _ in matched}
