@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +110,19 @@ def test_silence_gives_empty_or_tiny_transcript(asr: MoonshineAsr) -> None:  # n
     assert len(tr.text.split()) <= 1
     assert asr.transcribe(np.zeros(0, np.float32)).text == ""
     assert len(asr.transcribe(np.zeros(200, np.float32)).text.split()) <= 1  # padded, no crash
+
+
+def test_a_beam_hears_words_where_greedy_search_would(asr: MoonshineAsr) -> None:  # noqa: F811
+    """ "Hiya! Morning!" as the live pipeline cut it (held-out 15, an espeak-ng voice): its
+    first step has "Hi" at 0.54 and the end at 0.34, yet the beam ranked the empty hypothesis,
+    scored on one token, above every sentence, and the visitor got no reply. Nothing is heard
+    only where the end is the likeliest first step; silence still gives nothing."""
+    with wave.open(str(Path(__file__).parent / "data" / "asr" / "hiya_morning_cut.wav")) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    beam = DecodeOptions()  # the tuned beam search of the final pass
+    heard = asr.transcribe(pcm.astype(np.float32) / 32768.0, options=beam).text
+    assert heard.lower().startswith("hi"), heard
+    assert asr.transcribe(np.zeros(16000, dtype=np.float32), options=beam).text == ""
 
 
 def test_should_stop_aborts_between_decoder_steps(

@@ -488,6 +488,7 @@ class MoonshineAsr(AsrEngine):
         cross: dict[int, list[npt.NDArray[np.float32]]] = {}  # batch size -> tiled cross K/V
         beams = [_Beam(tuple(prefix), 0.0, ROOT)]
         finished: list[Hypothesis] = []
+        nothing_first = True
 
         def finish(tokens: tuple[int, ...], score: float, ended: bool) -> None:
             n = len(tokens) + (1 if ended else 0)
@@ -509,6 +510,11 @@ class MoonshineAsr(AsrEngine):
             logp = _log_softmax(np.asarray(outs[0][:, -1, : self.vocab], dtype=np.float32))
             if trie is not None:
                 logp += np.stack([trie.row(b.node)[: self.vocab] for b in beams])
+            if step == 0:
+                # Hearing nothing must be the likeliest first step, as greedy search would
+                # take it: otherwise the empty hypothesis, scored on one token, outranks every
+                # sentence (beam "" with "Hi." second, where greedy heard "Hi").
+                nothing_first = int(np.argmax(logp[0])) == END_TOKEN
             total = logp + np.array([b.score for b in beams], dtype=np.float32)[:, None]
             k = min(2 * width, total.size)
             flat = total.ravel()
@@ -520,7 +526,7 @@ class MoonshineAsr(AsrEngine):
                 b, token = divmod(f, self.vocab)
                 beam, score = beams[b], float(flat[f])
                 if token == END_TOKEN:
-                    if rank < width:  # an end outside the best `width` would displace nothing
+                    if rank < width and (beam.tokens or nothing_first):
                         finish(beam.tokens, score, ended=True)
                     continue
                 tokens = (*beam.tokens, token)
