@@ -998,6 +998,17 @@ def test_a_request_is_declined_whatever_its_verb_was_heard_as(embedder: Embedder
     assert turn(science, "how much is the planetarium show?").entry == entry(science, show)
 
 
+def test_a_month_only_another_entry_names_offers_both(embedder: Embedder) -> None:
+    """ "Are you open the first week of January?" was answered with the opening hours (by
+    season), typed and spoken, while another entry says the castle is closed 2 to 15 January
+    (held-out 15): the entry that names the month may be the exception, so both are offered."""
+    castle = KnowledgeBase.from_file(UNDERSTAND / "castle_faq.md", embedder=embedder)
+    hours, closed = entry(castle, HOURS), entry(castle, "When is the castle closed?")
+    d = turn(castle, "Are you open the first week of January?")
+    assert d.kind == "clarify" and {c.entry for c in d.choices} == {hours, closed}, d
+    assert turn(castle, "what are your opening hours?").entry == hours  # no month: as before
+
+
 def test_a_joke_about_something_is_small_talk(museum: KnowledgeBase) -> None:
     """ "Tell me a science joke!" was declined (held-out 15): a word or two may stand before
     "joke"."""

@@ -1456,6 +1456,9 @@ def _weigh(
         rivals = _rivals(best, cands, g, settings)
         if rivals:
             return _Ranked(_clarify([best, *rivals], settings, "qualified"), best)
+        dated = _dated(best, cands, g, settings)
+        if dated is not None:
+            return _Ranked(_clarify([best, dated], settings, "dated"), best)
         return _Ranked(_answer(best.hit, "confident", [c.hit for c in plausible], settings), best)
     # Offered back: the plausible best and the entries about as supported (these need no
     # anchor: the visitor picks, nothing is asserted).
@@ -1591,6 +1594,38 @@ def _rivals(
         and _covered(c, specific) - has  # a word of the question the best lacks ("ready", "price")
         and not all(_term_in(t, _entry_terms(c.hit.entry)) for t in unsaid)
     ]
+
+
+_MONTH_TERMS = frozenset(
+    t
+    for w in "january february march april june july august september october november "
+    "december".split()
+    for t in tokenize(w)
+)
+
+
+def _dated(
+    best: _Candidate, cands: Sequence[_Candidate], g: Grounding, settings: PolicySettings
+) -> _Candidate | None:
+    """The entry that names the month the question asks about, when `best` does not: "are you
+    open the first week of January?" was answered with the opening hours (by season) while
+    another entry says the castle is closed 2 to 15 January. The one that names the date may
+    be the exception to the other, so both are offered back ("may" is left out: mostly a
+    verb). None: no such entry."""
+    months = [t for t, _ in g.term_df if t in _MONTH_TERMS]
+    if not months or any(_term_in(m, _entry_terms(best.hit.entry)) for m in months):
+        return None
+    return next(
+        (
+            c
+            for c in cands
+            if c is not best
+            and c.anchored
+            and c.semantic >= settings.faq_min_semantic
+            and any(_term_in(m, _entry_terms(c.hit.entry)) for m in months)
+        ),
+        None,
+    )
 
 
 def _qualified(r: _Ranked, whole: Grounding, settings: PolicySettings) -> bool:
