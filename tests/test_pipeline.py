@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ REPLY = "We open at nine thirty on Sundays, and the cafe is on the second floor.
 @functools.cache
 def engine() -> VoiceEngine:
     return VoiceEngine.load_blocking(SETTINGS, manifest(), check_hash=False)
+
+
+def wav_16k(name: str) -> F32:
+    """A 16 kHz PCM16 clip from tests/data/asr (cuts the benches found hard)."""
+    with wave.open(str(Path(__file__).parent / "data" / "asr" / name)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768.0
 
 
 def silence(s: float) -> F32:
@@ -232,6 +240,21 @@ async def test_a_long_question_final_pass_starts_from_settled_words(runner: Turn
     for word in ("museum", "sunday", "ticket", "child"):
         assert word in final, final
     assert pipe.turns[0].timings.get("asr_settled_tokens", 0) >= 3, pipe.turns[0].timings
+
+
+async def test_a_final_pass_that_heard_nothing_looks_again_wider(runner: TurnRunner) -> None:
+    """A final pass that hears nothing runs again over a wider cut (`test_asr` has the cut it
+    is for); murmuring under babble (held-out 15: "mmm... yeah, no, hang on...", 5 dB SNR)
+    still starts no turn."""
+    audio = np.concatenate([wav_16k("hang_on_babble.wav"), silence(1.0)])
+    h = Harness(runner.cfg)
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        await feed(pipe, audio, live=True)
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    assert [t.outcome for t in pipe.turns] == ["no_words"], pipe.turns
+    assert pipe.turns[0].timings.get("asr_wider") == 1, pipe.turns[0].timings
+    assert not h.of("reply.done")
 
 
 async def test_noise_and_silence_start_no_turn(runner: TurnRunner) -> None:

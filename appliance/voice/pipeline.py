@@ -86,6 +86,9 @@ log = logging.getLogger("appliance.voice.pipeline")
 
 F32 = npt.NDArray[np.float32]
 _MIN_PARTIAL_S = 0.4  # shorter audio gives Moonshine nothing to work with
+# How much wider than the segmenter's cut a final pass that heard nothing looks again.
+_WIDER_PRE_S = 0.2
+_WIDER_POST_S = 0.3
 _BEAM_MAX_AUDIO_S = 10.0  # longer utterances: greedy final pass (see _run_asr)
 _EMPTY: F32 = np.zeros(0, dtype=np.float32)
 
@@ -431,6 +434,17 @@ class VoicePipeline:
         since, prefix = self._settled
         return AsrPass(start, end, final=True, prefix=prefix if since == start else ())
 
+    def _wider_pass(self, ev: SpeechEnded) -> AsrPass:
+        """A final pass, started, over a wider cut of an utterance in which the first heard
+        nothing: the VAD's onset came late or its end early, and Moonshine hears nothing in a
+        word cut in two ("What times are the star shows in the dome?" with its first 0.07 s
+        cut: nothing; 0.1 s more before it: every word). Not for a barge-in: over our own
+        reply, nothing heard is what the echo should give."""
+        log.info("the final pass heard nothing: again over a wider cut")
+        p = AsrPass(ev.start - _WIDER_PRE_S, min(ev.end + _WIDER_POST_S, ev.t), final=True)
+        self._nursery.start_soon(self._run_asr, p)
+        return p
+
     async def _run_partial(self, p: AsrPass) -> None:
         try:
             await self._run_asr(p)
@@ -514,8 +528,12 @@ class VoicePipeline:
             spec = self._final_pass(ev.start, ev.end)
             self._nursery.start_soon(self._run_asr, spec)
         # The budget bounds our wait, not the pass: it polls `stop` and ends on its own.
+        wider = False
         with trio.move_on_at(wall_decided + s.asr_s):
             await spec.done.wait()
+            if not barge and not spec.stop and not (spec.text or "").strip():
+                spec, wider = self._wider_pass(ev), True
+                await spec.done.wait()
         timings = {
             "vad_end_ms": round((wall_decided - wall_end) * 1000.0, 1),
             "asr_final_ms": round((trio.current_time() - wall_decided) * 1000.0, 1),
@@ -538,6 +556,8 @@ class VoicePipeline:
             timings["asr_rtf"] = round(spec.compute_s / spec.audio_s, 3)
         if spec.prefix:
             timings["asr_settled_tokens"] = len(spec.prefix)  # read, not searched
+        if wider:
+            timings["asr_wider"] = 1
         if woken and self.wake_phrase:
             if not vouched and says_no_wake_phrase(text, self.wake_phrase):
                 # The detector fired on "...my dog..." (its near misses: "my <noun>"), and
