@@ -252,15 +252,15 @@ class VoiceConfig:
     # ASR: partial passes while the visitor speaks; the final pass starts at the first silence.
     partial_interval_s: float = 0.6
     speculative_final: bool = True
-    # The final pass starts from what the last two partials both heard, but their last
+    # The final pass may start from what the last two partials both heard, but their last
     # `settled_words` words: the decoder reads them in one call, so a long question's final
     # pass only searches its end (a partial over audio cut mid-sentence may invent an ending;
-    # two passes seldom invent the same one). On the two held-out sets nobody tuned on
-    # (held-out 15, live and replayed) it answered as right as from scratch, with first audio
-    # p50 566 -> 483, p95 909 -> 738 ms; replayed on held-out 11-14, whose from-scratch
-    # transcripts the policy was tuned on, 5 wrong answers against 2 (docs/bench/
-    # asr-settled-stop17, tools/asr_settled_eval.py). 0: every final pass from the start.
-    settled_words: int = 1
+    # two passes seldom invent the same one). Off by default: on held-out 14 it cut first
+    # audio from p50 638 / p95 945 to 547 / 768 ms with WER unchanged, but replaying 480
+    # held-out clips' transcripts through the answer policy gave 5 wrong answers against 2
+    # from scratch (partly because the policy was tuned on the from-scratch transcripts).
+    # 1 turns it on (docs: tools/asr_settled_eval.py); 0: every final pass from the start.
+    settled_words: int = 0
     asr_s: float = 3.0  # budget for the final transcript after the end of speech
     # The final pass's search: `asr_beam` hypotheses per step (1 = greedy), with a bonus of
     # `asr_bias` (0 = off) for tokens that continue the FAQ's words, so "galleries" wins over

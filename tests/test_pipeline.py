@@ -231,8 +231,8 @@ async def test_a_long_question_final_pass_starts_from_settled_words(runner: Turn
         "and how much a ticket for a child costs?"
     )
     audio = np.concatenate([silence(0.5), speech_16k(question), silence(1.0)])
-    assert PipelineSettings().settled_words == 1  # on by default (stop 18)
-    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+    settings = dataclasses.replace(PipelineSettings(), settled_words=1)  # off by default
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink(), settings) as pipe:
         await feed(pipe, audio, live=True)
         with trio.fail_after(30):
             await pipe.wait_idle()
