@@ -255,11 +255,11 @@ class VoiceConfig:
     # The final pass may start from what the last two partials both heard, but their last
     # `settled_words` words: the decoder reads them in one call, so a long question's final
     # pass only searches its end (a partial over audio cut mid-sentence may invent an ending;
-    # two passes seldom invent the same one). Off by default: on held-out 14 it cut first
-    # audio from p50 638 / p95 945 to 547 / 768 ms with WER unchanged, but replaying 480
-    # held-out clips' transcripts through the answer policy gave 5 wrong answers against 2
-    # from scratch (partly because the policy was tuned on the from-scratch transcripts).
-    # 1 turns it on (docs: tools/asr_settled_eval.py); 0: every final pass from the start.
+    # two passes seldom invent the same one). Off by default: the partials are greedy and
+    # unbiased, and what they agree on is kept even where the final beam would have heard
+    # better ("the first week again?" for "the first week of January?"). Held-out 15 at the
+    # same code: first audio p50 579 -> 490, p95 864 -> 741 ms, but 2 wrong answers against
+    # none (docs/bench/understand-heldout15-stop18-after*). 1 turns it on.
     settled_words: int = 0
     asr_s: float = 3.0  # budget for the final transcript after the end of speech
     # The final pass's search: `asr_beam` hypotheses per step (1 = greedy), with a bonus of
