@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import threading
-import wave
-from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
-from voicefixtures import asr, question_16k  # noqa: F401  (fixtures)
+from voicefixtures import asr, clip_16k, question_16k  # noqa: F401  (fixtures)
 
 from appliance.audio.resample import resample
 from appliance.inference import ModelRunner
@@ -22,14 +19,6 @@ from appliance.voice.moonshine import (
     max_tokens_for,
     repetition_cut,
 )
-
-
-def wav(name: str) -> npt.NDArray[np.float32]:
-    """A 16 kHz PCM16 clip from tests/data/asr (cuts the benches found hard)."""
-    with wave.open(str(Path(__file__).parent / "data" / "asr" / name)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
-
 
 # --- pure ---------------------------------------------------------------------------------
 
@@ -127,7 +116,7 @@ def test_a_beam_hears_words_where_greedy_search_would(asr: MoonshineAsr) -> None
     scored on one token, above every sentence, and the visitor got no reply. Nothing is heard
     only where the end is the likeliest first step; silence still gives nothing."""
     beam = DecodeOptions()  # the tuned beam search of the final pass
-    heard = asr.transcribe(wav("hiya_morning_cut.wav"), options=beam).text
+    heard = asr.transcribe(clip_16k("hiya_morning_cut.wav"), options=beam).text
     assert heard.lower().startswith("hi"), heard
     assert asr.transcribe(np.zeros(16000, dtype=np.float32), options=beam).text == ""
 
@@ -136,7 +125,7 @@ def test_a_word_cut_at_its_start_is_heard_in_a_wider_cut(asr: MoonshineAsr) -> N
     """ "What times are the star shows in the dome?" (held-out 15, an espeak-ng voice) as the
     live segmenter cut it, 0.07 s into its first word: Moonshine hears nothing. 0.2 s more
     on each side (the pipeline's second look, `_wider_pass`) and it hears the question."""
-    clip = wav("star_shows_en029.wav")
+    clip = clip_16k("star_shows_en029.wav")
     beam = DecodeOptions()
 
     def cut(t0: float, t1: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 from support import make_config
-from voicefixtures import SETTINGS, manifest, speech_16k
+from voicefixtures import SETTINGS, clip_16k, manifest, speech_16k
 
 from appliance import turns
 from appliance.audio.resample import resample
@@ -46,13 +45,6 @@ REPLY = "We open at nine thirty on Sundays, and the cafe is on the second floor.
 @functools.cache
 def engine() -> VoiceEngine:
     return VoiceEngine.load_blocking(SETTINGS, manifest(), check_hash=False)
-
-
-def wav_16k(name: str) -> F32:
-    """A 16 kHz PCM16 clip from tests/data/asr (cuts the benches found hard)."""
-    with wave.open(str(Path(__file__).parent / "data" / "asr" / name)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
 
 
 def silence(s: float) -> F32:
@@ -246,7 +238,7 @@ async def test_a_final_pass_that_heard_nothing_looks_again_wider(runner: TurnRun
     """A final pass that hears nothing runs again over a wider cut (`test_asr` has the cut it
     is for); murmuring under babble (held-out 15: "mmm... yeah, no, hang on...", 5 dB SNR)
     still starts no turn."""
-    audio = np.concatenate([wav_16k("hang_on_babble.wav"), silence(1.0)])
+    audio = np.concatenate([clip_16k("hang_on_babble.wav"), silence(1.0)])
     h = Harness(runner.cfg)
     async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
         await feed(pipe, audio, live=True)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from appliance.audio.resample import resample
+from appliance.demo import read_wav
 from appliance.inference import InferenceSettings
 from appliance.models_manifest import ModelFile, load_manifest
 from appliance.voice.moonshine import MoonshineAsr
@@ -51,6 +53,11 @@ def speech_16k(text: str) -> npt.NDArray[np.float32]:
     out = resample(audio, load_tts().sample_rate, 16000)
     out.setflags(write=False)
     return out
+
+
+def clip_16k(name: str) -> npt.NDArray[np.float32]:
+    """A recorded cut from tests/data/asr (live cuts the benches found hard), 16 kHz mono."""
+    return read_wav(Path(__file__).parent / "data" / "asr" / name)
 
 
 @pytest.fixture
