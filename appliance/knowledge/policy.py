@@ -388,9 +388,18 @@ _INCIDENTAL_WORDS = """
     often anymore again supposed normally till
     couple goes went came coming gets getting got bought asked asking told knew thought
     wanted looking looked trying tried brought
-    yesterday january february march april june july august september october november december
+    yesterday
 """
-_INCIDENTAL_SET = frozenset(t for w in _INCIDENTAL_WORDS.split() for t in tokenize(w))
+# The months ("may" is left out: mostly a verb). They say when, so they are incidental too.
+_MONTH_TERMS = frozenset(
+    t
+    for w in "january february march april june july august september october november "
+    "december".split()
+    for t in tokenize(w)
+)
+_INCIDENTAL_SET = (
+    frozenset(t for w in _INCIDENTAL_WORDS.split() for t in tokenize(w)) | _MONTH_TERMS
+)
 # Words that name no topic, though a heading may need them ("after check-out"): a question
 # word of these that the FAQ never uses is no sign that it asks about something else.
 _UNTOLD_OK = frozenset(
@@ -1596,22 +1605,14 @@ def _rivals(
     ]
 
 
-_MONTH_TERMS = frozenset(
-    t
-    for w in "january february march april june july august september october november "
-    "december".split()
-    for t in tokenize(w)
-)
-
-
 def _dated(
     best: _Candidate, cands: Sequence[_Candidate], g: Grounding, settings: PolicySettings
 ) -> _Candidate | None:
     """The entry that names the month the question asks about, when `best` does not: "are you
     open the first week of January?" was answered with the opening hours (by season) while
     another entry says the castle is closed 2 to 15 January. The one that names the date may
-    be the exception to the other, so both are offered back ("may" is left out: mostly a
-    verb). None: no such entry."""
+    be the exception to the other, so both are offered back (`_MONTH_TERMS`). None: no such
+    entry."""
     months = [t for t, _ in g.term_df if t in _MONTH_TERMS]
     if not months or any(_term_in(m, _entry_terms(best.hit.entry)) for m in months):
         return None
