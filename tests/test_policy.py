@@ -460,6 +460,23 @@ def test_a_heading_that_states_a_situation_needs_the_question_to_state_it(
 
 
 @pytest.fixture(scope="module")
+def ferry(embedder: Embedder) -> KnowledgeBase:
+    """Held-out 16's ferry terminal: a car fare and a fare for vehicles "over 2.1 metres"."""
+    return KnowledgeBase.from_file(UNDERSTAND / "ferry_faq.md", embedder=embedder)
+
+
+def test_over_is_not_a_topic_word(ferry: KnowledgeBase) -> None:
+    """ "what's it cost to bring the car over and back" was answered with the vans' fares:
+    "over" is in two entries only, so it outweighed "cost" and "car", and the vans' answer
+    has it ("vehicles over 2.1 metres high"). Across or more than, it names no topic."""
+    car = "How much does it cost to take a car across?"
+    question = "what's it cost to bring the car over and back, it's just me in it"
+    assert answered_with(ferry, question) == car
+    van = "Can I take a van, motorhome or trailer?"
+    assert answered_with(ferry, "how much is it to take a motorhome over?") == van
+
+
+@pytest.fixture(scope="module")
 def castle(embedder: Embedder) -> KnowledgeBase:
     """Held-out 11's castle: a ticket, a children's ticket and a family ticket entry."""
     return KnowledgeBase.from_file(UNDERSTAND / "castle_faq.md", embedder=embedder)
