@@ -842,6 +842,30 @@ def test_an_unsaid_heading_word_alone_changes_nothing(hotel: KnowledgeBase) -> N
     assert d.kind == "faq" and d.entry == entry(hotel, LUGGAGE), d
 
 
+@pytest.fixture(scope="module")
+def aquarium(embedder: Embedder) -> KnowledgeBase:
+    """Held-out 16's aquarium: opening hours, and a café whose answer has its own hours."""
+    return KnowledgeBase.from_file(UNDERSTAND / "aquarium_faq.md", embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("before", "expect"),
+    [
+        # "it" is the café, and the café's answer has its hours (it got the venue's hours).
+        ("where's the café?", "Is there a cafe, and can we bring a picnic?"),
+        # The toilets' answer has no time: the venue's hours (it got the toilets' answer).
+        ("where are the toilets?", "When are you open?"),
+    ],
+)
+def test_what_time_does_it_close_is_answered_by_an_answer_with_a_time(
+    aquarium: KnowledgeBase, before: str, expect: str
+) -> None:
+    first = turn(aquarium, before)
+    ctx = PolicyContext.after(before, first, None)
+    d = turn(aquarium, "what time does it close?", ctx)
+    assert d.kind == "faq" and d.entry is not None and d.entry.question == expect, d
+
+
 def test_a_clarification_is_resolved_in_the_next_turn(museum: KnowledgeBase) -> None:
     first = turn(museum, "excuse me, is the museum open on mondays at all?")
     ctx = PolicyContext.after("excuse me, is the museum open on mondays at all?", first, None)

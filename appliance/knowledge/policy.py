@@ -998,7 +998,8 @@ def _pieces(cleaned: str) -> list[tuple[str, bool]]:
 
 # A question about what was just named: "does it cost anything?", "when does it start?"
 _ABOUT_THE_LAST_RE = re.compile(
-    r"\W*(?:(?:and|but|so|oh) )?(?:(?:how much|what|when|where|how long) )?"
+    r"\W*(?:(?:and|but|so|oh) )?(?:(?:how much|what time|what|when|where|how long|how late|"
+    r"how early) )?"
     r"(?:does|do|is|are|was|will|would|can|could|did|has|have)\s+(?:it|that|this|they|those|these)\b",
     re.IGNORECASE,
 )
@@ -1009,6 +1010,42 @@ def _asks_of_the_last(part: str) -> bool:
     start?") and names nothing of its own: no word but price words and incidental ones."""
     own = [t for t in _content_terms(part) if t not in _PRICE_TERMS and not _incidental(t)]
     return not own and _ABOUT_THE_LAST_RE.match(part) is not None
+
+
+# Asks when: the answer to it has a clock time ("10:00 to 16:30", "9am", "noon").
+_ASKS_TIME_RE = re.compile(
+    r"\b(?:what time|when|how late|how early|until when|till when)\b", re.IGNORECASE
+)
+_CLOCK_RE = re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b|\b(?:noon|midnight)\b", re.I)
+
+
+def _tells(entry: FaqEntry, question: str) -> bool:
+    """The entry's answer has the kind of detail `question` asks for: a clock time for "what
+    time", an amount for "how much". False for a question that asks for neither."""
+    if _ASKS_TIME_RE.search(question):
+        return _CLOCK_RE.search(entry.answer) is not None
+    if _ASKS_AMOUNT_RE.search(question):
+        return _AMOUNT_RE.search(entry.answer) is not None
+    return False
+
+
+def _about_it(cleaned: str, own: _Ranked, other: _Ranked) -> _Ranked | None:
+    """For a question about what was just named that asks a time or an amount ("what time
+    does it close?"), the reading whose answer tells it: with the previous topic first, else
+    on its own. None when neither does (then the better supported one, `_pick`).
+    "Where's the café?" - "what time does it close?": "it" is the café, whose answer has its
+    hours; alone the question was answered with the venue's opening hours, better supported
+    by "time" and "close". After the toilets, whose answer has no time, the venue's hours
+    answer it, not the toilets' answer again."""
+    if not _asks_of_the_last(cleaned):
+        return None
+    tells = [
+        r.best is not None and _is_answer(r) and _tells(r.best.hit.entry, cleaned)
+        for r in (other, own)
+    ]
+    if tells[0]:
+        return other
+    return own if tells[1] else None
 
 
 def question_parts(question: str) -> tuple[str, ...]:
@@ -1893,7 +1930,7 @@ def decide(
             and (_is_answer(other) or _refers_back(question))
             and not _beside_the_topic(question, other, repeat)
         ):
-            weighed = _pick(weighed, other)
+            weighed = _about_it(cleaned, weighed, other) or _pick(weighed, other)
     weighed_parts = [(p, _weigh(p, settings) if _ranked(p) else _Ranked(None, None)) for p in parts]
     split = [r for p, r in weighed_parts if _ranked(p)]
     if len(split) >= 2:
