@@ -1355,6 +1355,11 @@ def test_question_parts() -> None:
     assert question_parts("can I put my name down for that book? does it cost anything?") == (
         "can I put my name down for that book does it cost anything?",
     )
+    # A clause that only narrows the question before it, asking nothing of its own (held-out
+    # 16, read: "at or around the island?" alone was answered with tickets on the island).
+    assert question_parts("do you do boat trips to see seals? like at or around the island?") == (
+        "do you do boat trips to see seals at or around the island?",
+    )
     assert question_parts("how much is a ticket? is it cheaper online?") == (
         "how much is a ticket",
         "is it cheaper online?",

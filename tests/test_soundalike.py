@@ -113,6 +113,15 @@ def test_the_caller_may_exclude_words(museum_words: SoundIndex) -> None:
     assert not museum_words.repair("where is the clock room", skip=lambda t: t == "clock").repairs
 
 
+def test_a_word_of_the_grammar_is_not_repaired_alone() -> None:
+    """ "do you do both trips" had "both" repaired to "booth" (held-out 16, read): a word
+    like "both" was surely said. A word that is not one is still repaired."""
+    index = SoundIndex.build([FaqEntry("Where is the ticket booth?", "By the main door.")])
+    assert index.match("both") is not None  # it does sound like "booth"
+    assert index.repair("do you do both trips").repairs == ()
+    assert index.repair("where is the bothe").text == "where is the booth"
+
+
 def test_two_faq_words_as_alike_are_no_repair() -> None:
     index = SoundIndex.build([FaqEntry("Where is the lantern?", "Ask at the lanturn desk.")])
     assert index.match("lantirn") is None  # "lantern" and "lanturn" tie: no basis to pick

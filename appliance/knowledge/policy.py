@@ -1048,6 +1048,21 @@ def _about_it(cleaned: str, own: _Ranked, other: _Ranked) -> _Ranked | None:
     return own if tells[1] else None
 
 
+# How a clause that only narrows the question before it starts: "do you do boat trips to see
+# the seals? (like) at or around the island?", "any tours? or on weekends maybe?".
+_ELABORATES_RE = re.compile(
+    r"^(?:or|say|i mean|at|around|near|in|on|with|by|from|round|maybe|perhaps|even)\b",
+    re.IGNORECASE,
+)
+
+
+def _elaborates(part: str) -> bool:
+    """`part` narrows the question before it and asks nothing of its own: it starts like a
+    place, a time or an alternative, with no question word (alone, "at or around the
+    island?" was answered with where to buy tickets on the island)."""
+    return _ELABORATES_RE.match(part) is not None and _ASKS_RE.search(part) is None
+
+
 def question_parts(question: str) -> tuple[str, ...]:
     """The separate questions of an utterance that asks several, or the asking clause of a
     long ramble; () for a plain question."""
@@ -1068,7 +1083,7 @@ def question_parts(question: str) -> tuple[str, ...]:
     if texts and len(cut) >= 2:  # the utterance was cut: its questions (or its one question)
         joined: list[str] = []
         for text in texts:
-            if joined and _asks_of_the_last(text):
+            if joined and (_asks_of_the_last(text) or _elaborates(text)):
                 # "… can I put my name down for it? does it cost anything?": the price of the
                 # reservation, not of whatever else costs something.
                 joined[-1] += " " + text

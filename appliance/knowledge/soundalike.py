@@ -55,6 +55,16 @@ MAX_JOIN = 3  # heard words run together for one FAQ word ("will gen hof" -> "wi
 _LETTERS_RE = re.compile(r"[^a-z]")
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _FRONT = frozenset("eiy")
+# Words of the grammar, not of any topic, that the FAQ may happen not to use: heard, they were
+# almost surely said ("do you do both trips" -> "booth", the ticket booth). Not repaired alone.
+_FUNCTION_WORDS = frozenset(
+    """
+    both either neither each every other another such same own only than once twice not nor
+    over under above below through across after before since until till while because though
+    although whether without within upon onto off out up down near next among along around
+    may might must shall ought these those whose whatever whoever however
+    """.split()
+)
 
 
 def _letters(word: str) -> str:
@@ -293,7 +303,7 @@ class SoundIndex:
 
     def _candidate(self, word: str, skip: Callable[[str], bool]) -> bool:
         w = word.casefold().replace("’", "'")
-        if w in STOPWORDS or "'" in w or len(_letters(w)) < 3:
+        if w in STOPWORDS or w in _FUNCTION_WORDS or "'" in w or len(_letters(w)) < 3:
             return False  # "we'll", "isn't": function words, repaired only run together
         terms = tokenize(w)
         return bool(terms) and not self.known(w) and not any(skip(t) for t in terms)
