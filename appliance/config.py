@@ -261,6 +261,12 @@ class VoiceConfig:
     # same code: first audio p50 579 -> 490, p95 864 -> 741 ms, but 2 wrong answers against
     # none (docs/bench/understand-heldout15-stop18-after*). 1 turns it on.
     settled_words: int = 0
+    # The final pass may also start from what a speculative final pass (beam and FAQ bias, as
+    # the final's own) heard over the utterance up to a pause the visitor then talked on
+    # after, but its last `paused_words` words (at the pause, the sentence seemed to end
+    # there). A long question's final pass then searches only what came after its last
+    # pause. 0 turns it off.
+    paused_words: int = 2
     asr_s: float = 3.0  # budget for the final transcript after the end of speech
     # The final pass's search: `asr_beam` hypotheses per step (1 = greedy), with a bonus of
     # `asr_bias` (0 = off) for tokens that continue the FAQ's words, so "galleries" wins over
@@ -607,6 +613,8 @@ def _validate_voice(cfg: Config, problems: list[str]) -> None:
         problems.append(f"voice.asr_beam: must be 1..8, got {v.asr_beam}")
     if not 0 <= v.settled_words <= 50:
         problems.append(f"voice.settled_words: must be 0..50, got {v.settled_words}")
+    if not 0 <= v.paused_words <= 50:
+        problems.append(f"voice.paused_words: must be 0..50, got {v.paused_words}")
     _positive(problems, "voice.max_browser_sessions", v.max_browser_sessions, allow_zero=True)
     if v.short_hangover_s > v.hangover_s:
         problems.append("voice.short_hangover_s: must not exceed voice.hangover_s")

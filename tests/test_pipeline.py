@@ -234,6 +234,27 @@ async def test_a_long_question_final_pass_starts_from_settled_words(runner: Turn
     assert pipe.turns[0].timings.get("asr_settled_tokens", 0) >= 3, pipe.turns[0].timings
 
 
+async def test_a_final_pass_starts_from_what_was_heard_at_a_pause(runner: TurnRunner) -> None:
+    """A speculative final pass at a pause the visitor talks on after still finishes, and the
+    final pass starts from its words but the last two (`paused_words`, on by default); the
+    whole question is still heard."""
+    h = Harness(runner.cfg)
+    # Unfinished at the pause (it ends "and"), so the turn does not end there.
+    first = "Good morning, could you tell me when the museum opens on Sunday and"
+    then = "how much a ticket for a child costs, and where we can park?"
+    audio = np.concatenate(
+        [silence(0.5), speech_16k(first), silence(0.1), speech_16k(then), silence(1.0)]
+    )
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+        await feed(pipe, audio, live=True)
+        with trio.fail_after(30):
+            await pipe.wait_idle()
+    (final,) = [m["text"].lower() for m in h.of("transcript") if m["final"]]
+    for word in ("museum", "sunday", "ticket", "child", "park"):
+        assert word in final, final
+    assert pipe.turns[0].timings.get("asr_settled_tokens", 0) >= 5, pipe.turns[0].timings
+
+
 async def test_a_final_pass_that_heard_nothing_looks_again_wider(runner: TurnRunner) -> None:
     """A final pass that hears nothing runs again over a wider cut (`test_asr` has the cut it
     is for); murmuring under babble (held-out 15: "mmm... yeah, no, hang on...", 5 dB SNR)

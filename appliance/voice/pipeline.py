@@ -102,6 +102,7 @@ class PipelineSettings:
     partial_interval_s: float = VoiceConfig.partial_interval_s
     speculative_final: bool = VoiceConfig.speculative_final
     settled_words: int = VoiceConfig.settled_words
+    paused_words: int = VoiceConfig.paused_words
     asr_s: float = VoiceConfig.asr_s
     tts_first_s: float = VoiceConfig.tts_first_s
     length_scale: float = VoiceConfig.length_scale
@@ -168,6 +169,8 @@ class VoicePipeline:
         self._last_partial = 0.0
         self._partial: AsrPass | None = None
         self._spec: AsrPass | None = None
+        # A speculative pass the visitor talked on after: left to finish, for its words.
+        self._lingering: AsrPass | None = None
         # The last finished partial's token ids, and what it and the one before agreed on but
         # the last few words: (utterance start, token ids) each.
         self._heard: tuple[float, tuple[int, ...]] = (-1.0, ())
@@ -337,15 +340,27 @@ class VoicePipeline:
             case SilenceStarted(t=t):
                 if self._partial is not None:
                     self._partial.stop = True  # the final pass has priority on the ASR runner
+                if self._lingering is not None:
+                    self._lingering.stop = True
+                    self._lingering = None
                 if self.settings.speculative_final:
                     self._spec = self._final_pass(self._utt_start, t)
                     self._nursery.start_soon(self._run_speculative, self._spec)
             case SpeechResumed():
-                if self._spec is not None:
-                    self._spec.stop = True
-                    self._spec = None
+                spec, self._spec = self._spec, None
+                if spec is None:
+                    pass
+                elif not self.settings.paused_words:
+                    spec.stop = True
+                elif spec.done.is_set():
+                    self._settle_paused(spec)
+                else:
+                    self._lingering = spec  # its words may still start the final pass
             case SpeechEnded():
                 spec, self._spec = self._spec, None
+                if self._lingering is not None:
+                    self._lingering.stop = True
+                    self._lingering = None
                 if self._partial is not None:
                     self._partial.stop = True
                 if not self._admitted(ev):
@@ -429,8 +444,9 @@ class VoicePipeline:
             p.done.set()
 
     def _final_pass(self, start: float, end: float) -> AsrPass:
-        """A final pass over [start, end], from the words the last two partials of this
-        utterance agreed on, but the last `settled_words` of them."""
+        """A final pass over [start, end], from the words settled so far in this utterance:
+        what the last two partials agreed on (`settled_words`) or a speculative pass heard
+        up to a pause (`paused_words`)."""
         since, prefix = self._settled
         return AsrPass(start, end, final=True, prefix=prefix if since == start else ())
 
@@ -461,8 +477,23 @@ class VoicePipeline:
             if self._utt_shown:
                 await self.emit(Transcript(p.text, final=False))
 
+    def _settle_paused(self, p: AsrPass) -> None:
+        """The visitor talked on after the pause `p` transcribed up to: what it heard, but its
+        last `paused_words` words, is where the final pass will start (when that is more than
+        the utterance has settled)."""
+        if not p.token_ids or p.stop or p.start != self._utt_start:
+            return
+        words = self.engine.asr.model.tokenizer.settled(p.token_ids, self.settings.paused_words)
+        since, before = self._settled
+        if since != p.start or len(words) > len(before):
+            self._settled = (p.start, words)
+
     async def _run_speculative(self, p: AsrPass) -> None:
         await self._run_asr(p)
+        if p is self._lingering:
+            self._lingering = None
+            self._settle_paused(p)
+            return
         # The whole utterance is transcribed while the visitor is still silent: if it reads as a
         # finished question, the segmenter may end the turn on the short hangover right away
         # (partials alone often stop a word short of the end).
