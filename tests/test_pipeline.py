@@ -33,7 +33,13 @@ from appliance.metrics import Metrics
 from appliance.turns import TurnRunner
 from appliance.voice.echo import EchoGate
 from appliance.voice.engine import VoiceEngine
-from appliance.voice.listening import AudioRing, agreed, pcm16_to_float, usable_transcript
+from appliance.voice.listening import (
+    AudioRing,
+    agreed,
+    loops,
+    pcm16_to_float,
+    usable_transcript,
+)
 from appliance.voice.pipeline import PipelineSettings, VoicePipeline, open_pipeline
 from appliance.voice.prefill import fill_spoken, warm_chunks
 from appliance.voice.speech import SpokenCache
@@ -147,6 +153,18 @@ def test_pcm16_and_usable_transcript() -> None:
     assert usable_transcript("When do you open?")
     assert not usable_transcript("")
     assert not usable_transcript("Um... uh.")
+
+
+def test_a_phrase_said_twice_in_a_row_is_a_loop() -> None:
+    """A final pass from settled words that lost its place in the audio says a phrase over
+    and over (held-out 16); it is run again from scratch. A word or two said twice is how
+    visitors talk."""
+    looped = "My wife's in a wheelchair and we are not bringing the car and we are not bringing"
+    assert loops(looped + " the car and we are")
+    assert not loops(looped)
+    assert not loops("No, no, no, I said the car. Sorry, sorry.")
+    assert not loops("Where is the the toilet?")
+    assert not loops("")
 
 
 def test_audio_ring_slices_by_time_with_pre_roll() -> None:

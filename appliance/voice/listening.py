@@ -56,6 +56,18 @@ _WORD = re.compile(r"[A-Za-z0-9]+")
 _FILLERS = frozenset("uh um hmm mm mhm ah eh oh er erm hm".split())
 
 
+def loops(text: str, longest: int = 8) -> bool:
+    """The same phrase of 3 to `longest` words twice in a row ("and we are not bringing the
+    car and we are not bringing the car"): a decoder that lost its place in the audio, not
+    what a visitor says (who repeats a word or two: "no, no", "sorry, sorry"). Pure."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    for n in range(3, longest + 1):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n]:
+                return True
+    return False
+
+
 def usable_transcript(text: str) -> bool:
     """Worth a turn: at least one real word that is not a filler sound. Pure."""
     words = [w.lower() for w in _WORD.findall(text)]

@@ -53,6 +53,7 @@ from .listening import (
     ListenGate,
     agreed,
     is_stop_request,
+    loops,
     says_no_wake_phrase,
     speech_end,
     strip_wake_phrase,
@@ -461,6 +462,15 @@ class VoicePipeline:
         self._nursery.start_soon(self._run_asr, p)
         return p
 
+    def _scratch_pass(self, p: AsrPass) -> AsrPass:
+        """A final pass, started, over `p`'s cut from scratch: `p` started from settled words
+        and then said a phrase over and over (held-out 16: "… not bringing the car and we
+        are not bringing the car and …"), the decoder lost in the audio after the prefix."""
+        log.info("the final pass from settled words looped: again from scratch")
+        again = AsrPass(p.start, p.end, final=True)
+        self._nursery.start_soon(self._run_asr, again)
+        return again
+
     async def _run_partial(self, p: AsrPass) -> None:
         try:
             await self._run_asr(p)
@@ -559,9 +569,12 @@ class VoicePipeline:
             spec = self._final_pass(ev.start, ev.end)
             self._nursery.start_soon(self._run_asr, spec)
         # The budget bounds our wait, not the pass: it polls `stop` and ends on its own.
-        wider = False
+        wider = again = False
         with trio.move_on_at(wall_decided + s.asr_s):
             await spec.done.wait()
+            if spec.prefix and not spec.stop and loops(spec.text or ""):
+                spec, again = self._scratch_pass(spec), True
+                await spec.done.wait()
             if not barge and not spec.stop and not (spec.text or "").strip():
                 spec, wider = self._wider_pass(ev), True
                 await spec.done.wait()
@@ -589,6 +602,8 @@ class VoicePipeline:
             timings["asr_settled_tokens"] = len(spec.prefix)  # read, not searched
         if wider:
             timings["asr_wider"] = 1
+        if again:
+            timings["asr_from_scratch"] = 1
         if woken and self.wake_phrase:
             if not vouched and says_no_wake_phrase(text, self.wake_phrase):
                 # The detector fired on "...my dog..." (its near misses: "my <noun>"), and
