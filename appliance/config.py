@@ -265,8 +265,13 @@ class VoiceConfig:
     # the final's own) heard over the utterance up to a pause the visitor then talked on
     # after, but its last `paused_words` words (at the pause, the sentence seemed to end
     # there). A long question's final pass then searches only what came after its last
-    # pause. 0 turns it off.
-    paused_words: int = 2
+    # pause. Off by default, like `settled_words`: the pass at a pause hears its words
+    # without what follows them, and worse. Stop 19, against the same code from scratch:
+    # first audio p50/p95 578/999 -> 515/821 ms (held-out 16), 579/864 -> 531/751 ms
+    # (held-out 15); WER clean 13.0 -> 16.6 % and 18.1 -> 20.2 %; answers replayed through
+    # one policy 47/1 both ways and 42/0 -> 39/0 (docs/bench/understand-heldout1[56]-stop19-
+    # paused.*). 2 turns it on.
+    paused_words: int = 0
     asr_s: float = 3.0  # budget for the final transcript after the end of speech
     # The final pass's search: `asr_beam` hypotheses per step (1 = greedy), with a bonus of
     # `asr_bias` (0 = off) for tokens that continue the FAQ's words, so "galleries" wins over

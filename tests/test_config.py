@@ -83,6 +83,7 @@ def test_required_keys_by_name() -> None:
         ({"dialog": 5}, "dialog: expected a table"),
         ({"voice": {"asr_beam": 0}}, "voice.asr_beam: must be 1..8"),
         ({"voice": {"settled_words": -1}}, "voice.settled_words: must be 0..50"),
+        ({"voice": {"paused_words": 51}}, "voice.paused_words: must be 0..50"),
         ({"voice": {"echo_taps": 0}}, "voice.echo_taps: must be 1..32"),
         ({"chat": {"greeting": "Hi {name}!"}}, "chat.greeting: unknown placeholder {name}"),
         ({"chat": {"joke": "A {brace"}}, "chat.joke: not a valid template"),

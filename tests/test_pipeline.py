@@ -254,8 +254,8 @@ async def test_a_long_question_final_pass_starts_from_settled_words(runner: Turn
 
 async def test_a_final_pass_starts_from_what_was_heard_at_a_pause(runner: TurnRunner) -> None:
     """A speculative final pass at a pause the visitor talks on after still finishes, and the
-    final pass starts from its words but the last two (`paused_words`, on by default); the
-    whole question is still heard."""
+    final pass starts from its words but the last two (`paused_words = 2`, off by default);
+    the whole question is still heard."""
     h = Harness(runner.cfg)
     # Unfinished at the pause (it ends "and"), so the turn does not end there.
     first = "Good morning, could you tell me when the museum opens on Sunday and"
@@ -263,7 +263,8 @@ async def test_a_final_pass_starts_from_what_was_heard_at_a_pause(runner: TurnRu
     audio = np.concatenate(
         [silence(0.5), speech_16k(first), silence(0.1), speech_16k(then), silence(1.0)]
     )
-    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink()) as pipe:
+    settings = dataclasses.replace(PipelineSettings(), paused_words=2)
+    async with open_pipeline(engine(), runner, h.conv, h.emit, ListSink(), settings) as pipe:
         await feed(pipe, audio, live=True)
         with trio.fail_after(30):
             await pipe.wait_idle()
