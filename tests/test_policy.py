@@ -473,6 +473,19 @@ def test_a_sentence_match_with_the_word_asked_about_holds_an_answer_back(
     assert answered_with(station, "is there a cash machine here?") == "Is there a cash machine?"
 
 
+def test_a_later_part_that_points_back_is_not_answered_alone(zoo: KnowledgeBase) -> None:
+    """ "can we bring sandwiches, and is there somewhere covered to eat them if it rains?"
+    was answered, typed and spoken, with what to do when it rains (held-out 17, after its
+    run): "them" are the sandwiches, and the first part was not answered. Offered back with
+    the picnic entry now. A later part that names its own topic is still answered alone."""
+    question = "can we bring sandwiches, and is there somewhere covered to eat them if it rains?"
+    d = turn(zoo, question)
+    assert d.kind != "faq", d
+    assert "Can I bring my own food?" in [c.label for c in d.choices], d
+    rain = "What can we do when it rains?"
+    assert answered_with(zoo, "can we bring sandwiches? and what can we do if it rains?") == rain
+
+
 @pytest.fixture(scope="module")
 def ferry(embedder: Embedder) -> KnowledgeBase:
     """Held-out 16's ferry terminal: a car fare and a fare for vehicles "over 2.1 metres"."""

@@ -911,6 +911,18 @@ def _points_back(words: Sequence[str]) -> bool:
     return False
 
 
+_WEATHER_VERBS = frozenset("rains raining rained snows snowing pours pouring".split())
+
+
+def _impersonal_it(words: Sequence[str]) -> list[str]:
+    """`words` without an "it" that names nothing ("if it rains", "it's pouring")."""
+    return [
+        w
+        for i, w in enumerate(words)
+        if not (w == "it" and i + 1 < len(words) and words[i + 1] in _WEATHER_VERBS)
+    ]
+
+
 def contextual_query(question: str, context: PolicyContext | None) -> str | None:
     """A query for a follow-up that only makes sense after the previous answer ("and for
     children?", "what about on Sunday?", "how much is it?"): the previous entry's heading, then
@@ -1969,8 +1981,19 @@ def decide(
             return several
     unanswered = 0  # questions asked in the same breath that the answer given leaves open
     if split and not _is_answer(weighed) and not continued:
-        # A long ramble or two questions: one part may be clearly answerable on its own.
-        answers = [r for r in split if _is_answer(r) and not _qualified(r, grounding, settings)]
+        # A long ramble or two questions: one part may be clearly answerable on its own, but
+        # not a later one that points back at an earlier one ("can we bring sandwiches, and is
+        # there somewhere covered to eat *them* if it rains?" was answered with what to do
+        # when it rains; "is there a calmer show …, and what do *those* tickets cost?" with
+        # the usual prices): what it asks about is the part left unanswered.
+        answers = [
+            r
+            for i, (p, r) in enumerate(weighed_parts)
+            if _ranked(p)
+            and _is_answer(r)
+            and not _qualified(r, grounding, settings)
+            and not (i > 0 and _points_back(_impersonal_it(_words(p.query))))
+        ]
         if answers:
             weighed = max(answers, key=_support)
             unanswered = _left_open(weighed_parts, weighed)
