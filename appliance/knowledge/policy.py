@@ -1028,7 +1028,9 @@ def _asks_of_the_last(part: str) -> bool:
 _ASKS_TIME_RE = re.compile(
     r"\b(?:what time|when|how late|how early|until when|till when)\b", re.IGNORECASE
 )
-_CLOCK_RE = re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b|\b(?:noon|midnight)\b", re.I)
+_CLOCK_RE = re.compile(
+    r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b|\b(?:noon|midnight)\b", re.IGNORECASE
+)
 
 
 def _tells(entry: FaqEntry, question: str) -> bool:
@@ -1527,14 +1529,12 @@ def _weigh(
     # word of the question the best lacks, still stands in its way:
     # "will the machines give me change?" is the ticket machines' "give change up to £10",
     # not the cash machine (held-out 16, read: answered with the cash machine).
-    asked = [t for t, _ in g.term_df if t not in _GENERIC and not _incidental(t)]
-    has = _covered(best, asked)
-    alike = best.semantic - settings.qualifier_semantic
-    others += [
-        c.support
-        for c in demoted
-        if c.support > best.support and c.semantic >= alike and _covered(c, asked) - has
-    ]
+    ahead = [c for c in demoted if c.support > best.support]
+    if ahead:
+        asked = [t for t, _ in g.term_df if t not in _GENERIC and not _incidental(t)]
+        has = _covered(best, asked)
+        alike = best.semantic - settings.qualifier_semantic
+        others += [c.support for c in ahead if c.semantic >= alike and _covered(c, asked) - has]
     lead = best.support - max(others, default=0.0)
     margin = settings.faq_margin
     if not best.anchored:
