@@ -615,6 +615,7 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("hello there!", "greeting"),
         ("Good evening!", "greeting"),
         ("thank you so much, that was really helpful", "thanks"),
+        ("ah brilliant, thanks ever so much", "thanks"),  # held-out 17, after its run
         ("ok bye bye", "goodbye"),
         ("thanks, bye", "goodbye"),
         ("how are you today?", "how_are_you"),

@@ -595,7 +595,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "thanks",
             r"\b(?:thank you|thanks|thank u|thx|cheers|much appreciated|appreciate it)\b"
-            r"(?: (?:so|very) much| a lot| a million| a bunch| loads| again)?"
+            r"(?: (?:ever so|so|very) much| a lot| a million| a bunch| loads| again)?"
             r"(?: for (?:that|this|all (?:that|this)|"
             r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
             r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
