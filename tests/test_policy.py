@@ -209,6 +209,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("is there someone who shows you round?", "is there someone who give a guided tour?"),
         ("I can't find my little boy!", "I lost my little boy!"),
         ("how much for two grown-ups?", "how much for two adults?"),
+        ("it's absolutely chucking it down out there", "it's absolutely raining out there"),
+        ("it's bucketing down", "it's raining"),
         ("loos?", "toilets?"),
         ("what time do we have to be out of the room?", "what time do we have to check out?"),
         ("when can I get into my room", "when can I check in"),
@@ -484,6 +486,18 @@ def test_a_later_part_that_points_back_is_not_answered_alone(zoo: KnowledgeBase)
     assert "Can I bring my own food?" in [c.label for c in d.choices], d
     rain = "What can we do when it rains?"
     assert answered_with(zoo, "can we bring sandwiches? and what can we do if it rains?") == rain
+
+
+def test_visitors_words_for_rain_and_sponsoring(zoo: KnowledgeBase) -> None:
+    """Held-out 17, after its run: "chucking it down" is rain, and sponsoring a penguin is
+    the zoo's adoption scheme; both were declined. (The same two fixes answer held-out 14's
+    "lashing down" and held-out 6's "bucketing down", never tuned on.)"""
+    rain = "What can we do when it rains?"
+    assert (
+        answered_with(zoo, "it's absolutely chucking it down, is there anything indoors?") == rain
+    )
+    adopt = "Can I adopt an animal?"
+    assert answered_with(zoo, "how much is it to sponsor one of the penguins for a year?") == adopt
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ _GROUPS = (
     "luggage bag bags suitcase suitcases backpack backpacks rucksack rucksacks cloakroom locker"
     " lockers coat coats jacket jackets",
     "wifi wi-fi internet wireless",
-    "photo photos photograph photographs photography pictures camera cameras filming",
+    "photo photos photograph photographs photography pictures camera cameras filming video videos",
+    "adopt adoption adopting sponsor sponsoring sponsorship",
     "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
     "quiet noise noisy loud",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
@@ -124,6 +125,12 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:on|to|via|through|over|from|off) the internet\b", "online"),
         (r"\b(?:get|go) online\b", "use the wifi"),
         (r"\b(?:the )?internet\b", "the wifi"),
+        # Heavy rain in British English: the words alone are about throwing things.
+        (
+            r"\b(?:chucking|tipping|bucketing|pissing|lashing|pelting) (?:it )?down\b|"
+            r"\braining cats and dogs\b",
+            "raining",
+        ),
         # A named holiday is a public holiday, which is what an FAQ's heading calls it.
         (
             r"\b(easter (?:monday|sunday|day)|good friday|boxing day|new year's day|"
