@@ -125,6 +125,18 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:on|to|via|through|over|from|off) the internet\b", "online"),
         (r"\b(?:get|go) online\b", "use the wifi"),
         (r"\b(?:the )?internet\b", "the wifi"),
+        # A child who strays gets lost; a thing that goes missing is lost.
+        (r"\b(?:wanders?|wandered|wandering) off\b", "gets lost"),
+        (r"\b(?:goes|went|gone|going|go) missing\b", "gets lost"),
+        # A library's hold is a reservation.
+        (r"\bput (?:a )?hold on\b", "reserve"),
+        (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),
+        # The latest time to get in is the last entry.
+        (
+            r"\b(?:the )?latest (?:we|i|you|they|one|people|anyone) can (?:actually )?"
+            r"(?:get|go|come) in\b",
+            "the last entry",
+        ),
         # Heavy rain in British English: the words alone are about throwing things.
         (
             r"\b(?:chucking|tipping|bucketing|pissing|lashing|pelting) (?:it )?down\b|"
