@@ -1517,9 +1517,7 @@ def _weigh(
         return _weigh_lexical(cands, settings)
     demoted: list[_Candidate] = []
     if settings.demote_sentence_matches:
-        kept = _without_sentence_matches(cands, settings)
-        demoted = [c for c in cands if c not in kept]
-        cands = kept
+        cands, demoted = _without_sentence_matches(cands, settings)
     plausible = [c for c in cands if _plausible(c, settings)]
     if not plausible:
         return _Ranked(None, cands[0] if cands else None)
@@ -1641,21 +1639,25 @@ def _sentence_match(c: _Candidate, settings: PolicySettings) -> bool:
 
 def _without_sentence_matches(
     cands: list[_Candidate], settings: PolicySettings
-) -> list[_Candidate]:
+) -> tuple[list[_Candidate], list[_Candidate]]:
     """`cands` less the sentence matches (`_sentence_match`) that a plausible entry matched as
-    a whole matches at least as well: "when does the museum open" is about the opening hours,
-    not the gift shop whose answer says "It opens at the same times as the museum"."""
+    a whole matches at least as well, and those set aside, each in `cands`' order: "when does
+    the museum open" is about the opening hours, not the gift shop whose answer says "It
+    opens at the same times as the museum"."""
     whole = [
         _own_question_semantic(c)
         for c in cands
         if not _sentence_match(c, settings) and _plausible(c, settings)
     ]
     if not whole:
-        return cands
+        return cands, []
     top = max(whole)
-    return [
-        c for c in cands if not (_sentence_match(c, settings) and _own_question_semantic(c) <= top)
-    ]
+    kept: list[_Candidate] = []
+    aside: list[_Candidate] = []
+    for c in cands:
+        matched = _sentence_match(c, settings) and _own_question_semantic(c) <= top
+        (aside if matched else kept).append(c)
+    return kept, aside
 
 
 def _rivals(
