@@ -149,6 +149,28 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"christmas day|whit monday)\b",
             r"\1 (a public holiday)",
         ),
+        # An age says which price a visitor pays: "we're both over seventy" is a senior's
+        # question ("do we get a discount?" is then not the groups' discount), "I'm at uni" a
+        # student's. Not "over 60 minutes" or "over seventy pounds".
+        (
+            r"\b(?:(?:i'm|i am|we're|we are|she's|she is|he's|he is|they're|they are|both|"
+            r"turning|turned|over|aged|age)\s+)(?:over\s+)?"
+            r"(?:sixty|seventy|eighty|ninety|6\d|7\d|8\d|9\d)(?:[- ](?:one|two|three|four|"
+            r"five|six|seven|eight|nine))?\b(?![- ]?(?:minutes?|mins?|hours?|seconds?|pounds?|"
+            r"quid|euros?|dollars?|pence|percent|%|metres?|meters?|miles?|km|kilos?|kg|people|"
+            r"of (?:us|them)))",
+            r"\g<0> (a senior)",
+        ),
+        # Money off a price is a discount, which is what an FAQ's heading calls it; not
+        # "anything off the shelf", and not "money off drinks" (whose answer says "10% off").
+        (
+            r"\b(?:any ?thing|some ?thing|money) off\b"
+            r"(?=\s*(?:$|[?.,!;]|(?:for|if|when|as|because|since|please|then|too|at all|"
+            r"here|there|now)\b))",
+            "a discount",
+        ),
+        (r"\b(?:i'm|i am|we're|we are|she's|she is|he's|he is|they're|they are) at uni\b",
+         r"\g<0> (a student)"),
         # "little one" names a young child; its own words name nothing.
         (r"\blittle ones\b", "children"),
         (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
@@ -173,9 +195,32 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+        " fifteen sixteen seventeen".split()
+    )
+}
+# "a six year old", "my 18-month-old": an age says the visitor asks about a child (or, past
+# sixty, a senior), the words a price list uses; the age alone is a number.
+_AGED_RE = re.compile(
+    r"\b(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")[- ](years?|yrs?|months?)[- ]olds?\b",
+    re.IGNORECASE,
+)
+
+
+def _aged(m: re.Match[str]) -> str:
+    number, unit = m.group(1).lower(), m.group(2).lower()
+    age = int(number) if number.isdigit() else _NUMBER_WORDS[number]
+    if unit.startswith("m") or age < 18:
+        return f"{m.group()} (a child)"
+    return f"{m.group()} (a senior)" if age >= 60 else m.group()
+
+
 def plain_words(text: str) -> str:
     """`text` with visitors' idioms for FAQ topics in plain words ("my money back" -> "a
     refund"); unchanged when it has none."""
     for pattern, plain in _IDIOMS:
         text = pattern.sub(plain, text)
-    return text
+    return _AGED_RE.sub(_aged, text)

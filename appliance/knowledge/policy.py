@@ -1115,8 +1115,23 @@ def question_parts(question: str) -> tuple[str, ...]:
                 continue
             focus = clause[start:].strip()
             if _ASKS_RE.match(focus) and _content_terms(focus):
-                return (focus,) if focus != cleaned else ()
+                return (
+                    (_with_who(focus, clauses[: len(clauses) - 1 - i]),) if focus != cleaned else ()
+                )
     return ()
+
+
+def _with_who(focus: str, before: Sequence[str]) -> str:
+    """A ramble's asking clause with the kinds of visitor the clauses `before` it name, when
+    it names none: "me and the wife are both over seventy, do we get anything off for a
+    Thursday show?" asks a senior's discount, not the groups' one its last clause alone
+    matched. One that names its own ("... with my parents and the kids, how much do children
+    pay?") says whom it asks about; one that asks no price is about no kind of visitor."""
+    if _kinds(frozenset(tokenize(focus))) or not _asks_a_price(focus):
+        return focus
+    # Not a group: "after school", "a group project" say when or what, not who pays.
+    said = _kinds(frozenset(t for c in before for t in tokenize(c))) - {"group"}
+    return f"{focus} ({' '.join(sorted(said))})" if said else focus
 
 
 @dataclass(frozen=True)
@@ -1239,6 +1254,14 @@ _NO_PAYING_RE = re.compile(
     r"\b(?:discount|discounts|reduced)\b",
     re.IGNORECASE,
 )
+
+
+def _asks_a_price(text: str) -> bool:
+    """`text` asks what something costs, whether to pay, or for a discount."""
+    return any(r.search(text) for r in (_ASKS_AMOUNT_RE, _ASKS_PAYING_RE, _DISCOUNT_RE))
+
+
+_DISCOUNT_RE = re.compile(r"\b(?:discount|discounts|concession|concessions|deal|deals)\b", re.I)
 
 
 def _names_no_price(query: str, entry: FaqEntry, specific: Collection[str] = ()) -> bool:
@@ -1369,14 +1392,18 @@ def _kinds(terms: frozenset[str]) -> frozenset[str]:
     return frozenset(k for k, words in _VISITOR_KINDS.items() if words & terms)
 
 
-def _for_others(entry: FaqEntry, asked: frozenset[str]) -> bool:
+# One grown-up with a child is not the family ticket's two adults.
+_ONE_ADULT_RE = re.compile(r"\b(?:one|an|a single|1|just the one) (?:adult|grown[- ]?up)\b", re.I)
+
+
+def _for_others(entry: FaqEntry, asked: frozenset[str], query: str = "") -> bool:
     """The entry's heading is for a kind of visitor and the question names other kinds
     (`asked`, from `_kinds`) but not that one; a family's entry also fits a question that
-    names adults and children."""
+    names adults and children, unless it names one adult (`query`)."""
     if not asked:
         return False
     meant = _kinds(_heading_terms(entry))
-    if "family" in meant and _A_FAMILY <= asked:
+    if "family" in meant and _A_FAMILY <= asked and not _ONE_ADULT_RE.search(query):
         return False
     return bool(meant) and not meant & asked
 
@@ -1444,7 +1471,9 @@ def _candidates(
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
         unpriced = _names_no_price(g.query, hit.entry, specifics)
-        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(hit.entry, asked)
+        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(
+            hit.entry, asked, g.query
+        )
         out.append(
             _Candidate(
                 hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
