@@ -169,8 +169,10 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"here|there|now)\b))",
             "a discount",
         ),
-        (r"\b(?:i'm|i am|we're|we are|she's|she is|he's|he is|they're|they are) at uni\b",
-         r"\g<0> (a student)"),
+        (
+            r"\b(?:i'm|i am|we're|we are|she's|she is|he's|he is|they're|they are) at uni\b",
+            r"\g<0> (a student)",
+        ),
         # "little one" names a young child; its own words name nothing.
         (r"\blittle ones\b", "children"),
         (r"\b(my|our|the|your|her|his|their|a) little one\b", r"\1 child"),
