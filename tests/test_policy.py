@@ -685,6 +685,11 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("hello robot! I'm six!", "greeting"),
         ("Right, let's be off then. Bye now.", "goodbye"),
         ("You're very clever, aren't you?", "ack"),  # held-out 14, after its run
+        # Held-out 18, after its run (heard so, or typed so):
+        ("You're a star. Thank you so much.", "thanks"),
+        ("Brilliant. thanks. you've been dead help for.", "thanks"),
+        ("God Morning God Morning", "greeting"),
+        ("Are you a real person or a computer? Can you help me?", "identity"),
     ],
 )
 def test_small_talk(museum: KnowledgeBase, text: str, intent: str) -> None:
@@ -1064,6 +1069,9 @@ def test_a_lone_word_like_a_greeting_is_offered_back(embedder: Embedder) -> None
     airport = KnowledgeBase.from_file(UNDERSTAND / "airport_faq.md", embedder=embedder)
     hire = entry(airport, "Where do I pick up or return a hire car?")
     d = turn(airport, "Hire.")
+    assert d.kind == "clarify" and [c.entry for c in d.choices] == [hire], d
+    # Said twice, as the recogniser heard held-out 18's "hiya!" (answered with the bike hire).
+    d = turn(airport, "Hire hire")
     assert d.kind == "clarify" and [c.entry for c in d.choices] == [hire], d
     assert turn(airport, "I need to return a hire car").entry == hire  # more than one word
     assert turn(airport, "Toilets?").entry == entry(airport, "Where are the toilets?")
@@ -1761,3 +1769,37 @@ def test_a_visitors_age_names_the_price_they_ask_about(
     assert answered_with(zoo, "does my two year old need a ticket") == "How much is a ticket?"
     d = turn(aquarium, "how much for one adult and a six-year-old?")
     assert d.entry is None or d.entry.question != "Do you have family tickets or group discounts?"
+
+
+@pytest.fixture(scope="module")
+def holiday_park(embedder: Embedder) -> KnowledgeBase:
+    return KnowledgeBase.from_file(UNDERSTAND / "holidaypark_faq.md", embedder=embedder)
+
+
+def test_the_staffs_answer_on_someone_hurt_is_not_medical_advice(
+    holiday_park: KnowledgeBase,
+) -> None:
+    """Held-out 18, after its run: "… his arm looks really bad, where's the nearest hospital?"
+    was declined as a medical question, though the FAQ's entry on emergencies and someone hurt
+    names the nearest A&E. A medical question with no such entry is still declined."""
+    emergency = "What do I do in an emergency, if someone is hurt, or if I lose something?"
+    question = (
+        "oh god, sorry, my son's come off the climbing frame and his arm looks really bad, "
+        "where's the nearest hospital?"
+    )
+    assert answered_with(holiday_park, question) == emergency
+    d = turn(holiday_park, "I've got a terrible headache, what medicine should I take?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:medical"), d
+
+
+def test_the_visitors_own_phone_is_not_a_request_for_a_number(holiday_park: KnowledgeBase) -> None:
+    """Held-out 18, after its run: "I've got no bars at all on my phone, where's the best place
+    to make a call?" was answered with reception's entry (for its phone number). "Your phone
+    number" still asks for one."""
+    question = "I've got no bars at all on my phone, where's the best place to make a call?"
+    d = turn(holiday_park, question)
+    assert d.entry is None or not d.entry.question.startswith("When is reception open"), d
+    d = turn(holiday_park, "what's your phone number?")
+    offered = [d.entry] if d.entry is not None else [c.entry for c in d.choices]
+    reception = "When is reception open, and can we stay extra nights?"
+    assert reception in [e.question for e in offered], d

@@ -154,10 +154,12 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # student's. Not "over 60 minutes" or "over seventy pounds".
         (
             r"\b(?:(?:i'm|i am|we're|we are|she's|she is|he's|he is|they're|they are|both|"
-            r"turning|turned|over|aged|age)\s+)(?:over\s+)?"
+            r"turning|turned|over|aged|age|(?!(?:what|that|it|there|here|where|who|how|when|which|"
+            r"let)'s)[a-z]+'s)\s+)(?:over\s+)?"
             r"(?:sixty|seventy|eighty|ninety|6\d|7\d|8\d|9\d)(?:[- ](?:one|two|three|four|"
             r"five|six|seven|eight|nine))?\b(?![- ]?(?:minutes?|mins?|hours?|seconds?|pounds?|"
-            r"quid|euros?|dollars?|pence|percent|%|metres?|meters?|miles?|km|kilos?|kg|people|"
+            r"quid|euros?|dollars?|pence|percent|%|metres?|meters?|miles?|km|kilos?|kg|people|times|"
+            r"plus|minus|divided|multiplied|"
             r"of (?:us|them)))",
             r"\g<0> (a senior)",
         ),

@@ -598,8 +598,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?: (?:ever so|so|very) much| a lot| a million| a bunch| loads| again)?"
             r"(?: for (?:that|this|all (?:that|this)|"
             r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
-            r"\b(?:that|this|it|you)(?:'s|'ve| was| is| have| were| are)? (?:been )?"
-            r"(?:really |very |so |super |dead |proper |ever so )?(?:helpful|great|perfect|"
+            r"\b(?:that|this|it|you)(?:'s|'ve|'re| was| is| have| were| are)? (?:been )?"
+            r"(?:really |very |so |super |dead |proper |ever so )?(?:helpful|help ?full|"
+            r"help for|great|perfect|"
             r"useful|lovely|brilliant|wonderful|amazing|kind|grand|ace|magic|smashing|"
             r"(?:a )?(?:star|gem|great help|"
             r"big help|life ?saver))\b|"
@@ -608,7 +609,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "greeting",
-            r"\b(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day)|"
+            # "God morning": how the recogniser often hears a quick "good morning".
+            r"\b(?:hi|hello|hey|hiya|howdy|greetings|go+d (?:morning|afternoon|evening|day)|"
             r"morning|afternoon|evening)\b"
             r"(?: there| everyone| all| you)?|"
             r"\b(?:good )?(?:mornin|evenin)'?(?=\W|$)|"
@@ -639,7 +641,8 @@ _CHAT_FILLER = frozenset(
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
     robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
-    go on aren't isn't ain't innit eh""".split()  # and tag questions: "you're clever, aren't you?"
+    go on aren't isn't ain't innit eh
+    help""".split()  # and tag questions: "you're clever, aren't you?"
 )
 
 
@@ -739,6 +742,12 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
+# A heading on what to do when someone is hurt or ill.
+_CARE_RE = re.compile(
+    r"\b(?:first aid|emergency|emergencies|hurt|injured|injury|injuries|accident|accidents|"
+    r"unwell|medical|medic)\b",
+    re.IGNORECASE,
+)
 # "How do I get to X", "where is the nearest X": declined unless the best entry names X.
 _DIRECTIONS_RE = re.compile(
     r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find(?! out)|"
@@ -775,6 +784,10 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         if not pattern.search(text):
             continue
         if pattern.search(heading):
+            continue
+        if category == "medical" and _CARE_RE.search(heading):
+            # The staff wrote what to do when someone is hurt ("where's the nearest
+            # hospital?" and an entry on emergencies that names it): their answer, not advice.
             continue
         if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
             continue
@@ -909,6 +922,16 @@ def _points_back(words: Sequence[str]) -> bool:
             if i + 1 == len(words) or words[i + 1] in _ONE_BEFORE:
                 return True
     return False
+
+
+# A person said before: "my mum wants to pop over for the day, does she have to pay, and can
+# *she* come swimming with us?" asks about a day visitor, not about the pool alone.
+_PERSONS = frozenset("he she him her his hers".split())
+
+
+def _points_back_at_all(words: Sequence[str]) -> bool:
+    """`_points_back`, or a word for a person named before (a later part of one utterance)."""
+    return _points_back(words) or not _PERSONS.isdisjoint(words)
 
 
 _WEATHER_VERBS = frozenset("rains raining rained snows snowing pours pouring".split())
@@ -1224,7 +1247,14 @@ _CONTACTS = (
         EMAIL_RE,
     ),
     (
-        re.compile(r"\b(?:phone|telephone|ring|number to call|call (?:you|them|the))\b", re.I),
+        # Not the visitor's own phone: "no signal on my phone" asks where, not a number.
+        re.compile(
+            r"(?<!\bmy )(?<!\bour )(?<!\bhis )(?<!\bher )(?<!\btheir )(?<!\bmobile )"
+            r"\b(?:phone|telephone)\b"
+            r"(?! (?:signal|battery|charger|charging|reception|coverage))|"
+            r"\b(?:ring|number to call|call (?:you|them|the))\b",
+            re.I,
+        ),
         PHONE_RE,
     ),
     (
@@ -2023,7 +2053,7 @@ def decide(
             if _ranked(p)
             and _is_answer(r)
             and not _qualified(r, grounding, settings)
-            and not (i > 0 and _points_back(_impersonal_it(_words(p.query))))
+            and not (i > 0 and _points_back_at_all(_impersonal_it(_words(p.query))))
         ]
         if answers:
             weighed = max(answers, key=_support)
@@ -2083,8 +2113,9 @@ def _heard_as_greeting(cleaned: str) -> bool:
     """The utterance is one word that sounds like a greeting without being one ("Hire." for
     "Hiya!", "Hell." for "Hello"): the commonest one-word utterance at a kiosk is a greeting,
     and a recogniser turns a short one into a real word. Same first sound, at most one other
-    sound added, dropped or changed."""
-    words = _words(cleaned)
+    sound added, dropped or changed. A word said again is one word: the recogniser often
+    doubles a short one ("Hiya!" heard as "Hire hire")."""
+    words = list(dict.fromkeys(_words(cleaned)))
     if len(words) != 1:
         return False
     key = sound_key(words[0])
