@@ -39,6 +39,7 @@ from appliance.knowledge.embeddings import (
     read_safetensors_header,
 )
 from appliance.knowledge.grounding import KNOWLEDGE_HEADER, prepare
+from appliance.knowledge.ranking import heading_parts
 from appliance.models_manifest import ModelError, load_manifest, require
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
@@ -608,3 +609,24 @@ def test_lexical_only_hits_have_no_semantic_part(kb: KnowledgeBase) -> None:
     hit = kb.search("ticket")[0]
     assert hit.semantic is None and hit.lexical == hit.score > 0
     assert kb.rank("tell me a joke").chit_chat == 0.0
+
+
+@pytest.mark.parametrize(
+    ("heading", "parts"),
+    [
+        (
+            "When is reception open, and can we stay extra nights?",
+            ["When is reception open?", "Can we stay extra nights?"],
+        ),
+        (
+            "Is there a cafe, and can we bring a picnic?",
+            ["Is there a cafe?", "Can we bring a picnic?"],
+        ),
+        # One question: "and" joins two things, or a list of situations.
+        ("Can I eat and drink in the galleries?", []),
+        ("What do I do in an emergency, if someone is hurt, or if I lose something?", []),
+        ("Where are the toilets?", []),
+    ],
+)
+def test_a_heading_that_asks_two_questions_is_split(heading: str, parts: list[str]) -> None:
+    assert heading_parts(heading) == parts

@@ -236,6 +236,13 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("does that get us anything off for a show", "does that get us a discount for a show"),
         ("is it alright for a six year old?", "is it alright for a six year old (a child)?"),
         ("my 18-month-old", "my 18-month-old (a child)"),
+        (
+            "what time are people supposed to pipe down?",
+            "what time are people supposed to be quiet?",
+        ),
+        ("could we stay on a couple more days?", "could we stay extra nights?"),
+        ("my nan's seventy-two", "my nan's seventy-two (a senior)"),
+        ("what's 65 times 3", "what's 65 times 3"),
         # Left alone: a duration, a sum of money, an adult's age, a thing taken off a shelf,
         # money off drinks (the answer says "10% off").
         ("is it over 60 minutes?", "is it over 60 minutes?"),

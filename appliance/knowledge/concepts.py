@@ -128,6 +128,15 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # A child who strays gets lost; a thing that goes missing is lost.
         (r"\b(?:wanders?|wandered|wandering) off\b", "gets lost"),
         (r"\b(?:goes|went|gone|going|go) missing\b", "gets lost"),
+        # Quiet hours in plain words.
+        (r"\b(?:pipe|piping|keep it|keeping it|keep the noise) down\b", "be quiet"),
+        # Staying on is extra nights, which is what a hotel's or a park's FAQ calls it.
+        (
+            r"\b(?:stay|stop|staying|stopping) (?:on |here |with you )?(?:for )?(?:a |an |one |"
+            r"two |three |a few |a couple of |a couple |couple of |some )?(?:more|extra|"
+            r"another|additional) (?:days?|nights?)\b|\bextend (?:our|my|the) stay\b",
+            "stay extra nights",
+        ),
         # A library's hold is a reservation.
         (r"\bput (?:a )?hold on\b", "reserve"),
         (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,25 @@ DEFAULT_MIN_SCORE = 1.0
 # decision needs (max-normalised BM25 is 1.0 for the best entry even when it shares one weak
 # word with the query).
 SEM_QUESTION_WEIGHT = 0.5
+
+# Where a heading's second question starts: ", and can we ...", " or is there ...".
+_SECOND_QUESTION_RE = re.compile(
+    r",?\s+(?:and|or)\s+(?=(?:what|what's|when|where|how|who|which|why|is|are|can|could|do|"
+    r"does|did|will|would|should|may|have|has)\b)",
+    re.IGNORECASE,
+)
+
+
+def heading_parts(heading: str) -> list[str]:
+    """The questions of a heading that asks several, each ending in "?"; [] for one that asks
+    one ("Can I eat and drink in the galleries?": "and" joins two things, not two questions)."""
+    parts = [p.strip(" ,?") for p in _SECOND_QUESTION_RE.split(heading)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2:
+        return []
+    return [p[0].upper() + p[1:] + "?" for p in parts]
+
+
 BM25_HALF = 4.0
 LEXICAL_WEIGHT = 0.2
 # Default floor for hybrid `search`: below it an entry is unrelated. On the dev half, chit-chat
@@ -176,15 +196,22 @@ class KnowledgeBase:
         self._question_vecs: npt.NDArray[np.float32] | None = None
         self._answer_vecs: npt.NDArray[np.float32] | None = None
         self._chit_chat_vecs: npt.NDArray[np.float32] | None = None
+        # The questions of a heading that asks two ("When is reception open, and can we stay
+        # extra nights?"), each embedded alone: the whole is far from a question about one.
+        parts = [(row, q) for row, e in enumerate(self.entries) for q in heading_parts(e.question)]
+        self._part_rows = np.array([row for row, _ in parts], dtype=np.int64)
+        self._part_vecs: npt.NDArray[np.float32] | None = None
         if embedder is not None and self.entries:
             texts = [e.question for e in self.entries] + [e.answer for e in self.entries]
-            texts += list(chit_chat)
+            texts += list(chit_chat) + [q for _, q in parts]
             vecs = np.asarray(embedder.embed(texts, keep=True), dtype=np.float32)
             if vecs.ndim != 2 or vecs.shape[0] != len(texts):
                 raise ValueError(f"embedder returned shape {vecs.shape} for {len(texts)} texts")
             self._question_vecs = vecs[:n_docs]
             self._answer_vecs = vecs[n_docs : 2 * n_docs]
-            self._chit_chat_vecs = vecs[2 * n_docs :]
+            end = 2 * n_docs + len(chit_chat)
+            self._chit_chat_vecs = vecs[2 * n_docs : end]
+            self._part_vecs = vecs[end:]
 
     @classmethod
     def from_file(cls, path: Path, *, embedder: TextEmbedder | None = None) -> KnowledgeBase:
@@ -231,6 +258,9 @@ class KnowledgeBase:
         if vec is None or self._question_vecs is None or self._answer_vecs is None:
             return np.zeros(len(self.entries), dtype=np.float64)
         to_question = self._question_vecs @ vec
+        if self._part_vecs is not None and len(self._part_vecs):
+            # The closer of the whole heading and each question it asks.
+            np.maximum.at(to_question, self._part_rows, self._part_vecs @ vec)
         to_answer = self._answer_vecs @ vec
         blended = SEM_QUESTION_WEIGHT * to_question + (1.0 - SEM_QUESTION_WEIGHT) * to_answer
         return blended.astype(np.float64)
