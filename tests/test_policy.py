@@ -243,6 +243,9 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("could we stay on a couple more days?", "could we stay extra nights?"),
         ("my nan's seventy-two", "my nan's seventy-two (a senior)"),
         ("what's 65 times 3", "what's 65 times 3"),
+        ("what do I type in to get my laptop online?", "what do I type in to use the wifi?"),
+        ("is anyone on the front desk tonight?", "is anyone on reception tonight?"),
+        ("can I do a few lengths before breakfast?", "can I do swim lengths before breakfast?"),
         # Left alone: a duration, a sum of money, an adult's age, a thing taken off a shelf,
         # money off drinks (the answer says "10% off").
         ("is it over 60 minutes?", "is it over 60 minutes?"),

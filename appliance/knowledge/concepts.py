@@ -123,7 +123,15 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bleave (my|our|the|your) (car|van|motorbike)\b", r"park \1 \2"),
         # The internet a visitor asks to get on is the wifi; bought on the internet is online.
         (r"\b(?:on|to|via|through|over|from|off) the internet\b", "online"),
-        (r"\b(?:get|go) online\b", "use the wifi"),
+        (
+            r"\b(?:get|go|put|getting|going) (?:(?:my|our|the|his|her|their) (?:laptop|phone|"
+            r"tablet|ipad|computer|kindle|mobile|device|devices|kids|son|daughter) )?online\b",
+            "use the wifi",
+        ),
+        # A hotel's front desk is its reception.
+        (r"\b(?:the )?front desk\b", "reception"),
+        # Lengths are swum: "can I get a few lengths in before breakfast?"
+        (r"\b(?:a few|some|my|do|doing|swim|swimming|get in a few) lengths\b", "swim lengths"),
         (r"\b(?:the )?internet\b", "the wifi"),
         # A child who strays gets lost; a thing that goes missing is lost.
         (r"\b(?:wanders?|wandered|wandering) off\b", "gets lost"),
