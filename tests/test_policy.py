@@ -246,6 +246,9 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("what do I type in to get my laptop online?", "what do I type in to use the wifi?"),
         ("is anyone on the front desk tonight?", "is anyone on reception tonight?"),
         ("can I do a few lengths before breakfast?", "can I do swim lengths before breakfast?"),
+        ("is there some sort of bundle deal?", "is there some sort of discount?"),
+        ("is there a family deal?", "is there a family discount?"),
+        ("what's the deal with parking?", "what's the deal with parking?"),
         # Left alone: a duration, a sum of money, an adult's age, a thing taken off a shelf,
         # money off drinks (the answer says "10% off").
         ("is it over 60 minutes?", "is it over 60 minutes?"),

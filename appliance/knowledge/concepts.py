@@ -166,6 +166,10 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"christmas day|whit monday)\b",
             r"\1 (a public holiday)",
         ),
+        # A deal on the price is a discount: "is there some sort of bundle deal?"; not "what's
+        # the deal with parking?".
+        (r"\b(?:bundle|package|combo|special|cheap|good) deals?\b", "discount"),
+        (r"\b(family|group|student|senior|pensioner|kids?|child) deals?\b", r"\1 discount"),
         # An age says which price a visitor pays: "we're both over seventy" is a senior's
         # question ("do we get a discount?" is then not the groups' discount), "I'm at uni" a
         # student's. Not "over 60 minutes" or "over seventy pounds".

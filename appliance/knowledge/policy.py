@@ -1286,12 +1286,12 @@ _NO_PAYING_RE = re.compile(
 )
 
 
+_DISCOUNT_RE = re.compile(r"\b(?:discount|discounts|concession|concessions|deal|deals)\b", re.I)
+
+
 def _asks_a_price(text: str) -> bool:
     """`text` asks what something costs, whether to pay, or for a discount."""
     return any(r.search(text) for r in (_ASKS_AMOUNT_RE, _ASKS_PAYING_RE, _DISCOUNT_RE))
-
-
-_DISCOUNT_RE = re.compile(r"\b(?:discount|discounts|concession|concessions|deal|deals)\b", re.I)
 
 
 def _names_no_price(query: str, entry: FaqEntry, specific: Collection[str] = ()) -> bool:

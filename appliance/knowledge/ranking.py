@@ -60,6 +60,11 @@ DEFAULT_MIN_SCORE = 1.0
 # decision needs (max-normalised BM25 is 1.0 for the best entry even when it shares one weak
 # word with the query).
 SEM_QUESTION_WEIGHT = 0.5
+BM25_HALF = 4.0
+LEXICAL_WEIGHT = 0.2
+# Default floor for hybrid `search`: below it an entry is unrelated. On the dev half, chit-chat
+# and off-topic questions scored at most 0.22 against any entry, real paraphrases from 0.27 up.
+DEFAULT_MIN_HYBRID_SCORE = 0.25
 
 # Where a heading's second question starts: ", and can we ...", " or is there ...".
 _SECOND_QUESTION_RE = re.compile(
@@ -78,12 +83,6 @@ def heading_parts(heading: str) -> list[str]:
         return []
     return [p[0].upper() + p[1:] + "?" for p in parts]
 
-
-BM25_HALF = 4.0
-LEXICAL_WEIGHT = 0.2
-# Default floor for hybrid `search`: below it an entry is unrelated. On the dev half, chit-chat
-# and off-topic questions scored at most 0.22 against any entry, real paraphrases from 0.27 up.
-DEFAULT_MIN_HYBRID_SCORE = 0.25
 
 # Venue-independent small talk, general-knowledge and elsewhere requests, embedded beside the
 # FAQ. Some score like a weak FAQ match ("what time is it?" is close to the opening hours), so
