@@ -249,6 +249,7 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("is there some sort of bundle deal?", "is there some sort of discount?"),
         ("is there a family deal?", "is there a family discount?"),
         ("what's the deal with parking?", "what's the deal with parking?"),
+        ("how fast am I allowed to drive?", "with what speed limit am I allowed to drive?"),
         # Left alone: a duration, a sum of money, an adult's age, a thing taken off a shelf,
         # money off drinks (the answer says "10% off").
         ("is it over 60 minutes?", "is it over 60 minutes?"),
@@ -346,6 +347,7 @@ def test_a_request_to_call_a_taxi_is_declined_unless_the_faq_answers_that_reques
 
 def test_related_words_are_symmetric_and_never_the_word_itself() -> None:
     assert "park" in related("car") and "car" in related("park")
+    assert "rent" in related("hir") and "hir" in related("rental")  # stems of hire, rental
     assert "smok" in related("cigarett")
     assert "pushchair" in related("buggy") and "pram" in related("stroller")
     assert "car" not in related("car")

@@ -47,6 +47,7 @@ _GROUPS = (
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
+    "hire hiring hired rent rents renting rented rental",
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs gift gifts shop",
@@ -145,6 +146,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"another|additional) (?:days?|nights?)\b|\bextend (?:our|my|the) stay\b",
             "stay extra nights",
         ),
+        # How fast one may drive is the speed limit.
+        (r"\bhow fast(?= (?:can|may|should|am|are|is|do)\b)", "with what speed limit"),
         # A library's hold is a reservation.
         (r"\bput (?:a )?hold on\b", "reserve"),
         (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),

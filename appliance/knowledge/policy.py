@@ -360,7 +360,7 @@ _GENERIC_WORDS = """
     else there here able told mean inside outside around away back nearby near latest later
     early last next ago since per time times keep put give find see say try bring buy sell
     visit wait stay show help work happen big bigger large larger huge small smaller tiny
-    over site premises reckon
+    over site premises reckon whole
 """
 # Words that say who asks, when, or how many, not what about: a question may carry them
 # without asking anything the FAQ lacks ("what do I pay for my boy, he's eight").
