@@ -236,6 +236,7 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("does that get us anything off for a show", "does that get us a discount for a show"),
         ("is it alright for a six year old?", "is it alright for a six year old (a child)?"),
         ("my 18-month-old", "my 18-month-old (a child)"),
+        ("my sixty-five year old mum", "my sixty-five year old (a senior) mum"),
         (
             "what time are people supposed to pipe down?",
             "what time are people supposed to be quiet?",
@@ -255,6 +256,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("is it over 60 minutes?", "is it over 60 minutes?"),
         ("the bill is over seventy pounds", "the bill is over seventy pounds"),
         ("a twenty year old", "a twenty year old"),
+        ("a twenty-one year old", "a twenty-one year old"),
+        ("a hundred year old castle", "a hundred year old castle"),
         ("can I take anything off the shelf", "can I take anything off the shelf"),
         ("do members get money off drinks?", "do members get money off drinks?"),
         # Left alone: a room kept tidy, a car left earlier.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from .guard import NUMBER_WORDS, words_value
 from .text import tokenize
 
 __all__ = ["plain_words", "related"]
@@ -223,24 +224,23 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
-        " fifteen sixteen seventeen".split()
-    )
-}
-# "a six year old", "my 18-month-old": an age says the visitor asks about a child (or, past
-# sixty, a senior), the words a price list uses; the age alone is a number.
+# A spelled age up to ninety-nine: "six", "seventeen", "sixty-five" (not "a hundred year old
+# castle").
+_AGE_WORD = "|".join(w for w in NUMBER_WORDS if (words_value(w) or 0) < 100)
+# "a six year old", "my 18-month-old", "my sixty-five year old mum": an age says the visitor
+# asks about a child (or, past sixty, a senior), the words a price list uses; the age alone
+# is a number.
 _AGED_RE = re.compile(
-    r"\b(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")[- ](years?|yrs?|months?)[- ]olds?\b",
+    rf"\b(\d{{1,2}}|(?:{_AGE_WORD})(?:[- ](?:{_AGE_WORD}))?)[- ](years?|yrs?|months?)[- ]olds?\b",
     re.IGNORECASE,
 )
 
 
 def _aged(m: re.Match[str]) -> str:
     number, unit = m.group(1).lower(), m.group(2).lower()
-    age = int(number) if number.isdigit() else _NUMBER_WORDS[number]
+    age = int(number) if number.isdigit() else words_value(number)
+    if age is None:
+        return m.group()  # "six two year old": no one number
     if unit.startswith("m") or age < 18:
         return f"{m.group()} (a child)"
     return f"{m.group()} (a senior)" if age >= 60 else m.group()

@@ -34,6 +34,7 @@ from typing import Literal
 
 __all__ = [
     "EMAIL_RE",
+    "NUMBER_WORDS",
     "PHONE_RE",
     "ClauseGate",
     "FactGuard",
@@ -42,6 +43,7 @@ __all__ = [
     "is_echo",
     "is_empty",
     "split_clauses",
+    "words_value",
 ]
 
 ViolationKind = Literal[
@@ -117,7 +119,9 @@ _ORDINAL_WORDS = {
     "twentieth": 20,
     "thirtieth": 30,
 }
-_NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS, *_SCALES], key=len, reverse=True))
+# The words a spelled-out number is made of, longest first (an alternation tries them in order).
+NUMBER_WORDS: tuple[str, ...] = tuple(sorted([*_UNITS, *_TENS, *_SCALES], key=len, reverse=True))
+_NUMBER_WORD = "|".join(NUMBER_WORDS)
 # A spelled-out number: "twelve", "twenty-five", "one hundred and twenty", "a hundred".
 _NUMBER_WORDS_RE = re.compile(
     rf"\b(?:a\s+)?(?:{_NUMBER_WORD})(?:(?:\s+and\s+|[\s-]+)(?:{_NUMBER_WORD}))*\b",
@@ -134,7 +138,7 @@ _UNIT_NOUNS = (
 _ONE_RE = re.compile(rf"\bone\s+(?:more\s+|extra\s+)?{_UNIT_NOUNS}\b", re.IGNORECASE)
 
 
-def _words_value(text: str) -> int | None:
+def words_value(text: str) -> int | None:
     """'twenty-five' -> 25, 'one hundred and twenty' -> 120, 'a hundred' -> 100."""
     total = 0
     current = 0
@@ -170,7 +174,7 @@ def _num(text: str) -> Decimal | None:
     try:
         return abs(Decimal(t)).normalize()
     except InvalidOperation:
-        value = _words_value(t)
+        value = words_value(t)
         return Decimal(value) if value is not None else None
 
 
@@ -417,7 +421,7 @@ def _extract(text: str, *, source: bool) -> tuple[list[_Found], str]:
             continue
         if token.lower().startswith("a ") and not source:
             token = token[2:]
-        spelled = _words_value(token)
+        spelled = words_value(token)
         if spelled is not None:
             take(m, "number", Decimal(spelled))
     return found, work
