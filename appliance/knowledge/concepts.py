@@ -19,7 +19,11 @@ from functools import cache
 from .guard import NUMBER_WORDS, words_value
 from .text import tokenize
 
-__all__ = ["plain_words", "related"]
+__all__ = ["SCHOOL_GROUP", "plain_words", "related"]
+
+# What a school class is marked with: the answer policy reads a price asked after it as a
+# pupil's (policy._with_who).
+SCHOOL_GROUP = "(a school group)"
 
 _GROUPS = (
     "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes",
@@ -164,10 +168,15 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\braining cats and dogs\b",
             "raining",
         ),
-        # A named holiday is a public holiday, which is what an FAQ's heading calls it.
+        # A named holiday is a public holiday, which is what an FAQ's heading calls it; one
+        # with a fixed date is also that date, which is how a list of closed days names it.
+        (r"\b(christmas eve)\b", r"\1 (24 December)"),
+        (r"\b(new year's eve|hogmanay)\b", r"\1 (31 December)"),
+        (r"\b(christmas day)\b", r"\1 (25 December, a public holiday)"),
+        (r"\b(boxing day)\b", r"\1 (26 December, a public holiday)"),
+        (r"\b(new year's day)\b", r"\1 (1 January, a public holiday)"),
         (
-            r"\b(easter (?:monday|sunday|day)|good friday|boxing day|new year's day|"
-            r"christmas day|whit monday)\b",
+            r"\b(easter (?:monday|sunday|day)|good friday|whit monday)\b",
             r"\1 (a public holiday)",
         ),
         # A deal on the price is a discount: "is there some sort of bundle deal?"; not "what's
@@ -211,6 +220,51 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:take|takes|taking|show|shows|showing) (?:you|us|me|people|visitors|them) "
             r"(?:a)?round\b",
             "give a guided tour",
+        ),
+        # A library's books are taken out: borrowed ("how many books can I take out?"); not
+        # a meal or money taken out.
+        (
+            r"\b(?:take|takes|taking|took|get|getting) out(?= (?:\w+ ){0,2}(?:books?|novels?|"
+            r"dvds?|audiobooks?|magazines?|items?|cds?)\b)",
+            "borrow",
+        ),
+        (
+            r"\b((?:books?|novels?|dvds?|audiobooks?|magazines?|items?)\b(?: \w+){0,4}?) "
+            r"(?:take|takes|taking|took|get|getting) out\b",
+            r"\1 borrow",
+        ),
+        (r"\bhow many (?:can|do|may) (i|we|you) (?:take|get) out\b", r"how many can \1 borrow"),
+        (r"\bextend(?:ing)? (it|them|(?:my|the|our) (?:books?|loans?|dvds?))\b", r"renew \1"),
+        (r"\bput (?:my|our|your|his|her|a) names? down(?: for)?\b", "reserve"),
+        # A class of a school year is a school group: "I've got a year five class".
+        (
+            r"\b(?:(?:a|my|our|the) )?(?:class|form|group) of (?:year|grade|yr) \w+\b|"
+            r"\b(?:(?:a|my|our|the) )?(?:year|grade|yr) (?:\d{1,2}|one|two|three|four|five|six|"
+            r"seven|eight|nine|ten|eleven|twelve|thirteen|ones|twos|threes|fours|fives|sixes|"
+            r"sevens|eights|nines|tens|elevens|twelves)s? (?:class|classes|group|form|pupils|kids|"
+            r"children)\b|\b(?:i'm|i am|we're|we are) (?:a |the )?(?:primary |secondary )?"
+            r"(?:teacher|teachers)\b",
+            rf"\g<0> {SCHOOL_GROUP}",
+        ),
+        (
+            r"\b(where(?:'s| is| are)|find|use|need) the ladies(?:'|'s)?(?: room)?",
+            r"\1 the women's toilet",
+        ),
+        # "Snap a few": photos.
+        (
+            r"\b(?:snap|snapping) (?:a few|some|a couple|loads|one|a photo|a picture|a pic)"
+            r"(?: of)?\b",
+            "take photos of",
+        ),
+        (
+            r"\b(?:any ?thing|some ?thing|money|a bit|owt|a few quid) knock(?:ed)? off\b",
+            "a discount",
+        ),
+        # A friend of a museum or gallery is its member.
+        (
+            r"\b(?:a )?friends? of the (?:gallery|museum|castle|zoo|garden|gardens|theatre|"
+            r"library)\b",
+            "a member (membership)",
         ),
         # Not "can't find my way": that is directions.
         (r"\bcan(?:'t|not| not) find (my|our|his|her|their)\b(?! way)", r"lost \1"),

