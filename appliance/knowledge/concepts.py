@@ -300,9 +300,22 @@ def _aged(m: re.Match[str]) -> str:
     return f"{m.group()} (a senior)" if age >= 60 else m.group()
 
 
+# In a question about a price, "entry" or "admission" is the entry ticket: "how much is
+# entry?" had been answered with the membership ("Members get free entry all year") and with
+# the free days ("Entry is free on the first Sunday").
+_ASKS_PRICE_RE = re.compile(
+    r"\bhow much\b|\b(?:cost|costs|price|prices|fee|fees|charge|charges|expensive|cheap|"
+    r"cheaper)\b",
+    re.IGNORECASE,
+)
+_ENTRY_RE = re.compile(r"\b(entry|entrance|admission|admittance)\b(?! tickets?\b)", re.IGNORECASE)
+
+
 def plain_words(text: str) -> str:
     """`text` with visitors' idioms for FAQ topics in plain words ("my money back" -> "a
     refund"); unchanged when it has none."""
     for pattern, plain in _IDIOMS:
         text = pattern.sub(plain, text)
+    if _ASKS_PRICE_RE.search(text):
+        text = _ENTRY_RE.sub(r"\1 ticket", text)
     return _AGED_RE.sub(_aged, text)

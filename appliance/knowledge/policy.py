@@ -1248,6 +1248,9 @@ class _Candidate:
     # not ("where do I leave my key card when I go"), or is for another kind of visitor than
     # the question names (`_for_others`): on its words, not its meaning.
     unstated: bool = False
+    # The question asks a price, and none of its words (nor a related one) is in the heading,
+    # only in the answer.
+    answer_only: bool = False
 
 
 # "... that isn't the café", "apart from the shop": a thing the visitor does not ask about.
@@ -1351,6 +1354,7 @@ def _prices_visitors(query: str, entry: FaqEntry, asked: frozenset[str]) -> bool
     )
 
 
+_CHEAPER = frozenset(tokenize("cheap cheaper cheapest"))
 _PRICE_TERMS = frozenset(
     tokenize("how much cost costs price prices priced fee fees expensive cheap cheaper afford")
 )
@@ -1400,6 +1404,12 @@ def _sentence_terms(sentence: str) -> frozenset[str]:
 _SITUATION_RE = re.compile(
     r"\s*(?:i|we)\s+(?:have\s+|'ve\s+|just\s+)?(?P<verb>[a-z']+)\b[^.?!]*[.!]", re.IGNORECASE
 )
+# A heading asking what to do after a mishap: "What if I lose my car park ticket?"
+_WHAT_IF_RE = re.compile(
+    r"\s*what (?:if|happens if|should (?:i|we) do if|do (?:i|we) do if) (?:i|we) "
+    r"(?P<verb>lose|lost|forget|forgot|break|broke|damage|damaged)\b",
+    re.IGNORECASE,
+)
 # Ways of saying one has lost something without the word: "I can't find my key", "I left it in
 # the taxi".
 _LOST_RE = re.compile(
@@ -1415,7 +1425,7 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
     question does not say what happened ("where do I leave my key card when I go"): neither
     the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find", nor
     a word of the question the heading goes on to ask ("Where is lost and found?")."""
-    m = _SITUATION_RE.match(entry.question)
+    m = _SITUATION_RE.match(entry.question) or _WHAT_IF_RE.match(entry.question)
     if m is None:
         return False
     verb = tokenize(m.group("verb"))
@@ -1423,7 +1433,10 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
         return False
     if _shares(verb[0], said):
         return False
-    asks = [t for t in tokenize(entry.question[m.end() :]) if t not in _GENERIC]
+    # "What if I lose my car park ticket?" asks nothing beyond the mishap: "how much is a
+    # ticket to get in?" is not it (a mall's kiosk answered it so).
+    rest = "" if m.re is _WHAT_IF_RE else entry.question[m.end() :]
+    asks = [t for t in tokenize(rest) if t not in _GENERIC]
     if any(_shares(t, said) for t in asks):
         return False  # it asks the heading's own question: "where's the lost and found?"
     return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
@@ -1499,6 +1512,7 @@ def _candidates(
     specifics = {t for t, df in terms_df if 0 < df <= specific}
     said = frozenset(t for t, _ in g.term_df)
     asked = _kinds(said)  # once per query, not per entry
+    asks_amount = _ASKS_AMOUNT_RE.search(g.query) is not None
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -1543,9 +1557,29 @@ def _candidates(
         )
         if any(_shares(t, heading_terms) for t in ruled_out):
             continue  # not a candidate at all: neither answered nor offered back
+        # What is priced: the matched words less price words and kinds of visitor (a price
+        # list names those in its answer); a comparison the answer makes ("cheaper online")
+        # is on the point.
+        thing = [t for t, _ in matched if t not in _PRICE_TERMS and not _kinds(frozenset((t,)))]
+        answer_only = (
+            asks_amount
+            and bool(thing)
+            and not any(_shares(t, heading_terms) for t in thing)
+            and not any(t in _CHEAPER for t, _ in matched)
+            and _ASKS_AMOUNT_RE.search(hit.entry.question) is None  # not a price list
+        )
         out.append(
             _Candidate(
-                hit, semantic, coverage, support, anchored, unmatched, guess, unpriced, unstated
+                hit,
+                semantic,
+                coverage,
+                support,
+                anchored,
+                unmatched,
+                guess,
+                unpriced,
+                unstated,
+                answer_only,
             )
         )
     out.sort(key=lambda c: c.support, reverse=True)
@@ -1725,6 +1759,12 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
         return True  # see _Candidate.unpriced
     if c.unstated:
         return True  # see _Candidate.unstated
+    if c.answer_only and c.semantic < settings.weak_semantic:
+        # A price asked, only the answer has the question's words, and the meaning is far:
+        # "how much is entry?" is not the membership ("Members get free entry all year") nor
+        # the free days ("Entry is free on the first Sunday"); "a ticket to get in" at a hotel
+        # is not its car park ("ask reception for a parking ticket").
+        return True
     if c.guess is not None and c.guess < settings.soundalike_answer:
         return True
     return _sentence_match(c, settings)
