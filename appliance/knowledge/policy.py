@@ -168,6 +168,13 @@ class PolicySettings:
     faq_support: float = 0.45  # an entry's support needed to answer with it
     faq_margin: float = 0.06  # ... and its lead over the runner-up (else: clarify)
     faq_min_semantic: float = 0.25  # never answer or offer on lexical overlap alone
+    # ... and never answer outright below this when no word of the question (nor a related
+    # one) is in the heading: offer it back ("Do you mean ...?"). Common questions probed on
+    # every FAQ were answered at 0.25-0.30 from one word of an answer ("how long does it take
+    # to see everything?" with the bus: "takes 20 minutes"). On the text benches this turned
+    # 8 answers into offers ("nappy" and the toilets' "baby changing": the embedder hardly
+    # knows the word) and no wrong answer into anything (those matched a heading word).
+    answer_min_semantic: float = 0.30
     clarify_support: float = 0.40  # an entry worth offering in a clarifying question
     clarify_window: float = 0.08  # offered entries: support within this of the best
     coverage_weight: float = 0.30
@@ -1251,6 +1258,8 @@ class _Candidate:
     # The question asks a price, and none of its words (nor a related one) is in the heading,
     # only in the answer.
     answer_only: bool = False
+    # A word of the question (or a related one: "brew" and the café) is in the heading.
+    heading_hit: bool = False
 
 
 # "... that isn't the café", "apart from the shop": a thing the visitor does not ask about.
@@ -1561,6 +1570,7 @@ def _candidates(
         # list names those in its answer); a comparison the answer makes ("cheaper online")
         # is on the point.
         thing = [t for t, _ in matched if t not in _PRICE_TERMS and not _kinds(frozenset((t,)))]
+        heading_hit = any(_shares(t, heading_terms) for t, _ in matched)
         answer_only = (
             asks_amount
             and bool(thing)
@@ -1580,6 +1590,7 @@ def _candidates(
                 unpriced,
                 unstated,
                 answer_only,
+                heading_hit,
             )
         )
     out.sort(key=lambda c: c.support, reverse=True)
@@ -1759,6 +1770,8 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
         return True  # see _Candidate.unpriced
     if c.unstated:
         return True  # see _Candidate.unstated
+    if c.semantic < settings.answer_min_semantic and not c.heading_hit:
+        return True  # see PolicySettings.answer_min_semantic
     if c.answer_only and c.semantic < settings.weak_semantic:
         # A price asked, only the answer has the question's words, and the meaning is far:
         # "how much is entry?" is not the membership ("Members get free entry all year") nor
