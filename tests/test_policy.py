@@ -283,10 +283,12 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("I've got a wee boy with me", "I've got a wee boy with me"),
         ("I can't find my way to the café", "I can't find my way to the café"),
         ("how much is entry?", "how much is entry ticket?"),
+        ("where can I change my baby's nappy?", "where can I use the baby changing?"),
         ("what's the admission fee?", "what's the admission ticket fee?"),
         # Left alone: an entrance that is not a price, food or children taken out, the ladies
         # at the desk.
         ("is the entrance step-free?", "is the entrance step-free?"),
+        ("can I change my booking?", "can I change my booking?"),
         ("can we take out the kids?", "can we take out the kids?"),
         ("can I get a pizza to take out?", "can I get a pizza to take out?"),
         ("the ladies at the desk were lovely", "the ladies at the desk were lovely"),

@@ -250,6 +250,12 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(where(?:'s| is| are)|find|use|need) the ladies(?:'|'s)?(?: room)?",
             r"\1 the women's toilet",
         ),
+        # A nappy is changed at the baby changing, which is what an FAQ calls it.
+        (
+            r"\bchange (?:a |my |our |the |his |her |their )?(?:baby's |babies' |little one's |"
+            r"son's |daughter's |kid's )?(?:nappy|nappies|diaper|diapers|baby|babies)\b",
+            "use the baby changing",
+        ),
         # "Snap a few": photos.
         (
             r"\b(?:snap|snapping) (?:a few|some|a couple|loads|one|a photo|a picture|a pic)"
