@@ -1916,3 +1916,14 @@ def test_a_far_meaning_on_one_shared_word_is_offered_not_answered(embedder: Embe
         kb = KnowledgeBase.from_file(UNDERSTAND / name, embedder=embedder)
         d = turn(kb, "how long does it take to see everything?")
         assert d.kind != "faq", (name, d)
+
+
+def test_a_heading_that_says_what_went_wrong_needs_the_mishap_said(embedder: Embedder) -> None:
+    """ "Can I leave my bags somewhere?" was answered with an airport's "My suitcase didn't
+    arrive. What should I do?" (the everyday-questions probe, stop 21)."""
+    airport = KnowledgeBase.from_file(UNDERSTAND / "airport_faq.md", embedder=embedder)
+    d = turn(airport, "can I leave my bags somewhere?")
+    assert d.kind != "faq", d
+    assert answered_with(airport, "my luggage hasn't arrived") == (
+        "My suitcase didn't arrive. What should I do?"
+    )

@@ -1419,6 +1419,13 @@ _WHAT_IF_RE = re.compile(
     r"(?P<verb>lose|lost|forget|forgot|break|broke|damage|damaged)\b",
     re.IGNORECASE,
 )
+# A heading that says what went wrong with a thing: "My suitcase didn't arrive." ("can I
+# leave my bags somewhere?" is not it; an airport's kiosk answered it so).
+_MISHAP_RE = re.compile(
+    r"\s*(?:my|our)\s+[a-z' -]+?\s+(?:didn't|did not|hasn't|has not|haven't|have not|won't|"
+    r"will not|doesn't|does not)\s+(?P<verb>[a-z']+)\b[^.?!]*[.!]",
+    re.IGNORECASE,
+)
 # Ways of saying one has lost something without the word: "I can't find my key", "I left it in
 # the taxi".
 _LOST_RE = re.compile(
@@ -1434,7 +1441,11 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
     question does not say what happened ("where do I leave my key card when I go"): neither
     the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find", nor
     a word of the question the heading goes on to ask ("Where is lost and found?")."""
-    m = _SITUATION_RE.match(entry.question) or _WHAT_IF_RE.match(entry.question)
+    m = (
+        _SITUATION_RE.match(entry.question)
+        or _WHAT_IF_RE.match(entry.question)
+        or _MISHAP_RE.match(entry.question)
+    )
     if m is None:
         return False
     verb = tokenize(m.group("verb"))
