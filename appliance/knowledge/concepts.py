@@ -230,7 +230,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (
             r"\b((?:books?|novels?|dvds?|audiobooks?|magazines?|items?)\b(?: \w+){0,4}?) "
-            r"(?:take|takes|taking|took|get|getting) out\b",
+            r"(?:take|takes|taking|took|get|getting) out\b(?! of\b)",
             r"\1 borrow",
         ),
         (r"\bhow many (?:can|do|may) (i|we|you) (?:take|get) out\b", r"how many can \1 borrow"),
@@ -310,8 +310,7 @@ def _aged(m: re.Match[str]) -> str:
 # entry?" had been answered with the membership ("Members get free entry all year") and with
 # the free days ("Entry is free on the first Sunday").
 _ASKS_PRICE_RE = re.compile(
-    r"\bhow much\b|\b(?:cost|costs|price|prices|fee|fees|charge|charges|expensive|cheap|"
-    r"cheaper)\b",
+    r"\bhow much\b|\b(?:cost|costs|price|prices|fee|fees|expensive|cheap|cheaper)\b",
     re.IGNORECASE,
 )
 _ENTRY_RE = re.compile(r"\b(entry|entrance|admission|admittance)\b(?! tickets?\b)", re.IGNORECASE)

@@ -1264,7 +1264,7 @@ class _Candidate:
 
 # "... that isn't the café", "apart from the shop": a thing the visitor does not ask about.
 _RULED_OUT_RE = re.compile(
-    r"\b(?:(?:that|which|who) (?:isn't|is not|aren't|are not)|other than|apart from|besides|"
+    r"\b(?:(?:that|which) (?:isn't|is not|aren't|are not)|other than|apart from|besides|"
     r"except(?: for)?|instead of|rather than|excluding)\s+(?:(?:the|your|you|this|these|a|an)\s+)?"
     r"([^\W\d_][\w'-]*(?:[ ]+[^\W\d_][\w'-]*){0,2})",
     re.IGNORECASE,
@@ -1538,6 +1538,8 @@ def _candidates(
     for i, hit in enumerate(_ranked(g)):
         entry_terms = g.entry_terms[i] if i < len(g.entry_terms) else _entry_terms(hit.entry)
         heading_terms = _heading_terms(hit.entry)
+        if any(_shares(t, heading_terms) for t in ruled_out):
+            continue  # not a candidate at all: neither answered nor offered back
         matched = [(t, df) for t, df in terms_df if _shares(t, entry_terms)]
         coverage = sum(weights[t] for t, _ in matched) / total if total > 0 else 0.0
         semantic = hit.semantic if hit.semantic is not None else 0.0
@@ -1575,8 +1577,6 @@ def _candidates(
         unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(
             hit.entry, asked, g.query
         )
-        if any(_shares(t, heading_terms) for t in ruled_out):
-            continue  # not a candidate at all: neither answered nor offered back
         # What is priced: the matched words less price words and kinds of visitor (a price
         # list names those in its answer); a comparison the answer makes ("cheaper online")
         # is on the point.
