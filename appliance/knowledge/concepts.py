@@ -84,6 +84,16 @@ def related(term: str) -> frozenset[str]:
     return _RELATED.get(term, frozenset())
 
 
+# Days visitors name, as a pattern of their names and what to add after them.
+_NAMED_DAYS = (
+    ("christmas eve", "24 December"),
+    ("new year's eve|hogmanay", "31 December"),
+    ("christmas day", "25 December, a public holiday"),
+    ("boxing day", "26 December, a public holiday"),
+    ("new year's day", "1 January, a public holiday"),
+    ("easter (?:monday|sunday|day)|good friday|whit monday", "a public holiday"),
+)
+
 # Idioms whose words point elsewhere: "money" in "can I have my money back" is not the cash
 # machine, "a wee" is the toilet. Each is rewritten in the words an FAQ uses before ranking;
 # expanding single words (above) cannot, as the words alone mean something else.
@@ -170,15 +180,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # A named holiday is a public holiday, which is what an FAQ's heading calls it; one
         # with a fixed date is also that date, which is how a list of closed days names it.
-        (r"\b(christmas eve)\b", r"\1 (24 December)"),
-        (r"\b(new year's eve|hogmanay)\b", r"\1 (31 December)"),
-        (r"\b(christmas day)\b", r"\1 (25 December, a public holiday)"),
-        (r"\b(boxing day)\b", r"\1 (26 December, a public holiday)"),
-        (r"\b(new year's day)\b", r"\1 (1 January, a public holiday)"),
-        (
-            r"\b(easter (?:monday|sunday|day)|good friday|whit monday)\b",
-            r"\1 (a public holiday)",
-        ),
+        *((rf"\b({names})\b", rf"\1 ({note})") for names, note in _NAMED_DAYS),
         # A deal on the price is a discount: "is there some sort of bundle deal?"; not "what's
         # the deal with parking?".
         (r"\b(?:bundle|package|combo|special|cheap|good) deals?\b", "discount"),

@@ -1436,30 +1436,36 @@ _LOST_RE = re.compile(
 _LOST_TERMS = frozenset(tokenize("lost"))
 
 
+@lru_cache(maxsize=1024)
+def _situation(heading: str) -> tuple[str, tuple[str, ...]] | None:
+    """The verb of the situation a heading states, and the heading's own question words after
+    it; None for a heading that states none. Headings do not change: read once each."""
+    m = _SITUATION_RE.match(heading) or _WHAT_IF_RE.match(heading) or _MISHAP_RE.match(heading)
+    if m is None:
+        return None
+    verb = tokenize(m.group("verb"))
+    if not verb or verb[0] in _GENERIC:
+        return None
+    # "What if I lose my car park ticket?" asks nothing beyond the mishap: "how much is a
+    # ticket to get in?" is not it (a mall's kiosk answered it so).
+    rest = "" if m.re is _WHAT_IF_RE else heading[m.end() :]
+    return verb[0], tuple(t for t in tokenize(rest) if t not in _GENERIC)
+
+
 def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
     """The entry's heading states the visitor's situation ("I lost my key card.") and the
     question does not say what happened ("where do I leave my key card when I go"): neither
     the verb itself, nor a word related to it ("dropped", "missing"), nor "can't find", nor
     a word of the question the heading goes on to ask ("Where is lost and found?")."""
-    m = (
-        _SITUATION_RE.match(entry.question)
-        or _WHAT_IF_RE.match(entry.question)
-        or _MISHAP_RE.match(entry.question)
-    )
-    if m is None:
+    situation = _situation(entry.question)
+    if situation is None:
         return False
-    verb = tokenize(m.group("verb"))
-    if not verb or verb[0] in _GENERIC:
+    verb, asks = situation
+    if _shares(verb, said):
         return False
-    if _shares(verb[0], said):
-        return False
-    # "What if I lose my car park ticket?" asks nothing beyond the mishap: "how much is a
-    # ticket to get in?" is not it (a mall's kiosk answered it so).
-    rest = "" if m.re is _WHAT_IF_RE else entry.question[m.end() :]
-    asks = [t for t in tokenize(rest) if t not in _GENERIC]
     if any(_shares(t, said) for t in asks):
         return False  # it asks the heading's own question: "where's the lost and found?"
-    return not (_shares(verb[0], _LOST_TERMS) and _LOST_RE.search(query))
+    return not (_shares(verb, _LOST_TERMS) and _LOST_RE.search(query))
 
 
 # Kinds of visitor an entry can be written for. A question that names one kind is not
