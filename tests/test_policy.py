@@ -1927,3 +1927,19 @@ def test_a_heading_that_says_what_went_wrong_needs_the_mishap_said(embedder: Emb
     assert answered_with(airport, "my luggage hasn't arrived") == (
         "My suitcase didn't arrive. What should I do?"
     )
+
+
+def test_a_heading_about_another_of_the_visitors_things_is_not_answered(
+    hotel: KnowledgeBase, museum: KnowledgeBase, embedder: Embedder
+) -> None:
+    """ "Can I charge my phone?" was answered with a hotel's and a mall's "Can I charge my
+    electric car?" on the verb alone (the everyday-questions probe, stop 22): the heading is
+    about the visitor's car, the question about their phone. Related words still count ("my
+    puppy" is "my dog"), and the car's own question is still answered."""
+    ev = "Can I charge my electric car?"
+    mall = KnowledgeBase.from_file(UNDERSTAND / "mall_faq.md", embedder=embedder)
+    for kb in (hotel, mall):
+        d = turn(kb, "can I charge my phone?")
+        assert d.kind != "faq", d
+        assert answered_with(kb, "can I charge my car here?") == ev
+    assert answered_with(museum, "can I bring my puppy?") == "Can I bring my dog?"

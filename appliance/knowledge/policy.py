@@ -1468,6 +1468,40 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
     return not (_shares(verb, _LOST_TERMS) and _LOST_RE.search(query))
 
 
+# "my phone", "our electric car": the thing a question or a heading is about (up to three
+# words after the possessive, to the first small word or punctuation).
+_POSSESSED_RE = re.compile(r"\b(?:my|our)\s+((?:[^\W\d_][\w'-]*)(?:\s+[^\W\d_][\w'-]*){0,2})", re.I)
+
+
+def _possessed(text: str) -> frozenset[str]:
+    """The content words of the things `text` calls the visitor's own ("my electric car")."""
+    out: set[str] = set()
+    for m in _POSSESSED_RE.finditer(text):
+        for word in m.group(1).split():
+            if word.lower() in STOPWORDS:
+                break
+            out.update(t for t in tokenize(word) if t not in _GENERIC and not _incidental(t))
+    return frozenset(out)
+
+
+def _about_another_thing(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
+    """The heading is about a thing of the visitor's ("Can I charge my electric car?") and the
+    question about another one ("can I charge my phone?"): neither has a word of the other's
+    thing, nor a related one. The verb alone is not the topic (two hotels and a mall answered
+    a phone's charging with their car chargers)."""
+    theirs = _possessed(entry.question)
+    if not theirs:
+        return False
+    mine = _possessed(query)
+    # The heading's own words, not related ones: "electric" is related to "charge".
+    if not mine or any(_term_in(t, said) for t in theirs):
+        return False
+    # The answer's own words or the heading's related ones: a mall's car chargers are "paid
+    # by contactless card", a word related to a phone's.
+    heading, terms = _heading_terms(entry), _entry_terms(entry)
+    return not any(_term_in(t, terms) or _shares(t, heading) for t in mine)
+
+
 # Kinds of visitor an entry can be written for. A question that names one kind is not
 # answered with an entry whose heading is for another kind only: "two adults" is not "How
 # much are tickets for children?", whatever the ranking says ("adult" is in that answer).
@@ -1580,8 +1614,10 @@ def _candidates(
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
         unpriced = _names_no_price(g.query, hit.entry, specifics)
-        unstated = _unstated_situation(hit.entry, g.query, said) or _for_others(
-            hit.entry, asked, g.query
+        unstated = (
+            _unstated_situation(hit.entry, g.query, said)
+            or _for_others(hit.entry, asked, g.query)
+            or _about_another_thing(hit.entry, g.query, said)
         )
         # What is priced: the matched words less price words and kinds of visitor (a price
         # list names those in its answer); a comparison the answer makes ("cheaper online")
