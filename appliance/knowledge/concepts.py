@@ -35,7 +35,7 @@ _GROUPS = (
     "annual yearly",
     "group groups class classes school schools teacher teachers pupils",
     "tour tours guide guides guided",
-    "smoke smoking smoker cigarette cigarettes cigar vape vaping",
+    "smoke smoking smoker cigarette cigarettes cigar vape vaping fag fags ciggie ciggies ciggy",
     "gym fitness workout exercise exercising",
     "cash atm cashpoint money currency dollars euros pounds",
     "lost lose dropped missing forgot forgotten",
@@ -56,7 +56,10 @@ _GROUPS = (
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs gift gifts shop",
-    "doctor pharmacy chemist medicine sick ill",
+    "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
+    " tablets pills",
+    "interpreter interpreters interpreting translate translator translators translation",
+    "aid plaster plasters bandage bandages",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
     "headphone headphones headset headsets audioguide audio",
@@ -163,6 +166,17 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # How fast one may drive is the speed limit.
         (r"\bhow fast(?= (?:can|may|should|am|are|is|do)\b)", "with what speed limit"),
+        # Something found and handed in is lost property ("where would somebody hand it
+        # in?"); not "where do I hand in my prescription".
+        (
+            r"\b(?:been|get|got|was|were|be|being) handed in\b|"
+            r"\b(?:has|have|did) (?:anyone|anybody|someone|somebody) handed (?:in\b|\w+ in\b)|"
+            r"\b(?:somebody|someone|anyone|anybody|people|they|staff) (?:would |might |could |"
+            r"will |usually )?hand (?:it|them|things?|stuff|that|those) in\b",
+            "handed in to lost property",
+        ),
+        # British slang for a cigarette, which the embedder does not know.
+        (r"\b(?:a|for a|have a|quick) (?:fag|ciggie|ciggy|cig)\b", "a cigarette"),
         # A library's hold is a reservation.
         (r"\bput (?:a )?hold on\b", "reserve"),
         (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),

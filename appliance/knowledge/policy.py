@@ -522,6 +522,28 @@ def _cut_off(cleaned: str) -> bool:
     return bool(words) and words[-1] in _DANGLING
 
 
+# The visitor takes back what they began: "the bar... no wait, the, erm, sorry, what was—".
+_RETRACT_RE = re.compile(
+    r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
+    r"forget (?:that|it))\b",
+    re.IGNORECASE,
+)
+
+
+def _retracted(cleaned: str) -> bool:
+    """Something was taken back and nothing with a word of its own came after it: answering
+    what was taken back answers what the visitor said they did not mean (held-out 20 answered
+    the bar's hours)."""
+    found = list(_RETRACT_RE.finditer(cleaned))
+    if not found:
+        return False
+    rest = strip_fillers(cleaned[found[-1].end() :])
+    return not [t for t in _content_terms(rest) if t not in _APOLOGY]
+
+
+_APOLOGY = frozenset(tokenize("sorry erm hmm pardon"))
+
+
 # Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
 _TO_PLACE = frozenset(
     """go goes going get getting travel travelling train trains bus buses tram trams ticket
@@ -617,8 +639,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "greeting",
             # "God morning": how the recogniser often hears a quick "good morning".
-            r"\b(?:hi|hello|hey|hiya|howdy|greetings|go+d (?:morning|afternoon|evening|day)|"
-            r"morning|afternoon|evening)\b"
+            r"\b(?:hi|hello|hallo|hullo|hey|hiya|howdy|greetings|"
+            r"go+d (?:morning|afternoon|evening|day)|morning|afternoon|evening)\b"
             r"(?: there| everyone| all| you)?|"
             r"\b(?:good )?(?:mornin|evenin)'?(?=\W|$)|"
             # A child says who they are: "hello robot! I'm six!", "my name's Zara".
@@ -648,7 +670,7 @@ _CHAT_FILLER = frozenset(
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
     robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
-    go on aren't isn't ain't innit eh
+    go on aren't isn't ain't innit eh haha hehe lol
     help""".split()  # and tag questions: "you're clever, aren't you?"
 )
 
@@ -755,6 +777,11 @@ _CARE_RE = re.compile(
     r"unwell|medical|medic)\b",
     re.IGNORECASE,
 )
+# A question that asks where to go or where something is.
+_ASKS_PLACE_RE = re.compile(
+    r"\b(?:where|which way|somewhere|anywhere)\b|\bhow (?:do|can) (?:i|we) (?:find|get to)\b",
+    re.IGNORECASE,
+)
 # "How do I get to X", "where is the nearest X": declined unless the best entry names X.
 _DIRECTIONS_RE = re.compile(
     r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find(?! out)|"
@@ -795,6 +822,12 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         if category == "medical" and _CARE_RE.search(heading):
             # The staff wrote what to do when someone is hurt ("where's the nearest
             # hospital?" and an entry on emergencies that names it): their answer, not advice.
+            continue
+        if category == "medical" and _ASKS_PLACE_RE.search(text):
+            # Where to go is not advice: "I've got the eye doctor at ten, which way do I go?"
+            # and "where do I pick up my prescription?" at a hospital's entrance (held-out 20,
+            # declined). Without an entry for the place the question is declined as any other;
+            # "the nearest hospital" is another place (below).
             continue
         if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
             continue
@@ -2149,6 +2182,8 @@ def decide(
     intent = _chat_intent(question)
     if intent is not None:
         return _chat(intent, settings)
+    if _retracted(cleaned):
+        return Decision("say_again", settings.say_again, "retracted")
     if _looks_foreign(_words(cleaned)):
         return _decline("language", settings, "language")
 
