@@ -55,7 +55,7 @@ _GROUPS = (
     "hire hiring hired rent rents renting rented rental",
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway station transport railway",
-    "souvenir souvenirs gift gifts shop",
+    "souvenir souvenirs shop",
     "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
     " tablets pills",
     "interpreter interpreters interpreting translate translator translators translation",
