@@ -48,7 +48,7 @@ _GROUPS = (
     "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
     "quiet noise noisy loud",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
-    " meal meals coffee tea brew cuppa scone scones cake cakes",
+    " meal meals coffee tea brew cuppa scone scones cake cakes sandwich sandwiches",
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
@@ -246,7 +246,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (
             r"\b((?:books?|novels?|dvds?|audiobooks?|magazines?|items?)\b(?: \w+){0,4}?) "
-            r"(?:take|takes|taking|took|get|getting) out\b(?! of\b)",
+            r"(?:take|takes|taking|took|get|getting) (?:out\b(?! of\b)|home\b)",
             r"\1 borrow",
         ),
         (r"\bhow many (?:can|do|may) (i|we|you) (?:take|get) out\b", r"how many can \1 borrow"),

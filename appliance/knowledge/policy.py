@@ -396,7 +396,8 @@ _INCIDENTAL_WORDS = """
     often anymore again supposed normally till
     couple goes went came coming gets getting got bought asked asking told knew thought
     wanted looking looked trying tried brought
-    yesterday
+    yesterday going once month months fortnight eve beforehand lovely such
+    straight along quicker safely
 """
 # The months ("may" is left out: mostly a verb). They say when, so they are incidental too.
 _MONTH_TERMS = frozenset(
@@ -451,12 +452,16 @@ def _heading_terms(entry: FaqEntry) -> frozenset[str]:
     return frozenset(tokenize(entry.question))
 
 
+_AGENT_ENDINGS = frozenset(("er", "ers"))
+
+
 def _term_in(term: str, terms: frozenset[str]) -> bool:
     """Exact, or a shared stem of 5+ letters ("charger"/"charg", "bicycl"/"bicycles")."""
     if term in terms:
         return True
     if len(term) < 5:
-        return False
+        # A short stem with an agent ending the stemmer keeps: "pray" / "prayer".
+        return len(term) == 4 and any(t[4:] in _AGENT_ENDINGS and t[:4] == term for t in terms)
     return any(len(t) >= 5 and (t.startswith(term) or term.startswith(t)) for t in terms)
 
 
