@@ -1986,3 +1986,8 @@ def test_slang_laughter_and_things_handed_in(hospital: KnowledgeBase) -> None:
     assert answered_with(hospital, question) == "Where is lost property?"
     pharmacy = "Where is the pharmacy and when is it open?"
     assert answered_with(hospital, "where do I hand in my prescription?") == pharmacy
+
+
+def test_a_season_ticket_is_the_annual_pass(zoo: KnowledgeBase) -> None:
+    """Held-out 6's and 20's "season ticket" was asked back or declined (stop 22)."""
+    assert answered_with(zoo, "do you have a season ticket?") == "Is there an annual pass?"

@@ -177,6 +177,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"will |usually )?hand (?:it|them|things?|stuff|that|those) in\b",
             "handed in to lost property",
         ),
+        # A season ticket is a pass for the year at a venue that is not a football club.
+        (r"\bseason (?:ticket|pass)(?:es|s)?\b", "annual pass"),
         # British slang for a cigarette, which the embedder does not know.
         (r"\b(?:a|for a|have a|quick) (?:fag|ciggie|ciggy|cig)\b", "a cigarette"),
         # A library's hold is a reservation.
