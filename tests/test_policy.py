@@ -1991,3 +1991,12 @@ def test_slang_laughter_and_things_handed_in(hospital: KnowledgeBase) -> None:
 def test_a_season_ticket_is_the_annual_pass(zoo: KnowledgeBase) -> None:
     """Held-out 6's and 20's "season ticket" was asked back or declined (stop 22)."""
     assert answered_with(zoo, "do you have a season ticket?") == "Is there an annual pass?"
+
+
+def test_a_request_the_staff_answered_in_other_words(hotel: KnowledgeBase) -> None:
+    """ "Could you order me a cab?" was declined as a booking though the hotel's "Can you call
+    me a taxi?" answers it: a related word of the request in the heading counts (held-out
+    20's "could you get me a cab to the station?" was declined the same way)."""
+    assert answered_with(hotel, "could you order me a cab?") == "Can you call me a taxi?"
+    d = turn(hotel, "can you book me a table for dinner?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:booking"), d

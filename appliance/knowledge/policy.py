@@ -851,11 +851,11 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
 
 
 def _covers_request(text: str, best: Hit | None) -> bool:
-    """The request's specific words ("taxi") are in the entry's heading."""
+    """The request's specific words ("taxi", or a related "cab") are in the entry's heading."""
     if best is None:
         return False
     heading = _heading_terms(best.entry)
-    return any(_term_in(t, heading) for t in _content_terms(text))
+    return any(_shares(t, heading) for t in _content_terms(text))
 
 
 # --------------------------------------------------------------------------- clarifications
