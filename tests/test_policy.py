@@ -1971,6 +1971,8 @@ def test_a_question_taken_back_and_not_finished_is_asked_again(museum: Knowledge
     assert d.kind == "say_again" and d.reason == "retracted", d
     d = turn(museum, "the shop, no wait, is there a cafe?")
     assert d.kind == "faq" and d.entry is not None and d.entry.question == CAFE, d
+    assert turn(museum, "the cafe... no wait, forget it").reason == "retracted"
+    assert turn(museum, "what's the wifi password, I always forget it").reason != "retracted"
 
 
 def test_slang_laughter_and_things_handed_in(hospital: KnowledgeBase) -> None:

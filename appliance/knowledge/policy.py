@@ -529,8 +529,9 @@ def _cut_off(cleaned: str) -> bool:
 
 # The visitor takes back what they began: "the bar... no wait, the, erm, sorry, what was—".
 _RETRACT_RE = re.compile(
-    r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
-    r"forget (?:that|it))\b",
+    r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no)\b|"
+    # Not "I always forget it": only where a clause starts.
+    r"(?:^|[,.;!?\u2014-]\s*)forget (?:that|it)\b",
     re.IGNORECASE,
 )
 
@@ -1511,6 +1512,7 @@ def _unstated_situation(entry: FaqEntry, query: str, said: frozenset[str]) -> bo
 _POSSESSED_RE = re.compile(r"\b(?:my|our)\s+((?:[^\W\d_][\w'-]*)(?:\s+[^\W\d_][\w'-]*){0,2})", re.I)
 
 
+@lru_cache(maxsize=4096)
 def _possessed(text: str) -> frozenset[str]:
     """The content words of the things `text` calls the visitor's own ("my electric car")."""
     out: set[str] = set()
@@ -1522,17 +1524,16 @@ def _possessed(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _about_another_thing(entry: FaqEntry, query: str, said: frozenset[str]) -> bool:
+def _about_another_thing(entry: FaqEntry, mine: frozenset[str], said: frozenset[str]) -> bool:
     """The heading is about a thing of the visitor's ("Can I charge my electric car?") and the
     question about another one ("can I charge my phone?"): neither has a word of the other's
     thing, nor a related one. The verb alone is not the topic (two hotels and a mall answered
     a phone's charging with their car chargers)."""
-    theirs = _possessed(entry.question)
-    if not theirs:
+    if not mine:
         return False
-    mine = _possessed(query)
+    theirs = _possessed(entry.question)
     # The heading's own words, not related ones: "electric" is related to "charge".
-    if not mine or any(_term_in(t, said) for t in theirs):
+    if not theirs or any(_term_in(t, said) for t in theirs):
         return False
     # The answer's own words or the heading's related ones: a mall's car chargers are "paid
     # by contactless card", a word related to a phone's.
@@ -1610,6 +1611,7 @@ def _candidates(
     specifics = {t for t, df in terms_df if 0 < df <= specific}
     said = frozenset(t for t, _ in g.term_df)
     asked = _kinds(said)  # once per query, not per entry
+    mine = _possessed(g.query)  # the visitor's own things it names
     asks_amount = _ASKS_AMOUNT_RE.search(g.query) is not None
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
@@ -1655,7 +1657,7 @@ def _candidates(
         unstated = (
             _unstated_situation(hit.entry, g.query, said)
             or _for_others(hit.entry, asked, g.query)
-            or _about_another_thing(hit.entry, g.query, said)
+            or _about_another_thing(hit.entry, mine, said)
         )
         # What is priced: the matched words less price words and kinds of visitor (a price
         # list names those in its answer); a comparison the answer makes ("cheaper online")
