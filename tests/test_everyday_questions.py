@@ -78,11 +78,6 @@ def sites(embedder: Embedder) -> dict[str, KnowledgeBase]:
 KNOWN: dict[tuple[str, str], str] = {
     # The airport never closes; its check-in hours are a fair reading (no clock time given).
     ("airport_faq.md", "what time do you close?"): "When does check-in open and close?",
-    # "Ask for a hand stamp at the exit" / the station's "Market Street exit": no exit entry.
-    ("aquarium_faq.md", "where is the exit?"): (
-        "How long does a visit take, and can I leave and come back?"
-    ),
-    ("gallery_faq.md", "where is the exit?"): "How do I get here by train or bus?",
     # "sit" and "down" in an answer: no seating entry at either site.
     ("castle_faq.md", "is there somewhere to sit down?"): "Is there a baby changing room?",
     ("science_faq.md", "is there somewhere to sit down?"): (

@@ -1295,7 +1295,7 @@ class _Candidate:
     # the question names (`_for_others`): on its words, not its meaning.
     unstated: bool = False
     # The question asks a price, and none of its words (nor a related one) is in the heading,
-    # only in the answer.
+    # only in the answer; or it asks where something is, and only the answer has its words.
     answer_only: bool = False
     # A word of the question (or a related one: "brew" and the café) is in the heading.
     heading_hit: bool = False
@@ -1589,6 +1589,9 @@ def _idf(df: int, n: int) -> float:
     return log(1.0 + (n - df + 0.5) / (df + 0.5))
 
 
+_WHERE_IS_RE = re.compile(r"\bwhere(?:'s| is| are)\b", re.IGNORECASE)
+
+
 def _candidates(
     g: Grounding, settings: PolicySettings, repairs: Sequence[Repair] = ()
 ) -> list[_Candidate]:
@@ -1613,6 +1616,7 @@ def _candidates(
     asked = _kinds(said)  # once per query, not per entry
     mine = _possessed(g.query)  # the visitor's own things it names
     asks_amount = _ASKS_AMOUNT_RE.search(g.query) is not None
+    asks_where = _WHERE_IS_RE.search(g.query) is not None
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -1670,6 +1674,10 @@ def _candidates(
             and not any(_shares(t, heading_terms) for t in thing)
             and not any(t in _CHEAPER for t, _ in matched)
             and _ASKS_AMOUNT_RE.search(hit.entry.question) is None  # not a price list
+        ) or (
+            # Where a thing is, and only another entry's answer names it: "where is the
+            # exit?" is not the way from the station ("leave by the Market Street exit").
+            asks_where and bool(have) and not heading_hit
         )
         out.append(
             _Candidate(
