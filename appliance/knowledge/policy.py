@@ -452,16 +452,13 @@ def _heading_terms(entry: FaqEntry) -> frozenset[str]:
     return frozenset(tokenize(entry.question))
 
 
-_AGENT_ENDINGS = frozenset(("er", "ers"))
-
-
 def _term_in(term: str, terms: frozenset[str]) -> bool:
     """Exact, or a shared stem of 5+ letters ("charger"/"charg", "bicycl"/"bicycles")."""
     if term in terms:
         return True
     if len(term) < 5:
         # A short stem with an agent ending the stemmer keeps: "pray" / "prayer".
-        return len(term) == 4 and any(t[4:] in _AGENT_ENDINGS and t[:4] == term for t in terms)
+        return len(term) == 4 and (term + "er" in terms or term + "ers" in terms)
     return any(len(t) >= 5 and (t.startswith(term) or term.startswith(t)) for t in terms)
 
 
@@ -536,6 +533,10 @@ _RETRACT_RE = re.compile(
 )
 
 
+# Left after a retraction without asking anything; fillers and "sorry" are gone already.
+_APOLOGY = frozenset(tokenize("pardon"))
+
+
 def _retracted(cleaned: str) -> bool:
     """Something was taken back and nothing with a word of its own came after it: answering
     what was taken back answers what the visitor said they did not mean (held-out 20 answered
@@ -545,9 +546,6 @@ def _retracted(cleaned: str) -> bool:
         return False
     rest = strip_fillers(cleaned[found[-1].end() :])
     return not [t for t in _content_terms(rest) if t not in _APOLOGY]
-
-
-_APOLOGY = frozenset(tokenize("sorry erm hmm pardon"))
 
 
 # Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
@@ -1524,21 +1522,26 @@ def _possessed(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _about_another_thing(entry: FaqEntry, mine: frozenset[str], said: frozenset[str]) -> bool:
+def _about_another_thing(
+    heading: str,
+    heading_terms: frozenset[str],
+    entry_terms: frozenset[str],
+    mine: frozenset[str],
+    said: frozenset[str],
+) -> bool:
     """The heading is about a thing of the visitor's ("Can I charge my electric car?") and the
     question about another one ("can I charge my phone?"): neither has a word of the other's
     thing, nor a related one. The verb alone is not the topic (two hotels and a mall answered
     a phone's charging with their car chargers)."""
     if not mine:
         return False
-    theirs = _possessed(entry.question)
+    theirs = _possessed(heading)
     # The heading's own words, not related ones: "electric" is related to "charge".
     if not theirs or any(_term_in(t, said) for t in theirs):
         return False
     # The answer's own words or the heading's related ones: a mall's car chargers are "paid
     # by contactless card", a word related to a phone's.
-    heading, terms = _heading_terms(entry), _entry_terms(entry)
-    return not any(_term_in(t, terms) or _shares(t, heading) for t in mine)
+    return not any(_term_in(t, entry_terms) or _shares(t, heading_terms) for t in mine)
 
 
 # Kinds of visitor an entry can be written for. A question that names one kind is not
@@ -1661,7 +1664,7 @@ def _candidates(
         unstated = (
             _unstated_situation(hit.entry, g.query, said)
             or _for_others(hit.entry, asked, g.query)
-            or _about_another_thing(hit.entry, mine, said)
+            or _about_another_thing(hit.entry.question, heading_terms, entry_terms, mine, said)
         )
         # What is priced: the matched words less price words and kinds of visitor (a price
         # list names those in its answer); a comparison the answer makes ("cheaper online")
@@ -1877,7 +1880,8 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
         # A price asked, only the answer has the question's words, and the meaning is far:
         # "how much is entry?" is not the membership ("Members get free entry all year") nor
         # the free days ("Entry is free on the first Sunday"); "a ticket to get in" at a hotel
-        # is not its car park ("ask reception for a parking ticket").
+        # is not its car park ("ask reception for a parking ticket"); "where is the exit?" is
+        # not the way from the station ("leave by the Market Street exit").
         return True
     if c.guess is not None and c.guess < settings.soundalike_answer:
         return True
