@@ -40,6 +40,7 @@ from appliance.knowledge.embeddings import (
 )
 from appliance.knowledge.grounding import KNOWLEDGE_HEADER, prepare
 from appliance.knowledge.ranking import heading_parts
+from appliance.knowledge.text import joined_terms
 from appliance.models_manifest import ModelError, load_manifest, require
 
 SAMPLE = Path(str(importlib.resources.files("appliance") / "data" / "sample_faq.md"))
@@ -175,6 +176,16 @@ def test_tokenize_unicode_stopwords_synonyms_hyphens() -> None:
     assert tokenize("the nearest stop") == tokenize("near stop")
     assert tokenize("when do you shut") == tokenize("when do you close")
     assert tokenize("shuts shutting") == tokenize("closes closing")
+
+
+def test_joined_terms_are_the_hyphenated_words_made_one() -> None:
+    """`tokenize` keeps a hyphenated word's parts and the word made one; `joined_terms` names
+    the latter, which the answer policy does not count as a word of its own."""
+    said = "is there a ladies-only night, or a grown-ups' wi-fi? don't know"
+    joined = joined_terms(said)
+    assert joined == {"ladiesonly", "wifi", "grownup"}
+    assert joined <= set(tokenize(said))
+    assert {"lady", "only"} <= set(tokenize(said)) - joined
 
 
 # --------------------------------------------------------------------------- sample FAQ

@@ -26,7 +26,8 @@ __all__ = ["SCHOOL_GROUP", "plain_words", "related"]
 SCHOOL_GROUP = "(a school group)"
 
 _GROUPS = (
-    "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes",
+    "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes"
+    " van vans",
     "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc gents",
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
@@ -46,20 +47,22 @@ _GROUPS = (
     "photo photos photograph photographs photography pictures camera cameras filming video videos",
     "adopt adoption adopting sponsor sponsoring sponsorship",
     "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
-    "quiet noise noisy loud",
+    "quiet noise noisy loud calm calmer peaceful sensory autism autistic",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
-    " meal meals coffee tea brew cuppa scone scones cake cakes sandwich sandwiches",
+    " meal meals coffee tea brew cuppa scone scones cake cakes sandwich sandwiches grub nosh"
+    " crisps",
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
-    "hire hiring hired rent rents renting rented rental borrow borrowing",
+    "hire hiring hired rent rents renting rented rental borrow borrowing lend lends lending",
+    "freeze freezing pause pausing suspend suspending",
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs shop",
     "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
     " tablets pills",
     "interpreter interpreters interpreting translate translator translators translation",
-    "aid plaster plasters bandage bandages",
+    "aid plaster plasters bandage bandages faint fainted fainting collapsed",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
     "headphone headphones headset headsets audioguide audio",
@@ -67,6 +70,8 @@ _GROUPS = (
     "fly flying flight flights",
     "discount discounts deal deals reduction reductions concession concessions",
     "website online web",
+    "badge badges lanyard lanyards",
+    "deliver delivers delivery deliveries unload unloading pallet pallets",
     "cinema cinemas film films movie movies",
 )
 
@@ -181,6 +186,24 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bseason (?:ticket|pass)(?:es|s)?\b", "annual pass"),
         # British slang for a cigarette, which the embedder does not know.
         (r"\b(?:a|for a|have a|quick) (?:fag|ciggie|ciggy|cig)\b", "a cigarette"),
+        # A place to stay the night is a hotel: "is there anywhere to stay close by?"
+        (
+            r"\b(?:somewhere|anywhere|a place|places|where) (?:(?:i|we) (?:can|could) )?"
+            r"(?:to )?stay(?= (?:the night|tonight|overnight|close|near|nearby|round|around|"
+            r"locally)|\s*[?.!]|$)",
+            "\\g<0> (a hotel)",
+        ),
+        # A venue locks up when it closes; a bag or a bike is locked, not locked up.
+        (r"\b(what time|when)\b(.{0,30}?)\block(?:s|ing)? up\b", r"\1\2close"),
+        # Charging: "juice it up", "top up my phone".
+        (
+            r"\bjuice (?:it|them|(?:my|our|the) (?:phone|mobile|laptop|tablet)) up\b|"
+            r"\btop (?:it|(?:my|our|the) (?:phone|mobile|laptop|tablet)) up\b|"
+            r"\btop up (?:my|our|the) (?:phone|mobile|laptop|tablet)\b",
+            "charge it",
+        ),
+        # The loo in British slang: "where's the bog?" (not a peat bog or a bog garden).
+        (r"\b(?:the|a) bogs?\b(?! (?:garden|gardens|walk|plants?|pool|boardwalk))", "the toilet"),
         # A library's hold is a reservation.
         (r"\bput (?:a )?hold on\b", "reserve"),
         (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),

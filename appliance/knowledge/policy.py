@@ -68,7 +68,7 @@ from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
 from .ranking import Hit
 from .soundalike import Repair, SoundIndex, edit_distance, sound_key
-from .text import STOPWORDS, tokenize
+from .text import STOPWORDS, joined_terms, tokenize
 
 __all__ = [
     "DEFAULT_CHAT_REPLIES",
@@ -204,6 +204,10 @@ class PolicySettings:
     # ("first aid room" on the toilets' "baby changing room"): a middling semantic match too.
     weak_coverage: float = 0.40
     weak_semantic: float = 0.40
+    # A price asked whose words only the entry's answer has is answered from this semantic
+    # up ("is the dome thing extra?" is not the wheelchair entry's "two spaces in the dome",
+    # at 0.43); a place asked that way, from `weak_semantic` up.
+    price_elsewhere_semantic: float = 0.45
     # A follow-up answered with the previous turn's entry again needs this lead (its combined
     # query contains that entry's heading, which favours it); so does one of the entries just
     # offered back when the visitor picked none (the previous question it is read with could
@@ -367,7 +371,8 @@ _GENERIC_WORDS = """
     else there here able told mean inside outside around away back nearby near latest later
     early last next ago since per time times keep put give find see say try bring buy sell
     visit wait stay show help work happen big bigger large larger huge small smaller tiny
-    over site premises reckon whole
+    over site premises reckon whole massive might ugh
+    itd itll thatd thatll youd youll youre theyd theyll theyre whatd
 """
 # Words that say who asks, when, or how many, not what about: a question may carry them
 # without asking anything the FAQ lacks ("what do I pay for my boy, he's eight").
@@ -397,7 +402,8 @@ _INCIDENTAL_WORDS = """
     couple goes went came coming gets getting got bought asked asking told knew thought
     wanted looking looked trying tried brought
     yesterday going once month months fortnight eve beforehand lovely such
-    straight along quicker safely
+    straight along quicker safely never used whack percent
+    colleague colleagues workmate workmates boss
 """
 # The months ("may" is left out: mostly a verb). They say when, so they are incidental too.
 _MONTH_TERMS = frozenset(
@@ -526,9 +532,12 @@ def _cut_off(cleaned: str) -> bool:
 
 # The visitor takes back what they began: "the bar... no wait, the, erm, sorry, what was—".
 _RETRACT_RE = re.compile(
-    r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no)\b|"
+    r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
+    r"never ?mind|ignore (?:that|me|this)|no,? hang on)\b|"
+    # Said to someone else: "sorry, ignore that, I was talking to my colleague".
+    r"\b(?:i was|i'm|i am) (?:just )?(?:talking|speaking) to (?!you\b)|"
     # Not "I always forget it": only where a clause starts.
-    r"(?:^|[,.;!?\u2014-]\s*)forget (?:that|it)\b",
+    r"(?:^|[,.;!?\u2014-]\s*)(?:oh,? )?(?:no,? )?(?:actually,? )?forget (?:that|it)\b",
     re.IGNORECASE,
 )
 
@@ -545,7 +554,9 @@ def _retracted(cleaned: str) -> bool:
     if not found:
         return False
     rest = strip_fillers(cleaned[found[-1].end() :])
-    return not [t for t in _content_terms(rest) if t not in _APOLOGY]
+    own = [t for t in _content_terms(rest) if t not in _APOLOGY]
+    # "... forget it, my wife's sorting it" says who, not what: no question after it.
+    return not own or (all(_incidental(t) for t in own) and _ASKS_RE.search(rest) is None)
 
 
 # Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
@@ -584,7 +595,11 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:,? or is (?:there|it) (?:a |an |just )?(?:real |actual )?(?:person|human|"
             r"someone|somebody|people)(?: in there| inside| behind (?:it|this|you))?\b)?"
             r"(?:,? or is (?:there )?(?:somebody|someone|anybody|anyone|a person|a human) "
-            r"(?:listening|there|in there|watching|real)\b)?|"
+            r"(?:listening|there|in there|watching|real)\b)?"
+            r"(?:,? or (?:is )?(?:this|it) (?:just )?(?:a |an )?(?:computer|machine|robot|bot|"
+            r"recording|program|ai)\b)?|"
+            r"\bis (?:there )?(?:someone|somebody|anyone|anybody|a (?:real )?person|a human) "
+            r"(?:behind|in|inside) (?:there|here|this|it|you|the screen)\b|"
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
             r"\b(?:who|what) am i (?:talking|speaking) (?:to|with)\b|"
             r"\bam i (?:talking|speaking) (?:to|with) (?:a |an )?(?:real )?(?:computer|machine|"
@@ -765,8 +780,10 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "legal",
-            r"\b(?:lawyer|solicitor|attorney|legal advice|landlord|tenant|sue|lawsuit|court|"
-            r"visa|immigration|residence permit|deposit back|divorce)\b",
+            r"\b(?:lawyer|solicitor|attorney|legal advice|landlord|tenant|sue|lawsuit|"
+            r"visa|immigration|residence permit|deposit back|divorce)\b|"
+            # A court of law, not a food court or a badminton court.
+            r"\b(?:to|in|at) court\b|\bcourt (?:case|order|hearing|date|summons)\b",
         ),
         (
             "financial",
@@ -1088,10 +1105,19 @@ _ABOUT_THE_LAST_RE = re.compile(
 )
 
 
+# "When does it open?" asks of what was named before as "when does it close?" does ("close"
+# and "shut" are incidental words; "open" is not, as a heading's "open" names its hours).
+_OPENS = frozenset(tokenize("open opens opening"))
+
+
 def _asks_of_the_last(part: str) -> bool:
     """`part` asks about something named before it ("does it cost anything?", "when does it
     start?") and names nothing of its own: no word but price words and incidental ones."""
-    own = [t for t in _content_terms(part) if t not in _PRICE_TERMS and not _incidental(t)]
+    own = [
+        t
+        for t in _content_terms(part)
+        if t not in _PRICE_TERMS and t not in _OPENS and not _incidental(t)
+    ]
     return not own and _ABOUT_THE_LAST_RE.match(part) is not None
 
 
@@ -1104,11 +1130,21 @@ _CLOCK_RE = re.compile(
 )
 
 
+# Hours told against something else: "opens 30 minutes before the first session".
+_RELATIVE_HOURS_RE = re.compile(
+    r"\b(?:opens?|closes?|shuts?)\b[^.]{0,20}\b(?:minutes?|hours?|an hour)\s+(?:before|after)\b",
+    re.IGNORECASE,
+)
+
+
 def _tells(entry: FaqEntry, question: str) -> bool:
     """The entry's answer has the kind of detail `question` asks for: a clock time for "what
     time", an amount for "how much". False for a question that asks for neither."""
     if _ASKS_TIME_RE.search(question):
-        return _CLOCK_RE.search(entry.answer) is not None
+        return (
+            _CLOCK_RE.search(entry.answer) is not None
+            or _RELATIVE_HOURS_RE.search(entry.answer) is not None
+        )
     if _ASKS_AMOUNT_RE.search(question):
         return _AMOUNT_RE.search(entry.answer) is not None
     return False
@@ -1292,9 +1328,10 @@ class _Candidate:
     # not ("where do I leave my key card when I go"), or is for another kind of visitor than
     # the question names (`_for_others`): on its words, not its meaning.
     unstated: bool = False
-    # The question asks a price, and none of its words (nor a related one) is in the heading,
-    # only in the answer; or it asks where something is, and only the answer has its words.
-    answer_only: bool = False
+    # "price": the question asks a price, and none of its words (nor a related one) is in the
+    # heading, only in the answer; "where": it asks where something is, and only the answer
+    # has its words. "": neither.
+    answer_only: str = ""
     # A word of the question (or a related one: "brew" and the café) is in the heading.
     heading_hit: bool = False
 
@@ -1346,7 +1383,10 @@ _CONTACTS = (
 # time" asks for a duration; "charge" is left out (an electric car's charging).
 _ASKS_AMOUNT_RE = re.compile(
     r"\bhow much\b(?! (?:time|longer|later|earlier))|\b(?:cost|costs|price|prices|priced|fee|"
-    r"fees|expensive|cheap|cheaper|afford)\b",
+    r"fees|expensive|cheap|cheaper|afford)\b|"
+    # Whether something costs more than the ticket: "is the dome thing extra?"
+    r"\b(?:is|are) (?:it|that|this|they|those|the \w+(?: \w+)?) (?:an )?extra\b|"
+    r"\b(?:included|in with) (?:in )?(?:the )?(?:ticket|price|entry|admission)\b",
     re.IGNORECASE,
 )
 # "Do I have to pay", "without paying": whether there is anything to pay.
@@ -1605,10 +1645,15 @@ def _candidates(
     # Words ruled out count for nothing, nor do their related words ("a coffee other than
     # your café"), and an entry whose heading has one is no candidate.
     ruled_out, phrased = _ruled_out(g.query)
+    # A hyphenated word the FAQ lacks as one ("ladies-only") counts by its parts.
+    joined = joined_terms(g.query)
     terms_df = [
         (t, df)
         for t, df in g.term_df
-        if t not in _GENERIC and t not in phrased and not (ruled_out and _shares(t, ruled_out))
+        if t not in _GENERIC
+        and t not in phrased
+        and not (ruled_out and _shares(t, ruled_out))
+        and not (df == 0 and t in joined)
     ]
     rarest = _idf(1, n)
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
@@ -1671,17 +1716,19 @@ def _candidates(
         # is on the point.
         thing = [t for t, _ in matched if t not in _PRICE_TERMS and not _kinds(frozenset((t,)))]
         heading_hit = any(_shares(t, heading_terms) for t, _ in matched)
-        answer_only = (
+        answer_only = ""
+        if (
             asks_amount
-            and bool(thing)
+            and thing
             and not any(_shares(t, heading_terms) for t in thing)
             and not any(t in _CHEAPER for t, _ in matched)
             and _ASKS_AMOUNT_RE.search(hit.entry.question) is None  # not a price list
-        ) or (
+        ):
+            answer_only = "price"
+        elif asks_where and have and not heading_hit:
             # Where a thing is, and only another entry's answer names it: "where is the
             # exit?" is not the way from the station ("leave by the Market Street exit").
-            asks_where and bool(have) and not heading_hit
-        )
+            answer_only = "where"
         out.append(
             _Candidate(
                 hit,
@@ -1876,7 +1923,9 @@ def _held(c: _Candidate, settings: PolicySettings) -> bool:
         return True  # see _Candidate.unstated
     if c.semantic < settings.answer_min_semantic and not c.heading_hit:
         return True  # see PolicySettings.answer_min_semantic
-    if c.answer_only and c.semantic < settings.weak_semantic:
+    price = c.answer_only == "price"
+    floor = settings.price_elsewhere_semantic if price else settings.weak_semantic
+    if c.answer_only and c.semantic < floor:
         # A price asked, only the answer has the question's words, and the meaning is far:
         # "how much is entry?" is not the membership ("Members get free entry all year") nor
         # the free days ("Entry is free on the first Sunday"); "a ticket to get in" at a hotel

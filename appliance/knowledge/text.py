@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["STOPWORDS", "SYNONYMS", "stem", "tokenize"]
+__all__ = ["STOPWORDS", "SYNONYMS", "joined_terms", "stem", "tokenize"]
 
 
 # Small on purpose: only words that carry no topic. "much", "free", "open" and the like stay.
@@ -132,3 +132,17 @@ def tokenize(text: str) -> list[str]:
             if term is not None:
                 out.append(term)
     return out
+
+
+def joined_terms(text: str) -> frozenset[str]:
+    """The terms `tokenize` makes by joining a hyphenated word ("ladies-only" ->
+    "ladiesonly"), besides its parts: a joined form no FAQ has is no word of its own."""
+    text = _strip_accents(unicodedata.normalize("NFKC", text).casefold())
+    out: set[str] = set()
+    for match in _WORD_RE.finditer(text):
+        word = _POSSESSIVE_RE.sub("", match.group())
+        if "-" in word:
+            joined = _term("".join(re.split(r"[-'’]", word)))
+            if joined is not None:
+                out.add(joined)
+    return frozenset(out)
