@@ -56,6 +56,9 @@ _GROUPS = (
     "laundry washing ironing",
     "hire hiring hired rent rents renting rented rental borrow borrowing lend lends lending",
     "freeze freezing pause pausing suspend suspending",
+    "cancel cancels cancelling cancellation quit quitting",
+    "event events fair fairs expo expos convention conventions",
+    "address addresses postcode postcodes satnav sat-nav",
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway station transport railway",
     "souvenir souvenirs shop",
@@ -202,6 +205,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\btop up (?:my|our|the) (?:phone|mobile|laptop|tablet)\b",
             "charge it",
         ),
+        (r"\bwheelie (?:case|cases|bag|bags)\b", "suitcase"),
         # The loo in British slang: "where's the bog?" (not a peat bog or a bog garden).
         (r"\b(?:the|a) bogs?\b(?! (?:garden|gardens|walk|plants?|pool|boardwalk))", "the toilet"),
         # A library's hold is a reservation.

@@ -1374,6 +1374,11 @@ _CONTACTS = (
         PHONE_RE,
     ),
     (
+        # Where the venue is, for a sat-nav: a postcode (or a street address) in the answer.
+        re.compile(r"\b(?:post ?code|postal code|zip code|sat ?-?nav|your address)\b", re.I),
+        re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\baddress is\b"),
+    ),
+    (
         re.compile(r"\b(?:website|web site|web page|webpage|url)\b", re.IGNORECASE),
         re.compile(r"\bwww\.|https?://|\b[\w-]+\.(?:com|org|net|eu|uk|nl|de|fr|example)\b"),
     ),
