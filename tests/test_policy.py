@@ -2127,3 +2127,18 @@ def test_a_price_whose_words_only_another_answer_has(science: KnowledgeBase) -> 
     wheelchair entry, whose answer names the dome's wheelchair spaces (semantic 0.43)."""
     d = turn(science, "is the dome thing extra or is it in with the ticket?")
     assert d.kind != "faq", d
+
+
+def test_a_question_that_points_back_at_a_declined_one_is_declined(
+    conference: KnowledgeBase,
+) -> None:
+    """Held-out 21, spoken: "where's the food court?" heard "Where's the food caught?" was
+    declined, and "what time does it open?" then got the venue's hours: "it" was the thing
+    declined. Asked first, the same question is about the venue."""
+    hours = "What are the centre's opening hours?"
+    for before in ("Where's the food caught?", "where's the nearest Aldi?"):
+        first = turn(conference, before)
+        assert first.kind == "decline", first
+        d = turn(conference, "what time does it open?", PolicyContext.after(before, first, None))
+        assert (d.kind, d.reason) == ("decline", "after_decline"), d
+    assert answered_with(conference, "what time does it open?") == hours

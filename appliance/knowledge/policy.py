@@ -2259,6 +2259,11 @@ def decide(
         return Decision("say_again", settings.say_again, "retracted")
     if _looks_foreign(_words(cleaned)):
         return _decline("language", settings, "language")
+    previous = context.previous if context is not None else None
+    if previous is not None and previous.kind == "decline" and _asks_of_the_last(cleaned):
+        # "Where's the food caught?" (declined) - "what time does it open?": "it" is what was
+        # declined, not the venue, whose hours had answered it (held-out 21, spoken).
+        return _decline("unknown", settings, "after_decline")
 
     weighed = _weigh(grounding, settings)
     continued = False  # a fragment: read with the previous question, not in parts
