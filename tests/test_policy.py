@@ -2113,6 +2113,9 @@ def test_everyday_words_for_a_conference_centre(
         (leisure, "is there a ladies-only night in the sauna?", "Is there a sauna and steam room?"),
         (leisure, "how do I quit? I'm moving away", "Can I freeze or cancel my membership?"),
         (science, "what's the postcode, for the satnav?", "How can I contact Sparkworks?"),
+        # Upstairs and downstairs say where, not what about (as "inside" and "nearby" do).
+        (conference, "is the cash machine upstairs free to use?", "Is there a cash machine?"),
+        (leisure, "can I get a coffee downstairs after my swim?", "When is the cafe open?"),
     )
     for kb, question, heading in cases:
         assert answered_with(kb, question) == heading, question

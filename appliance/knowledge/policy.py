@@ -403,7 +403,7 @@ _INCIDENTAL_WORDS = """
     wanted looking looked trying tried brought
     yesterday going once month months fortnight eve beforehand lovely such
     straight along quicker safely never used whack percent
-    colleague colleagues workmate workmates boss
+    colleague colleagues workmate workmates boss upstairs downstairs
 """
 # The months ("may" is left out: mostly a verb). They say when, so they are incidental too.
 _MONTH_TERMS = frozenset(
