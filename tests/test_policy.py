@@ -2145,3 +2145,21 @@ def test_a_question_that_points_back_at_a_declined_one_is_declined(
         d = turn(conference, "what time does it open?", PolicyContext.after(before, first, None))
         assert (d.kind, d.reason) == ("decline", "after_decline"), d
     assert answered_with(conference, "what time does it open?") == hours
+
+
+def test_the_next_train_to_another_place_is_a_timetable_the_kiosk_cannot_see(
+    conference: KnowledgeBase, station: KnowledgeBase
+) -> None:
+    """Held-out 21 and 11: "what time's the last train to Manchester tonight?" was offered
+    back as the way here by train. The times of a service to another place are declined, at a
+    station too; the way here by train is still answered."""
+    for kb, said in (
+        (conference, "what time's the last train to Manchester tonight?"),
+        (conference, "when's the next train to Birmingham from Linford Central?"),
+        (station, "when's the next train to Leeds?"),
+    ):
+        d = turn(kb, said)
+        assert (d.kind, d.reason) == ("decline", "off_topic:timetable"), (said, d)
+        assert d.text.startswith("Sorry, I can't see train, bus or flight times.")
+    by_train = "How do I get here by train, tram or bus?"
+    assert answered_with(conference, "how do I get here by train?") == by_train

@@ -46,10 +46,10 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
    question after it, never alone.
 4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
    weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere or
-   anything about "the nearest X", the time) -> decline, unless the chosen entry's own
-   heading is about that request (a hotel FAQ's "Can you call me a taxi?") or names the
-   destination, or the request (book, pay, call) is one of two questions and the other is
-   answered on its own.
+   anything about "the nearest X", the next train to another place, the time) -> decline,
+   unless the chosen entry's own heading is about that request (a hotel FAQ's "Can you call
+   me a taxi?") or names the destination, or the request (book, pay, call) is one of two
+   questions and the other is answered on its own.
 5. Nothing plausible: a cut-off or trailing-off sentence -> say_again, else decline.
 """
 
@@ -136,6 +136,7 @@ DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
     "financial": "Sorry, I can't give financial advice.",
     "directions": "Sorry, I only know the way to and around this place.",
     "elsewhere": "Sorry, I only know about this place, not the others around it.",
+    "timetable": "Sorry, I can't see train, bus or flight times.",
     "language": "Sorry, I only understand English.",
     "rejected": "Sorry, I misunderstood. Could you ask it in other words?",
 }
@@ -818,6 +819,14 @@ _ELSEWHERE_RE = re.compile(
     re.IGNORECASE,
 )
 
+# A service's times to another place: "when's the next train to Birmingham?" (declined unless
+# the best entry names the place, as a station's "trains to Leeds leave from platform 2" may).
+_TIMETABLE_RE = re.compile(
+    r"\b(?:next|last|first|earliest|latest) (?:trains?|bus|buses|trams?|coach|coaches|ferry|"
+    r"ferries|boats?|flights?|sailings?) (?:to|for|into|from)\s+(?P<dest>[^?.!,]*)",
+    re.IGNORECASE,
+)
+
 # Where a destination ends and the way there begins ("from here", "by bus", "on foot").
 _ROUTE_RE = re.compile(
     r"\b(?:from|by|on|via|using|with|without|in|at|before|after|tonight|today|tomorrow)\b",
@@ -853,7 +862,11 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
             continue
         return category
-    for category, found in (("directions", _DIRECTIONS_RE), ("elsewhere", _ELSEWHERE_RE)):
+    for category, found in (
+        ("directions", _DIRECTIONS_RE),
+        ("elsewhere", _ELSEWHERE_RE),
+        ("timetable", _TIMETABLE_RE),
+    ):
         m = found.search(text)
         if m is None:
             continue
