@@ -2163,3 +2163,14 @@ def test_the_next_train_to_another_place_is_a_timetable_the_kiosk_cannot_see(
         assert d.text.startswith("Sorry, I can't see train, bus or flight times.")
     by_train = "How do I get here by train, tram or bus?"
     assert answered_with(conference, "how do I get here by train?") == by_train
+
+
+def test_a_place_down_the_road_is_another_place(
+    conference: KnowledgeBase, hotel: KnowledgeBase
+) -> None:
+    """Held-out 21: "is the Aldi down the road open on Sundays?" was offered back as the
+    venue's or the café's hours. The people next door at a hotel are still the neighbours."""
+    d = turn(conference, "is the Aldi down the road open on Sundays?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:elsewhere"), d
+    said = "the people next door are very loud, what time are they supposed to be quiet?"
+    assert turn(hotel, said).reason != "off_topic:elsewhere"

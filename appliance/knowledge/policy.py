@@ -819,6 +819,14 @@ _ELSEWHERE_RE = re.compile(
     re.IGNORECASE,
 )
 
+# A place named by where it is from here: "is the Aldi down the road open on Sundays?" (not
+# "next door": at a hotel, the people next door are the neighbours).
+_NEARBY_PLACE_RE = re.compile(
+    r"\bthe (?P<dest>\w+(?: \w+)?) (?:just )?(?:down the road|up the road|down the street|"
+    r"round the corner|around the corner|across the road|over the road|across the street)\b",
+    re.IGNORECASE,
+)
+
 # A service's times to another place: "when's the next train to Birmingham?" (declined unless
 # the best entry names the place, as a station's "trains to Leeds leave from platform 2" may).
 _TIMETABLE_RE = re.compile(
@@ -865,6 +873,7 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
     for category, found in (
         ("directions", _DIRECTIONS_RE),
         ("elsewhere", _ELSEWHERE_RE),
+        ("elsewhere", _NEARBY_PLACE_RE),
         ("timetable", _TIMETABLE_RE),
     ):
         m = found.search(text)
