@@ -2053,6 +2053,7 @@ def test_more_ways_of_taking_a_question_back(conference: KnowledgeBase) -> None:
         "sorry, ignore that, I was talking to my colleague",
         "where's the, um… the thing for the… no, hang on",
         "how much is — oh no, actually forget it, my wife's sorting it",
+        "How much is, oh no, actually forget it, my wife is sorting it.",  # as heard
         "can my— sorry, no, wait, never mind",
     ):
         d = turn(conference, said)
@@ -2066,6 +2067,7 @@ def test_asking_whether_anyone_is_behind_the_screen_is_small_talk(
     for said in (
         "are you a real person or is this a computer?",
         "who am I talking to, is there someone behind there?",
+        "A real person or is this a computer?",  # heard without "are you"
     ):
         d = turn(conference, said)
         assert (d.kind, d.reason) == ("chat", "chat:identity"), (said, d)

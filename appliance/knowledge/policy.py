@@ -556,8 +556,9 @@ def _retracted(cleaned: str) -> bool:
         return False
     rest = strip_fillers(cleaned[found[-1].end() :])
     own = [t for t in _content_terms(rest) if t not in _APOLOGY]
-    # "... forget it, my wife's sorting it" says who, not what: no question after it.
-    return not own or (all(_incidental(t) for t in own) and _ASKS_RE.search(rest) is None)
+    # "... forget it, my wife is sorting it" says who, not what: no question after it.
+    asks = _ASKS_RE.match(rest.lstrip(" ,.;:!\u2014-")) is not None
+    return not own or (all(_incidental(t) for t in own) and not asks)
 
 
 # Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
@@ -599,6 +600,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:listening|there|in there|watching|real)\b)?"
             r"(?:,? or (?:is )?(?:this|it) (?:just )?(?:a |an )?(?:computer|machine|robot|bot|"
             r"recording|program|ai)\b)?|"
+            # Heard without its start: "A real person or is this a computer?"
+            r"^\W*(?:a )?real person,? or (?:is (?:it|this) )?(?:just )?(?:a |an )?(?:computer|"
+            r"machine|robot|bot|recording)\b|"
             r"\bis (?:there )?(?:someone|somebody|anyone|anybody|a (?:real )?person|a human) "
             r"(?:behind|in|inside) (?:there|here|this|it|you|the screen)\b|"
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
