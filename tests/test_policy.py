@@ -2165,6 +2165,8 @@ def test_the_next_train_to_another_place_is_a_timetable_the_kiosk_cannot_see(
         assert d.text.startswith("Sorry, I can't see train, bus or flight times.")
     by_train = "How do I get here by train, tram or bus?"
     assert answered_with(conference, "how do I get here by train?") == by_train
+    said = "is there a ticket machine for the next train to Leeds?"
+    assert turn(station, said).reason != "off_topic:timetable"
 
 
 def test_a_place_down_the_road_is_another_place(

@@ -833,7 +833,9 @@ _NEARBY_PLACE_RE = re.compile(
 
 # A service's times to another place: "when's the next train to Birmingham?" (declined unless
 # the best entry names the place, as a station's "trains to Leeds leave from platform 2" may).
+# Only when asked when: "is there a ticket machine for the next train to Leeds?" is not.
 _TIMETABLE_RE = re.compile(
+    r"\b(?:when|what times?|how long|how soon)\b.{0,30}?"
     r"\b(?:next|last|first|earliest|latest) (?:trains?|bus|buses|trams?|coach|coaches|ferry|"
     r"ferries|boats?|flights?|sailings?) (?:to|for|into|from)\s+(?P<dest>[^?.!,]*)",
     re.IGNORECASE,
