@@ -79,9 +79,9 @@ def run(tag: str) -> dict[str, int]:
         if name in SPOKEN:
             pairs.append(("sp", heard(cases, json.loads((BENCH / SPOKEN[name]).read_text()))))
         for suffix, asked in pairs:
-            for site in {c.site for c in asked} - {s for s, p in sites.items() if p in kbs}:
-                kbs[sites[site]] = KnowledgeBase.from_file(sites[site], embedder=embedder)
-                prepare(kbs[sites[site]])
+            for path in {sites[c.site] for c in asked} - kbs.keys():
+                kbs[path] = KnowledgeBase.from_file(path, embedder=embedder)
+                prepare(kbs[path])
             outcomes = evaluate(asked, {c.site: kbs[sites[c.site]] for c in asked}, soundalike=True)
             report: dict[str, Any] = summarize(outcomes)
             report["rows"] = [
