@@ -152,6 +152,9 @@ def test_parse_nothing() -> None:
         ("activities", "activity"),
         ("stopped", "stop"),
         ("languages", "language"),
+        ("scarves", "scarf"),
+        ("knives", "knife"),
+        ("women", "woman"),
     ],
 )
 def test_stem_meets_base_word(a: str, b: str) -> None:

@@ -55,6 +55,7 @@ SPOKEN = {
     "heldout19": "understand-heldout19-stop21.json",
     "heldout20": "understand-heldout20-stop22.json",
     "heldout21": "understand-heldout21-stop23.json",
+    "heldout22": "understand-heldout22-stop24.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -14,6 +14,7 @@ out: a wrong anchor may turn a decline into a wrong answer, which costs more tha
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from functools import cache
 
 from .guard import NUMBER_WORDS, words_value
@@ -28,7 +29,7 @@ SCHOOL_GROUP = "(a school group)"
 _GROUPS = (
     "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes"
     " van vans",
-    "toilet toilets restroom restrooms bathroom bathrooms loo lavatory wc gents",
+    "toilet toilets restroom restrooms bathroom bathrooms washroom washrooms loo lavatory wc gents",
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
     " step-free lift lifts elevator elevators ramp mobility",
@@ -67,6 +68,7 @@ _GROUPS = (
     "interpreter interpreters interpreting translate translator translators translation",
     "aid plaster plasters bandage bandages faint fainted fainting collapsed",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
+    "liquid liquids shampoo shampoos toiletries lotion lotions perfume perfumes aerosol aerosols",
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
     "headphone headphones headset headsets audioguide audio",
     "charger chargers charging electric ev kilowatt kwh plug plugs socket sockets tesla",
@@ -127,8 +129,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bspend a penny\b", "use the toilet"),
         # The embedder hardly knows these words for a toilet ("where's the loo?" is 0.23 from
         # "Where are the toilets?"); the words alone already count as shared (text.SYNONYMS).
-        (r"\b(?:loos|lavatories|restrooms|wcs)\b", "toilets"),
-        (r"\b(?:loo|lavatory|restroom|wc)\b", "toilet"),
+        (r"\b(?:loos|lavatories|restrooms|washrooms|wcs)\b", "toilets"),
+        (r"\b(?:loo|lavatory|restroom|washroom|wc)\b", "toilet"),
         (r"\bthe gents\b", "the men's toilet"),
         # A hotel's words for it: "what time do we have to leave the room?" is check-out.
         (
@@ -185,8 +187,6 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"will |usually )?hand (?:it|them|things?|stuff|that|those) in\b",
             "handed in to lost property",
         ),
-        # A season ticket is a pass for the year at a venue that is not a football club.
-        (r"\bseason (?:ticket|pass)(?:es|s)?\b", "annual pass"),
         # British slang for a cigarette, which the embedder does not know.
         (r"\b(?:a|for a|have a|quick) (?:fag|ciggie|ciggy|cig)\b", "a cigarette"),
         # A place to stay the night is a hotel: "is there anywhere to stay close by?"
@@ -363,9 +363,23 @@ _ASKS_PRICE_RE = re.compile(
 _ENTRY_RE = re.compile(r"\b(entry|entrance|admission|admittance)\b(?! tickets?\b)", re.IGNORECASE)
 
 
-def plain_words(text: str) -> str:
+# Rewritten only where the FAQ does not use the visitor's own words: a season ticket is a pass
+# for the year at a venue that is not a football club.
+_UNLESS_USED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bseason (?:ticket|pass)(?:es|s)?\b", re.IGNORECASE), "annual pass"),
+)
+
+
+def plain_words(text: str, faq_pairs: Collection[str] = ()) -> str:
     """`text` with visitors' idioms for FAQ topics in plain words ("my money back" -> "a
-    refund"); unchanged when it has none."""
+    refund"); unchanged when it has none. `faq_pairs`: each two `tokenize` terms that follow
+    one another in the FAQ ("season ticket"), `SoundIndex.pairs`."""
+
+    def unless_used(plain: str) -> Callable[[re.Match[str]], str]:
+        return lambda m: m[0] if " ".join(tokenize(m[0])) in faq_pairs else plain
+
+    for pattern, plain in _UNLESS_USED:
+        text = pattern.sub(unless_used(plain), text)
     for pattern, plain in _IDIOMS:
         text = pattern.sub(plain, text)
     if _ASKS_PRICE_RE.search(text):

@@ -611,7 +611,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"robot|bot|person|human|ai|recording)\b|"
             r"\bwhat is this(?: thing| machine| screen)? for\b|"
             r"\bwhat (?:can|could|should) (?:i|we) ask(?: you)?(?: about| for)?\b|"
-            r"\bwhat (?:can|do) you (?:do|know)\b",
+            r"\bwhat (?:can|do|could) (?:you|u) (?:(?:actually|really|even|possibly) )?"
+            r"(?:do|know|help (?:me |us )?(?:out )?with|do for (?:me|us))\b",
         ),
         (
             "joke",
@@ -720,6 +721,10 @@ def _chat_intent(text: str) -> str | None:
 # Requests the kiosk cannot carry out and topics no venue FAQ covers. Each is declined unless
 # the best entry's own heading matches the same pattern (the staff wrote an answer for it).
 _REQUEST = r"(?:can|could|would|will) (?:you|u)(?: please| just| maybe)?"
+_SPORT_NAMES = (
+    r"\b(?:football|soccer|basketball|baseball|tennis|cricket|rugby|hockey|formula one|"
+    r"world cup|premier league|champions league|olympics)\b"
+)
 _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (category, re.compile(pattern, re.IGNORECASE))
     for category, pattern in (
@@ -756,11 +761,20 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b",
         ),
         ("news", r"\b(?:news|headlines)\b"),
+        # Results, players and the transfer market: what no venue's FAQ can know, a stadium's
+        # included.
         (
             "sports",
-            r"\b(?:football|soccer|basketball|baseball|tennis|cricket|rugby|hockey|formula one|"
-            r"world cup|premier league|champions league|olympics)\b|\bwho won\b|"
-            r"\bwhat was the score\b|\bthe score (?:in|of)\b",
+            r"\bwho won\b|\bwhat was the score\b|\bthe score (?:in|of)\b|"
+            r"\btransfer (?:fee|window|market)\b|\b(?:league table|relegated|relegation)\b|"
+            r"\b(?:centre[- ]backs?|strikers?|midfielders?|full[- ]backs?|goalkeepers?|"
+            r"wingers?)\b",
+        ),
+        # A sport named: out of scope unless the site's own FAQ talks about it (at a football
+        # stadium, "my boy's football mad, do you do kids' parties?").
+        (
+            "sports",
+            _SPORT_NAMES,
         ),
         (
             "general",
@@ -855,14 +869,19 @@ _REQUESTS = frozenset({"booking", "calling"})
 _SEPARATE_REQUESTS = frozenset({"booking", "calling", "payment"})
 
 
-def _off_topic(text: str, best: Hit | None) -> str | None:
-    """The category of an out-of-scope request or topic, unless the FAQ covers it."""
+def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> str | None:
+    """The category of an out-of-scope request or topic, unless the FAQ covers it.
+    `faq_terms`: the query's terms that the FAQ uses somewhere (`_faq_terms`)."""
     heading = best.entry.question if best is not None else ""
     for category, pattern in _OFF_TOPIC:
         if not pattern.search(text):
             continue
         if pattern.search(heading):
             continue
+        if pattern.pattern == _SPORT_NAMES and all(
+            t in faq_terms for m in pattern.finditer(text) for t in tokenize(m.group(0))
+        ):
+            continue  # the site's own sport
         if category == "medical" and _CARE_RE.search(heading):
             # The staff wrote what to do when someone is hurt ("where's the nearest
             # hospital?" and an entry on emergencies that names it): their answer, not advice.
@@ -892,6 +911,11 @@ def _off_topic(text: str, best: Hit | None) -> str | None:
         ):
             return category
     return None
+
+
+def _faq_terms(g: Grounding) -> frozenset[str]:
+    """The query's terms that some entry of the FAQ uses."""
+    return frozenset(t for t, df in g.term_df if df > 0)
 
 
 def _covers_request(text: str, best: Hit | None) -> bool:
@@ -1299,7 +1323,7 @@ def lookups(
     """The queries `decide` wants ranked for `question` (see the module docstring). With
     `sounds` (the FAQ's `soundalike.SoundIndex`), question words the FAQ lacks that sound like
     FAQ words get a second reading, with them replaced ("calories" -> "galleries")."""
-    question = plain_words(question)
+    question = plain_words(question, sounds.pairs if sounds is not None else ())
     primary = lookup_query(question, context)
     fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
     return Lookups(
@@ -2241,7 +2265,7 @@ def _in_scope_part(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked
         _is_answer(r)
         and r.best is not None
         and r.best.hit.entry == entry
-        and _off_topic(g.query, r.best.hit) is None  # the query is fillers-stripped already
+        and _off_topic(g.query, r.best.hit, _faq_terms(g)) is None  # fillers stripped already
         for g, r in parts
     )
 
@@ -2353,7 +2377,7 @@ def decide(
             weighed = fixed
 
     best = weighed.best.hit if weighed.best is not None else None
-    category = _off_topic(cleaned, best)
+    category = _off_topic(cleaned, best, _faq_terms(grounding))
     if (
         category in _SEPARATE_REQUESTS
         and len(parts) >= 2

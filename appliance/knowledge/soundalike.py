@@ -22,6 +22,7 @@ knowledge base), then `repair` per question.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 import weakref
@@ -198,9 +199,17 @@ class SoundIndex:
     """A FAQ's words by sound. `terms`: every `tokenize` term of the FAQ (a heard word with one
     of them, or a related word of one, is understood and never repaired)."""
 
-    def __init__(self, words: Iterable[str], terms: Iterable[str], min_score: float = MIN_SCORE):
+    def __init__(
+        self,
+        words: Iterable[str],
+        terms: Iterable[str],
+        min_score: float = MIN_SCORE,
+        pairs: Iterable[str] = (),
+    ):
         self.min_score = min_score
         self.terms = frozenset(terms)
+        # Two terms one after the other in the FAQ, "season ticket": whether it uses a phrase.
+        self.pairs = frozenset(pairs)
         self._keys: dict[str, str] = {}  # word -> key
         self._by_delete: dict[str, set[str]] = {}  # key, or key minus one letter -> words
         for word in words:
@@ -224,8 +233,14 @@ class SoundIndex:
                     word = m.group().replace("’", "'")
                     words.append(word.replace("-", "").replace("'", ""))
                     words.extend(p for p in re.split(r"['-]", word) if p)
-        terms = {t for e in entries for t in tokenize(f"{e.question} {e.answer}")}
-        return cls(words, terms, min_score)
+        terms: set[str] = set()
+        pairs: set[str] = set()
+        for e in entries:
+            for text in (e.question, e.answer):
+                found = tokenize(text)
+                terms.update(found)
+                pairs.update(f"{a} {b}" for a, b in itertools.pairwise(found))
+        return cls(words, terms, min_score, pairs)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -81,11 +81,32 @@ def _strip_accents(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+# Plurals the suffix rules cannot undo: "scarves" would become "scarv", never "scarf".
+_IRREGULAR_PLURALS = {
+    "scarves": "scarf",
+    "shelves": "shelf",
+    "knives": "knife",
+    "wives": "wife",
+    "halves": "half",
+    "loaves": "loaf",
+    "wolves": "wolf",
+    "calves": "calf",
+    "thieves": "thief",
+    "women": "woman",
+    "men": "man",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+}
+
+
 def stem(word: str) -> str:
     """Light suffix stemming: enough that plurals, -ing and -ed forms meet their base word.
 
     A final "e" is dropped last so that "close", "closed" and "closing" all become "clos".
     """
+    word = _IRREGULAR_PLURALS.get(word, word)
     if len(word) > 4 and word.endswith("ies"):
         word = word[:-3] + "y"
     elif len(word) > 5 and word.endswith("ing"):
