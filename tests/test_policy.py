@@ -261,6 +261,9 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("I'm a teacher", "I'm a teacher (a school group)"),
         ("sorry, where's the ladies?", "sorry, where's the women's toilet?"),
         ("excuse me, where is the washroom?", "excuse me, where is the toilet?"),
+        ("I lost my hat, where would it have ended up?", "I lost my hat, where is lost property?"),
+        ("I'm picking my sister up off the flight", "I'm meet my sister off the flight"),
+        ("picking someone up from arrivals", "meet someone from arrivals"),
         ("can I snap a few of the paintings?", "can I take photos of the paintings?"),
         ("does she get anything knocked off?", "does she get a discount?"),
         ("to become a friend of the gallery?", "to become a member (membership)?"),
@@ -294,6 +297,7 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("can I get a pizza to take out?", "can I get a pizza to take out?"),
         ("the ladies at the desk were lovely", "the ladies at the desk were lovely"),
         ("can I leave my bag here", "can I leave my bag here"),
+        ("can I pick my tickets up here?", "can I pick my tickets up here?"),
         ("where can I get money out", "where can I get money out"),
     ],
 )

@@ -187,6 +187,22 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"will |usually )?hand (?:it|them|things?|stuff|that|those) in\b",
             "handed in to lost property",
         ),
+        # Where a thing lost went: "where would it have ended up?" is lost property.
+        (
+            r"\bwhere (?:would|will|might|could|does|do|did) (?:it|they|that|those|things|"
+            r"stuff) (?:have |usually |normally )?(?:end|ended|ends|go|gone|goes) up\b",
+            "where is lost property",
+        ),
+        # Someone picked up off a flight or a train is met: "I'm picking my sister up off the
+        # Dublin flight". Only people: "pick my tickets up" is collecting them.
+        (
+            r"\b(?:pick|picks|picking|picked) (?:up )?"
+            r"((?:my|our|a|his|her|their) (?:sister|brother|mum|mom|mam|dad|mother|father|wife|"
+            r"husband|son|daughter|friend|friends|partner|gran|grandma|granny|grandad|grandpa|"
+            r"nan|nana|kids|children|family|parents|boyfriend|girlfriend|mate|mates|colleague|"
+            r"colleagues|guest|guests)|someone|somebody)(?: up)?\b",
+            r"meet \1",
+        ),
         # British slang for a cigarette, which the embedder does not know.
         (r"\b(?:a|for a|have a|quick) (?:fag|ciggie|ciggy|cig)\b", "a cigarette"),
         # A place to stay the night is a hotel: "is there anywhere to stay close by?"
