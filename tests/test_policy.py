@@ -32,6 +32,7 @@ from appliance.knowledge.policy import (
     resolve_choice,
     usual_replies,
 )
+from appliance.knowledge.soundalike import sound_index
 
 TUNE = UNDERSTAND / "tune.toml"
 
@@ -2214,3 +2215,15 @@ def test_the_sites_own_sport_is_no_sports_question(
     ):
         d = turn(kb, said)
         assert (d.kind, d.reason) == ("decline", "off_topic:sports"), (said, d)
+
+
+def test_a_season_ticket_at_a_football_club_and_a_discount_in_percent(
+    stadium: KnowledgeBase,
+) -> None:
+    """Held-out 22: the stadium's tour prices say "Season ticket holders ... get 25% off": the
+    phrase stays a season ticket there (no annual pass to find), and "25% off" prices it."""
+    said = "I've got a season ticket, do I get anything knocked off the tour price?"
+    plan = lookups(said, None, sound_index(stadium))  # the FAQ's phrases come with its sounds
+    d = decide(said, settings=settings_for(stadium), **rank_plan(plan, partial(ground, stadium)))
+    assert d.kind == "faq" and d.entry is not None, d
+    assert d.entry.question == "How much is a stadium tour?"

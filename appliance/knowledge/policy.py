@@ -1322,7 +1322,8 @@ def lookups(
 ) -> Lookups:
     """The queries `decide` wants ranked for `question` (see the module docstring). With
     `sounds` (the FAQ's `soundalike.SoundIndex`), question words the FAQ lacks that sound like
-    FAQ words get a second reading, with them replaced ("calories" -> "galleries")."""
+    FAQ words get a second reading, with them replaced ("calories" -> "galleries"), and an
+    idiom the FAQ itself uses is not put in other words ("season ticket" at a football club)."""
     question = plain_words(question, sounds.pairs if sounds is not None else ())
     primary = lookup_query(question, context)
     fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
@@ -1451,7 +1452,8 @@ _ASKS_PAYING_RE = re.compile(r"\b(?:pay|paying|paid)\b", re.IGNORECASE)
 # What answers either: an amount of money, or that it is free.
 _AMOUNT_RE = re.compile(
     r"[€$£¥]|\d\s*(?:eur|euros?|usd|dollars?|gbp|pounds?|cents?|pence|p)\b|"
-    r"\b(?:free|at no cost|no charge|included|costs? nothing|complimentary|half price)\b",
+    r"\b(?:free|at no cost|no charge|included|costs? nothing|complimentary|half price)\b|"
+    r"\d\s*(?:%|per ?cent) (?:off|discount|reduction|cheaper|less)\b",  # "25% off"
     re.IGNORECASE,
 )
 # What answers only whether to pay: "you can visit the café without a museum ticket".
