@@ -190,7 +190,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # Where a thing lost went: "where would it have ended up?" is lost property.
         (
             r"\bwhere (?:would|will|might|could|does|do|did) (?:it|they|that|those|things|"
-            r"stuff) (?:have |usually |normally )?(?:end|ended|ends|go|gone|goes) up\b",
+            r"stuff) (?:have |usually |normally )?(?:end|ended|ends) up\b",
             "where is lost property",
         ),
         # Someone picked up off a flight or a train is met: "I'm picking my sister up off the
