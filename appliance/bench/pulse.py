@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -244,14 +245,22 @@ class PulseDaemon:
     async def feed_mic(
         self, audio: npt.NDArray[np.float32] | npt.NDArray[np.int16], rate: int
     ) -> None:
-        """Play mono audio into the virtual microphone; returns when it has been played."""
+        """Play mono audio into the virtual microphone; returns when it has been played.
+
+        pacat reads the audio from a file and keeps 200 ms queued in the server: fed through
+        a pipe from this process 20 ms ahead, a busy event loop or a starved pacat let the
+        stream run dry on a loaded 2-core box, and the silence it played split a spoken
+        question in two ("Hey Mycroft, can I take photos?" heard as "can I?")."""
         fmt = "s16le" if audio.dtype == np.int16 else "float32le"
         data = audio.astype("<i2" if fmt == "s16le" else "<f4").tobytes()
-        await trio.run_process(
-            ["pacat", "-p", "-d", "micfeed", "--raw", f"--format={fmt}", f"--rate={rate}",
-             "--channels=1", "--latency-msec=20"],
-            stdin=data, env=self.env, capture_stderr=True,
-        )  # fmt: skip
+        with tempfile.TemporaryFile() as f:
+            f.write(data)
+            f.seek(0)
+            await trio.run_process(
+                ["pacat", "-p", "-d", "micfeed", "--raw", f"--format={fmt}", f"--rate={rate}",
+                 "--channels=1", "--latency-msec=200"],
+                stdin=f, env=self.env, capture_stderr=True,
+            )  # fmt: skip
 
     @asynccontextmanager
     async def record(self, source: str = "spk.monitor") -> AsyncIterator[Recording]:
