@@ -24,7 +24,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appliance.bench.understand_text import evaluate, heard, load_cases, summarize  # noqa: E402
+from appliance.bench.understand_text import (  # noqa: E402
+    evaluate,
+    heard,
+    load_cases,
+    outcome_row,
+    summarize,
+)
 from appliance.knowledge import KnowledgeBase  # noqa: E402
 from appliance.knowledge.embeddings import Embedder  # noqa: E402
 from appliance.knowledge.grounding import prepare  # noqa: E402
@@ -85,18 +91,7 @@ def run(tag: str) -> dict[str, int]:
                 prepare(kbs[path])
             outcomes = evaluate(asked, {c.site: kbs[sites[c.site]] for c in asked}, soundalike=True)
             report: dict[str, Any] = summarize(outcomes)
-            report["rows"] = [
-                {
-                    "id": o.case.id,
-                    "result": o.result,
-                    "decision": o.decision.kind,
-                    "reason": o.decision.reason,
-                    "entry": o.decision.entry.question if o.decision.entry else None,
-                    "text": o.case.text,
-                    "expect": o.case.expect,
-                }
-                for o in outcomes
-            ]
+            report["rows"] = [outcome_row(o) for o in outcomes]
             (out / f"{name}{suffix}.json").write_text(json.dumps(report, ensure_ascii=False))
             overall = report["overall"]
             for key in TOTALS:

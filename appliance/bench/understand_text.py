@@ -242,6 +242,22 @@ def _counts(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return counts
 
 
+def outcome_row(o: Outcome) -> dict[str, Any]:
+    """One question's outcome as a JSON row: what was asked and expected, what was decided."""
+    return {
+        "id": o.case.id,
+        "kind": o.case.kind,
+        "result": o.result,
+        "text": o.case.text,
+        "expect": o.case.expect,
+        "decision": o.decision.kind,
+        "reason": o.decision.reason,
+        "entry": o.decision.entry.question if o.decision.entry else None,
+        "choices": [c.label for c in o.decision.choices],
+        "repairs": list(o.repairs),
+    }
+
+
 def summarize(outcomes: Sequence[Outcome], *, details: bool = False) -> dict[str, Any]:
     by_kind = {k: [o for o in outcomes if o.case.kind == k] for k in KINDS}
     answerable = by_kind["faq"] + by_kind["followup"]
@@ -284,22 +300,7 @@ def summarize(outcomes: Sequence[Outcome], *, details: bool = False) -> dict[str
         },
     }
     if details:
-        report["not_correct"] = [
-            {
-                "id": o.case.id,
-                "kind": o.case.kind,
-                "result": o.result,
-                "text": o.case.text,
-                "expect": o.case.expect,
-                "decision": o.decision.kind,
-                "reason": o.decision.reason,
-                "entry": o.decision.entry.question if o.decision.entry else None,
-                "choices": [c.label for c in o.decision.choices],
-                "repairs": list(o.repairs),
-            }
-            for o in outcomes
-            if o.result != "correct"
-        ]
+        report["not_correct"] = [outcome_row(o) for o in outcomes if o.result != "correct"]
     repaired = [o for o in outcomes if o.repairs]
     report["repaired"] = {
         "questions": len(repaired),

@@ -227,16 +227,14 @@ class SoundIndex:
     def build(cls, entries: Iterable[FaqEntry], min_score: float = MIN_SCORE) -> SoundIndex:
         """From FAQ entries: the words of every heading and answer."""
         words: list[str] = []
+        terms: set[str] = set()
+        pairs: set[str] = set()
         for e in entries:
             for text in (e.question, e.answer):
                 for m in _WORD_RE.finditer(text):
                     word = m.group().replace("’", "'")
                     words.append(word.replace("-", "").replace("'", ""))
                     words.extend(p for p in re.split(r"['-]", word) if p)
-        terms: set[str] = set()
-        pairs: set[str] = set()
-        for e in entries:
-            for text in (e.question, e.answer):
                 found = tokenize(text)
                 terms.update(found)
                 pairs.update(f"{a} {b}" for a, b in itertools.pairwise(found))
