@@ -111,8 +111,9 @@ class Playback:
     It is set when the callback takes that sample from the queue, while the time it names is
     still ahead (the device's buffer, ~the output latency); `first_out()` waits for it.
     `underruns`: the queue ran dry mid-utterance (before `drained()`/`stop()`), or PortAudio
-    reported an output underflow. Without a device, `play()` discards (counted in
-    `discarded_s`) and the kiosk carries on with text.
+    reported an output underflow between two buffers that both carried audio (one amid the
+    silence between utterances is counted apart, in `idle_underflows`). Without a device,
+    `play()` discards (counted in `discarded_s`) and the kiosk carries on with text.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class Playback:
         self.first_sample_at: float | None = None
         self._first = trio.Event()  # first audible sample stamped, or nothing left to wait for
         self.underruns = 0
+        self.idle_underflows = 0  # late callbacks while only silence was going out (harmless)
         self.discarded_s = 0.0
         self.attempts = 0
         self.device_name: str | None = None
@@ -251,8 +253,11 @@ class Playback:
             self._idle.set()
             self._first.set()
 
-    def _underflow(self) -> None:
-        self.underruns += 1
+    def _underflow(self, audible: bool) -> None:
+        if audible:
+            self.underruns += 1
+        else:
+            self.idle_underflows += 1
 
     def _state(self, state: str) -> None:
         self.available = state == "ok"
@@ -283,12 +288,13 @@ class Playback:
         first = trio.Event()
         gone = trio.Event()
         last_cb = time.monotonic()
+        prev_filled = 0  # samples of queued audio in the previous callback's buffer
         latency = self.settings.output_latency_ms / 1000
 
         tap = self.tap
 
         def callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-            nonlocal last_cb
+            nonlocal last_cb, prev_filled
             now = last_cb = time.monotonic()
             filled, loud, dry = ring.pull(outdata[:, 0])
             # The stream clock -> monotonic: when outdata[0] will reach the speaker.
@@ -299,7 +305,10 @@ class Playback:
                 if not first.is_set():
                     token.run_sync_soon(first.set)
                 if status.output_underflow:
-                    token.run_sync_soon(self._underflow)
+                    # The gap lies between the previous buffer and this one: audio was lost only
+                    # if both carried it. The stream also runs on silence between utterances,
+                    # where a late callback (a busy box) is harmless.
+                    token.run_sync_soon(self._underflow, bool(filled and prev_filled))
                 if loud is not None:
                     gen, i = loud
                     token.run_sync_soon(self._first_out, gen, dac + i / dev.rate)
@@ -307,6 +316,7 @@ class Playback:
                     token.run_sync_soon(self._ran_dry, not self._closing)
             except trio.RunFinishedError:
                 pass
+            prev_filled = filled
 
         def finished() -> None:
             if self._aborting:  # our own flush, not a lost device
