@@ -62,6 +62,7 @@ SPOKEN = {
     "heldout20": "understand-heldout20-stop22.json",
     "heldout21": "understand-heldout21-stop23.json",
     "heldout22": "understand-heldout22-stop24.json",
+    "heldout23": "understand-heldout23-stop25.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -47,7 +47,10 @@ _GROUPS = (
     "wifi wi-fi internet wireless",
     "photo photos photograph photographs photography pictures camera cameras filming video videos",
     "adopt adoption adopting sponsor sponsoring sponsorship",
-    "dog dogs pet pets puppy puppies terrier labrador spaniel poodle",
+    "dog dogs pet pets puppy puppies terrier labrador spaniel poodle dachshund dachshunds collie"
+    " collies retriever retrievers beagle beagles pug pugs whippet whippets greyhound greyhounds"
+    " husky huskies chihuahua chihuahuas staffie staffies cockapoo cockapoos westie westies"
+    " schnauzer schnauzers corgi corgis alsatian alsatians",
     "quiet noise noisy loud calm calmer peaceful sensory autism autistic",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
     " meal meals coffee tea brew cuppa scone scones cake cakes sandwich sandwiches grub nosh"
@@ -61,7 +64,7 @@ _GROUPS = (
     "event events fair fairs expo expos convention conventions",
     "address addresses postcode postcodes satnav sat-nav",
     "taxi taxis cab cabs",
-    "bus buses train trains tram trams metro subway station transport railway",
+    "bus buses train trains tram trams metro subway transport railway",
     "souvenir souvenirs shop",
     "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
     " tablets pills",
@@ -72,6 +75,7 @@ _GROUPS = (
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
     "headphone headphones headset headsets audioguide audio",
     "charger chargers charging electric ev kilowatt kwh plug plugs socket sockets tesla",
+    "lorry lorries truck trucks hgv hgvs wagon wagons trucker truckers",
     "fly flying flight flights",
     "discount discounts deal deals reduction reductions concession concessions",
     "website online web",
@@ -211,6 +215,35 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:to )?stay(?= (?:the night|tonight|overnight|close|near|nearby|round|around|"
             r"locally)|\s*[?.!]|$)",
             "\\g<0> (a hotel)",
+        ),
+        # A place to sleep: "a room for the night" is a hotel room, not a meeting room.
+        (r"\b(?:a )?(?:rooms?|beds?) for (?:the|a|one|two|\d) nights?\b", "\\g<0> (a hotel)"),
+        # Tired and a nap in British English: "I'm knackered, can I have a kip in the car?"
+        (r"\bknackered\b|\bcream crackered\b", "tired"),
+        (r"\b(?:a|quick|little|bit of a) kip\b", "a sleep"),
+        (r"\bdefibs?\b|\ban aed\b", "defibrillator"),
+        # The colour of a thing the visitor describes is no topic: "a blue one" (a lost jacket)
+        # had the car park's answer, whose "Blue Badge" it matched.
+        (
+            r"\b(a|the|my|our) (?:dark |light |bright )?(?:blue|red|green|black|white|yellow|"
+            r"orange|purple|pink|brown|grey|gray|navy) (ones?)\b",
+            r"\1 \2",
+        ),
+        # Any other way of asking whether something was handed in ("would somebody have
+        # handed them in?"), after the rule above.
+        (r"\bhanded (?:it |them |\w+ )?in\b(?! to lost property)", "\\g<0> (lost property)"),
+        # A car that will not start has broken down (a charger that will not start has not).
+        (
+            r"\b(?:car|van|engine|motor|vehicle|motorbike)\b.{0,60}?\b(?:won't|will not|wouldn't|"
+            r"would not|doesn't|does not) start\b",
+            "\\g<0> (broken down)",
+        ),
+        (r"\bblowing (?:a )?(?:gale|hoolie|storm)\b", "very windy (bad weather)"),
+        # Paying to go in is the price of entry: "do we have to pay anything to go in?"
+        (
+            r"\bpay (?:anything|something|owt|money) (?:to (?:go|get|come) in(?:side)?|"
+            r"for going in)\b",
+            "pay for entry",
         ),
         # A venue locks up when it closes; a bag or a bike is locked, not locked up.
         (r"\b(what time|when)\b(.{0,30}?)\block(?:s|ing)? up\b", r"\1\2close"),

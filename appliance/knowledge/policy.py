@@ -125,6 +125,7 @@ DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
     "calling": "Sorry, I can't make calls or send messages for you.",
     "weather": "Sorry, I don't have the weather forecast.",
     "news": "Sorry, I can't tell you about the news.",
+    "live": "Sorry, I can't see what is free or how busy it is right now.",
     "sports": "Sorry, I don't follow sports results.",
     "general": "Sorry, I can only answer questions about this place, not general knowledge.",
     "clock": "Sorry, I can't tell the time or the date.",
@@ -535,6 +536,8 @@ def _cut_off(cleaned: str) -> bool:
 _RETRACT_RE = re.compile(
     r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
     r"never ?mind|ignore (?:that|me|this)|no,? hang on)\b|"
+    # Lost the thread: "the kids are... what was I—".
+    r"\b(?:what|where) was i\b(?: (?:saying|on about|going to (?:say|ask)))?|"
     # Said to someone else: "sorry, ignore that, I was talking to my colleague".
     r"\b(?:i was|i'm|i am) (?:just )?(?:talking|speaking) to (?!you\b)|"
     # Not "I always forget it": only where a clause starts.
@@ -571,8 +574,8 @@ _TO_PLACE = frozenset(
 def _unfinished(words: Sequence[str]) -> bool:
     """The last word leaves the sentence open: it ends none ("the", `_NEVER_LAST`), or it is
     the "to" of a journey ("a ticket to"). "Where does it go to?" asks where, and ends there."""
-    if words[-1] in _NEVER_LAST:
-        return True
+    if words[-1] in _NEVER_LAST or words[-2:] in (["one", "that"], ["ones", "that"]):
+        return True  # "the", "is it the one that"
     return (
         words[-1] == "to"
         and len(words) >= 2
@@ -610,7 +613,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bam i (?:talking|speaking) (?:to|with) (?:a |an )?(?:real )?(?:computer|machine|"
             r"robot|bot|person|human|ai|recording)\b|"
             r"\bwhat is this(?: thing| machine| screen)? for\b|"
-            r"\bwhat (?:can|could|should) (?:i|we) ask(?: you)?(?: about| for)?\b|"
+            r"\bwhat (?:(?:sort|sorts|kind|kinds) of )?(?:things? |stuff |questions? )?"
+            r"(?:can|could|should) (?:i|we) ask(?: you)?(?: about| for)?\b|"
             r"\bwhat (?:can|do|could) (?:you|u) (?:(?:actually|really|even|possibly) )?"
             r"(?:do|know|help (?:me |us )?(?:out )?with|do for (?:me|us))\b",
         ),
@@ -628,7 +632,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             # Said, not written: "how you doin'?", "how's it goin'", "(are) you all right?"
             r"\bhow(?: are| r)? (?:you|ya|u) doin(?:g|')?(?: today)?(?=\W|$)|"
             r"\bhow(?:'s| is) it goin(?:g|')?(?=\W|$)|"
-            r"\b(?:are )?(?:you|ya) (?:ok|okay|well|alright|all right|doing well)\b",
+            r"\b(?:are )?(?:you|ya) (?:ok|okay|well|alright|all right|doing well)\b|"
+            # "Hiya, you alright?" as the recogniser writes it: "Hi, you are right."
+            r"^\W*(?:hi|hiya|hello|hey)\W+(?:are )?you are right\W*$",
         ),
         (
             "goodbye",
@@ -637,7 +643,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"year|weekend))?|"
             r"farewell|take care|have a (?:nice|good|great) (?:day|evening|night|one|time)|"
             r"ta-ra|tara|ta ta|cheerio|laters)\b|"
-            r"\b(?:that(?:'s| is) me|i'm|i am|we're|we are) off\b|"
+            r"\b(?:that(?:'s| is) (?:me|us)|i'm|i am|we're|we are) off\b|"
+            r"\b(?:safe (?:travels|journey|trip|home|drive)|drive (?:safe|safely|carefully))\b|"
             r"\b(?:let's|let us|we'd better|i'd better|we must|i must) (?:be |get )?(?:off|going|"
             r"make a move)\b|"
             r"\b(?:talk|speak) to (?:you|ya) (?:soon|later|again|another time)\b|"
@@ -653,8 +660,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?: for (?:that|this|all (?:that|this)|"
             r"(?:all )?your help|the help|helping(?: me| us)?|everything|the info(?:rmation)?))?|"
             r"\b(?:that|this|it|you)(?:'s|'ve|'re| was| is| have| were| are)? (?:been )?"
-            r"(?:really |very |so |super |dead |proper |ever so )?(?:helpful|help ?full|"
-            r"help for|great|perfect|"
+            # One word misheard before the intensifier: "you've been immersed so helpful".
+            r"(?:(?:[a-z]+ )?(?:really|very|so|super|dead|proper|ever so) )?(?:helpful|help ?full|"
+            r"help for|great|perfect|sorted|"
             r"useful|lovely|brilliant|wonderful|amazing|kind|grand|ace|magic|smashing|"
             r"(?:a )?(?:star|gem|great help|"
             r"big help|life ?saver))\b|"
@@ -679,6 +687,14 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"good|right|i see|got it|understood)\W*)+$",
         ),
         (
+            # Small talk on the day: "lovely day for a crossing, isn't it?"
+            "ack",
+            r"\b(?:(?:it's|it is|what) (?:a )?)?(?:lovely|beautiful|nice|gorgeous|glorious|grand|"
+            r"miserable|horrible|awful|grim|dreadful|cold|hot|warm|wet|grey|chilly) (?:day|"
+            r"morning|afternoon|evening|one)(?: (?:for (?:it|a \w+|the \w+)|out there|today))?"
+            r"(?:,? (?:isn't it|ain't it|innit|eh))?\b",
+        ),
+        (
             # A compliment: "you're a funny talking box!"
             "ack",
             r"\byou(?:'re| are) (?:a |an |such a |so |very |really )*(?:funny|clever|smart|"
@@ -695,7 +711,7 @@ _CHAT_FILLER = frozenset(
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
     robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
-    go on aren't isn't ain't innit eh haha hehe lol
+    go on aren't isn't ain't innit eh haha hehe lol by
     help""".split()  # and tag questions: "you're clever, aren't you?"
 )
 
@@ -754,6 +770,14 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"daughter|family|mobile|phone|number)\b",
         ),
         (
+            # Asking for the forecast, even where an entry is on bad weather ("what's the
+            # weather doing on the island tomorrow?" is not whether sailings get cancelled).
+            "weather",
+            r"\bwhat(?:'s| is| will) the (?:weather|forecast)\b(?! (?:policy|warnings?))|"
+            r"\bweather forecast\b|\bforecast (?:for|says|is)\b|\bwill it (?:rain|snow|be sunny)\b|"
+            r"\bis it (?:going|gonna) to (?:rain|snow|be (?:sunny|nice|dry|wet|cold|hot|warm))\b",
+        ),
+        (
             "weather",
             r"\b(?:weather|forecast|rain(?:ing|y)?|snow(?:ing)?|sunny|temperature outside|"
             r"frost(?:y)?|storms?|stormy|windy|thunder(?:storms?)?|hail(?:ing)?|fog(?:gy)?|"
@@ -761,6 +785,17 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b",
         ),
         ("news", r"\b(?:news|headlines)\b"),
+        (
+            # What is free or left right now, which the kiosk cannot see: "is there still room
+            # for a car on the half one sailing?" (a ferry's FAQ says so in its opening lines).
+            "live",
+            r"\bis there (?:still (?:any )?(?:room|space)|(?:any )?(?:room|space) left)\b|"
+            r"\b(?:any|how many) (?:\w+ )?(?:seats|spaces|places|tickets|rooms|tables|beds) "
+            r"(?:are )?(?:still )?(?:left|free|available)\b(?! (?:to|for) (?:buy|book|hire))|"
+            r"\b(?:is|are) (?:it|they|the \w+) (?:sold out|fully booked)\b|"
+            r"\bhow (?:long|bad|big) (?:is|are) the (?:queues?|wait)\b(?! (?:usually|normally|"
+            r"typically|on|at))|\bhow busy is it (?:right )?now\b",
+        ),
         # Results, players and the transfer market: what no venue's FAQ can know, a stadium's
         # included.
         (
@@ -1189,6 +1224,33 @@ _RELATIVE_HOURS_RE = re.compile(
 )
 
 
+# A time of day the visitor names: "a hot meal at like half ten tonight", "by 6pm", "at ten
+# o'clock". Not a bare number ("at one of the tables", "after two days").
+_HOUR_WORD = r"(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+_SAID_TIME_RE = re.compile(
+    r"\b(?:at|by|after|before|till|until|past)\s+(?:(?:like|about|around|roughly)\s+)?"
+    rf"(?:(?:half|quarter)\s+(?:past\s+|to\s+)?{_HOUR_WORD}\b|\d{{1,2}}[:.]\d{{2}}\b|"
+    rf"{_HOUR_WORD}\s?(?:[ap]\.?m\b|o'clock\b|tonight\b|in the (?:morning|evening)\b)|"
+    r"midnight\b|noon\b)",
+    re.IGNORECASE,
+)
+# Hours without a clock time: "open 24 hours a day".
+_ALL_HOURS_RE = re.compile(
+    r"\b(?:24 hours|twenty-four hours|24/7|all night|around the clock|round the clock)\b",
+    re.IGNORECASE,
+)
+
+
+def _names_no_time(query: str, entry: FaqEntry) -> bool:
+    """The question names a time of day (`_SAID_TIME_RE`) and the entry's answer gives no
+    hours: "will we get a hot meal at half ten tonight?" is not answered by the list of
+    outlets, whose hours are in another entry."""
+    if _SAID_TIME_RE.search(query) is None:
+        return False
+    answer = entry.answer
+    return not any(r.search(answer) for r in (_CLOCK_RE, _RELATIVE_HOURS_RE, _ALL_HOURS_RE))
+
+
 def _tells(entry: FaqEntry, question: str) -> bool:
     """The entry's answer has the kind of detail `question` asks for: a clock time for "what
     time", an amount for "how much". False for a question that asks for neither."""
@@ -1375,7 +1437,8 @@ class _Candidate:
     # The lowest score of the sound-alike repairs (`Lookups.repairs`) whose words the entry
     # has: it matches what the visitor may have said, not what was heard. None: no such word.
     guess: float | None = None
-    # The question asks a price the entry's answer does not name (`_names_no_price`).
+    # The question asks a price the entry's answer does not name (`_names_no_price`), or
+    # names a time of day the answer has no clock time for (`_names_no_time`).
     unpriced: bool = False
     # The heading states a visitor's situation ("I lost my key card.") that the question does
     # not ("where do I leave my key card when I go"), or is for another kind of visitor than
@@ -1764,7 +1827,9 @@ def _candidates(
         guesses = [r.score for r in repairs if r.terms & have]
         unmatched += sum(1 for r in repairs if not r.terms & have)
         guess = min(guesses) if guesses else None
-        unpriced = _names_no_price(g.query, hit.entry, specifics)
+        unpriced = _names_no_price(g.query, hit.entry, specifics) or _names_no_time(
+            g.query, hit.entry
+        )
         unstated = (
             _unstated_situation(hit.entry, g.query, said)
             or _for_others(hit.entry, asked, g.query)
@@ -2397,6 +2462,10 @@ def decide(
         # "Hiya!" heard as "Hire." was answered with the car hire desks: a lone word that may
         # be a greeting misheard is offered back, not asserted.
         return clarify_between([weighed.best.hit.entry], settings, "like_a_greeting")
+    if _is_answer(weighed) and weighed.best is not None and _PLACEHOLDER_RE.search(cleaned):
+        # "where's the... kWh... the what-d'you-call-it": the visitor could not name the
+        # thing; the entry is a guess at it, offered back.
+        return clarify_between([weighed.best.hit.entry], settings, "incomplete")
     if decision is not None and unanswered and decision.kind == "faq":
         decision = replace(decision, text=f"{decision.text} {settings.other_part}")
     if decision is not None and not _cut_off(cleaned):
@@ -2415,6 +2484,16 @@ def decide(
         # "what was I...": the visitor trailed off before asking anything this FAQ knows.
         return Decision("say_again", settings.say_again, "incomplete")
     return _decline("unknown", settings, "no_match")
+
+
+# A word for a thing the visitor cannot name.
+_PLACEHOLDER_RE = re.compile(
+    # After "the", "that"...: not "the headphone tour thingy", where the thing is named.
+    r"(?:^\W*|\b(?:the|a|an|that|this|these|those|your|some|one of (?:the|your|those))\W+)"
+    r"(?:what(?:[- ]?(?:d'you|do you|d'ya|d'ye|you|ya)[- ]?call[- ]?(?:it|them|'?em)|sits?|"
+    r"chamacallits?)\b|thingy\b|thingamajigs?\b|thingummy\b|doo-?dahs?\b|doohickeys?\b)",
+    re.IGNORECASE,
+)
 
 
 # How one-word greetings sound (`soundalike.sound_key`: "H", "HY", "HL", "HT").
