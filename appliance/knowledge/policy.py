@@ -1247,18 +1247,19 @@ def _names_no_time(query: str, entry: FaqEntry) -> bool:
     outlets, whose hours are in another entry."""
     if _SAID_TIME_RE.search(query) is None:
         return False
-    answer = entry.answer
-    return not any(r.search(answer) for r in (_CLOCK_RE, _RELATIVE_HOURS_RE, _ALL_HOURS_RE))
+    return not (_tells_a_time(entry.answer) or _ALL_HOURS_RE.search(entry.answer))
+
+
+def _tells_a_time(answer: str) -> bool:
+    """A clock time ("10:00 to 16:30", "9am") or hours told against something else."""
+    return _CLOCK_RE.search(answer) is not None or _RELATIVE_HOURS_RE.search(answer) is not None
 
 
 def _tells(entry: FaqEntry, question: str) -> bool:
     """The entry's answer has the kind of detail `question` asks for: a clock time for "what
     time", an amount for "how much". False for a question that asks for neither."""
     if _ASKS_TIME_RE.search(question):
-        return (
-            _CLOCK_RE.search(entry.answer) is not None
-            or _RELATIVE_HOURS_RE.search(entry.answer) is not None
-        )
+        return _tells_a_time(entry.answer)
     if _ASKS_AMOUNT_RE.search(question):
         return _AMOUNT_RE.search(entry.answer) is not None
     return False
