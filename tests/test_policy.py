@@ -910,6 +910,15 @@ def test_nothing_to_answer_asks_to_say_it_again(museum: KnowledgeBase, text: str
     assert d.text == PolicySettings().say_again
 
 
+@pytest.mark.parametrize("text", ["what was I supposed to bring?", "where was I meant to go?"])
+def test_lost_thread_words_that_start_a_question_are_not_a_retraction(
+    services: KnowledgeBase, text: str
+) -> None:
+    # "where was I" ends a thought only where the clause ends; here it opens a question.
+    d = turn(services, text)
+    assert not (d.kind == "say_again" and d.reason == "retracted"), d
+
+
 def test_never_an_empty_reply_and_never_the_llm_in_faq_mode(museum: KnowledgeBase) -> None:
     questions = [
         "where are the toilets",
@@ -1845,6 +1854,12 @@ def test_a_journey_cut_off_before_its_destination_is_not_answered(
         answered_with(museum, "where does the tram go to")
         == "How do I get here by public transport?"
     )
+
+
+def test_a_question_cut_off_after_the_one_that_is_not_answered(ferry: KnowledgeBase) -> None:
+    # Held-out 23, typed: "the one that—" was answered with the foot passengers' boat.
+    d = turn(ferry, "the boat to... erm... is it the, mm, the one that\u2014")
+    assert d.kind in ("clarify", "say_again") and d.reason == "incomplete", d
 
 
 @pytest.fixture(scope="module")

@@ -529,6 +529,8 @@ def _cut_off(cleaned: str) -> bool:
     words = _words(stripped)
     if words[-2:-1] == ["the"] and words[-1] in ("nearest", "closest"):
         return True  # "where's the nearest", not "which stop is closest"
+    if words[-2:] in (["one", "that"], ["ones", "that"]):
+        return True  # "is it the one that—"
     return bool(words) and words[-1] in _DANGLING
 
 
@@ -537,7 +539,9 @@ _RETRACT_RE = re.compile(
     r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
     r"never ?mind|ignore (?:that|me|this)|no,? hang on)\b|"
     # Lost the thread: "the kids are... what was I—".
-    r"\b(?:what|where) was i\b(?: (?:saying|on about|going to (?:say|ask)))?|"
+    # Only where the clause ends: "where was I parked?" asks something.
+    r"\b(?:what|where) was i\b(?: (?:saying|on about|going to (?:say|ask)))?"
+    r"(?=\s*(?:$|[,.;:!?\u2014\u2026-]))|"
     # Said to someone else: "sorry, ignore that, I was talking to my colleague".
     r"\b(?:i was|i'm|i am) (?:just )?(?:talking|speaking) to (?!you\b)|"
     # Not "I always forget it": only where a clause starts.
