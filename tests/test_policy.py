@@ -2316,3 +2316,67 @@ def test_a_thing_the_visitor_cannot_name_is_offered_back(services: KnowledgeBase
     (held-out 23, spoken): a guess at the thing, asked back."""
     d = turn(services, "Where's the KWH that what do you call it?")
     assert d.kind == "clarify", d
+
+
+@pytest.fixture(scope="module")
+def touristinfo(embedder: Embedder) -> KnowledgeBase:
+    """Held-out 24's tourist information centre: its intro says it cannot see live bus and
+    train times, tides or seats left."""
+    return KnowledgeBase.from_file(UNDERSTAND / "touristinfo_faq.md", embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("site", "said", "reason"),
+    [
+        # Held-out 24, typed and spoken: each was answered with the nearest entry.
+        ("theatre", "how many seats have you got left for tonight?", "off_topic:live"),
+        (
+            "touristinfo",
+            "are there still seats on the three o'clock seal boat, or is it full?",
+            "off_topic:live",
+        ),
+        (
+            "touristinfo",
+            "is the number 12 running late? we've been stood at that stop for ages",
+            "off_topic:live",
+        ),
+        (
+            "touristinfo",
+            "can you tell me the train times to London for tomorrow morning?",
+            "off_topic:timetable",
+        ),
+        ("theatre", "any nice restaurants round here for after the show?", "off_topic:elsewhere"),
+        # "Any" heard as "In the".
+        (
+            "theatre",
+            "In the nice restaurant round here for after the show, somewhere that stays open late.",
+            "off_topic:elsewhere",
+        ),
+    ],
+)
+def test_live_times_seats_and_places_around_here_are_declined(
+    theatre: KnowledgeBase, touristinfo: KnowledgeBase, site: str, said: str, reason: str
+) -> None:
+    kb = {"theatre": theatre, "touristinfo": touristinfo}[site]
+    d = turn(kb, said)
+    assert (d.kind, d.reason) == ("decline", reason), d
+
+
+def test_a_kind_of_place_around_here_the_staff_wrote_about_is_answered(
+    touristinfo: KnowledgeBase,
+) -> None:
+    """The staff's own word decides: their food guide lists restaurants, and the chemist has
+    an entry (held-out 24's "is there a chemist nearby where I can get some tablets?" was
+    declined: the place was read as what followed "nearby")."""
+    said = "my hay fever's going mental, is there a chemist nearby where I can get some tablets?"
+    assert answered_with(touristinfo, said) == "Where is the nearest chemist, doctor or hospital?"
+    eat = "Where can we eat, and can we have a picnic?"
+    assert answered_with(touristinfo, "any nice restaurants round here?") == eat
+
+
+def test_what_ends_on_and_with_a_full_stop_was_cut_off(touristinfo: KnowledgeBase) -> None:
+    """The recogniser ends every utterance with a full stop: held-out 24's "right, ta-ra then"
+    heard as "Ride, toilet, and." was answered with the toilets; it is offered back."""
+    d = turn(touristinfo, "Ride, toilet, and.")
+    assert (d.kind, d.reason) == ("clarify", "incomplete"), d
+    assert answered_with(touristinfo, "where are the toilets.") == "Where are the toilets?"

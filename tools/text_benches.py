@@ -63,6 +63,7 @@ SPOKEN = {
     "heldout21": "understand-heldout21-stop23.json",
     "heldout22": "understand-heldout22-stop24.json",
     "heldout23": "understand-heldout23-stop25.json",
+    "heldout24": "understand-heldout24-stop26.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

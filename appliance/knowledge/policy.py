@@ -524,7 +524,11 @@ def _say_again_reason(question: str, cleaned: str) -> str | None:
 def _cut_off(cleaned: str) -> bool:
     """'can I, is it possible to' / 'I was wondering if you could, the thing with the'."""
     stripped = cleaned.rstrip()
-    if stripped.endswith(("?", ".", "!")):
+    if stripped.endswith("."):
+        # The recogniser ends what it heard with a full stop, finished or not: "Ride, toilet,
+        # and." ("right, ta-ra then", misheard). Not "a": "Is it gate A."
+        return _words(stripped)[-1:] in (["and"], ["or"], ["but"], ["the"], ["because"], ["if"])
+    if stripped.endswith(("?", "!")):
         return False
     words = _words(stripped)
     if words[-2:-1] == ["the"] and words[-1] in ("nearest", "closest"):
@@ -795,10 +799,22 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "live",
             r"\bis there (?:still (?:any )?(?:room|space)|(?:any )?(?:room|space) left)\b|"
             r"\b(?:any|how many) (?:\w+ )?(?:seats|spaces|places|tickets|rooms|tables|beds) "
-            r"(?:are )?(?:still )?(?:left|free|available)\b(?! (?:to|for) (?:buy|book|hire))|"
+            r"(?:are |(?:have |do )?(?:you|u) (?:got |have )?)?(?:still )?(?:left|free|available)\b"
+            r"(?! (?:to|for) (?:buy|book|hire))|"
+            r"\b(?:are|is) there still (?:any )?"
+            r"(?:seats|spaces|places|tickets|rooms|tables|beds)\b|"
+            # "is the number 12 running late?": a live timetable.
+            r"\b(?:is|are) (?:the|it|they|that|this|my|our)\b(?: \w+){0,3} "
+            r"running (?:late|behind)\b|"
             r"\b(?:is|are) (?:it|they|the \w+) (?:sold out|fully booked)\b|"
             r"\bhow (?:long|bad|big) (?:is|are) the (?:queues?|wait)\b(?! (?:usually|normally|"
             r"typically|on|at))|\bhow busy is it (?:right )?now\b",
+        ),
+        # "the train times to London for tomorrow": a timetable, unless the staff wrote an
+        # entry on where to find one ("Where can I see bus times?").
+        (
+            "timetable",
+            r"\b(?:train|bus|tram|coach|ferry|flight) (?:times|timetables?|departures)\b",
         ),
         # Results, players and the transfer market: what no venue's FAQ can know, a stadium's
         # included.
@@ -865,7 +881,7 @@ _ASKS_PLACE_RE = re.compile(
 _DIRECTIONS_RE = re.compile(
     r"\b(?:how (?:do|can|would|should) (?:i|we|you) get to|how (?:do|can) (?:i|we) find(?! out)|"
     r"where(?:'s| is| are) (?:the )?(?:nearest|closest)|directions to|how far (?:is|to)|"
-    r"which way (?:is|to)|is there (?:a|an) \w+ (?:near ?by|close by|around here|near here))\s+"
+    r"which way (?:is|to))\s+"
     r"(?P<dest>[^?.!,]*)",
     re.IGNORECASE,
 )
@@ -881,6 +897,14 @@ _ELSEWHERE_RE = re.compile(
 _NEARBY_PLACE_RE = re.compile(
     r"\bthe (?P<dest>\w+(?: \w+)?) (?:just )?(?:down the road|up the road|down the street|"
     r"round the corner|around the corner|across the road|over the road|across the street)\b",
+    re.IGNORECASE,
+)
+
+# Places of a kind asked for around here: "any nice restaurants round here?", "is there a
+# chemist nearby?" (answered where the best entry names the kind: a chemist's entry).
+_AROUND_HERE_RE = re.compile(
+    r"\b(?:any|the|is there an?|are there (?:any )?)\s+(?:(?:good|nice|decent|cheap|proper) )?"
+    r"(?P<dest>\w+(?: \w+)?)\s+(?:round here|around here|near ?by|near here|close by)\b",
     re.IGNORECASE,
 )
 
@@ -938,6 +962,7 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
         ("directions", _DIRECTIONS_RE),
         ("elsewhere", _ELSEWHERE_RE),
         ("elsewhere", _NEARBY_PLACE_RE),
+        ("elsewhere", _AROUND_HERE_RE),
         ("timetable", _TIMETABLE_RE),
     ):
         m = found.search(text)
@@ -945,11 +970,28 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
             continue
         # The place alone: "the airport", not "... from here on public transport".
         dest = _content_terms(_ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
-        if dest and not (
-            best is not None and all(_term_in(t, _entry_terms(best.entry)) for t in dest)
-        ):
+        if not dest:
+            continue
+        if found is _AROUND_HERE_RE:
+            # The staff's own word for the kind of place: "restaurants" is one term with
+            # "café" for retrieval, but the theatre's café is not the restaurants round here.
+            covered = best is not None and any(
+                _names_word(w, best.entry) for w in m.group("dest").split()
+            )
+        else:
+            covered = best is not None and all(_term_in(t, _entry_terms(best.entry)) for t in dest)
+        if not covered:
             return category
     return None
+
+
+def _names_word(word: str, entry: FaqEntry) -> bool:
+    """The entry's text has `word` as written, singular or plural ("chemist", "chemists")."""
+    stem = word.lower()
+    if len(stem) > 4 and stem.endswith("s"):
+        stem = stem[:-1]
+    text = f"{entry.question} {entry.answer}".lower()
+    return re.search(rf"\b{re.escape(stem)}", text) is not None
 
 
 def _faq_terms(g: Grounding) -> frozenset[str]:
