@@ -2380,3 +2380,24 @@ def test_what_ends_on_and_with_a_full_stop_was_cut_off(touristinfo: KnowledgeBas
     d = turn(touristinfo, "Ride, toilet, and.")
     assert (d.kind, d.reason) == ("clarify", "incomplete"), d
     assert answered_with(touristinfo, "where are the toilets.") == "Where are the toilets?"
+
+
+def test_visitors_words_for_a_stay_captions_and_small_talk(
+    touristinfo: KnowledgeBase, holiday_park: KnowledgeBase, theatre: KnowledgeBase
+) -> None:
+    """Held-out 24, declined before: "B&B" (read as two letters "b"), "tack on another couple
+    of nights", subtitles for captions, and small talk with a wish or a second question."""
+    said = "we've turned up with nowhere to stay tonight, can you lot sort us out a B&B?"
+    assert answered_with(touristinfo, said) == "Can you book accommodation for me?"
+    said = "we're loving it here, can we, like, tack on another couple of nights?"
+    assert answered_with(holiday_park, said) == (
+        "When is reception open, and can we stay extra nights?"
+    )
+    d = turn(theatre, "I'm deaf — do any of the shows have, like, subtitles?")
+    captioned = "Do you have captioned, audio-described or signed performances?"
+    offered = [d.entry.question] if d.entry is not None else [c.label for c in d.choices]
+    assert d.kind in ("faq", "clarify") and captioned in offered, d
+    d = turn(touristinfo, "lovely, thanks very much, enjoy your night")
+    assert d.kind == "chat", d
+    d = turn(touristinfo, "are you a robot or is there someone talking through you?")
+    assert (d.kind, d.reason) == ("chat", "chat:identity"), d

@@ -82,6 +82,10 @@ _GROUPS = (
     "badge badges lanyard lanyards",
     "deliver delivers delivery deliveries unload unloading pallet pallets",
     "cinema cinemas film films movie movies",
+    "caption captions captioned subtitle subtitles subtitled surtitle surtitles surtitled",
+    "accommodation bnb guesthouse guesthouses hostel hostels lodgings",
+    "motorhome motorhomes campervan campervans camper campers",
+    "bar alcohol alcoholic booze",
 )
 
 
@@ -255,6 +259,19 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "charge it",
         ),
         (r"\bwheelie (?:case|cases|bag|bags)\b", "suitcase"),
+        # "B&B" reads as two letters "b".
+        (r"\bb ?(?:&|and|n) ?b\b|\bbed and breakfast\b", "B&B accommodation"),
+        # "give us a ring": phone, not jewellery or a ring road.
+        (r"\bgive (?:you|us|me|them|him|her|someone|somebody) a (?:ring|bell|buzz)\b", "phone"),
+        # Arriving late: "if we turn up late" (not "turn up the volume"; "how late can you turn
+        # up" stays as said: the FAQ's "if I'm late" answers it, and "arrive" led elsewhere).
+        (r"\b(?:turn|turns|turned|turning) up (late|early)\b", r"arrive \1"),
+        # "tack on another couple of nights": a longer stay.
+        (
+            r"\b(?:tack on|add on|add|book|stay|have) (?:another|an extra|a few more|"
+            r"a couple (?:of )?more|another couple of|two more|one more) nights?\b",
+            "stay extra nights",
+        ),
         # The loo in British slang: "where's the bog?" (not a peat bog or a bog garden).
         (r"\b(?:the|a) bogs?\b(?! (?:garden|gardens|walk|plants?|pool|boardwalk))", "the toilet"),
         # A library's hold is a reservation.
