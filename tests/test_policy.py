@@ -765,6 +765,8 @@ def test_another_language_is_declined_politely(museum: KnowledgeBase) -> None:
         ("you're a funny talking box!", "ack"),
         ("thanks, that's dead helpful", "thanks"),  # held-out 11, after its run
         ("cheers love, you've been a star", "thanks"),
+        ("Cheers, you've been really helpful, Tah!", "thanks"),  # held-out 24, spoken
+        ("lovely, thanks very much, enjoy your night", "goodbye"),  # held-out 24
         ("right, ta-ra then", "goodbye"),
         ("go on then, tell us a joke about knights", "joke"),
         ("mornin'! how you doin' today?", "how_are_you"),  # held-out 12, after its run

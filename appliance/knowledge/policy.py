@@ -677,6 +677,8 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"useful|lovely|brilliant|wonderful|amazing|kind|grand|ace|magic|smashing|"
             r"(?:a )?(?:star|gem|great help|"
             r"big help|life ?saver))\b|"
+            # British "ta", also heard "Tah!": at the end, or before "very much".
+            r"\b(?:ta|tah)\b(?= very much|\W*$)|"
             r"\b(?:that|this|it|you)(?: (?:really|very much|so much|a lot))? helped(?: (?:me|us))?"
             r"(?: (?:a lot|so much|very much|loads))?\b",
         ),
