@@ -84,7 +84,8 @@ _GROUPS = (
     "cinema cinemas film films movie movies",
     "caption captions captioned subtitle subtitles subtitled surtitle surtitles surtitled",
     "accommodation bnb guesthouse guesthouses hostel hostels lodgings",
-    "motorhome motorhomes campervan campervans camper campers",
+    # Not "camper(s)": at a campsite, campers are people.
+    "motorhome motorhomes campervan campervans",
     "bar alcohol alcoholic booze",
 )
 

@@ -2500,9 +2500,9 @@ def decide(
             and not (i > 0 and _points_back_at_all(_impersonal_it(_words(p.query))))
         ]
         if len(split) == 1:
-            # A ramble's asking clause read alone: only to an entry the whole utterance ranks
-            # near the top too ("... a lot more than winter. Do you do some sort of early
-            # ticket for a family?" alone matched the prices; whole, the annual pass).
+            # A ramble's asking clause read alone loses what came before it: it answers only
+            # with the entry the whole utterance ranks first ("is there anything in the water
+            # for babies? mine's nine months" alone matched the children's swimming lessons).
             near = {h.entry.question for h in _ranked(grounding)[:1]}
             answers = [
                 r for r in answers if r.best is not None and r.best.hit.entry.question in near
