@@ -2503,9 +2503,9 @@ def decide(
             # A ramble's asking clause read alone loses what came before it: it answers only
             # with the entry the whole utterance ranks first ("is there anything in the water
             # for babies? mine's nine months" alone matched the children's swimming lessons).
-            near = {h.entry.question for h in _ranked(grounding)[:1]}
+            first = [h.entry.question for h in _ranked(grounding)[:1]]
             answers = [
-                r for r in answers if r.best is not None and r.best.hit.entry.question in near
+                r for r in answers if r.best is not None and [r.best.hit.entry.question] == first
             ]
         if answers:
             weighed = max(answers, key=_support)
