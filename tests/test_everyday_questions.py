@@ -64,7 +64,7 @@ EVERYDAY: tuple[tuple[str, str, str], ...] = (
 
 # Left out: the hospital; a new held-out site until its set has been run once, unread (the
 # motorway services of held-out 23 is in since its run).
-HELD_OUT = {"hospital_faq.md", "touristinfo_faq.md"}
+HELD_OUT = {"farmpark_faq.md", "hospital_faq.md", "touristinfo_faq.md"}
 FAQS = sorted(p.name for p in UNDERSTAND.glob("*_faq.md") if p.name not in HELD_OUT)
 
 
