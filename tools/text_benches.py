@@ -64,6 +64,7 @@ SPOKEN = {
     "heldout22": "understand-heldout22-stop24.json",
     "heldout23": "understand-heldout23-stop25.json",
     "heldout24": "understand-heldout24-stop26.json",
+    "heldout25": "understand-heldout25-stop27.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

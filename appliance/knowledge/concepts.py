@@ -61,7 +61,7 @@ _GROUPS = (
     "hire hiring hired rent rents renting rented rental borrow borrowing lend lends lending",
     "freeze freezing pause pausing suspend suspending",
     "cancel cancels cancelling cancellation quit quitting",
-    "event events fair fairs expo expos convention conventions",
+    "event events fair fairs expo expos convention conventions halloween",
     "address addresses postcode postcodes satnav sat-nav",
     "taxi taxis cab cabs",
     "bus buses train trains tram trams metro subway transport railway",
@@ -86,6 +86,7 @@ _GROUPS = (
     "accommodation bnb guesthouse guesthouses hostel hostels lodgings",
     # Not "camper(s)": at a campsite, campers are people.
     "motorhome motorhomes campervan campervans",
+    "gluten coeliac coeliacs celiac celiacs",
     "bar alcohol alcoholic booze",
 )
 
@@ -116,6 +117,10 @@ _NAMED_DAYS = (
     ("boxing day", "26 December, a public holiday"),
     ("new year's day", "1 January, a public holiday"),
     ("easter (?:monday|sunday|day)|good friday|whit monday", "a public holiday"),
+    # The season, not the day: "are you open between Christmas and New Year?" asks about
+    # days a list of closed dates names by month.
+    ("christmas(?! eve| day)", "December"),
+    ("new year(?!'s eve|'s day)", "January"),
 )
 
 # Idioms whose words point elsewhere: "money" in "can I have my money back" is not the cash
@@ -264,6 +269,17 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bb ?(?:&|and|n) ?b\b|\bbed and breakfast\b", "B&B accommodation"),
         # "give us a ring": phone, not jewellery or a ring road.
         (r"\bgive (?:you|us|me|them|him|her|someone|somebody) a (?:ring|bell|buzz)\b", "phone"),
+        # "what's the number to ring you?", "who do I ring?": the verb, not a ring lost.
+        (r"\bring (you|u|us|them|someone|somebody|up)\b", r"phone \1"),
+        (
+            r"\b(to|can (?:i|we)|could (?:i|we)|do (?:i|we)|should (?:i|we)|"
+            r"(?:i|we)(?:'ll| will| need to| have to))\s+ring\b(?! (?:road|binder|finger))",
+            r"\1 phone",
+        ),
+        # "you lot" is "you" in British English; "lot" alone is a car park's.
+        (r"\byou lot\b", "you"),
+        # "where the loos" heard as "where the loose".
+        (r"\bwhere(?:'s| is| are)? (?:the )?loose\b", "where are the toilets"),
         # Arriving late: "if we turn up late" (not "turn up the volume"; "how late can you turn
         # up" stays as said: the FAQ's "if I'm late" answers it, and "arrive" led elsewhere).
         (r"\b(?:turn|turns|turned|turning) up (late|early)\b", r"arrive \1"),
@@ -393,6 +409,27 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b((?:i|we|he|she|they)(?: think (?:i|we|he|she|they))?) left "
             r"((?:my|our|his|her|their)\b)",
             r"\1 lost \2",
+        ),
+        # The thing lost is rarely in an FAQ, whose lost-property entry answers for all of
+        # them: "I lost my umbrella" asks what "I lost something" does (not a child, a pet, a
+        # ticket or the way, which other entries answer). After the rule above ("left my").
+        (
+            r"\b(lost|lose|dropped|misplaced)\s+(?:my|our|his|her|their|a|an|the)\s+"
+            r"(?:(?:little|small|big|black|blue|red|green|white|brown|grey|gray|pink|navy|new|"
+            r"old|favourite|\w+'s) )?"
+            r"(?!(?:child|children|kids?|son|daughter|boy|girl|baby|babies|toddler|little|dog|"
+            r"dogs|cat|pet|puppy|ticket|tickets|card|cards|pass|passes|booking|way|voice|key|keys|"
+            r"keycard|bank|debit|credit|room|library|season|travel|boarding|"
+            r"temper|job|place|seat|bearings|group|party|family|wife|husband|partner|mum|mom|"
+            r"dad|friend|friends|mother|father|gran|grandma|grandad|nan|parents)\b)[a-z]+\b",
+            r"\1 something",
+        ),
+        # Keeping a loan longer is renewing it: "can I keep it a bit longer?" (a room kept
+        # longer is a late check-out, above).
+        (
+            r"\bkeep (?:it|them|(?:my|the|this|these) (?:books?|dvds?|items?|loans?)) "
+            r"(?:(?:a bit|a little|a few (?:more )?(?:days|weeks)|any|for) )?longer\b",
+            "renew it",
         ),
     )
 )

@@ -45,7 +45,7 @@ tests/data/understand/tune.toml with `python -m appliance.bench.understand_text`
    and a request to ask the other on its own); a clause that asks nothing is read with the
    question after it, never alone.
 4. A request the kiosk cannot carry out or a topic no venue FAQ covers (book, pay, call someone,
-   weather, news, sports, trivia, medical/legal/financial advice, directions elsewhere or
+   weather, news, sports, trivia, medical/legal/financial/personal advice, directions elsewhere or
    anything about "the nearest X", the next train to another place, the time) -> decline,
    unless the chosen entry's own heading is about that request (a hotel FAQ's "Can you call
    me a taxi?") or names the destination, or the request (book, pay, call) is one of two
@@ -135,6 +135,7 @@ DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
     ),
     "legal": "Sorry, I can't give legal advice.",
     "financial": "Sorry, I can't give financial advice.",
+    "advice": "Sorry, I can't give personal advice.",
     "directions": "Sorry, I only know the way to and around this place.",
     "elsewhere": "Sorry, I only know about this place, not the others around it.",
     "timetable": "Sorry, I can't see train, bus or flight times.",
@@ -724,7 +725,7 @@ _CHAT_FILLER = frozenset(
     just i we wanted to say please wait exactly actually can could would you me us
     brilliant lovely perfect super excellent fab fantastic wonderful awesome ta
     robot kiosk machine mate buddy guys folks everyone now we'll i'll love pet duck hun
-    go on aren't isn't ain't innit eh haha hehe lol by
+    go on aren't isn't ain't innit eh haha hehe lol by ooh oo wow talking box
     help""".split()  # and tag questions: "you're clever, aren't you?"
 )
 
@@ -865,11 +866,40 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:to|in|at) court\b|\bcourt (?:case|order|hearing|date|summons)\b",
         ),
         (
+            # Advice on the visitor's own choices: "do you think it's a good idea to get one as
+            # a pet?" (not "is it a good idea to bring a coat?", which an FAQ may answer).
+            "advice",
+            r"\bdo you think (?:it's|it is|it'd be|it would be) a good idea\b|"
+            r"\b(?:get|getting|buy|buying|have|having|keep|keeping) (?:one|them|a \w+|some) as "
+            r"(?:a )?pets?\b",
+        ),
+        (
             "financial",
             r"\b(?:invest|investment|stocks?|shares|mortgage|loan|tax return|taxes|crypto|"
             r"bitcoin|pension fund|savings account)\b",
         ),
     )
+)
+# The weather as a topic (the second "weather" row above), against the forecast (the first).
+_WEATHER_TOPIC = [p for c, p in _OFF_TOPIC if c == "weather"][1]
+# A weather the question supposes: "if it's windy", "when it rains", "because of the weather".
+_IN_WEATHER_RE = re.compile(
+    r"\b(?:if|when|whenever|in case) (?:it|the weather)(?:'s| is| gets| turns| does| starts|"
+    r" was)?\b|\bbecause of (?:the |bad |the bad )?weather\b|\bin (?:bad|wet|the) weather\b|"
+    r"\bin (?:the )?rain\b",
+    re.IGNORECASE,
+)
+# Staff text that says what happens in some weather.
+_WEATHER_WORDS_RE = re.compile(
+    r"\b(?:weather|rain|rains|raining|rainy|wet|wind|winds|windy|storms?|thunderstorms?|snow|"
+    r"icy|ice|fog)\b",
+    re.IGNORECASE,
+)
+# A heading about how to pay.
+_PAYMENT_HEADING_RE = re.compile(
+    r"\b(?:cash|contactless|payments?|pay|paying|cheques?|(?:credit|debit|bank) cards?|"
+    r"(?:take|accept) cards)\b",
+    re.IGNORECASE,
 )
 # A heading on what to do when someone is hurt or ill.
 _CARE_RE = re.compile(
@@ -961,6 +991,18 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
             # "the nearest hospital" is another place (below).
             continue
         if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
+            continue
+        if category == "payment" and _PAYMENT_HEADING_RE.search(heading):
+            continue  # "Do you take cash?": how to pay is the staff's answer
+        if (
+            category == "weather"
+            and pattern is _WEATHER_TOPIC
+            and _IN_WEATHER_RE.search(text)
+            and best is not None
+            and _WEATHER_WORDS_RE.search(f"{best.entry.question} {best.entry.answer}")
+        ):
+            # What happens in bad weather, not a forecast: "what about if it's really windy?"
+            # after the tractor rides, whose answer says they stop in high winds.
             continue
         return category
     for category, found in (
@@ -1577,8 +1619,13 @@ _ASKS_AMOUNT_RE = re.compile(
     r"\b(?:included|in with) (?:in )?(?:the )?(?:ticket|price|entry|admission)\b",
     re.IGNORECASE,
 )
-# "Do I have to pay", "without paying": whether there is anything to pay.
-_ASKS_PAYING_RE = re.compile(r"\b(?:pay|paying|paid)\b", re.IGNORECASE)
+# "Do I have to pay", "without paying": whether there is anything to pay; not how ("can I pay
+# in the café with that?", "pay by card": a payment method, answered without an amount).
+_ASKS_PAYING_RE = re.compile(
+    r"\b(?:pay|paying|paid)\b(?!.{0,30}\b(?:with|by|using|in) (?:\w+ ){0,2}?(?:cash|cards?|"
+    r"contactless|phone|coins|notes|cheques?|that|it|this|euros|dollars)\b)",
+    re.IGNORECASE,
+)
 # What answers either: an amount of money, or that it is free.
 _AMOUNT_RE = re.compile(
     r"[€$£¥]|\d\s*(?:eur|euros?|usd|dollars?|gbp|pounds?|cents?|pence|p)\b|"
