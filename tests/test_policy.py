@@ -2506,3 +2506,14 @@ def test_advice_on_the_visitors_own_choices_is_declined(farm_park: KnowledgeBase
 def test_who_are_you_to_a_talking_box_is_small_talk(farm_park: KnowledgeBase) -> None:
     d = turn(farm_park, "ooh, a talking box, who are you then?")
     assert (d.kind, d.reason) == ("chat", "chat:identity"), d
+
+
+def test_a_word_heard_twice_running_is_offered_back(farm_park: KnowledgeBase) -> None:
+    """Held-out 25, spoken in babble: "do I need to book for it?" heard as "Do you need to
+    look for a toilet toilet?" was answered with the toilets. Digits said one by one are no
+    such sign."""
+    d = turn(farm_park, "Do you need to look for a toilet toilet?")
+    assert (d.kind, d.reason) == ("clarify", "repeated_word"), d
+    assert answered_with(farm_park, "do you need to look for a toilet?") == "Where are the toilets?"
+    d = turn(farm_park, "can you call me on four four seven one?")
+    assert d.reason != "repeated_word", d

@@ -2584,6 +2584,11 @@ def decide(
         # "Hiya!" heard as "Hire." was answered with the car hire desks: a lone word that may
         # be a greeting misheard is offered back, not asserted.
         return clarify_between([weighed.best.hit.entry], settings, "like_a_greeting")
+    if _is_answer(weighed) and weighed.best is not None and _DOUBLED_RE.search(cleaned):
+        # "Do you need to look for a toilet toilet?" for "do I need to book for it?" in
+        # babble: a word said twice running is the recogniser's sign of a garbled hearing,
+        # so what it matched is offered back (held-out 25, spoken: answered with the toilets).
+        return clarify_between([weighed.best.hit.entry], settings, "repeated_word")
     if _is_answer(weighed) and weighed.best is not None and _PLACEHOLDER_RE.search(cleaned):
         # "where's the... kWh... the what-d'you-call-it": the visitor could not name the
         # thing; the entry is a guess at it, offered back.
@@ -2614,6 +2619,16 @@ _PLACEHOLDER_RE = re.compile(
     r"(?:^\W*|\b(?:the|a|an|that|this|these|those|your|some|one of (?:the|your|those))\W+)"
     r"(?:what(?:[- ]?(?:d'you|do you|d'ya|d'ye|you|ya)[- ]?call[- ]?(?:it|them|'?em)|sits?|"
     r"chamacallits?)\b|thingy\b|thingamajigs?\b|thingummy\b|doo-?dahs?\b|doohickeys?\b)",
+    re.IGNORECASE,
+)
+
+
+# A word of three letters or more said twice running with nothing between ("toilet toilet",
+# not "bye, bye", "very very" or the digits of a number: "four four seven one").
+_DOUBLED_RE = re.compile(
+    r"\b(?!(?:very|really|bye|yes|yeah|no|please|thanks|sorry|hello|hiya|now|far|long|way|"
+    r"the|and|that|had|come|more|round|over|again|ever|out|one|two|three|four|five|six|seven|"
+    r"eight|nine|ten|zero|double|twenty|thirty|forty|fifty|hundred)\b)([^\W\d]{3,}) \1\b",
     re.IGNORECASE,
 )
 
