@@ -2517,3 +2517,17 @@ def test_a_word_heard_twice_running_is_offered_back(farm_park: KnowledgeBase) ->
     assert answered_with(farm_park, "do you need to look for a toilet?") == "Where are the toilets?"
     d = turn(farm_park, "can you call me on four four seven one?")
     assert d.reason != "repeated_word", d
+
+
+def test_a_short_setup_then_a_question_naming_its_heading(farm_park: KnowledgeBase) -> None:
+    """A ramble of 10 to 15 words is read by its asking clause only where the clause names
+    its entry's whole heading: "where's first aid?" after what happened (held-out 25, typed:
+    asked back). A short garbled setup before a bare "will you be open?" is not read alone
+    (tried at 10 words without this check: 4 more wrong answers on the benches)."""
+    said = "my girl fell over and her knee's bleeding, where's first aid?"
+    assert question_parts(said) == ("where's first aid?",)
+    assert answered_with(farm_park, said) == "Is there first aid?"
+    garbled = "We were hoping to bring them laws on parks in day. Will you be open?"
+    assert question_parts(garbled) == ("Will you be open?",)
+    d = turn(farm_park, garbled)
+    assert d.kind != "faq", d

@@ -1259,6 +1259,10 @@ _LEAD_RE = re.compile(
     re.IGNORECASE,
 )
 LONG_WORDS = 16
+# A shorter utterance's asking clause is read alone only where it names its entry's whole
+# heading ("my girl fell over and her knee's bleeding, where's first aid?"): a short setup
+# misheard leads the clause astray more often than a long one (`decide`).
+SHORT_WORDS = 10
 # A question word: `.match` says a clause starts like a question, `.search` that it asks one.
 _ASKS_RE = re.compile(rf"\b{_QUESTION_WORD}\b", re.IGNORECASE)
 
@@ -1392,9 +1396,9 @@ def _elaborates(part: str) -> bool:
     return _ELABORATES_RE.match(part) is not None and _ASKS_RE.search(part) is None
 
 
-def question_parts(question: str) -> tuple[str, ...]:
+def question_parts(question: str, long_words: int = SHORT_WORDS) -> tuple[str, ...]:
     """The separate questions of an utterance that asks several, or the asking clause of a
-    long ramble; () for a plain question."""
+    ramble of `long_words` words or more; () for a plain question."""
     cleaned = strip_fillers(question)
     cut = _pieces(cleaned)
     pieces = [(p, asks) for p, asks in cut if _content_terms(p)]
@@ -1421,7 +1425,7 @@ def question_parts(question: str) -> tuple[str, ...]:
         one_question = [asks for _, asks in pieces] == [False] * (len(pieces) - 1) + [True]
         if (
             not one_question
-            or len(_words(cleaned)) < LONG_WORDS
+            or len(_words(cleaned)) < long_words
             or any(_asking_clause(p) for p, _ in pieces[:-1])
         ):
             return tuple(joined[:3])
@@ -1429,9 +1433,17 @@ def question_parts(question: str) -> tuple[str, ...]:
         # stop between: read as the same ramble typed with a comma would be ("My phone's
         # almost dead, and I need to get online. Can I charge it here somewhere?").
         return _asking_clause(cleaned) or tuple(joined)
-    if len(_words(cleaned)) >= LONG_WORDS:
+    if len(_words(cleaned)) >= long_words:
         return _asking_clause(cleaned)
     return ()
+
+
+def _names_heading(entry: FaqEntry, query: str) -> bool:
+    """Every content word of the entry's heading, two or more, is in `query` ("where's first
+    aid?" and "Is there first aid?")."""
+    said = frozenset(_content_terms(query))
+    heading = [t for t in _content_terms(entry.question) if t not in _GENERIC]
+    return len(heading) >= 2 and all(_term_in(t, said) for t in heading)
 
 
 def _asking_clause(cleaned: str) -> tuple[str, ...]:
@@ -2551,8 +2563,17 @@ def decide(
             # with the entry the whole utterance ranks first ("is there anything in the water
             # for babies? mine's nine months" alone matched the children's swimming lessons).
             first = [h.entry.question for h in _ranked(grounding)[:1]]
+            # Read alone only because the ramble is short: its clause must name its heading.
+            # (as `lookups` split it, in plain words)
+            plain = plain_words(question)
+            short = question_parts(plain, LONG_WORDS) != question_parts(plain)
+            clause = next(p.query for p in parts if _ranked(p))
             answers = [
-                r for r in answers if r.best is not None and [r.best.hit.entry.question] == first
+                r
+                for r in answers
+                if r.best is not None
+                and [r.best.hit.entry.question] == first
+                and (not short or _names_heading(r.best.hit.entry, clause))
             ]
         if answers:
             weighed = max(answers, key=_support)
