@@ -442,13 +442,19 @@ _AGE_WORD = "|".join(w for w in NUMBER_WORDS if (words_value(w) or 0) < 100)
 # asks about a child (or, past sixty, a senior), the words a price list uses; the age alone
 # is a number.
 _AGED_RE = re.compile(
-    rf"\b(\d{{1,2}}|(?:{_AGE_WORD})(?:[- ](?:{_AGE_WORD}))?)[- ](years?|yrs?|months?)[- ]olds?\b",
+    rf"\b(\d{{1,2}}|(?:{_AGE_WORD})(?:[- ](?:{_AGE_WORD}))?)[- ](years?|yrs?|months?)[- ]olds?\b|"
+    # Without "old" after a child: "my son is eighteen months" (not "the pass is 12 months").
+    r"\b(?:he's|she's|he is|she is|(?:son|daughter|baby|boy|girl|kid|child|toddler|grandson|"
+    rf"granddaughter|little one)(?:'s| is))\s+(\d{{1,2}}|(?:{_AGE_WORD})(?:[- ](?:{_AGE_WORD}))?)"
+    r"(?:[- ](months?|years?))?\b(?![- ]olds?)(?= *(?:[,.;?!]|$|and\b|but\b|so\b|does\b|do\b|"
+    r"is\b|can\b))",
     re.IGNORECASE,
 )
 
 
 def _aged(m: re.Match[str]) -> str:
-    number, unit = m.group(1).lower(), m.group(2).lower()
+    number = (m.group(1) or m.group(3)).lower()
+    unit = (m.group(2) or m.group(4) or "years").lower()
     age = int(number) if number.isdigit() else words_value(number)
     if age is None:
         return m.group()  # "six two year old": no one number
