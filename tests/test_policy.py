@@ -266,6 +266,12 @@ def station(embedder: Embedder) -> KnowledgeBase:
             "I lost my hat, where would it have ended up?",
             "I lost something, where is lost property?",
         ),
+        # An age without "old" after a child; not a pass's length.
+        (
+            "how much is it for my boy, he's eight?",
+            "how much is it for my boy, he's eight (a child)?",
+        ),
+        ("the pass is 12 months", "the pass is 12 months"),
         ("I'm picking my sister up off the flight", "I'm meet my sister off the flight"),
         ("picking someone up from arrivals", "meet someone from arrivals"),
         ("can I snap a few of the paintings?", "can I take photos of the paintings?"),
