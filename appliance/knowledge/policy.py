@@ -2563,8 +2563,8 @@ def decide(
             # with the entry the whole utterance ranks first ("is there anything in the water
             # for babies? mine's nine months" alone matched the children's swimming lessons).
             first = [h.entry.question for h in _ranked(grounding)[:1]]
-            # Read alone only because the ramble is short: its clause must name its heading.
-            # (as `lookups` split it, in plain words)
+            # A clause split off only because of `SHORT_WORDS` (as `lookups` split it, from the
+            # plain words) must also name its entry's whole heading.
             plain = plain_words(question)
             short = question_parts(plain, LONG_WORDS) != question_parts(plain)
             clause = next(p.query for p in parts if _ranked(p))
