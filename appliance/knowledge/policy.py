@@ -755,6 +755,14 @@ _SPORT_NAMES = (
     r"\b(?:football|soccer|basketball|baseball|tennis|cricket|rugby|hockey|formula one|"
     r"world cup|premier league|champions league|olympics)\b"
 )
+# The weather as a topic, against the forecast asked for (the first "weather" row below): a
+# weather the question supposes is no forecast where the staff wrote about it (`_off_topic`).
+_WEATHER_TOPIC = (
+    r"\b(?:weather|forecast|rain(?:ing|y)?|snow(?:ing)?|sunny|temperature outside|"
+    r"frost(?:y)?|storms?|stormy|windy|thunder(?:storms?)?|hail(?:ing)?|fog(?:gy)?|"
+    r"heat ?wave|freezing (?:outside|tonight|today|tomorrow)|"
+    r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b"
+)
 _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (category, re.compile(pattern, re.IGNORECASE))
     for category, pattern in (
@@ -791,13 +799,7 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bweather forecast\b|\bforecast (?:for|says|is)\b|\bwill it (?:rain|snow|be sunny)\b|"
             r"\bis it (?:going|gonna) to (?:rain|snow|be (?:sunny|nice|dry|wet|cold|hot|warm))\b",
         ),
-        (
-            "weather",
-            r"\b(?:weather|forecast|rain(?:ing|y)?|snow(?:ing)?|sunny|temperature outside|"
-            r"frost(?:y)?|storms?|stormy|windy|thunder(?:storms?)?|hail(?:ing)?|fog(?:gy)?|"
-            r"heat ?wave|freezing (?:outside|tonight|today|tomorrow)|"
-            r"going to be (?:hot|cold|warm|nice) (?:today|tomorrow|later|outside))\b",
-        ),
+        ("weather", _WEATHER_TOPIC),
         ("news", r"\b(?:news|headlines)\b"),
         (
             # What is free or left right now, which the kiosk cannot see: "is there still room
@@ -880,8 +882,6 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
-# The weather as a topic (the second "weather" row above), against the forecast (the first).
-_WEATHER_TOPIC = [p for c, p in _OFF_TOPIC if c == "weather"][1]
 # A weather the question supposes: "if it's windy", "when it rains", "because of the weather".
 _IN_WEATHER_RE = re.compile(
     r"\b(?:if|when|whenever|in case) (?:it|the weather)(?:'s| is| gets| turns| does| starts|"
@@ -996,7 +996,7 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
             continue  # "Do you take cash?": how to pay is the staff's answer
         if (
             category == "weather"
-            and pattern is _WEATHER_TOPIC
+            and pattern.pattern == _WEATHER_TOPIC
             and _IN_WEATHER_RE.search(text)
             and best is not None
             and _WEATHER_WORDS_RE.search(f"{best.entry.question} {best.entry.answer}")
