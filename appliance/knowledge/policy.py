@@ -1489,6 +1489,9 @@ class Lookups:
     primary: str  # always: `decide(grounding=ground(kb, primary))`
     contextual: str | None = None  # a follow-up read with the previous answer's topic
     parts: tuple[str, ...] = ()  # separate questions, or a ramble's asking clause
+    # The asking clause was split off only because the question is longer than `SHORT_WORDS`
+    # (not `LONG_WORDS`): `decide` then also wants it to name its entry's whole heading.
+    short_ramble: bool = False
     # The question with misheard words put right (`repairs`), a second reading to rank when
     # there is one: `decide(repaired=ground(kb, repaired), repairs=repairs)`.
     repaired: str | None = None
@@ -1510,10 +1513,12 @@ def lookups(
     question = plain_words(question, sounds.pairs if sounds is not None else ())
     primary = lookup_query(question, context)
     fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
+    parts = question_parts(question)
     return Lookups(
         primary=primary,
         contextual=contextual_query(question, context),
-        parts=question_parts(question),
+        parts=parts,
+        short_ramble=parts != question_parts(question, LONG_WORDS),
         repaired=fixed.text if fixed is not None and fixed.repairs else None,
         repairs=fixed.repairs if fixed is not None else (),
     )
@@ -1525,6 +1530,7 @@ class Ranked(TypedDict):
     grounding: Grounding
     contextual: Grounding | None
     parts: tuple[Grounding, ...]
+    short_ramble: bool
     repaired: Grounding | None
     repairs: tuple[Repair, ...]
 
@@ -1536,6 +1542,7 @@ def rank_plan(plan: Lookups, rank: Callable[[str], Grounding]) -> Ranked:
         grounding=rank(plan.primary),
         contextual=rank(plan.contextual) if plan.contextual else None,
         parts=tuple(rank(q) for q in plan.parts),
+        short_ramble=plan.short_ramble,
         repaired=rank(plan.repaired) if plan.repaired else None,
         repairs=plan.repairs,
     )
@@ -2471,13 +2478,14 @@ def decide(
     settings: PolicySettings,
     contextual: Grounding | None = None,
     parts: Sequence[Grounding] = (),
+    short_ramble: bool = False,
     repaired: Grounding | None = None,
     repairs: Sequence[Repair] = (),
 ) -> Decision:
     """What to do with `question` (the raw transcript or typed text), given the groundings of
     `lookups(question, context)`: `grounding` of `.primary`, `contextual` of `.contextual`,
     `parts` of `.parts` and `repaired` of `.repaired` (each when there is one), and its
-    `.repairs`. Never an empty reply except for kind "llm"."""
+    `.short_ramble` and `.repairs`. Never an empty reply except for kind "llm"."""
     cleaned = strip_fillers(question)
     if context is not None and context.choices:
         choice = resolve_choice(question, context.choices)
@@ -2563,17 +2571,15 @@ def decide(
             # with the entry the whole utterance ranks first ("is there anything in the water
             # for babies? mine's nine months" alone matched the children's swimming lessons).
             first = [h.entry.question for h in _ranked(grounding)[:1]]
-            # A clause split off only because of `SHORT_WORDS` (as `lookups` split it, from the
-            # plain words) must also name its entry's whole heading.
-            plain = plain_words(question)
-            short = question_parts(plain, LONG_WORDS) != question_parts(plain)
+            # A clause split off only because of `SHORT_WORDS` must also name its entry's whole
+            # heading.
             clause = next(p.query for p in parts if _ranked(p))
             answers = [
                 r
                 for r in answers
                 if r.best is not None
                 and [r.best.hit.entry.question] == first
-                and (not short or _names_heading(r.best.hit.entry, clause))
+                and (not short_ramble or _names_heading(r.best.hit.entry, clause))
             ]
         if answers:
             weighed = max(answers, key=_support)
