@@ -65,6 +65,7 @@ SPOKEN = {
     "heldout23": "understand-heldout23-stop25.json",
     "heldout24": "understand-heldout24-stop26.json",
     "heldout25": "understand-heldout25-stop27.json",
+    "heldout26": "understand-heldout26-stop28.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -69,7 +69,8 @@ _GROUPS = (
     "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
     " tablets pills",
     "interpreter interpreters interpreting translate translator translators translation",
-    "aid plaster plasters bandage bandages faint fainted fainting collapsed",
+    "aid plaster plasters bandage bandages faint fainted fainting collapsed graze grazed"
+    " scraped injured injury injuries",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
     "liquid liquids shampoo shampoos toiletries lotion lotions perfume perfumes aerosol aerosols",
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
@@ -275,6 +276,22 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(to|can (?:i|we)|could (?:i|we)|do (?:i|we)|should (?:i|we)|"
             r"(?:i|we)(?:'ll| will| need to| have to))\s+ring\b(?! (?:road|binder|finger))",
             r"\1 phone",
+        ),
+        # Food of one's own is a picnic, not the café's: "we've brought sandwiches, where can
+        # we eat them?", "can we eat our packed lunch somewhere?".
+        (
+            r"\b(?:brought|bring|bringing) (?:\w+ ){0,2}?(?:sandwiches|butties|"
+            r"(?:own|our|some) (?:food|lunch|snacks))\b|\bpacked lunch(?:es)?\b",
+            "picnic",
+        ),
+        # A small injury is what first aid is for: "I've cut my finger, is there anywhere I can
+        # get a plaster?", "he scraped his knee, where can someone look at it?".
+        (
+            r"\b(?:cut|scraped|scratched|grazed|hurt|bumped|banged|twisted|sprained|burnt|"
+            r"burned|stung) (?:my|his|her|their|our|your) (?:\w+ )?(?:fingers?|hands?|knees?|"
+            r"arms?|legs?|head|ankles?|foot|feet|elbows?|wrists?|thumbs?|toes?|face|nose|lip)\b|"
+            r"\b(?:a |some )?plasters?\b",
+            "first aid",
         ),
         # "you lot" is "you" in British English; "lot" alone is a car park's.
         (r"\byou lot\b", "you"),

