@@ -308,6 +308,9 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # The loo in British slang: "where's the bog?" (not a peat bog or a bog garden).
         (r"\b(?:the|a) bogs?\b(?! (?:garden|gardens|walk|plants?|pool|boardwalk))", "the toilet"),
+        # A drawing of the site is its map: "is there a plan of the whole site, a paper one?";
+        # not a seating plan or a plan for the day.
+        (r"\b(?:a|the) (?:paper |printed )?plan of (?:the|this)\b", "a map of the"),
         # A library's hold is a reservation.
         (r"\bput (?:a )?hold on\b", "reserve"),
         (r"\b(?:more )?room for (?:my|our|his|her|your|their) legs\b", "more legroom"),
@@ -319,7 +322,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # Heavy rain in British English: the words alone are about throwing things.
         (
-            r"\b(?:chucking|tipping|bucketing|pissing|lashing|pelting) (?:it )?down\b|"
+            r"\b(?:chucking|tipping|bucketing|pissing|lashing|pelting|pour|pours|pouring) (?:it )?"
+            r"down\b|"
             r"\braining cats and dogs\b",
             "raining",
         ),
@@ -364,8 +368,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(one|a|an|per|each|every|1) grown[- ]?up\b", r"\1 adult"),
         (r"\bset (?:me|us|you|them|him|her) back\b", "cost"),
         (
-            r"\b(?:take|takes|taking|show|shows|showing) (?:you|us|me|people|visitors|them) "
-            r"(?:a)?round\b",
+            r"\b(?:take|takes|taking|show|shows|showing|walk|walks|walking) "
+            r"(?:you|us|me|people|visitors|them) (?:a)?round\b",
             "give a guided tour",
         ),
         # A library's books are taken out: borrowed ("how many books can I take out?"); not
