@@ -62,9 +62,11 @@ EVERYDAY: tuple[tuple[str, str, str], ...] = (
     ("is there somewhere to sit down?", r"\bseats?\b|bench|\bsit|rest\b|seating", "any"),
 )
 
-# Left out: the hospital; a new held-out site (held-out 26's open day) until its set has been
-# run once, unread (the motorway services of held-out 23 is in since its run).
-HELD_OUT = {"farmpark_faq.md", "hospital_faq.md", "openday_faq.md", "touristinfo_faq.md"}
+# Left out: the hospital and the tourist information, where "can I charge my phone?" finds a
+# phone entry this test's pattern does not accept (as it stood when they were held out). A
+# new held-out site stays out until its set has been run
+# once, unread (the farm park of held-out 25 and the open day of held-out 26 are in since).
+HELD_OUT = {"hospital_faq.md", "touristinfo_faq.md"}
 FAQS = sorted(p.name for p in UNDERSTAND.glob("*_faq.md") if p.name not in HELD_OUT)
 
 
