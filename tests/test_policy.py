@@ -208,6 +208,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("I think I left my scarf here", "I think I lost something here"),
         ("we've brought sandwiches, where can we eat?", "we've picnic, where can we eat?"),
         ("can we eat our packed lunch here?", "can we eat our picnic here?"),
+        ("can we bring our own food?", "can we picnic?"),
+        ("can we bring some food for the goats?", "can we bring some food for the goats?"),
         ("have you got sandwiches in the cafe?", "have you got sandwiches in the cafe?"),
         ("he's scraped his knee", "he's first aid"),
         ("where can I get a plaster?", "where can I get first aid?"),
@@ -2562,6 +2564,8 @@ def test_a_phrase_heard_three_times_running_is_asked_again(open_day: KnowledgeBa
     assert (d.kind, d.reason) == ("say_again", "looped"), d
     d = turn(open_day, "no no no, where can we get something to eat?")
     assert d.kind == "faq", d
+    d = turn(open_day, "thank you, thank you, thank you")
+    assert (d.kind, d.reason) == ("chat", "chat:thanks"), d
 
 
 @pytest.mark.parametrize(

@@ -278,10 +278,10 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\1 phone",
         ),
         # Food of one's own is a picnic, not the café's: "we've brought sandwiches, where can
-        # we eat them?", "can we eat our packed lunch somewhere?".
+        # we eat them?", "can we eat our packed lunch somewhere?"; not food for the animals.
         (
             r"\b(?:brought|bring|bringing) (?:\w+ ){0,2}?(?:sandwiches|butties|"
-            r"(?:own|our|some) (?:food|lunch|snacks))\b|\bpacked lunch(?:es)?\b",
+            r"(?:my|our|your|their) own (?:food|lunch|snacks))\b|\bpacked lunch(?:es)?\b",
             "picnic",
         ),
         # A small injury is what first aid is for: "I've cut my finger, is there anywhere I can

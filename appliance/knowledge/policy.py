@@ -530,13 +530,17 @@ def _looped(words: Sequence[str]) -> bool:
     with the entry whose text names the kiosk)."""
     for n in range(1, 5):
         for i in range(len(words) - 3 * n + 1):
-            if words[i : i + n] == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
-                return not (n == 1 and words[i] in _REPEATED_OK)
+            phrase = words[i : i + n]
+            if phrase == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
+                return not all(w in _REPEATED_OK for w in phrase)
     return False
 
 
-# Said three times on purpose: "no no no", "bye bye bye", "very very very".
-_REPEATED_OK = frozenset("no yes yeah bye very really please thanks sorry hello hi ha la".split())
+# Said three times on purpose: "no no no", "thank you, thank you, thank you", "very very".
+_REPEATED_OK = frozenset(
+    """no yes yeah bye very really please thanks thank you cheers ta sorry hello hi hey ha la
+    oh wow okay ok""".split()
+)
 
 
 def _cut_off(cleaned: str) -> bool:
