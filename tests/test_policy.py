@@ -2615,3 +2615,20 @@ def test_own_food_is_a_picnic_and_a_small_injury_first_aid(
     assert answered_with(castle, "have you got sandwiches in the cafe?") == "Is there a café?"
     said = "I've cut my finger on a door, is there anywhere I can get a plaster?"
     assert answered_with(open_day, said) == "Where is first aid?"
+
+
+def test_a_money_word_the_staff_wrote_with_its_neighbour_is_their_topic(
+    open_day: KnowledgeBase, embedder: Embedder
+) -> None:
+    """Held-out 26: "is anybody explaining the student loan stuff today?" was declined as
+    financial advice at an open day whose finance talk covers "student loans". A loan alone,
+    or a gallery whose works are "on loan", is still advice."""
+    said = "is anybody explaining the student loan stuff today? my dad's got loads of questions"
+    d = turn(open_day, said)
+    assert d.kind == "clarify", d
+    assert "Is there a talk about student finance and fees?" in [c.label for c in d.choices]
+    d = turn(open_day, "should I take out a loan?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:financial"), d
+    gallery = KnowledgeBase.from_file(UNDERSTAND / "gallery_faq.md", embedder=embedder)
+    d = turn(gallery, "can I get a loan to buy a painting?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:financial"), d
