@@ -1064,14 +1064,11 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
 
 
 def _staff_wrote(text: str, pattern: re.Pattern[str], best: Hit) -> bool:
-    """Each match of `pattern` in `text`, with the word before it, is in `best`'s entry."""
-    written = f"{best.entry.question} {best.entry.answer}"
+    """Each match of `pattern` in `text`, with the word before it, is in `best`'s entry as
+    written (`_names_word`)."""
     for m in pattern.finditer(text):
         before = re.search(r"(\w+)\W+$", text[: m.start()])
-        if before is None:
-            return False
-        phrase = rf"\b{re.escape(before.group(1))}\W+{re.escape(m.group(0))}s?\b"
-        if re.search(phrase, written, re.IGNORECASE) is None:
+        if before is None or not _names_word(f"{before.group(1)} {m.group(0)}", best.entry):
             return False
     return True
 
