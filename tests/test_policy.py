@@ -217,6 +217,16 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("it's pouring down", "it's raining"),
         ("is there a paper plan of the site?", "is there a map of the site?"),
         ("is there a seating plan?", "is there a seating plan?"),
+        ("she's gone over on her ankle", "she's first aid"),
+        ("is it alright taking the buggy in?", "is it alright taking the pushchair in?"),
+        ("can I leave it in the buggy park?", "can I leave it in the buggy park?"),
+        ("can we come back in after?", "can we leave and come back after?"),
+        ("he went to get back in the car", "he went to get back in the car"),
+        ("has anything been spotted today?", "has anything been spotted (sightings) today?"),
+        ("have you seen my son?", "have you seen my son?"),
+        ("is there anywhere to dump our bags?", "is there anywhere to leave our bags?"),
+        ("how long does it take to go round?", "how long does it take to visit?"),
+        ("can he get round in a wheelchair?", "can he get round in a wheelchair?"),
         ("what'll that set me back?", "what'll that cost?"),
         ("is there someone who shows you round?", "is there someone who give a guided tour?"),
         ("I can't find my little boy!", "I lost my little boy!"),
@@ -2632,3 +2642,71 @@ def test_a_money_word_the_staff_wrote_with_its_neighbour_is_their_topic(
     gallery = KnowledgeBase.from_file(UNDERSTAND / "gallery_faq.md", embedder=embedder)
     d = turn(gallery, "can I get a loan to buy a painting?")
     assert (d.kind, d.reason) == ("decline", "off_topic:financial"), d
+
+
+@pytest.fixture(scope="module")
+def reserve(embedder: Embedder) -> KnowledgeBase:
+    """Held-out 27's nature reserve (read since)."""
+    return KnowledgeBase.from_file(UNDERSTAND / "reserve_faq.md", embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("said", "heading"),
+    [
+        # Ages the FAQ never writes as words, and going round for visiting (declined).
+        (
+            "how much is it for me and my two kids to go round? they're eight and twelve",
+            "How much does it cost to visit?",
+        ),
+        (
+            "has anything good been spotted this morning? anything a bit rare?",
+            "What's been seen on the reserve recently?",
+        ),
+        ("will the buggy be okay on the paths out there?", "Can I bring a pushchair?"),
+        (
+            "my friend's gone over on her ankle out on the sea wall and she can't walk, what do "
+            "I do?",
+            "Where is first aid, and what if someone is hurt on the trails?",
+        ),
+    ],
+)
+def test_held_out_27_reserve_questions_in_other_words(
+    reserve: KnowledgeBase, said: str, heading: str
+) -> None:
+    """Held-out 27, typed: each was declined; the visitor's words are none of the FAQ's."""
+    assert answered_with(reserve, said) == heading
+
+
+@pytest.mark.parametrize(
+    ("said", "heading"),
+    [
+        (
+            "is it any cheaper if you're over sixty-five? I'm bringing my nan",
+            "How much does it cost to get in?",
+        ),
+        (
+            "if we go out for a bite to eat can we come back in after?",
+            "How long does a visit take, and can I leave and come back?",
+        ),
+        (
+            "is there anywhere to dump our bags? they're really heavy",
+            "How long does a visit take, and can I leave and come back?",
+        ),
+    ],
+)
+def test_held_out_27_aquarium_questions_in_other_words(
+    aquarium: KnowledgeBase, said: str, heading: str
+) -> None:
+    """Held-out 27, typed: declined ("Over-65s" is the price list's word for a senior)."""
+    assert answered_with(aquarium, said) == heading
+
+
+def test_small_talk_taken_back_is_asked_again(aquarium: KnowledgeBase) -> None:
+    """Held-out 27, spoken: "sorry, is the, the jelly— no wait" heard "Sorry, it is perfect.
+    No wait." was thanked for ("perfect"). Small talk after the retraction still counts."""
+    d = turn(aquarium, "Sorry, it is perfect. No wait.")
+    assert (d.kind, d.reason) == ("say_again", "retracted"), d
+    d = turn(aquarium, "no, sorry, thank you")
+    assert (d.kind, d.reason) == ("chat", "chat:thanks"), d
+    d = turn(aquarium, "Platform tickets in our forecale. No, wait. No.")
+    assert (d.kind, d.reason) == ("say_again", "retracted"), d

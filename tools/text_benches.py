@@ -66,6 +66,7 @@ SPOKEN = {
     "heldout24": "understand-heldout24-stop26.json",
     "heldout25": "understand-heldout25-stop27.json",
     "heldout26": "understand-heldout26-stop28.json",
+    "heldout27": "understand-heldout27-stop29.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -33,7 +33,7 @@ _GROUPS = (
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
     " step-free lift lifts elevator elevators ramp mobility",
-    "senior seniors pensioner pensioners elderly retired retiree",
+    "senior seniors pensioner pensioners elderly retired retiree over-60s over-65s over-70s",
     "annual yearly",
     "group groups class classes school schools teacher teachers pupils",
     "tour tours guide guides guided",
@@ -290,8 +290,43 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:cut|scraped|scratched|grazed|hurt|bumped|banged|twisted|sprained|burnt|"
             r"burned|stung) (?:my|his|her|their|our|your) (?:\w+ )?(?:fingers?|hands?|knees?|"
             r"arms?|legs?|head|ankles?|foot|feet|elbows?|wrists?|thumbs?|toes?|face|nose|lip)\b|"
-            r"\b(?:a |some )?plasters?\b",
+            r"\b(?:a |some )?plasters?\b|"
+            # "she's gone over on her ankle": twisted it.
+            r"\b(?:gone|went|go|goes|going|turned|turn) over on (?:my|his|her|their|our|your) "
+            r"ankles?\b",
             "first aid",
+        ),
+        # A buggy is a pushchair ("is it alright taking the buggy in?"), which the embedder does
+        # not see; not a golf or beach buggy, nor a buggy park (a place to leave one).
+        (r"(?<!golf )(?<!beach )\bbugg(?:y|ies)\b(?! park)", "pushchair"),
+        # Coming back in after going out is re-entry: "if we go out for a bite to eat can we
+        # come back in after?", "can I get back in without paying again?".
+        (
+            r"\b(?:come|coming|get|getting|go|going|pop|popping) back in(?:side)?\b"
+            r"(?= (?:after|later|again|without|afterwards|on the same|on my|on our|with)\b|"
+            r"\s*[?.!,]|$)|\bre-?(?:entry|admission|enter)\b",
+            "leave and come back",
+        ),
+        # Dumping bags is leaving them: "is there anywhere to dump our bags?".
+        (
+            r"\b(?:dump|dumping|stash|stashing|stick|chuck|offload) ((?:my|our|the|your|these|"
+            r"those|some|a few|all) (?:bags?|stuff|things|luggage|suitcases?|cases?|coats?|"
+            r"rucksacks?|backpacks?|shopping))\b",
+            r"leave \1",
+        ),
+        # Going round the place is visiting it: "how much is it for me and my two kids to go
+        # round?", "how long does it take to look round?"; not getting round (in a wheelchair:
+        # access) or walking round a lake.
+        (
+            r"\b(?:go|look|wander|have a look) (?:a)?round\b"
+            r"(?=\s*(?:[?.!,;]|$|(?:they|it|the place|the site|everything|all of it)\b))",
+            "visit",
+        ),
+        # Wildlife seen lately is a sighting: "has anything good been spotted this morning?".
+        (
+            r"\b(?:been|was|were) spotted\b|"
+            r"\b(?:anything|what's|what has|what have|who's|what) (?:\w+ )?been seen\b",
+            "\\g<0> (sightings)",
         ),
         # "you lot" is "you" in British English; "lot" alone is a car park's.
         (r"\byou lot\b", "you"),

@@ -580,14 +580,19 @@ _RETRACT_RE = re.compile(
 _APOLOGY = frozenset(tokenize("pardon"))
 
 
+def _after_retraction(cleaned: str) -> str:
+    """What was said after the last thing taken back (all of it where nothing was)."""
+    found = list(_RETRACT_RE.finditer(cleaned))
+    return strip_fillers(cleaned[found[-1].end() :]) if found else cleaned
+
+
 def _retracted(cleaned: str) -> bool:
     """Something was taken back and nothing with a word of its own came after it: answering
     what was taken back answers what the visitor said they did not mean (held-out 20 answered
     the bar's hours)."""
-    found = list(_RETRACT_RE.finditer(cleaned))
-    if not found:
+    if _RETRACT_RE.search(cleaned) is None:
         return False
-    rest = strip_fillers(cleaned[found[-1].end() :])
+    rest = _after_retraction(cleaned)
     own = [t for t in _content_terms(rest) if t not in _APOLOGY]
     # "... forget it, my wife is sorting it" says who, not what: no question after it.
     asks = _ASKS_RE.match(rest.lstrip(" ,.;:!\u2014-")) is not None
@@ -1980,6 +1985,8 @@ def _candidates(
     ruled_out, phrased = _ruled_out(g.query)
     # A hyphenated word the FAQ lacks as one ("ladies-only") counts by its parts.
     joined = joined_terms(g.query)
+    said = frozenset(t for t, _ in g.term_df)
+    asked = _kinds(said)  # once per query, not per entry
     terms_df = [
         (t, df)
         for t, df in g.term_df
@@ -1987,14 +1994,17 @@ def _candidates(
         and t not in phrased
         and not (ruled_out and _shares(t, ruled_out))
         and not (df == 0 and t in joined)
+        # Beside a kind of visitor, a number the FAQ never uses says how many or how old
+        # ("my two kids, they're eight and twelve"), and no entry could have it: it would only
+        # thin out every entry's coverage. Not a sum or a time ("a twenty-pound note",
+        # "later than eleven"), which the question may turn on.
+        and not (df == 0 and asked and _NUMBER_TERM_RE.fullmatch(t))
     ]
     rarest = _idf(1, n)
     weights = {t: _idf(df, n) if df else settings.unknown_weight * rarest for t, df in terms_df}
     total = sum(weights.values())
     query_terms = {t for t, _ in terms_df}
     specifics = {t for t, df in terms_df if 0 < df <= specific}
-    said = frozenset(t for t, _ in g.term_df)
-    asked = _kinds(said)  # once per query, not per entry
     mine = _possessed(g.query)  # the visitor's own things it names
     asks_amount = _ASKS_AMOUNT_RE.search(g.query) is not None
     asks_where = _WHERE_IS_RE.search(g.query) is not None
@@ -2588,10 +2598,16 @@ def decide(
         if intent is not None:
             return _chat(intent, settings)
         return Decision("say_again", settings.say_again, why)
-    intent = _chat_intent(question)
+    retracted = _retracted(cleaned)
+    # Small talk taken back is no small talk: "Sorry, it is perfect. No wait." (a cut-off
+    # question heard in part) is not thanks; what comes after it may be ("no, sorry, that's
+    # all, thanks").
+    intent = _chat_intent(_after_retraction(cleaned) if retracted else question)
+    if retracted and intent == "ack":
+        intent = None  # "No, wait. No.": the "no" is the retraction's own
     if intent is not None:
         return _chat(intent, settings)
-    if _retracted(cleaned):
+    if retracted:
         return Decision("say_again", settings.say_again, "retracted")
     if _looks_foreign(_words(cleaned)):
         return _decline("language", settings, "language")
