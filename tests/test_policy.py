@@ -225,6 +225,9 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("has anything been spotted today?", "has anything been spotted (sightings) today?"),
         ("have you seen my son?", "have you seen my son?"),
         ("is there anywhere to dump our bags?", "is there anywhere to leave our bags?"),
+        ("my phone's about to die", "my phone needs charging"),
+        ("when do the penguins get their dinner?", "when is feeding time for the penguins?"),
+        ("when do we get our lunch?", "when do we get our lunch?"),
         ("how long does it take to go round?", "how long does it take to visit?"),
         ("can he get round in a wheelchair?", "can he get round in a wheelchair?"),
         ("what'll that set me back?", "what'll that cost?"),
@@ -2668,6 +2671,15 @@ def reserve(embedder: Embedder) -> KnowledgeBase:
             "I do?",
             "Where is first aid, and what if someone is hurt on the trails?",
         ),
+        # Asked back before: "gonna" was a word the FAQ lacks; a loaf is bread.
+        (
+            "roughly how much is the car park if we're gonna be here all day?",
+            "Where can I park, and how much is it?",
+        ),
+        (
+            "the kids have brought a whole loaf for the ducks, that's alright isn't it?",
+            "Can I feed the ducks?",
+        ),
     ],
 )
 def test_held_out_27_reserve_questions_in_other_words(
@@ -2688,6 +2700,7 @@ def test_held_out_27_reserve_questions_in_other_words(
             "if we go out for a bite to eat can we come back in after?",
             "How long does a visit take, and can I leave and come back?",
         ),
+        ("when do the penguins get their dinner?", "What time are the feeding times and talks?"),
         (
             "is there anywhere to dump our bags? they're really heavy",
             "How long does a visit take, and can I leave and come back?",
@@ -2710,3 +2723,10 @@ def test_small_talk_taken_back_is_asked_again(aquarium: KnowledgeBase) -> None:
     assert (d.kind, d.reason) == ("chat", "chat:thanks"), d
     d = turn(aquarium, "Platform tickets in our forecale. No, wait. No.")
     assert (d.kind, d.reason) == ("say_again", "retracted"), d
+
+
+def test_a_phone_about_to_die_needs_charging(conference: KnowledgeBase) -> None:
+    """Held-out 27 (and 23, 25): "my phone is about to die" was asked back, its dying no word
+    of the FAQ's."""
+    said = "my phone is about to die, where can I charge it?"
+    assert answered_with(conference, said) == "Where can I charge my phone?"

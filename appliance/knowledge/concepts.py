@@ -88,6 +88,7 @@ _GROUPS = (
     # Not "camper(s)": at a campsite, campers are people.
     "motorhome motorhomes campervan campervans",
     "gluten coeliac coeliacs celiac celiacs",
+    "bread loaf loaves",
     "bar alcohol alcoholic booze",
 )
 
@@ -306,6 +307,19 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?= (?:after|later|again|without|afterwards|on the same|on my|on our|with)\b|"
             r"\s*[?.!,]|$)|\bre-?(?:entry|admission|enter)\b",
             "leave and come back",
+        ),
+        # A phone about to die needs charging: "my phone is about to die, where can I charge
+        # it?" (the dying is no word of the FAQ's).
+        (
+            r"\b(phone|mobile|battery|laptop|tablet)(?:'s| is)? (?:about to |going to |gonna )?"
+            r"(?:die|dying|dead|flat)\b",
+            r"\1 needs charging",
+        ),
+        # Animals getting their dinner are fed: "when do the penguins get their dinner?".
+        (
+            r"\b(?:do|does|will) (?:the )?(\w+) (?:get|have|eat) (?:their|its|his|her) "
+            r"(?:dinner|lunch|breakfast|tea|food|meal|grub)\b",
+            r"is feeding time for the \1",
         ),
         # Dumping bags is leaving them: "is there anywhere to dump our bags?".
         (

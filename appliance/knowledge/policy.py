@@ -376,6 +376,7 @@ _GENERIC_WORDS = """
     visit wait stay show help work happen big bigger large larger huge small smaller tiny
     over site premises reckon whole massive might ugh
     itd itll thatd thatll youd youll youre theyd theyll theyre whatd
+    gonna wanna gotta kinda sorta dunno lemme gimme
 """
 # Words that say who asks, when, or how many, not what about: a question may carry them
 # without asking anything the FAQ lacks ("what do I pay for my boy, he's eight").
