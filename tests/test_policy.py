@@ -2730,3 +2730,21 @@ def test_a_phone_about_to_die_needs_charging(conference: KnowledgeBase) -> None:
     of the FAQ's."""
     said = "my phone is about to die, where can I charge it?"
     assert answered_with(conference, said) == "Where can I charge my phone?"
+
+
+def test_whether_another_kind_of_place_is_open_is_declined(
+    conference: KnowledgeBase, reserve: KnowledgeBase
+) -> None:
+    """Held-out 27: "is the Norbridge museum open on Sundays?" and "do you know if the pier's
+    open today?" were asked back with the site's own hours. A part of the site, or a name of
+    its own misheard, is no other place."""
+    for kb, said in (
+        (conference, "is the Norbridge museum open on Sundays?"),
+        (reserve, "do you know if the pier's open today?"),
+    ):
+        d = turn(kb, said)
+        assert (d.kind, d.reason) == ("decline", "off_topic:elsewhere"), d
+    assert answered_with(conference, "is the building open on Sundays?") == (
+        "What are the centre's opening hours?"
+    )
+    assert answered_with(reserve, "is the shop open now?") == "Is there a shop?"

@@ -212,5 +212,6 @@ def test_bench_on_the_misheard_tuning_set(museum: KnowledgeBase, hotel: Knowledg
     on = bench.summarize(bench.evaluate(cases, kbs, soundalike=True))
     assert off["aims"]["wrong"] == on["aims"]["wrong"] == 0
     assert on["aims"]["offtopic_declined"] >= off["aims"]["offtopic_declined"]
-    assert (off["overall"]["correct"], off["overall"]["miss"]) == (10, 8)
+    # 11 since stop 29: "is the clock tower open to visitors" is another place, declined.
+    assert (off["overall"]["correct"], off["overall"]["miss"]) == (11, 8)
     assert on["overall"]["correct"] >= 13 and on["overall"]["miss"] <= 3  # measured 13, 3

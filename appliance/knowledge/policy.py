@@ -975,6 +975,24 @@ _AROUND_HERE_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Whether a named place is open: "is the Norbridge museum open on Sundays?", "do you know if
+# the pier's open today?" (declined where the FAQ never names the place: asked back before).
+_PLACE_OPEN_RE = re.compile(
+    r"\b(?:is|are|if|whether|does|do|will) the (?P<dest>\w+(?: \w+){0,2}?)(?:'s| is| are)? "
+    r"(?:open|opens|close|closes|closed|shut|shuts)\b",
+    re.IGNORECASE,
+)
+# ... a kind of place that no word of the FAQ is: a misheard name of the site's own bar
+# ("the night jar") or a part it calls otherwise ("the fitness room") is no other place.
+_KINDS_OF_PLACE = frozenset(
+    tokenize(
+        "museum museums pier piers church churches cathedral abbey chapel mosque temple "
+        "synagogue library castle palace post office bank supermarket pub pubs beach "
+        "cinema theatre tower lighthouse market chemist pharmacy zoo aquarium gallery "
+        "stadium arcade funfair baths lido"
+    )
+)
+
 # A service's times to another place: "when's the next train to Birmingham?" (declined unless
 # the best entry names the place, as a station's "trains to Leeds leave from platform 2" may).
 # Only when asked when: "is there a ticket machine for the next train to Leeds?" is not.
@@ -1047,6 +1065,7 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
         ("elsewhere", _ELSEWHERE_RE),
         ("elsewhere", _NEARBY_PLACE_RE),
         ("elsewhere", _AROUND_HERE_RE),
+        ("elsewhere", _PLACE_OPEN_RE),
         ("timetable", _TIMETABLE_RE),
     ):
         m = found.search(text)
@@ -1055,6 +1074,11 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
         # The place alone: "the airport", not "... from here on public transport".
         dest = _content_terms(_ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
         if not dest:
+            continue
+        if found is _PLACE_OPEN_RE:
+            # A kind of place the FAQ never names; the staff's own places are theirs.
+            if any(t in _KINDS_OF_PLACE and t not in faq_terms for t in dest):
+                return category
             continue
         if found is _AROUND_HERE_RE:
             # The staff's own word for the kind of place: "restaurants" is one term with
