@@ -321,6 +321,9 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:dinner|lunch|breakfast|tea|food|meal|grub)\b",
             r"is feeding time for the \1",
         ),
+        # Unloading a van is a delivery: "I've got a van full of stuff for our stand, where do
+        # I unload it?" (the van had matched the car park and the bike racks).
+        (r"\bunload(?:ing)?\b", "deliver goods"),
         # Dumping bags is leaving them: "is there anywhere to dump our bags?".
         (
             r"\b(?:dump|dumping|stash|stashing|stick|chuck|offload) ((?:my|our|the|your|these|"
