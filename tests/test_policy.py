@@ -2655,64 +2655,67 @@ def reserve(embedder: Embedder) -> KnowledgeBase:
 
 
 @pytest.mark.parametrize(
-    ("said", "heading"),
+    ("site", "said", "heading"),
     [
         # Ages the FAQ never writes as words, and going round for visiting (declined).
         (
+            "reserve",
             "how much is it for me and my two kids to go round? they're eight and twelve",
             "How much does it cost to visit?",
         ),
         (
+            "reserve",
             "has anything good been spotted this morning? anything a bit rare?",
             "What's been seen on the reserve recently?",
         ),
-        ("will the buggy be okay on the paths out there?", "Can I bring a pushchair?"),
+        ("reserve", "will the buggy be okay on the paths out there?", "Can I bring a pushchair?"),
         (
+            "reserve",
             "my friend's gone over on her ankle out on the sea wall and she can't walk, what do "
             "I do?",
             "Where is first aid, and what if someone is hurt on the trails?",
         ),
         # Asked back before: "gonna" was a word the FAQ lacks; a loaf is bread.
         (
+            "reserve",
             "roughly how much is the car park if we're gonna be here all day?",
             "Where can I park, and how much is it?",
         ),
         (
+            "reserve",
             "the kids have brought a whole loaf for the ducks, that's alright isn't it?",
             "Can I feed the ducks?",
         ),
-    ],
-)
-def test_held_out_27_reserve_questions_in_other_words(
-    reserve: KnowledgeBase, said: str, heading: str
-) -> None:
-    """Held-out 27, typed: each was declined; the visitor's words are none of the FAQ's."""
-    assert answered_with(reserve, said) == heading
-
-
-@pytest.mark.parametrize(
-    ("said", "heading"),
-    [
+        # "Over-65s" is the price list's word for a senior.
         (
+            "aquarium",
             "is it any cheaper if you're over sixty-five? I'm bringing my nan",
             "How much does it cost to get in?",
         ),
         (
+            "aquarium",
             "if we go out for a bite to eat can we come back in after?",
             "How long does a visit take, and can I leave and come back?",
         ),
-        ("when do the penguins get their dinner?", "What time are the feeding times and talks?"),
         (
+            "aquarium",
+            "when do the penguins get their dinner?",
+            "What time are the feeding times and talks?",
+        ),
+        (
+            "aquarium",
             "is there anywhere to dump our bags? they're really heavy",
             "How long does a visit take, and can I leave and come back?",
         ),
     ],
 )
-def test_held_out_27_aquarium_questions_in_other_words(
-    aquarium: KnowledgeBase, said: str, heading: str
+def test_held_out_27_questions_in_other_words(
+    request: pytest.FixtureRequest, site: str, said: str, heading: str
 ) -> None:
-    """Held-out 27, typed: declined ("Over-65s" is the price list's word for a senior)."""
-    assert answered_with(aquarium, said) == heading
+    """Held-out 27, typed: each was declined or asked back; the visitor's words are none of
+    the FAQ's."""
+    kb: KnowledgeBase = request.getfixturevalue(site)
+    assert answered_with(kb, said) == heading
 
 
 def test_small_talk_taken_back_is_asked_again(aquarium: KnowledgeBase) -> None:
