@@ -226,6 +226,7 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("have you seen my son?", "have you seen my son?"),
         ("is there anywhere to dump our bags?", "is there anywhere to leave our bags?"),
         ("my phone's about to die", "my phone needs charging"),
+        ("my car battery is flat", "my car battery is flat (broken down)"),
         ("where do I unload the van?", "where do I deliver goods the van?"),
         ("when do the penguins get their dinner?", "when is feeding time for the penguins?"),
         ("when do we get our lunch?", "when do we get our lunch?"),

@@ -247,7 +247,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # A car that will not start has broken down (a charger that will not start has not).
         (
             r"\b(?:car|van|engine|motor|vehicle|motorbike)\b.{0,60}?\b(?:won't|will not|wouldn't|"
-            r"would not|doesn't|does not) start\b",
+            r"would not|doesn't|does not) start\b|"
+            r"\b(?:car|van)(?:'s)? battery(?:'s| is| has gone| went)? (?:flat|dead)\b",
             "\\g<0> (broken down)",
         ),
         (r"\bblowing (?:a )?(?:gale|hoolie|storm)\b", "very windy (bad weather)"),
@@ -311,7 +312,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # A phone about to die needs charging: "my phone is about to die, where can I charge
         # it?" (the dying is no word of the FAQ's).
         (
-            r"\b(phone|mobile|battery|laptop|tablet)(?:'s| is)? (?:about to |going to |gonna )?"
+            r"(?<!car )(?<!van )\b(phone|mobile|battery|laptop|tablet)(?:'s| is)? "
+            r"(?:about to |going to |gonna )?"
             r"(?:die|dying|dead|flat)\b",
             r"\1 needs charging",
         ),
