@@ -581,23 +581,18 @@ _RETRACT_RE = re.compile(
 _APOLOGY = frozenset(tokenize("pardon"))
 
 
-def _after_retraction(cleaned: str) -> str:
-    """What was said after the last thing taken back (all of it where nothing was)."""
+def _retraction(cleaned: str) -> str | None:
+    """Something was taken back and nothing with a word of its own came after it: what came
+    after it (None otherwise). Answering what was taken back answers what the visitor said
+    they did not mean (held-out 20 answered the bar's hours)."""
     found = list(_RETRACT_RE.finditer(cleaned))
-    return strip_fillers(cleaned[found[-1].end() :]) if found else cleaned
-
-
-def _retracted(cleaned: str) -> bool:
-    """Something was taken back and nothing with a word of its own came after it: answering
-    what was taken back answers what the visitor said they did not mean (held-out 20 answered
-    the bar's hours)."""
-    if _RETRACT_RE.search(cleaned) is None:
-        return False
-    rest = _after_retraction(cleaned)
+    if not found:
+        return None
+    rest = strip_fillers(cleaned[found[-1].end() :])
     own = [t for t in _content_terms(rest) if t not in _APOLOGY]
     # "... forget it, my wife is sorting it" says who, not what: no question after it.
     asks = _ASKS_RE.match(rest.lstrip(" ,.;:!\u2014-")) is not None
-    return not own or (all(_incidental(t) for t in own) and not asks)
+    return rest if not own or (all(_incidental(t) for t in own) and not asks) else None
 
 
 # Words a journey's "to" follows: its destination is what was cut off ("the one that goes to").
@@ -2623,16 +2618,16 @@ def decide(
         if intent is not None:
             return _chat(intent, settings)
         return Decision("say_again", settings.say_again, why)
-    retracted = _retracted(cleaned)
+    after = _retraction(cleaned)
     # Small talk taken back is no small talk: "Sorry, it is perfect. No wait." (a cut-off
     # question heard in part) is not thanks; what comes after it may be ("no, sorry, that's
     # all, thanks").
-    intent = _chat_intent(_after_retraction(cleaned) if retracted else question)
-    if retracted and intent == "ack":
+    intent = _chat_intent(question if after is None else after)
+    if after is not None and intent == "ack":
         intent = None  # "No, wait. No.": the "no" is the retraction's own
     if intent is not None:
         return _chat(intent, settings)
-    if retracted:
+    if after is not None:
         return Decision("say_again", settings.say_again, "retracted")
     if _looks_foreign(_words(cleaned)):
         return _decline("language", settings, "language")
