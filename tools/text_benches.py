@@ -67,6 +67,7 @@ SPOKEN = {
     "heldout25": "understand-heldout25-stop27.json",
     "heldout26": "understand-heldout26-stop28.json",
     "heldout27": "understand-heldout27-stop29.json",
+    "heldout28": "understand-heldout28-stop30.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -29,6 +29,9 @@ SCHOOL_GROUP = "(a school group)"
 _GROUPS = (
     "parking park car cars garage vehicle motorbike bike bikes bicycle bicycles pushbike pushbikes"
     " van vans",
+    "priest priests vicar vicars chaplain chaplains clergy reverend",
+    "sight blind blindness braille partially-sighted",
+    "hearing deaf deafness",
     "toilet toilets restroom restrooms bathroom bathrooms washroom washrooms loo lavatory wc gents",
     "child children kid kids baby babies toddler toddlers infant son daughter",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
@@ -69,8 +72,8 @@ _GROUPS = (
     "doctor pharmacy chemist medicine medicines sick ill prescription prescriptions prescribed"
     " tablets pills",
     "interpreter interpreters interpreting translate translator translators translation",
-    "aid plaster plasters bandage bandages faint fainted fainting collapsed graze grazed"
-    " scraped injured injury injuries",
+    "aid aider aiders plaster plasters bandage bandages faint fainted fainting collapsed graze"
+    " grazed scraped injured injury injuries",
     "nappy nappies diaper diapers changing breastfeed breastfeeding",
     "liquid liquids shampoo shampoos toiletries lotion lotions perfume perfumes aerosol aerosols",
     "pushchair pushchairs buggy buggies stroller strollers pram prams",
@@ -147,7 +150,8 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # "Where are the toilets?"); the words alone already count as shared (text.SYNONYMS).
         (r"\b(?:loos|lavatories|restrooms|washrooms|wcs)\b", "toilets"),
         (r"\b(?:loo|lavatory|restroom|washroom|wc)\b", "toilet"),
-        (r"\bthe gents\b", "the men's toilet"),
+        # "gents?" said alone is the toilet too; not the gents' clothing or barber.
+        (r"\bthe gents\b|^\W*gents(?=(?:,? please)?\W*$)", "the men's toilet"),
         # A hotel's words for it: "what time do we have to leave the room?" is check-out.
         (
             r"\b(?:leave|vacate|be out of|get out of|clear out of|give back) "
@@ -298,6 +302,18 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"ankles?\b",
             "first aid",
         ),
+        # Feeling faint is being taken ill, here and now: "my friend's come over all faint, who
+        # can help?" (held-out 28: answered with the hearing loop on "help"). Acute signs only:
+        # "my son is ill, can I get a refund?" is about the tickets.
+        (
+            r"\b(?:come|comes|coming|came|gone|going|went|feel|feels|feeling|felt|is|are|was|"
+            r"she's|he's|i'm|getting|got) (?:over )?(?:all |a bit |a little |really |very )?"
+            r"(?:faint|dizzy|woozy|light-?headed)\b|"
+            r"\b(?:come|comes|coming|came|gone|going|went) over (?:all )?"
+            r"(?:funny|queer|peculiar)\b|"
+            r"\b(?:fainted|fainting|passed out|collapsed|keeled over)\b",
+            "is taken ill and needs first aid",
+        ),
         # A buggy is a pushchair ("is it alright taking the buggy in?"), which the embedder does
         # not see; not a golf or beach buggy, nor a buggy park (a place to leave one).
         (r"(?<!golf )(?<!beach )\bbugg(?:y|ies)\b(?! park)", "pushchair"),
@@ -354,6 +370,19 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # Arriving late: "if we turn up late" (not "turn up the volume"; "how late can you turn
         # up" stays as said: the FAQ's "if I'm late" answers it, and "arrive" led elsewhere).
         (r"\b(?:turn|turns|turned|turning) up (late|early)\b", r"arrive \1"),
+        # "we're stuck in traffic", "we'll be twenty minutes behind": arriving late.
+        (
+            r"\b(?:stuck in (?:traffic|a (?:jam|queue))|"
+            r"running (?:a bit |a little )?(?:late|behind)|(?:\w+ )?minutes? (?:behind|late))\b",
+            "running late",
+        ),
+        # "a vicar I could have a word with": speaking to someone.
+        (r"\bhave a (?:quick |little )?(?:word|chat) with\b", "speak to"),
+        # A gift voucher is a gift card ("get my mum a voucher for her birthday").
+        (r"\b(?:gift )?vouchers?\b", "gift card \\g<0>"),
+        # Joining up is becoming a member ("is it worth joining up?"); "join" alone is not (a
+        # book club, a tour, the queue).
+        (r"\b(?:join|joins|joined|joining) up\b", "become a member"),
         # "tack on another couple of nights": a longer stay.
         (
             r"\b(?:tack on|add on|add|book|stay|have) (?:another|an extra|a few more|"
@@ -546,6 +575,13 @@ _ASKS_PRICE_RE = re.compile(
     re.IGNORECASE,
 )
 _ENTRY_RE = re.compile(r"\b(entry|entrance|admission|admittance)\b(?! tickets?\b)", re.IGNORECASE)
+_HOW_MUCH_RE = re.compile(r"\bhow much\b", re.IGNORECASE)
+_PAY_RE = re.compile(r"\b(?:pay|paying|ticket|tickets)\b", re.IGNORECASE)
+_GET_IN_RE = re.compile(
+    # Only where the question ends: "... to get in for an adult?" names its ticket already.
+    r"\bto (?:get|go) in(?:side)?\b(?=\s*(?:then|please|now|today)?\s*[?.!,]*\s*$)",
+    re.IGNORECASE,
+)
 
 
 # Rewritten only where the FAQ does not use the visitor's own words: a season ticket is a pass
@@ -569,4 +605,8 @@ def plain_words(text: str, faq_pairs: Collection[str] = ()) -> str:
         text = pattern.sub(plain, text)
     if _ASKS_PRICE_RE.search(text):
         text = _ENTRY_RE.sub(r"\1 ticket", text)
+        # "how much is it to get in?" is the entry ticket's price (held-out 28: declined, the
+        # cathedral's "Do I have to pay to get in?" shares only words that say nothing).
+        if _HOW_MUCH_RE.search(text) and not _PAY_RE.search(text):
+            text = _GET_IN_RE.sub("to pay for a ticket to get in", text)
     return _AGED_RE.sub(_aged, text)

@@ -565,6 +565,9 @@ def _cut_off(cleaned: str) -> bool:
 _RETRACT_RE = re.compile(
     r"\b(?:no,? wait|wait,? no|no,? sorry|sorry,? i mean|scratch that|actually,? no|"
     r"never ?mind|ignore (?:that|me|this)|no,? hang on)\b|"
+    # A restart given up at its first word: "the pots, the, no—" (no English sentence ends on
+    # "the no"; "the no-entry sign" goes on).
+    r"\b(?:the|a|an|my|your|our|this|that|those|these)[,.]? no\b(?=[\s,.;:!?\u2014\u2026-]*$)|"
     # Lost the thread: "the kids are... what was I—".
     # Only where the clause ends: "where was I parked?" asks something.
     r"\b(?:what|where) was i\b(?: (?:saying|on about|going to (?:say|ask)))?"
@@ -2744,12 +2747,17 @@ def decide(
     if decision is not None and not _cut_off(cleaned):
         return decision
     if _cut_off(cleaned):
+        finished = not _unfinished(_words(cleaned))
         if decision is not None and _is_answer(weighed) and weighed.best is not None:
-            if not _unfinished(_words(cleaned)):
+            if finished:
                 return decision  # "a room with a shower I can roll into"
             # "what time does the": the likely entry, offered back rather than asserted (in
             # either answer mode: the LLM would be as unsure of the question's end).
             return clarify_between([weighed.best.hit.entry], settings, "incomplete")
+        if decision is not None and decision.kind == "clarify" and finished:
+            # "my mum can't manage steps, is there another way in for her": a sentence may end
+            # on "her", and the entries offered back are as good as asking it all again.
+            return decision
         return Decision("say_again", settings.say_again, "incomplete")
     if decision is not None:
         return decision
