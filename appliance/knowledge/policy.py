@@ -1617,6 +1617,8 @@ def lookups(
     FAQ words get a second reading, with them replaced ("calories" -> "galleries"), and an
     idiom the FAQ itself uses is not put in other words ("season ticket" at a football club)."""
     question = plain_words(question, sounds.pairs if sounds is not None else ())
+    if sounds is not None:
+        question = sounds.join_compounds(question)
     primary = lookup_query(question, context)
     fixed = sounds.repair(primary, skip=_not_repaired) if sounds is not None else None
     parts = question_parts(question)
