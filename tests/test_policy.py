@@ -367,6 +367,8 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("how much is it to get in for an adult?", "how much is it to get in for an adult?"),
         ("can I join the tour?", "can I join the tour?"),
         ("it's a funny old place", "it's a funny old place"),
+        ("the Wi-Fi signal is faint up here", "the Wi-Fi signal is faint up here"),
+        ("my wife is dizzy", "my wife is taken ill and needs first aid"),
     ],
 )
 def test_idioms_are_put_in_plain_words(text: str, plain: str) -> None:

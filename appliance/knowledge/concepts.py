@@ -304,11 +304,14 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # Feeling faint is being taken ill, here and now: "my friend's come over all faint, who
         # can help?" (held-out 28: answered with the hearing loop on "help"). Acute signs only:
-        # "my son is ill, can I get a refund?" is about the tickets.
+        # "my son is ill, can I get a refund?" is about the tickets. A thing may be faint ("the
+        # signal is faint"), not dizzy.
         (
-            r"\b(?:come|comes|coming|came|gone|going|went|feel|feels|feeling|felt|is|are|was|"
+            r"\b(?:come|comes|coming|came|gone|going|went|feel|feels|feeling|felt|"
             r"she's|he's|i'm|getting|got) (?:over )?(?:all |a bit |a little |really |very )?"
             r"(?:faint|dizzy|woozy|light-?headed)\b|"
+            r"\b(?:is|are|was) (?:all |a bit |a little |really |very )?"
+            r"(?:dizzy|woozy|light-?headed)\b|"
             r"\b(?:come|comes|coming|came|gone|going|went) over (?:all )?"
             r"(?:funny|queer|peculiar)\b|"
             r"\b(?:fainted|fainting|passed out|collapsed|keeled over)\b",
