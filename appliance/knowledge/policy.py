@@ -2746,9 +2746,10 @@ def decide(
         return clarify_between([weighed.best.hit.entry], settings, "incomplete")
     if decision is not None and unanswered and decision.kind == "faq":
         decision = replace(decision, text=f"{decision.text} {settings.other_part}")
-    if decision is not None and not _cut_off(cleaned):
+    cut_off = _cut_off(cleaned)
+    if decision is not None and not cut_off:
         return decision
-    if _cut_off(cleaned):
+    if cut_off:
         finished = not _unfinished(_words(cleaned))
         if decision is not None and _is_answer(weighed) and weighed.best is not None:
             if finished:
