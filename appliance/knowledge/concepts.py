@@ -92,6 +92,7 @@ _GROUPS = (
     "motorhome motorhomes campervan campervans",
     "gluten coeliac coeliacs celiac celiacs",
     "bread loaf loaves",
+    "concert concerts gig gigs recital recitals music",
     "bar alcohol alcoholic booze",
 )
 
@@ -381,6 +382,12 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # "a vicar I could have a word with": speaking to someone.
         (r"\bhave a (?:quick |little )?(?:word|chat) with\b", "speak to"),
+        # Whom to talk to about a matter is whom to ask ("who shall I talk to about that?").
+        (
+            r"\bwho (?:shall|should|do|can|could|would) (?:i|we) (?:talk|speak) to"
+            r"(?: about (?:that|this|it))?(?=\s*(?:[,.?!]|$))",
+            "who do I ask",
+        ),
         # A gift voucher is a gift card ("get my mum a voucher for her birthday").
         (r"\b(?:gift )?vouchers?\b", "gift card \\g<0>"),
         # Joining up is becoming a member ("is it worth joining up?"); "join" alone is not (a
@@ -530,6 +537,25 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"temper|job|place|seat|bearings|group|party|family|wife|husband|partner|mum|mom|"
             r"dad|friend|friends|mother|father|gran|grandma|grandad|nan|parents)\b)[a-z]+\b",
             r"\1 something",
+        ),
+        # When, where and what colour the lost thing was is no topic: "I lost my scarf in here
+        # yesterday afternoon, a blue one" matched a cathedral's afternoon services, "in the
+        # chapel" its chapels; one lost-property entry answers wherever it was lost.
+        (
+            r"\b((?:lost|lose|dropped|misplaced) something\b[^.?!]{0,30}?),? (?:somewhere )?"
+            r"(?:(?:maybe|probably|possibly) )?(?:in|at|on|near|by|inside|round|around|under) "
+            r"(?:the |this |that |your |my )?(?!way\b|here\b|there\b|\w+day\b)[a-z]+"
+            r"(?: (?:room|area|hall|park|shop|bar|café|cafe|toilets?|loos?))?(?: \d+)?\b"
+            r"(?=\s*(?:[,.?!—–-]|$|and\b|but\b|yesterday\b|earlier\b|last\b|this\b|today\b|"
+            r"when\b|while\b))",
+            r"\1",
+        ),
+        (
+            r"\b((?:lost|lose|dropped|misplaced) something\b[^.?!]{0,40}?)\s*\b"
+            r"(?:yesterday|earlier(?: on| today)?|"
+            r"last (?:night|week)|this (?:morning|afternoon|evening))"
+            r"(?: (?:morning|afternoon|evening))?\b(?:,? (?:a|the) ones?\b)?",
+            r"\1",
         ),
         # Keeping a loan longer is renewing it: "can I keep it a bit longer?" (a room kept
         # longer is a late check-out, above).

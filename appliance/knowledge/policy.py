@@ -2033,6 +2033,8 @@ def _candidates(
     mine = _possessed(g.query)  # the visitor's own things it names
     asks_amount = _ASKS_AMOUNT_RE.search(g.query) is not None
     asks_where = _WHERE_IS_RE.search(g.query) is not None
+    # Two or more words said, none of them beyond the common ones.
+    plain_only = not terms_df and len(said) >= 2
     repairs = [r for r in repairs if r.terms & query_terms]  # this query's (a part's) own
     out: list[_Candidate] = []
     for i, hit in enumerate(_ranked(g)):
@@ -2053,6 +2055,11 @@ def _candidates(
             # a web site): evidence of meaning that the embedding misses ("what is your email"
             # is 0.23 from "How do I contact reception?" and its answer).
             semantic += settings.contact_bonus
+            anchored = True
+        if not anchored and plain_only and all(_shares(t, heading_terms) for t in said):
+            # Every word of the question is a common one, and all of them are in this heading:
+            # "what happens if we're late?" is "What happens if I'm late, and ...?" in other
+            # words (it had no word to anchor it and was declined).
             anchored = True
         if not anchored and coverage >= 1.0 - 1e-9 and _prices_visitors(g.query, hit.entry, asked):
             # "How much for one grown-up?" and "How much are tickets?" (whose answer prices
