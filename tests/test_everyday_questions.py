@@ -66,7 +66,13 @@ EVERYDAY: tuple[tuple[str, str, str], ...] = (
 # phone entry this test's pattern does not accept (as it stood when they were held out). A
 # new held-out site stays out until its set has been run once, unread (the farm park of
 # held-out 25 and the open day of held-out 26 are in since).
-HELD_OUT = {"hospital_faq.md", "touristinfo_faq.md", "reserve_faq.md", "cathedral_faq.md"}
+HELD_OUT = {
+    "hospital_faq.md",
+    "touristinfo_faq.md",
+    "reserve_faq.md",
+    "cathedral_faq.md",
+    "themepark_faq.md",
+}
 FAQS = sorted(p.name for p in UNDERSTAND.glob("*_faq.md") if p.name not in HELD_OUT)
 
 
