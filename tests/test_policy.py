@@ -369,6 +369,41 @@ def station(embedder: Embedder) -> KnowledgeBase:
         ("it's a funny old place", "it's a funny old place"),
         ("the Wi-Fi signal is faint up here", "the Wi-Fi signal is faint up here"),
         ("my wife is dizzy", "my wife is taken ill and needs first aid"),
+        # Lost things (held-out 26 and 28, read at stop 31): when, where and what colour.
+        (
+            "I think I left my scarf in here yesterday afternoon, a blue one",
+            "I think I lost something in here",
+        ),
+        (
+            "I left my scarf in the chapel earlier and now it's gone",
+            "I lost something and now it's gone",
+        ),
+        ("I left my hat in Screen 1 last night", "I lost something"),
+        ("who shall I talk to about that?", "who do I ask?"),
+        # Left alone: the way, a day, a ticket or keys lost (other entries answer those).
+        ("I lost my gloves on the way in", "I lost something on the way in"),
+        ("I lost my phone here on Monday", "I lost something here on Monday"),
+        ("I lost my ticket in the car park", "I lost my ticket in the car park"),
+        ("I dropped my keys somewhere in there", "I dropped my keys somewhere in there"),
+        # Held-out 29, after its run.
+        ("my friend's got chest pains", "my friend's got is taken ill, an emergency"),
+        ("where's A and E?", "where's A&E (emergency)?"),
+        ("I can't see my son anywhere", "I lost my son"),
+        ("we've left something behind", "we've lost something"),
+        (
+            "do you lend out them chairs, you know, with the wheels?",
+            "do you lend out them wheelchair?",
+        ),
+        ("so we're not stood in lines all day", "so we're not queuing all day"),
+        ("somewhere I can work out", "a gym where I can exercise"),
+        ("can I get some food sent up?", "can I get some room service?"),
+        ("I'm not happy with the room", "I want to make a complaint about the room"),
+        ("is it full whack?", "is it the full price?"),
+        ("we can't leave him in the car", "we can't keep him in the car"),
+        # Left alone: a way out worked out, a line on a map, someone leaving by car.
+        ("can you work out the price?", "can you work out the price?"),
+        ("which line goes to town?", "which line goes to town?"),
+        ("can I leave in the car?", "can I leave in the car?"),
     ],
 )
 def test_idioms_are_put_in_plain_words(text: str, plain: str) -> None:
@@ -2747,6 +2782,17 @@ def reserve(embedder: Embedder) -> KnowledgeBase:
             "cinema",
             "we're stuck in traffic, gonna be about twenty minutes behind, will they still let "
             "us in?",
+            "What happens if I'm late, and how long are the adverts?",
+        ),
+        # Read at stop 31: where and when it was lost; a question of common words only.
+        (
+            "cathedral",
+            "I think I left my scarf in here yesterday afternoon, a blue one",
+            "I've lost something. Where is lost property?",
+        ),
+        (
+            "cinema",
+            "what happens if we're late?",
             "What happens if I'm late, and how long are the adverts?",
         ),
     ],

@@ -68,6 +68,7 @@ SPOKEN = {
     "heldout26": "understand-heldout26-stop28.json",
     "heldout27": "understand-heldout27-stop29.json",
     "heldout28": "understand-heldout28-stop30.json",
+    "heldout29": "understand-heldout29-stop31.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

