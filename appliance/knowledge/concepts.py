@@ -92,6 +92,7 @@ _GROUPS = (
     # Not "camper(s)": at a campsite, campers are people.
     "motorhome motorhomes campervan campervans",
     "gluten coeliac coeliacs celiac celiacs",
+    "allergy allergies allergic nut nuts peanut peanuts",
     "bread loaf loaves",
     "concert concerts gig gigs recital recitals music",
     "bar alcohol alcoholic booze",

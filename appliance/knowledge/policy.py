@@ -757,8 +757,16 @@ _CHAT_FILLER = frozenset(
 )
 
 
-def _chat_intent(text: str) -> str | None:
-    """The small-talk intent when the utterance is only small talk, else None."""
+# A capitalised word after a comma or a word: a name ("Lovely, thank you, Emma so much").
+_NAME_RE = re.compile(r"(?<=[,\w] )[A-Z][a-z]+\b")
+# A word that makes a question of what is left beside small talk.
+# ("a joke about the prime minister" asks for a topic the staff's jokes are not on.)
+_CHAT_ASKS_RE = re.compile(r"\b(?:what|where|when|how|why|which|who|whose|anywhere|about)\b|\?")
+
+
+def _chat_intent(text: str, faq_terms: Collection[str] = ()) -> str | None:
+    """The small-talk intent when the utterance is only small talk, else None. `faq_terms`:
+    the utterance's terms the FAQ uses, none of which is taken for a name."""
     found: list[str] = []
     rest = text
     for intent, pattern in _CHAT_PATTERNS:
@@ -767,8 +775,18 @@ def _chat_intent(text: str) -> str | None:
             rest = pattern.sub(" ", rest)
     if not found:
         return None
-    leftover = [w for w in _words(strip_fillers(rest) or "") if w not in _CHAT_FILLER]
-    if leftover:
+    # A name between the words ("thank you, Emma, so much", "hello, Nair, are you a
+    # computer?": how a recogniser hears "thank you ever so much" or "hello there") is still
+    # small talk; a capitalised word is only a name inside the sentence, not at its start.
+    names = {
+        w.casefold() for w in _NAME_RE.findall(rest) if not any(t in faq_terms for t in tokenize(w))
+    }
+    leftover = [
+        w for w in _words(strip_fillers(rest) or "") if w not in _CHAT_FILLER and w not in names
+    ]
+    if leftover and not (found[0] == "joke" and not _CHAT_ASKS_RE.search(text)):
+        # Besides a joke asked for, only a remark may be left ("go on then, tell us a joke,
+        # the kids are getting bored"); a question is no small talk.
         return None
     return found[0]  # patterns are in priority order: "hi, who are you?" is about identity
 
@@ -2615,7 +2633,7 @@ def _left_open(parts: Sequence[tuple[Grounding, _Ranked]], answered: _Ranked) ->
     entry = answered.best.hit.entry if answered.best is not None else None
     n = 0
     for g, r in parts:
-        if r is answered or (g.query and _chat_intent(g.query) is not None):
+        if r is answered or (g.query and _chat_intent(g.query, _faq_terms(g)) is not None):
             continue
         if r.best is None or r.best.hit.entry != entry:
             n += 1
@@ -2676,7 +2694,7 @@ def decide(
     # Small talk taken back is no small talk: "Sorry, it is perfect. No wait." (a cut-off
     # question heard in part) is not thanks; what comes after it may be ("no, sorry, that's
     # all, thanks").
-    intent = _chat_intent(question if after is None else after)
+    intent = _chat_intent(question if after is None else after, _faq_terms(grounding))
     if after is not None and intent == "ack":
         intent = None  # "No, wait. No.": the "no" is the retraction's own
     if intent is not None:
