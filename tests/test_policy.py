@@ -2940,7 +2940,7 @@ def test_held_out_29_questions_in_other_words(
 
 
 def test_what_the_kiosk_cannot_do_or_see_is_declined(
-    themepark: KnowledgeBase, hospital: KnowledgeBase
+    themepark: KnowledgeBase, hospital: KnowledgeBase, cinema: KnowledgeBase
 ) -> None:
     """Held-out 29: paying on the kiosk's own screen was answered with the Fast Lane's price,
     and the visitor's own appointment time with how to check in. Paying by card, and where to
@@ -2958,6 +2958,7 @@ def test_what_the_kiosk_cannot_do_or_see_is_declined(
         d = turn(kb, said)
         assert (d.kind, d.reason) == ("decline", f"off_topic:{why}"), (said, d)
     assert answered_with(themepark, "can I pay with my card?") == "Can I pay with cash?"
+    assert turn(cinema, "can I buy popcorn at the screen?").kind == "faq"  # the auditorium
     assert answered_with(hospital, "what time should I get here for my appointment?") == (
         "How do I check in for my appointment?"
     )
@@ -2983,6 +2984,10 @@ def test_a_way_not_wanted_and_the_full_price_are_no_topic(
     )
     d = turn(cathedral, "where's the nearest place to get a pint?")
     assert (d.kind, d.reason) == ("decline", "off_topic:directions"), d
+    # Not wanting to miss something rules nothing out (no article: no thing named).
+    d = turn(cathedral, "I don't want to miss anything, what are the highlights?")
+    offered = [d.entry.question] if d.entry is not None else [c.label for c in d.choices]
+    assert offered == ["What are the things I shouldn't miss?"], d
 
 
 def test_small_talk_beside_a_name_or_a_remark_is_still_small_talk(themepark: KnowledgeBase) -> None:

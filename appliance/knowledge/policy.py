@@ -1056,8 +1056,10 @@ _SEPARATE_REQUESTS = frozenset({"booking", "calling", "payment"})
 # Paying, buying or booking through the kiosk: "can I pay for the fast lane thing on this
 # screen with my card?" (held-out 29: answered with the Fast Lane's price, as though it could).
 _ON_THE_KIOSK_RE = re.compile(
-    r"\b(?P<verb>pay|buy|book|reserve|order)\b[^.?!]{0,50}?\b(?:on|at|through|using|from|via) "
-    r"(?:this|the|your) (?:screen|kiosk|touch ?screen)\b",
+    r"\b(?P<verb>pay|buy|book|reserve|order)\b[^.?!]{0,50}?\b(?:"
+    r"(?:on|through|using|via) (?:this|the|your) (?:screen|kiosk|touch ?screen)|"
+    # "at the screen" is a cinema's auditorium; the kiosk's own screen is "this" one.
+    r"(?:at|from) (?:this|your) (?:screen|kiosk|touch ?screen)|(?:at|from) the kiosk)\b",
     re.IGNORECASE,
 )
 
@@ -1750,7 +1752,9 @@ _RULED_OUT_RE = re.compile(
     r"\b(?:(?:that|which) (?:isn't|is not|aren't|are not)|other than|apart from|besides|"
     r"except(?: for)?|instead of|rather than|excluding|"
     # "... I don't really want a taxi": the way not wanted is not the question.
-    r"(?:i|we) (?:don't|do not) (?:really )?(?:want|fancy) (?:to (?:take|get|use) )?)\s+"
+    # A thing named with its article only: "I don't want to miss the show" rules out nothing.
+    r"(?:i|we) (?:don't|do not) (?:really )?(?:want|fancy)(?: to (?:take|get|use))?"
+    r"(?=\s+(?:a|an|the)\s))\s+"
     r"(?:(?:the|your|you|this|these|a|an)\s+)?"
     r"([^\W\d_][\w'-]*(?:[ ]+[^\W\d_][\w'-]*){0,2})",
     re.IGNORECASE,
