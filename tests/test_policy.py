@@ -3012,3 +3012,18 @@ def test_a_nut_allergy_is_an_allergy(themepark: KnowledgeBase) -> None:
     d = turn(themepark, "my son's got a nut allergy, how do I find out what's safe for him to eat?")
     offered = [d.entry.question] if d.entry is not None else [c.label for c in d.choices]
     assert offered == ["Do you cater for food allergies?"], d
+
+
+def test_the_hospital_as_a_place_to_go_is_a_journey(
+    station: KnowledgeBase, cinema: KnowledgeBase
+) -> None:
+    """Held-out 10, 13, 16 and 25: "which bus goes to the hospital from here?" was declined as
+    medical advice at a station whose bus entry names the hospital's bus. Where the FAQ does
+    not, the way there is still declined as directions elsewhere; a hospital needed is still
+    medical."""
+    said = "which bus goes to the hospital from here?"
+    assert answered_with(station, said) == "Where can I get a taxi or a bus?"
+    d = turn(cinema, "how do I get to the hospital?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:directions"), d
+    d = turn(station, "I think I need a hospital")
+    assert (d.kind, d.reason) == ("decline", "off_topic:medical"), d

@@ -918,7 +918,9 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "medical",
             r"\b(?:headache|migraine|toothache|tooth|dentist|doctor|medicine|medication|"
             r"painkillers?|paracetamol|ibuprofen|aspirin|fever|sick|ill|injured|bleeding|"
-            r"allergic|allergy|diabetic|pregnant|chest pain|dizzy|ambulance|hospital|"
+            r"allergic|allergy|diabetic|pregnant|chest pain|dizzy|ambulance|"
+            # The hospital as a place to go is a journey ("which bus goes to the hospital?").
+            r"(?<!\bto the )(?<!\bto )hospital|"
             r"prescription|symptoms?)\b",
         ),
         (
