@@ -424,6 +424,13 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:not|un) ?(?:happy|pleased|satisfied) (?:with|about)\b",
             "I want to make a complaint about",
         ),
+        # A place to leave the car is a place to park it ("where's the closest place to leave
+        # the car, mate?" was declined as directions elsewhere).
+        (
+            r"\b(place|somewhere|anywhere|spot) to (?:leave|put|stick|dump) (the|my|our) "
+            r"(car|van|motor)\b",
+            r"\1 to park \2 \3",
+        ),
         # Someone left in the car is kept there, not leaving the site ("we can't leave him in
         # the car all day", of a dog, had the re-entry answer).
         (r"\bleave (him|her|them|it) in the (car|van)\b", r"keep \1 in the \2"),

@@ -984,9 +984,11 @@ _DIRECTIONS_RE = re.compile(
     re.IGNORECASE,
 )
 
-# "place to park", "spot where we can eat": the doing names the place.
+# "place to park", "spot where we can eat": the doing names the place ("to leave the car":
+# the car does).
 _PLACE_TO_RE = re.compile(
-    r"^\s*(?:place|spot|bit|area)s?\s+(?:to|for|where (?:i|we|you) (?:can|could))\s+",
+    r"^\s*(?:place|spot|bit|area)s?\s+(?:to|for|where (?:i|we|you) (?:can|could))\s+"
+    r"(?:(?:leave|put|stick|dump)\s+)?",
     re.IGNORECASE,
 )
 
@@ -2791,6 +2793,16 @@ def decide(
 
     best = weighed.best.hit if weighed.best is not None else None
     category = _off_topic(cleaned, best, _faq_terms(grounding))
+    if category in _REQUESTS and weighed.decision is not None:
+        # The staff's answer to the request is among the entries offered back ("could you get
+        # me a cab to the station?": the airport's entry led "Can you call me a taxi?" by a
+        # little, and the request was declined).
+        if any(
+            _REQUEST_RE.search(c.entry.question)
+            and _covers_request(cleaned, Hit(entry=c.entry, score=0.0))
+            for c in weighed.decision.choices
+        ):
+            category = None
     if (
         category in _SEPARATE_REQUESTS
         and len(parts) >= 2
