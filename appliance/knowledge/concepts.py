@@ -20,7 +20,13 @@ from functools import cache
 from .guard import NUMBER_WORDS, words_value
 from .text import tokenize
 
-__all__ = ["SCHOOL_GROUP", "plain_words", "related"]
+__all__ = ["LEAVE_VERBS", "SCHOOL_GROUP", "plain_words", "related"]
+
+# Ways of putting a thing down somewhere ("a place to leave the car"): the idiom below and
+# the answer policy's check of a place asked for (policy._PLACE_TO_RE) read the same verbs.
+LEAVE_VERBS = "(?:leave|put|stick|dump)"
+# Ways of saying a thing was lost, which the lost-property idioms below share.
+_LOST_VERBS = "(?:lost|lose|dropped|misplaced)"
 
 # What a school class is marked with: the answer policy reads a price asked after it as a
 # pupil's (policy._with_who).
@@ -427,7 +433,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # A place to leave the car is a place to park it ("where's the closest place to leave
         # the car, mate?" was declined as directions elsewhere).
         (
-            r"\b(place|somewhere|anywhere|spot) to (?:leave|put|stick|dump) (the|my|our) "
+            rf"\b(place|somewhere|anywhere|spot) to {LEAVE_VERBS} (the|my|our) "
             r"(car|van|motor)\b",
             r"\1 to park \2 \3",
         ),
@@ -586,7 +592,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # them: "I lost my umbrella" asks what "I lost something" does (not a child, a pet, a
         # ticket or the way, which other entries answer). After the rule above ("left my").
         (
-            r"\b(lost|lose|dropped|misplaced)\s+(?:my|our|his|her|their|a|an|the)\s+"
+            rf"\b({_LOST_VERBS})\s+(?:my|our|his|her|their|a|an|the)\s+"
             r"(?:(?:little|small|big|black|blue|red|green|white|brown|grey|gray|pink|navy|new|"
             r"old|favourite|\w+'s) )?"
             r"(?!(?:child|children|kids?|son|daughter|boy|girl|baby|babies|toddler|little|dog|"
@@ -600,7 +606,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # yesterday afternoon, a blue one" matched a cathedral's afternoon services, "in the
         # chapel" its chapels; one lost-property entry answers wherever it was lost.
         (
-            r"\b((?:lost|lose|dropped|misplaced) something\b[^.?!]{0,30}?),? (?:somewhere )?"
+            rf"\b({_LOST_VERBS} something\b[^.?!]{{0,30}}?),? (?:somewhere )?"
             r"(?:(?:maybe|probably|possibly) )?(?:in|at|on|near|by|inside|round|around|under) "
             r"(?:the |this |that |your |my )?(?!way\b|here\b|there\b|\w+day\b)[a-z]+"
             r"(?: (?:room|area|hall|park|shop|bar|café|cafe|toilets?|loos?))?(?: \d+)?\b"
@@ -609,7 +615,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\1",
         ),
         (
-            r"\b((?:lost|lose|dropped|misplaced) something\b[^.?!]{0,40}?)\s*\b"
+            rf"\b({_LOST_VERBS} something\b[^.?!]{{0,40}}?)\s*\b"
             r"(?:yesterday|earlier(?: on| today)?|"
             r"last (?:night|week)|this (?:morning|afternoon|evening))"
             r"(?: (?:morning|afternoon|evening))?\b(?:,? (?:a|the) ones?\b)?",

@@ -62,7 +62,7 @@ from functools import lru_cache
 from math import log
 from typing import Literal, TypedDict
 
-from .concepts import SCHOOL_GROUP, plain_words, related
+from .concepts import LEAVE_VERBS, SCHOOL_GROUP, plain_words, related
 from .faq import FaqEntry
 from .grounding import Grounding, split_sentences, strip_fillers
 from .guard import EMAIL_RE, PHONE_RE
@@ -988,7 +988,7 @@ _DIRECTIONS_RE = re.compile(
 # the car does).
 _PLACE_TO_RE = re.compile(
     r"^\s*(?:place|spot|bit|area)s?\s+(?:to|for|where (?:i|we|you) (?:can|could))\s+"
-    r"(?:(?:leave|put|stick|dump)\s+)?",
+    rf"(?:{LEAVE_VERBS}\s+)?",
     re.IGNORECASE,
 )
 
@@ -1095,7 +1095,7 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
             # declined). Without an entry for the place the question is declined as any other;
             # "the nearest hospital" is another place (below).
             continue
-        if category in _REQUESTS and _REQUEST_RE.search(heading) and _covers_request(text, best):
+        if category in _REQUESTS and _answers_request(text, best.entry if best else None):
             continue
         if category == "payment" and _PAYMENT_HEADING_RE.search(heading):
             continue  # "Do you take cash?": how to pay is the staff's answer
@@ -1178,11 +1178,12 @@ def _faq_terms(g: Grounding) -> frozenset[str]:
     return frozenset(t for t, df in g.term_df if df > 0)
 
 
-def _covers_request(text: str, best: Hit | None) -> bool:
-    """The request's specific words ("taxi", or a related "cab") are in the entry's heading."""
-    if best is None:
+def _answers_request(text: str, entry: FaqEntry | None) -> bool:
+    """The entry's heading is itself a request ("Can you call me a taxi?") and has the
+    request's specific words ("taxi", or a related "cab"): the staff answered that request."""
+    if entry is None or not _REQUEST_RE.search(entry.question):
         return False
-    heading = _heading_terms(best.entry)
+    heading = _heading_terms(entry)
     return any(_shares(t, heading) for t in _content_terms(text))
 
 
@@ -2702,7 +2703,8 @@ def decide(
     # Small talk taken back is no small talk: "Sorry, it is perfect. No wait." (a cut-off
     # question heard in part) is not thanks; what comes after it may be ("no, sorry, that's
     # all, thanks").
-    intent = _chat_intent(question if after is None else after, _faq_terms(grounding))
+    faq_terms = _faq_terms(grounding)  # for small talk here, and the out-of-scope check
+    intent = _chat_intent(question if after is None else after, faq_terms)
     if after is not None and intent == "ack":
         intent = None  # "No, wait. No.": the "no" is the retraction's own
     if intent is not None:
@@ -2792,17 +2794,16 @@ def decide(
             weighed = fixed
 
     best = weighed.best.hit if weighed.best is not None else None
-    category = _off_topic(cleaned, best, _faq_terms(grounding))
-    if category in _REQUESTS and weighed.decision is not None:
+    category = _off_topic(cleaned, best, faq_terms)
+    if (
+        category in _REQUESTS
+        and weighed.decision is not None
+        and any(_answers_request(cleaned, c.entry) for c in weighed.decision.choices)
+    ):
         # The staff's answer to the request is among the entries offered back ("could you get
         # me a cab to the station?": the airport's entry led "Can you call me a taxi?" by a
         # little, and the request was declined).
-        if any(
-            _REQUEST_RE.search(c.entry.question)
-            and _covers_request(cleaned, Hit(entry=c.entry, score=0.0))
-            for c in weighed.decision.choices
-        ):
-            category = None
+        category = None
     if (
         category in _SEPARATE_REQUESTS
         and len(parts) >= 2
