@@ -3032,3 +3032,22 @@ def test_a_request_the_staff_answered_is_offered_back_not_declined(
     assert (d.kind, d.reason) == ("decline", "off_topic:booking"), d
     said = "where's the closest place to leave the car, mate?"
     assert answered_with(cinema, said) == "Where can I park, and how do I get here by bus or train?"
+
+
+def test_a_condition_beside_a_question_the_staff_answered_with_it_in_mind(
+    cinema: KnowledgeBase, themepark: KnowledgeBase
+) -> None:
+    """Held-out 13: "my daughter's diabetic, can she bring her own snacks in?" was declined as
+    medical advice though the cinema allows snacks needed "for medical reasons". A condition
+    the staff did not write of, or a medicine, is still declined."""
+    d = turn(cinema, "my daughter's diabetic, is it okay if she brings her own snacks in?")
+    assert offered(d) == ["Can I take food and drink into the film?"], d
+    assert answered_with(themepark, "my son is allergic to nuts, is the food ok for him?") == (
+        "Do you cater for food allergies?"
+    )
+    for kb, said in (
+        (cinema, "I'm pregnant, is it ok to watch a horror film?"),
+        (themepark, "she's diabetic, can she take paracetamol with her insulin?"),
+    ):
+        d = turn(kb, said)
+        assert d.kind == "decline" and d.entry is None, (said, d)

