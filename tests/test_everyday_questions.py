@@ -72,6 +72,7 @@ HELD_OUT = {
     "reserve_faq.md",
     "cathedral_faq.md",
     "themepark_faq.md",
+    "snowcentre_faq.md",
 }
 FAQS = sorted(p.name for p in UNDERSTAND.glob("*_faq.md") if p.name not in HELD_OUT)
 
