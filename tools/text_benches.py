@@ -69,6 +69,7 @@ SPOKEN = {
     "heldout27": "understand-heldout27-stop29.json",
     "heldout28": "understand-heldout28-stop30.json",
     "heldout29": "understand-heldout29-stop31.json",
+    "heldout30": "understand-heldout30-stop32.json",
 }
 TOTALS = ("n", "correct", "wrong", "clarify", "miss")
 

@@ -89,6 +89,7 @@ def _strip_accents(word: str) -> str:
 # Plurals the suffix rules cannot undo: "scarves" would become "scarv", never "scarf".
 _IRREGULAR_PLURALS = {
     "scarves": "scarf",
+    "skis": "ski",  # "-is" keeps its "s" elsewhere ("this", "axis")
     "shelves": "shelf",
     "knives": "knife",
     "wives": "wife",
