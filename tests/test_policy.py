@@ -3099,3 +3099,21 @@ def test_small_talk_about_the_kiosk_itself(snowcentre: KnowledgeBase) -> None:
     assert turn(snowcentre, "are you a robot or is someone sat in there?").kind == "chat"
     assert turn(snowcentre, "ha, don't you get cold standing here all day?").kind == "chat"
     assert turn(snowcentre, "ha, don't you get cold on the slope?").kind != "chat"
+
+
+def test_a_thing_named_only_for_its_holders_is_not_priced(stadium: KnowledgeBase) -> None:
+    """Held-out 30: "how much is a season ticket for next year?" was answered with the tour's
+    prices, whose "Season ticket holders ... get 25% off" named it. The tour's price for them
+    is still the tour's answer."""
+    d = turn(stadium, "how much is a season ticket for next year?")
+    assert d.kind != "faq", d
+    assert answered_with(stadium, "how much is the tour for season ticket holders?") == (
+        "How much is a stadium tour?"
+    )
+
+
+def test_insurance_is_declined_unless_the_staff_wrote_of_it(snowcentre: KnowledgeBase) -> None:
+    """Held-out 30: "do I need my own insurance ..., like for accidents?" was answered with
+    first aid."""
+    d = turn(snowcentre, "do I need my own insurance to go on the slope, like for accidents?")
+    assert (d.kind, d.reason) == ("decline", "off_topic:financial"), d

