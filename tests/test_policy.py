@@ -3104,12 +3104,11 @@ def test_small_talk_about_the_kiosk_itself(snowcentre: KnowledgeBase) -> None:
 def test_a_thing_named_only_for_its_holders_is_not_priced(stadium: KnowledgeBase) -> None:
     """Held-out 30: "how much is a season ticket for next year?" was answered with the tour's
     prices, whose "Season ticket holders ... get 25% off" named it. The tour's price for them
-    is still the tour's answer."""
+    is still the tour's topic."""
     d = turn(stadium, "how much is a season ticket for next year?")
-    assert d.kind != "faq", d
-    assert answered_with(stadium, "how much is the tour for season ticket holders?") == (
-        "How much is a stadium tour?"
-    )
+    assert d.kind == "decline", d
+    d = turn(stadium, "how much is the tour for season ticket holders?")
+    assert offered(d)[:1] == ["How much is a stadium tour?"], d
 
 
 def test_insurance_is_declined_unless_the_staff_wrote_of_it(snowcentre: KnowledgeBase) -> None:
