@@ -214,7 +214,9 @@ def test_in_llm_mode_a_guess_is_asked_back_not_sent_to_the_model(museum: Knowled
 
 def test_words_run_together_that_spell_a_faq_word_are_answered(hotel: KnowledgeBase) -> None:
     q = "when does the night jar close"  # "Nightjar", the hotel's bar
-    assert turn(hotel, q, False).kind == "decline"
+    # Without the repair, only the closing time links it to the bar's hours (asked back since
+    # stop 32, when closing became the opening hours' topic).
+    assert turn(hotel, q, False).kind in ("decline", "clarify")
     d = turn(hotel, q, True)
     assert d.kind == "faq" and d.entry is not None and d.entry.question == "When is the bar open?"
     # Joined as the FAQ writes it before any sound-alike is needed (`join_compounds`).
@@ -230,6 +232,7 @@ def test_bench_on_the_misheard_tuning_set(museum: KnowledgeBase, hotel: Knowledg
     on = bench.summarize(bench.evaluate(cases, kbs, soundalike=True))
     assert off["aims"]["wrong"] == on["aims"]["wrong"] == 0
     assert on["aims"]["offtopic_declined"] >= off["aims"]["offtopic_declined"]
-    # 11 since stop 29: "is the clock tower open to visitors" is another place, declined.
-    assert (off["overall"]["correct"], off["overall"]["miss"]) == (11, 8)
+    # 11 since stop 29: "is the clock tower open to visitors" is another place, declined;
+    # 7 missed since stop 32 ("when does the night jar close" is asked back, see above).
+    assert (off["overall"]["correct"], off["overall"]["miss"]) == (11, 7)
     assert on["overall"]["correct"] >= 13 and on["overall"]["miss"] <= 3  # measured 13, 3
