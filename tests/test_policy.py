@@ -3099,6 +3099,8 @@ def test_small_talk_about_the_kiosk_itself(snowcentre: KnowledgeBase) -> None:
     assert turn(snowcentre, "are you a robot or is someone sat in there?").kind == "chat"
     assert turn(snowcentre, "ha, don't you get cold standing here all day?").kind == "chat"
     assert turn(snowcentre, "ha, don't you get cold on the slope?").kind != "chat"
+    # "hiya! you alright?" as it was heard in the spoken run.
+    assert turn(snowcentre, "Hire you all right").kind == "chat"
 
 
 def test_a_thing_named_only_for_its_holders_is_not_priced(stadium: KnowledgeBase) -> None:

@@ -676,8 +676,9 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\b(?:don't|do) (?:you|ya) (?:ever )?get (?:cold|bored|tired|lonely|fed up)"
             r"(?: (?:standing|stood|sat|sitting|stuck) (?:here|there|in here|out here))?"
             r"(?: all day(?: long)?)?\b|"
-            # "Hiya, you alright?" as the recogniser writes it: "Hi, you are right."
-            r"^\W*(?:hi|hiya|hello|hey)\W+(?:are )?you are right\W*$",
+            # "Hiya, you alright?" as the recogniser writes it: "Hi, you are right.", "Hire you
+            # all right" (the whole utterance only: "hire" is a word of many FAQs).
+            r"^\W*(?:hi|hiya|hire|hello|hey)\W+(?:are )?you (?:are|all) right\W*$",
         ),
         (
             "goodbye",
