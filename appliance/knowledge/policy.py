@@ -1086,6 +1086,18 @@ _ON_THE_KIOSK_RE = re.compile(
 )
 
 
+def _sites_own(pattern: re.Pattern[str], text: str, faq_terms: Collection[str]) -> bool:
+    """Every word `pattern` matched is the site's own matter, where the FAQ uses it: its sport
+    ("my boy's football mad" at a football stadium), or its snow after "the" ("up on the snow"
+    at a snow centre, held-out 30: declined as the weather; "will it snow?" is still that)."""
+    for m in pattern.finditer(text):
+        if pattern.pattern == _WEATHER_TOPIC and not _THE_BEFORE_RE.search(text[: m.start()]):
+            return False
+        if not all(t in faq_terms for t in tokenize(m.group(0))):
+            return False
+    return True
+
+
 def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> str | None:
     """The category of an out-of-scope request or topic, unless the FAQ covers it.
     `faq_terms`: the query's terms that the FAQ uses somewhere (`_faq_terms`)."""
@@ -1099,14 +1111,9 @@ def _off_topic(text: str, best: Hit | None, faq_terms: Collection[str] = ()) -> 
             continue
         if pattern.search(heading):
             continue
-        if pattern.pattern in (_SPORT_NAMES, _WEATHER_TOPIC) and all(
-            t in faq_terms and (pattern.pattern == _SPORT_NAMES or _THE_BEFORE_RE.search(before))
-            for m in pattern.finditer(text)
-            for before in (text[: m.start()],)
-            for t in tokenize(m.group(0))
+        if pattern.pattern in (_SPORT_NAMES, _WEATHER_TOPIC) and _sites_own(
+            pattern, text, faq_terms
         ):
-            # The site's own sport, or its own snow or ice where the FAQ uses the word: "up
-            # on the snow" at a snow centre (held-out 30: declined as the weather).
             continue
         if category == "medical" and _CARE_RE.search(heading):
             # The staff wrote what to do when someone is hurt ("where's the nearest
@@ -1922,10 +1929,9 @@ def _holders_only(query: str, entry: FaqEntry, specific: Collection[str]) -> boo
     thing = {t for t in said if t in specific and not _incidental(t)}
     if not thing:
         return False
-    held = {t for m in _HOLDERS_RE.finditer(entry.answer) for t in tokenize(m.group(0))}
     rest = frozenset(tokenize(_HOLDERS_RE.sub(" ", entry.answer)))
-    named = {t for t in thing if _term_in(t, frozenset(held))}
-    return bool(named) and not any(_term_in(t, rest) for t in thing)
+    held = frozenset(t for m in _HOLDERS_RE.finditer(entry.answer) for t in tokenize(m.group(0)))
+    return any(_term_in(t, held) for t in thing) and not any(_term_in(t, rest) for t in thing)
 
 
 def _prices_visitors(query: str, entry: FaqEntry, asked: frozenset[str]) -> bool:
