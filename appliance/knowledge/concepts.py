@@ -25,6 +25,8 @@ __all__ = ["LEAVE_VERBS", "SCHOOL_GROUP", "plain_words", "related"]
 # Ways of putting a thing down somewhere ("a place to leave the car"): the idiom below and
 # the answer policy's check of a place asked for (policy._PLACE_TO_RE) read the same verbs.
 LEAVE_VERBS = "(?:leave|put|stick|dump)"
+# A spelled child's age, under twenty ("turning eight").
+_CHILD_AGE_WORD = "|".join(w for w in NUMBER_WORDS if (words_value(w) or 0) < 20)
 # Ways of saying a thing was lost, which the lost-property idioms below share.
 _LOST_VERBS = "(?:lost|lose|dropped|misplaced)"
 
@@ -279,8 +281,7 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # "doing my son's tenth here with his mates" (held-out 30: declined).
         (
             # A child's age: turning sixty asks about a senior's price.
-            r"\b(?:turning|turns) (?:1?\d|"
-            r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen)\b|"
+            rf"\b(?:turning|turns) (?:1?\d|{_CHILD_AGE_WORD})\b|"
             r"\b(?:my|his|her|our|their) \w+'s (?:first|second|third|fourth|fifth|sixth|"
             r"seventh|eighth|ninth|tenth|eleventh|twelfth|\w+teenth|\w+tieth|\d+(?:st|nd|rd|th))"
             r"(?=\s*(?:[,.?!]|$|here\b|at\b|with\b|do\b|bash\b))",

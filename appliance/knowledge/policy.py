@@ -622,6 +622,8 @@ def _unfinished(words: Sequence[str]) -> bool:
 
 # --------------------------------------------------------------------------- small talk
 
+# How someone is inside the kiosk: "is someone *sat* in there?"
+_PERCHED = r"(?:(?:sat|sitting|stood|standing|hiding) )?"
 _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (intent, re.compile(pattern, re.IGNORECASE))
     for intent, pattern in (
@@ -637,7 +639,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"someone|somebody|people)(?: in there| inside| behind (?:it|this|you)|"
             r" (?:talking|speaking) (?:through|for) (?:you|it|this))?\b)?"
             r"(?:,? or is (?:there )?(?:somebody|someone|anybody|anyone|a person|a human) "
-            r"(?:(?:sat|sitting|stood|standing|hiding) )?"
+            rf"{_PERCHED}"
             r"(?:listening|there|in there|inside|watching|real)\b)?"
             r"(?:,? or (?:is )?(?:this|it) (?:just )?(?:a |an )?(?:computer|machine|robot|bot|"
             r"recording|program|ai)\b)?|"
@@ -645,7 +647,7 @@ _CHAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"^\W*(?:a )?real person,? or (?:is (?:it|this) )?(?:just )?(?:a |an )?(?:computer|"
             r"machine|robot|bot|recording)\b|"
             r"\bis (?:there )?(?:someone|somebody|anyone|anybody|a (?:real )?person|a human) "
-            r"(?:(?:sat|sitting|stood|standing|hiding) )?"
+            rf"{_PERCHED}"
             r"(?:behind|in|inside) (?:there|here|this|it|you|the screen)\b|"
             r"\bwhat(?:'s| is) your name\b|\bwho (?:made|built|created) you\b|"
             r"\b(?:who|what) am i (?:talking|speaking) (?:to|with)\b|"
@@ -1923,10 +1925,9 @@ def _holders_only(query: str, entry: FaqEntry, specific: Collection[str]) -> boo
     is a season ticket?" and a stadium tour's "Season ticket holders and club members get
     25% off" (held-out 30: answered with the tour's prices)."""
     heading = _heading_terms(entry)
-    said = [t for t in _content_terms(query) if t not in _PRICE_TERMS]
-    if any(_shares(t, heading) for t in said):
+    if any(_shares(t, heading) for t in _content_terms(query) if t not in _PRICE_TERMS):
         return False  # the entry's own thing, for its holders: "is the tour cheaper for them?"
-    thing = {t for t in said if t in specific and not _incidental(t)}
+    thing = _asked_thing(query, heading, specific)
     if not thing:
         return False
     rest = frozenset(tokenize(_HOLDERS_RE.sub(" ", entry.answer)))
@@ -1971,17 +1972,22 @@ def _prices_what_is_asked(query: str, entry: FaqEntry, specific: Collection[str]
     priced = [_AMOUNT_RE.search(s) is not None for s in sentences]
     if not any(priced):
         return False
-    heading = _heading_terms(entry)
-    thing = [
-        t
-        for t in _content_terms(query)
-        if t in specific and t not in _PRICE_TERMS and not _incidental(t) and t not in heading
-    ]
+    thing = _asked_thing(query, _heading_terms(entry), specific)
     # Words themselves, not related ones: "lunch", related to "cafe", is in the sentence
     # pricing the café's lunch box, not in the one on its smoothies.
     overlaps = [sum(1 for t in thing if _term_in(t, _sentence_terms(s))) for s in sentences]
     best = max(overlaps)
     return best == 0 or any(p for p, o in zip(priced, overlaps, strict=True) if o == best)
+
+
+def _asked_thing(query: str, heading: frozenset[str], specific: Collection[str]) -> list[str]:
+    """What a price question names beyond the entry's own topic: its `specific` words (few
+    entries have them) less price words, incidental ones and the `heading`'s words."""
+    return [
+        t
+        for t in _content_terms(query)
+        if t in specific and t not in _PRICE_TERMS and not _incidental(t) and t not in heading
+    ]
 
 
 # A sentence that goes on about the thing the sentence before named.
